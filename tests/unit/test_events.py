@@ -1,0 +1,153 @@
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from shared.counting import Counts, TaskResult, TaskState
+from shared.events import (
+    InvalidDeliveryError, TASK_DELETED, parse_delivery, parse_timestamp, ticks_to_iso,
+)
+
+SAMPLES = Path(__file__).parent.parent / "samples"
+NOW = datetime(2025, 6, 1, 12, 30, tzinfo=timezone.utc)
+
+
+def parse(document):
+    return parse_delivery(json.dumps(document).encode(), NOW)
+
+
+def state_changed(data, **envelope):
+    return {"id": "e1", "eventType": "Batch.TaskStateChanged", "eventTime": "2025-06-01T12:00:00Z",
+            "subject": "s", "dataVersion": "1", "data": data, **envelope}
+
+
+def task(**fields):
+    return {"jobId": "job-1", "id": "task-1", "state": "running",
+            "stateTransitionTime": "2025-06-01T12:00:00.0000001Z", **fields}
+
+
+def test_event_grid_sample_parses_to_typed_events():
+    delivery = parse_delivery((SAMPLES / "eventgrid_batch.json").read_bytes(), NOW)
+    assert delivery.rejections == ()
+    completed, deleted = delivery.events
+    assert (completed.job_id, completed.job_key, completed.task_key) == ("Render-42", "render-42", "frame-0001")
+    assert completed.status.state is TaskState.COMPLETED and completed.status.result is TaskResult.SUCCESS
+    assert completed.status.slot_counts() == Counts(completed=2, succeeded=2)
+    assert deleted.event_type == TASK_DELETED and deleted.status.deleted
+
+
+def test_cloudevents_sample_with_task_id_and_service_log_record():
+    delivery = parse_delivery((SAMPLES / "cloudevents_batch.json").read_bytes(), NOW)
+    assert delivery.rejections == ()
+    running, completed = delivery.events
+    assert running.task_id == "frame-0003" and running.status.state is TaskState.RUNNING
+    assert completed.task_id == "frame-0004"
+    assert completed.status.state is TaskState.COMPLETED
+    assert completed.status.result is TaskResult.FAILURE  # exitCode 3
+    assert completed.status.version.startswith(f"{17487792095000000:019d}-000001")
+
+
+@pytest.mark.parametrize("operation,exit_code,state,result", [
+    ("TaskStartEvent", None, TaskState.RUNNING, None),
+    ("TaskCompleteEvent", 0, TaskState.COMPLETED, TaskResult.SUCCESS),
+    ("TaskCompleteEvent", 1, TaskState.COMPLETED, TaskResult.FAILURE),
+    ("TaskFailEvent", 1, TaskState.COMPLETED, TaskResult.FAILURE),
+])
+def test_service_log_operations(operation, exit_code, state, result):
+    execution = {} if exit_code is None else {"exitCode": exit_code}
+    record = {"time": "2025-06-01T12:00:00Z", "operationName": operation, "category": "ServiceLog",
+              "properties": {"jobId": "j", "id": "t", "executionInfo": execution}}
+    [event] = parse([state_changed(record)]).events
+    assert (event.status.state, event.status.result) == (state, result)
+
+
+def test_single_cloudevent_object_is_a_delivery_of_one():
+    document = {"specversion": "1.0", "id": "x", "source": "s", "type": "Batch.TaskStateChanged", "data": task()}
+    assert len(parse(document).events) == 1
+
+
+def test_validation_handshake_is_recognised():
+    document = [{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+                 "data": {"validationCode": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}, "eventTime": "x"}]
+    assert parse(document).validation_code == "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"
+
+
+def test_subscription_deleted_notice_is_ignored_not_rejected():
+    delivery = parse([{"id": "d", "eventType": "Microsoft.EventGrid.SubscriptionDeletedEvent", "data": {}}])
+    assert (delivery.events, delivery.rejections, delivery.ignored) == ((), (), 1)
+
+
+@pytest.mark.parametrize("body", [b"not json", b"{\"a\":", b"42", b"\"text\"", b"[" * 100_000 + b"]" * 100_000])
+def test_bodies_that_are_not_deliveries(body):
+    with pytest.raises(InvalidDeliveryError):
+        parse_delivery(body, NOW)
+
+
+@pytest.mark.parametrize("element,reason", [
+    (state_changed(task(state="deleted")), "state must be one of"),
+    (state_changed(task(state=None)), "state must be one of"),
+    (state_changed(task(jobId="bad/id")), "jobId must be"),
+    (state_changed(task(jobId="x" * 65)), "jobId must be"),
+    (state_changed(task(jobId="a' or PartitionKey eq 'b")), "jobId must be"),
+    (state_changed(task(id="t#1")), "task id"),
+    (state_changed({**task(), "id": "a", "taskId": "b"}), "disagree"),
+    (state_changed(task(stateTransitionTime="yesterday")), "ISO 8601"),
+    (state_changed(task(stateTransitionTime="2025-06-01T12:00:00")), "with a zone"),
+    (state_changed(task(stateTransitionTime="2025-02-30T12:00:00Z")), "not a real time"),
+    (state_changed(task(stateTransitionTime="2999-01-01T00:00:00Z")), "in the future"),
+    (state_changed(task(stateTransitionTime="1999-12-31T23:59:59Z")), "before 2000"),
+    (state_changed(task(requiredSlots=0)), "requiredSlots"),
+    (state_changed(task(requiredSlots="2")), "requiredSlots"),
+    (state_changed(task(state="completed", executionInfo={"result": "maybe"})), "result must be"),
+    (state_changed(task(executionInfo={"retryCount": -1})), "retryCount"),
+    (state_changed(task(executionInfo={"retryCount": True})), "retryCount"),
+    (state_changed(task(executionInfo=[])), "executionInfo must be"),
+    (state_changed("a string"), "data must be"),
+    (state_changed(task(), eventType="Batch.JobDeleted"), "unsupported event type"),
+    (state_changed(task(), id=7), "id is required"),
+    ({"specversion": "0.3", "id": "x", "source": "s", "type": "Batch.TaskStateChanged"}, "specversion"),
+    ({"specversion": "1.0", "id": "x", "source": "s", "type": "Batch.TaskStateChanged", "data_base64": "AA=="}, "binary"),
+    ({"specversion": "1.0", "id": "x", "type": "Batch.TaskStateChanged", "data": task()}, "source is required"),
+    (state_changed({"operationName": "TaskScheduleFailEvent", "time": "2025-06-01T12:00:00Z",
+                    "properties": {"jobId": "j", "id": "t"}}), "not a task state change"),
+    (state_changed({"operationName": "TaskCompleteEvent", "time": "2025-06-01T12:00:00Z",
+                    "properties": {"jobId": "j", "id": "t"}}), "exitCode"),
+    ({"id": "d", "eventType": "Batch.TaskDeleted", "data": {"jobId": "j", "id": "t"}}, "eventTime"),
+    ([1, 2], "must be a JSON object"),
+])
+def test_invalid_events_are_rejected_with_a_reason(element, reason):
+    good = state_changed(task(id="good"))
+    delivery = parse([good, element])
+    assert [event.task_id for event in delivery.events] == ["good"]
+    [rejection] = delivery.rejections
+    assert reason in rejection.reason
+    assert rejection.index == 1
+    assert json.loads(rejection.raw) == element
+
+
+def test_completed_without_result_falls_back_to_exit_code_and_failure_info():
+    success = parse([state_changed(task(state="completed", executionInfo={"exitCode": 0}))]).events[0]
+    failure = parse([state_changed(task(state="completed", executionInfo={"failureInfo": {"code": "X"}}))]).events[0]
+    assert success.status.result is TaskResult.SUCCESS and failure.status.result is TaskResult.FAILURE
+
+
+def test_timestamps_keep_seven_digits_and_honour_offsets():
+    a = parse([state_changed(task(stateTransitionTime="2025-06-01T12:00:00.1234567Z"))]).events[0]
+    b = parse([state_changed(task(stateTransitionTime="2025-06-01T14:00:00.1234568+02:00"))]).events[0]
+    assert b.status.version > a.status.version
+    assert ticks_to_iso(int(a.status.version[:19])) == "2025-06-01T12:00:00.1234567Z"
+    assert parse_timestamp("2025-06-01T12:00:00Z") == datetime(2025, 6, 1, 12, tzinfo=timezone.utc)
+
+
+@settings(max_examples=300)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+                    max_leaves=20))
+def test_parser_never_raises_anything_but_its_own_errors(document):
+    try:
+        delivery = parse(document)
+    except InvalidDeliveryError:
+        return
+    assert len(delivery.events) + len(delivery.rejections) + delivery.ignored <= max(1, len(document) if isinstance(document, list) else 1)
