@@ -20,6 +20,10 @@ class StoreUnavailableError(TaskCountsError):
     """Table Storage failed or stayed contended; the caller should retry later (HTTP 503)."""
 
 
+class InvalidContinuationError(TaskCountsError):
+    """A list continuation token that this service did not issue (HTTP 400)."""
+
+
 def batch_error_body(code: str, message: str, values: dict[str, str] | None = None) -> dict[str, Any]:
     """The error envelope Azure Batch returns, which the azure-batch SDK parses."""
     body: dict[str, Any] = {"code": code, "message": {"lang": "en-US", "value": message}}

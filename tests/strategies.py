@@ -22,3 +22,12 @@ def observations(draw, task_keys=("t-1", "t-2", "T-3", "t-4")):
         required_slots=draw(st.integers(1, 3)),
     )
     return key, status
+
+
+def observe(job_id: str, task_id: str, state, ticks: int = 0, result=None, attempt: int = 0, slots: int = 1):
+    """A TaskEvent as the parser would produce it (state None: a delete)."""
+    from shared.events import TASK_DELETED, TASK_STATE_CHANGED, TaskEvent
+
+    status = TaskStatus.observed(BASE_TICKS + ticks, attempt, state, result, slots)
+    event_type = TASK_DELETED if state is None else TASK_STATE_CHANGED
+    return TaskEvent(f"{task_id}@{ticks}", event_type, job_id, task_id, status)

@@ -1,0 +1,46 @@
+"""Test tiers: unit (pure), functional (shared/ and function folders against a real Azurite),
+e2e (processes over HTTP). Azurite is started once per session on a free loopback port."""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # the Functions host puts the app root on sys.path; so do we
+    sys.path.insert(0, str(REPO))
+
+from shared.config import Settings  # noqa: E402
+from shared.store import CountsStore  # noqa: E402
+from tools.azurite import Azurite  # noqa: E402
+
+_prefixes = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    with Azurite() as server:
+        yield server
+
+
+def make_settings(azurite: Azurite, **overrides) -> Settings:
+    """Settings for an isolated set of tables (a fresh prefix per call)."""
+    env = {"AzureWebJobsStorage": azurite.connection_string,
+           "COUNTS_TABLE_PREFIX": f"t{os.getpid()}n{next(_prefixes)}"}
+    env.update({key: str(value) for key, value in overrides.items()})
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def settings(azurite):
+    return make_settings(azurite)
+
+
+@pytest.fixture
+async def store(settings):
+    counts_store = CountsStore.from_settings(settings)
+    yield counts_store
+    await counts_store.close()

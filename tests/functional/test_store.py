@@ -1,0 +1,190 @@
+"""The store against a real Azurite: exactly-once effect, ordering, deletes, contention."""
+import asyncio
+import random
+import threading
+import zlib
+from datetime import datetime, timezone
+
+from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+
+from shared.counting import Counts, TaskResult, TaskState, counts_of
+from shared.events import Rejection
+from shared.store import COUNTER_ROW, CountsStore, raw_text_of
+from tests.conftest import make_settings
+from tests.strategies import observations, observe
+
+ACTIVE, RUNNING, COMPLETED = TaskState.ACTIVE, TaskState.RUNNING, TaskState.COMPLETED
+SUCCESS, FAILURE = TaskResult.SUCCESS, TaskResult.FAILURE
+
+
+async def counts(store, job_key):
+    return (await store.get_job_counts(job_key)).tasks
+
+
+async def assert_counters_match_rows(store, job_key):
+    """Every counter row equals the sum of the task rows in its partition."""
+    job = (await store.get_job_counts(job_key)).job
+    from shared.store import _counts_from_row, _status_from_row  # the row codec under test
+    for shard in range(job.partitions):
+        rows = [row async for row in store.partition_rows(job_key, shard)]
+        counter = [row for row in rows if row["RowKey"] == COUNTER_ROW]
+        tasks = [_status_from_row(row) for row in rows if row["RowKey"] != COUNTER_ROW]
+        assert _counts_from_row(counter[0] if counter else None) == counts_of(tasks)
+
+
+async def test_lifecycle_counts(store):
+    outcome = await store.apply([observe("Job-A", "t1", ACTIVE, 1), observe("Job-A", "t2", ACTIVE, 1)])
+    assert outcome.applied == 2
+    await store.apply([observe("job-a", "t1", RUNNING, 2), observe("JOB-A", "t2", COMPLETED, 3, FAILURE, slots=2)])
+    job = await store.get_job_counts("job-a")
+    assert job.job.job_id == "Job-A"  # first-seen case kept for display
+    assert job.tasks == Counts(running=1, completed=1, failed=1)
+    assert job.slots == Counts(running=1, completed=2, failed=2)
+    assert job.last_updated_at is not None
+
+
+async def test_duplicates_and_older_events_change_nothing(store):
+    first = [observe("j", "t1", RUNNING, 5)]
+    assert (await store.apply(first)).applied == 1
+    outcome = await store.apply(first + [observe("j", "t1", ACTIVE, 4)])
+    assert (outcome.applied, outcome.unchanged) == (0, 2)
+    assert await counts(store, "j") == Counts(running=1)
+
+
+async def test_reactivation_retry_and_delete_move_counts_back(store):
+    await store.apply([observe("j", "t1", COMPLETED, 1, FAILURE), observe("j", "t2", RUNNING, 1)])
+    await store.apply([observe("j", "t1", ACTIVE, 2), observe("j", "t2", ACTIVE, 2, attempt=1)])
+    assert await counts(store, "j") == Counts(active=2)
+    await store.apply([observe("j", "t1", None, 3)])
+    assert await counts(store, "j") == Counts(active=1)
+    await store.apply([observe("j", "t1", RUNNING, 2)])  # older than the delete: stays deleted
+    assert await counts(store, "j") == Counts(active=1)
+    await store.apply([observe("j", "t1", ACTIVE, 10)])  # a task re-added under the same id
+    assert await counts(store, "j") == Counts(active=2)
+
+
+async def test_large_partition_spans_several_transactions(azurite):
+    store = CountsStore.from_settings(make_settings(azurite, JOB_PARTITIONS=1))
+    events = [observe("big", f"task-{i}", ACTIVE, 1) for i in range(250)]
+    events += [observe("big", f"task-{i}", COMPLETED, 2, SUCCESS) for i in range(0, 250, 2)]
+    random.Random(4).shuffle(events)
+    assert (await store.apply(events)).applied == 250
+    assert await counts(store, "big") == Counts(active=125, completed=125, succeeded=125)
+    await assert_counters_match_rows(store, "big")
+    await store.close()
+
+
+async def test_unknown_job_reads_none(store):
+    assert await store.get_job_counts("nope") is None
+
+
+async def test_list_jobs_pages_with_a_token(store):
+    for n in range(5):
+        await store.apply([observe(f"job-{n}", "t", RUNNING, 1)])
+    seen, token = [], None
+    while True:
+        page, token = await store.list_jobs(2, token)
+        assert len(page) <= 2
+        seen += [(job.job.job_id, job.tasks) for job in page]
+        if token is None:
+            break
+    assert seen == [(f"job-{n}", Counts(running=1)) for n in range(5)]
+
+
+async def test_rejected_events_are_kept_idempotently_with_raw_text(store):
+    now = datetime.now(timezone.utc)
+    small = Rejection(0, "e1", "state must be one of ...", '{"id":"e1"}')
+    huge_raw = '{"id":"e2","data":"' + "x" * 200_000 + '"}'
+    huge = Rejection(1, "e2", "unsupported event type", huge_raw)
+    await store.keep_rejected([small, huge], now)
+    await store.keep_rejected([small], now)  # a redelivery
+    rows = sorted(await store.list_rejected(now), key=lambda row: row["EventId"])
+    assert [(row["EventId"], row["Reason"]) for row in rows] == [("e1", small.reason), ("e2", huge.reason)]
+    assert [raw_text_of(row) for row in rows] == [small.raw, huge_raw]
+    assert rows[1]["RawChunks"] >= 1 and len(zlib.compress(huge_raw.encode())) < 64_000
+
+
+_prop_jobs = iter(range(10**9))
+
+
+@hyp_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=st.lists(observations(), min_size=1, max_size=30), rnd=st.randoms(use_true_random=False),
+       batch_size=st.integers(1, 12))
+def test_property_any_order_any_duplicates_same_counts_in_storage(azurite, events, rnd, batch_size):
+    """Through real storage: the counts equal those of each task's newest event."""
+    job = f"prop-{next(_prop_jobs)}"
+    delivered = events + [rnd.choice(events) for _ in range(len(events) // 2)]
+    rnd.shuffle(delivered)
+
+    async def run():
+        store = CountsStore.from_settings(make_settings(azurite, JOB_PARTITIONS=2))
+        try:
+            for start in range(0, len(delivered), batch_size):
+                await store.apply([_as_event(job, key, s)
+                                   for key, s in delivered[start:start + batch_size]])
+            newest = {}
+            for key, status in events:
+                newest[key.lower()] = max(newest.get(key.lower(), status), status, key=lambda s: s.version)
+            stored = await store.get_job_counts(job)
+            assert (stored.tasks, stored.slots) == counts_of(newest.values())
+            await assert_counters_match_rows(store, job)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def _as_event(job, task_key, status):
+    from shared.events import TASK_STATE_CHANGED, TaskEvent
+    return TaskEvent("e", TASK_STATE_CHANGED, job, task_key, status)
+
+
+def test_concurrent_instances_with_overlapping_batches_count_exactly(azurite):
+    """Four threads, each its own event loop and store (as separate instances would be),
+    deliver overlapping shuffled batches for one hot job: ETag conflicts, no double counts."""
+    settings = make_settings(azurite, JOB_PARTITIONS=2)
+    tasks = 120
+    history = []
+    for i in range(tasks):
+        history += [observe("hot", f"t{i}", ACTIVE, 1), observe("hot", f"t{i}", RUNNING, 2)]
+        history += [observe("hot", f"t{i}", COMPLETED, 3, SUCCESS if i % 3 else FAILURE)]
+        if i % 10 == 0:
+            history.append(observe("hot", f"t{i}", ACTIVE, 4))  # reactivated
+    errors = []
+
+    def deliver(seed):
+        rnd = random.Random(seed)
+        mine = rnd.sample(history, k=len(history) * 2 // 3) + history[seed::4]
+
+        async def run():
+            store = CountsStore.from_settings(settings)
+            try:
+                rnd.shuffle(mine)
+                for start in range(0, len(mine), 40):
+                    await store.apply(mine[start:start + 40])
+            finally:
+                await store.close()
+        try:
+            asyncio.run(run())
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=deliver, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+    async def check():
+        store = CountsStore.from_settings(settings)
+        try:
+            reactivated = len(range(0, tasks, 10))
+            completed = tasks - reactivated
+            failed = len([i for i in range(tasks) if i % 3 == 0 and i % 10 != 0])
+            assert await counts(store, "hot") == Counts(active=reactivated, completed=completed,
+                                                       succeeded=completed - failed, failed=failed)
+            await assert_counters_match_rows(store, "hot")
+        finally:
+            await store.close()
+    asyncio.run(check())

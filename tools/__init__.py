@@ -1,0 +1,1 @@
+"""Local development tools (not deployed): Azurite launcher, function host, simulator, demo."""
