@@ -12,6 +12,7 @@ arrival order of the same observations converges to the same row.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Iterable, Mapping
@@ -32,6 +33,11 @@ class TaskResult(str, Enum):
 _STATE_RANK = {TaskState.ACTIVE: 1, TaskState.PREPARING: 2, TaskState.RUNNING: 3, TaskState.COMPLETED: 4}
 _DELETED_RANK = 5
 _RESULT_RANK = {None: 0, TaskResult.SUCCESS: 1, TaskResult.FAILURE: 2}
+
+# Batch ids: letters, digits, hyphens and underscores, 1 to 64 characters, case-insensitive.
+# Lower-cased, they are also safe Table keys (none of / \\ # ? or control characters).
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ID_RULE = "1-64 letters, digits, hyphens or underscores"
 
 MAX_ATTEMPT = 999_999
 MAX_REQUIRED_SLOTS = 99_999
@@ -68,6 +74,10 @@ class Counts:
 
 
 ZERO = Counts()
+
+
+def is_batch_id(value: object) -> bool:
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
 def version_of(ticks: int, attempt: int, state: TaskState | None, result: TaskResult | None,

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from shared.counting import MAX_ATTEMPT, MAX_REQUIRED_SLOTS, TaskResult, TaskState, TaskStatus
+from shared.counting import (
+    ID_RULE, MAX_ATTEMPT, MAX_REQUIRED_SLOTS, TaskResult, TaskState, TaskStatus, is_batch_id,
+)
 from shared.errors import InvalidEventError, TaskCountsError
 
 TASK_STATE_CHANGED = "Batch.TaskStateChanged"
@@ -26,7 +28,6 @@ MAX_DELIVERY_BYTES = 1024 * 1024  # Event Grid's own limit for one delivery
 MAX_FUTURE = timedelta(hours=1)  # clock skew tolerated; a far-future time would pin a task forever
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):?(\d{2}))"
 )
@@ -204,21 +205,19 @@ def datetime_to_ticks(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * TICKS_PER_SECOND + delta.microseconds * 10
 
 
-def validate_id(value: Any, what: str) -> str:
+def _validate_id(value: Any, what: str) -> str:
     """A Batch job or task id: letters, digits, '-' and '_', 1 to 64 characters."""
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise InvalidEventError(
-            f"{what} must be 1-64 letters, digits, hyphens or underscores, got {_short(value)}"
-        )
+    if not is_batch_id(value):
+        raise InvalidEventError(f"{what} must be {ID_RULE}, got {_short(value)}")
     return value
 
 
 def _ids(data: dict) -> tuple[str, str]:
-    job_id = validate_id(data.get("jobId"), "jobId")
+    job_id = _validate_id(data.get("jobId"), "jobId")
     task_id = data.get("id", data.get("taskId"))
     if "id" in data and "taskId" in data and data["id"] != data["taskId"]:
         raise InvalidEventError("id and taskId disagree")
-    return job_id, validate_id(task_id, "task id (id or taskId)")
+    return job_id, _validate_id(task_id, "task id (id or taskId)")
 
 
 def _state(value: Any) -> TaskState:

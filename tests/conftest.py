@@ -44,3 +44,21 @@ async def store(settings):
     counts_store = CountsStore.from_settings(settings)
     yield counts_store
     await counts_store.close()
+
+
+@pytest.fixture(scope="session")
+def app_settings(azurite):
+    """The environment the function folders read, as the host would set it from app settings."""
+    from shared.config import get_settings
+
+    env = {"AzureWebJobsStorage": azurite.connection_string, "COUNTS_TABLE_PREFIX": f"app{os.getpid()}"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    yield get_settings()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()

@@ -1,0 +1,21 @@
+"""GET /api/jobs/{jobId}/taskcounts: binding glue over shared.api."""
+import logging
+
+import azure.functions as func
+
+from shared import api
+from shared.config import get_settings
+from shared.replies import guarded
+from shared.store import get_store
+
+logger = logging.getLogger(__name__)
+
+
+async def main(req: func.HttpRequest) -> func.HttpResponse:
+    job_id = req.route_params.get("jobId", "")
+    reply = await guarded(logger, _handle(job_id), job_id=job_id[:64])
+    return func.HttpResponse(reply.text, status_code=reply.status, headers=reply.all_headers)
+
+
+async def _handle(job_id: str):
+    return await api.get_task_counts(get_store(get_settings()), job_id)

@@ -1,0 +1,20 @@
+"""GET /api/jobs: the job index with counts, paged; binding glue over shared.api."""
+import logging
+
+import azure.functions as func
+
+from shared import api
+from shared.config import get_settings
+from shared.replies import guarded
+from shared.store import get_store
+
+logger = logging.getLogger(__name__)
+
+
+async def main(req: func.HttpRequest) -> func.HttpResponse:
+    reply = await guarded(logger, _handle(req))
+    return func.HttpResponse(reply.text, status_code=reply.status, headers=reply.all_headers)
+
+
+async def _handle(req: func.HttpRequest):
+    return await api.list_jobs(get_store(get_settings()), dict(req.params), req.url)

@@ -1,0 +1,56 @@
+"""HTTP replies as plain data, so the domain never imports azure.functions.
+
+A function folder turns a Reply into ``func.HttpResponse(reply.text, status_code=reply.status,
+headers=reply.headers)``; ``guarded`` is the edge's one place that logs an unexpected error.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable
+
+from shared.errors import StoreUnavailableError, batch_error_body
+
+JSON = "application/json;odata=minimalmetadata"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return "" if self.body is None else json.dumps(self.body, separators=(",", ":"))
+
+    @property
+    def all_headers(self) -> dict[str, str]:
+        return {"Content-Type": JSON, **self.headers} if self.body is not None else dict(self.headers)
+
+
+def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, body, headers or {})
+
+
+def error(status: int, code: str, message: str, values: dict[str, str] | None = None) -> Reply:
+    return Reply(status, batch_error_body(code, message, values))
+
+
+def store_unavailable(error_: StoreUnavailableError) -> Reply:
+    # 503 makes Event Grid redeliver and tells API callers to retry; nothing was half-applied.
+    return Reply(503, batch_error_body("ServerBusy", f"The server is busy; retry later. {error_}"),
+                 {"Retry-After": "10"})
+
+
+async def guarded(logger: logging.Logger, work: Awaitable[Reply], **log_fields: Any) -> Reply:
+    """Await a handler; storage trouble -> 503, anything unexpected -> logged once, 500."""
+    try:
+        return await work
+    except StoreUnavailableError as failure:
+        logger.warning("storage unavailable: %s", failure, extra=log_fields)
+        return store_unavailable(failure)
+    except Exception:
+        logger.exception("unhandled error", extra=log_fields)
+        return error(500, "InternalError", "The server encountered an internal error; retry later.")

@@ -1,0 +1,157 @@
+"""The function folders called as the Functions host calls them, against a real Azurite."""
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import azure.functions as func
+import pytest
+
+import GetTaskCounts
+import ListJobs
+import TaskEvents
+from shared.config import Settings
+from shared.ingest import handle_delivery
+from shared.store import CountsStore, get_store, raw_text_of
+from tools.azurite import free_port
+
+SAMPLES = Path(__file__).parent.parent / "samples"
+pytestmark = pytest.mark.usefixtures("app_settings")
+
+
+def post(body: bytes, **headers) -> func.HttpRequest:
+    return func.HttpRequest("POST", "http://localhost/api/taskevents", headers=headers, body=body)
+
+
+def get_counts(job_id: str) -> func.HttpRequest:
+    return func.HttpRequest("GET", f"http://localhost/api/jobs/{job_id}/taskcounts",
+                            route_params={"jobId": job_id}, body=b"")
+
+
+def body_of(response: func.HttpResponse):
+    return json.loads(response.get_body())
+
+
+def event(job, task, state, at, **data):
+    return {"id": f"{task}-{state}-{at}", "eventType": "Batch.TaskStateChanged", "subject": task,
+            "eventTime": at, "dataVersion": "1",
+            "data": {"jobId": job, "id": task, "state": state, "stateTransitionTime": at, **data}}
+
+
+async def test_event_grid_validation_handshake():
+    body = json.dumps([{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+                        "eventTime": "2025-01-01T00:00:00Z", "data": {"validationCode": "abc-123"}}])
+    response = await TaskEvents.main(post(body.encode(), **{"aeg-event-type": "SubscriptionValidation"}))
+    assert (response.status_code, body_of(response)) == (200, {"validationResponse": "abc-123"})
+
+
+async def test_cloudevents_abuse_protection_handshake():
+    request = func.HttpRequest("OPTIONS", "http://localhost/api/taskevents", body=b"",
+                               headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    response = await TaskEvents.main(request)
+    assert response.status_code == 200
+    assert response.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    missing = await TaskEvents.main(func.HttpRequest("OPTIONS", "http://localhost/api/taskevents", body=b""))
+    assert (missing.status_code, body_of(missing)["code"]) == (400, "MissingRequiredHeader")
+
+
+async def test_both_schemas_are_applied_and_counted():
+    for sample in ("eventgrid_batch.json", "cloudevents_batch.json"):
+        response = await TaskEvents.main(post((SAMPLES / sample).read_bytes()))
+        assert response.status_code == 200, response.get_body()
+        assert body_of(response)["rejected"] == 0
+    response = await GetTaskCounts.main(get_counts("render-42"))
+    assert response.status_code == 200
+    counts = body_of(response)
+    # frame-0001 completed/success (2 slots), frame-0002 deleted, frame-0003 running,
+    # frame-0004 completed/failure (service log, exit code 3)
+    assert counts["taskCounts"] == {"active": 0, "running": 1, "completed": 2, "succeeded": 1, "failed": 1}
+    assert counts["taskSlotCounts"] == {"active": 0, "running": 1, "completed": 3, "succeeded": 2, "failed": 1}
+    assert counts["validationStatus"] == "unvalidated" and counts["lastValidatedAt"] is None
+    assert counts["lastUpdatedAt"].endswith("Z")
+
+
+async def test_redelivery_changes_nothing():
+    batch = json.dumps([event("redo", "t1", "running", "2025-06-01T00:00:01Z")]).encode()
+    first = body_of(await TaskEvents.main(post(batch)))
+    again = body_of(await TaskEvents.main(post(batch)))
+    assert (first["applied"], again["applied"], again["unchanged"]) == (1, 0, 1)
+    counts = body_of(await GetTaskCounts.main(get_counts("REDO")))
+    assert counts["taskCounts"]["running"] == 1
+
+
+async def test_mixed_batch_applies_good_events_and_keeps_bad_ones():
+    bad_state = event("mixed", "t2", "exploded", "2025-06-01T00:00:01Z")
+    batch = [event("mixed", "t1", "active", "2025-06-01T00:00:01Z"), bad_state, "not an object"]
+    response = await TaskEvents.main(post(json.dumps(batch).encode()))
+    assert response.status_code == 200
+    summary = body_of(response)
+    assert (summary["received"], summary["applied"], summary["rejected"]) == (3, 1, 2)
+    assert [r["index"] for r in summary["rejections"]] == [1, 2]
+    assert "state must be one of" in summary["rejections"][0]["reason"]
+    counts = body_of(await GetTaskCounts.main(get_counts("mixed")))
+    assert counts["taskCounts"]["active"] == 1
+    store = get_store(Settings.from_env())
+    kept = {raw_text_of(row): row["Reason"] for row in await store.list_rejected(datetime.now(timezone.utc))}
+    assert json.dumps(bad_state, separators=(",", ":")) in kept
+    assert '"not an object"' in kept
+
+
+@pytest.mark.parametrize("body,status,code", [
+    (b"{not json", 400, "InvalidRequestBody"),
+    (b"42", 400, "InvalidRequestBody"),
+    (b"[" + b" " * (1024 * 1024) + b"]", 413, "RequestBodyTooLarge"),
+])
+async def test_unusable_bodies_get_batch_style_errors(body, status, code):
+    response = await TaskEvents.main(post(body))
+    error = body_of(response)
+    assert response.status_code == status
+    assert error["code"] == code and error["message"]["lang"] == "en-US" and error["message"]["value"]
+
+
+async def test_unknown_job_is_404_job_not_found():
+    response = await GetTaskCounts.main(get_counts("never-seen"))
+    assert (response.status_code, body_of(response)["code"]) == (404, "JobNotFound")
+
+
+@pytest.mark.parametrize("job_id", ["bad'id", "a" * 65, "job/1", ""])
+async def test_invalid_job_id_is_400(job_id):
+    response = await GetTaskCounts.main(get_counts(job_id))
+    assert (response.status_code, body_of(response)["code"]) == (400, "InvalidUri")
+
+
+async def test_list_jobs_function_pages_and_rejects_bad_parameters():
+    for n in range(3):
+        await TaskEvents.main(post(json.dumps([event(f"list-{n}", "t", "active", "2025-06-01T00:00:01Z")]).encode()))
+    ids, url = [], "http://localhost/api/jobs?maxresults=2"
+    for _ in range(50):
+        if url is None:
+            break
+        params = dict(parse_qsl(urlsplit(url).query))
+        page = body_of(await ListJobs.main(func.HttpRequest("GET", url, params=params, body=b"")))
+        assert len(page["value"]) <= 2
+        ids += [job["id"] for job in page["value"]]
+        url = page.get("odata.nextLink")
+    assert url is None
+    assert {"list-0", "list-1", "list-2"} <= set(ids)
+    for params in ({"maxresults": "0"}, {"maxresults": "x"}, {"$skiptoken": "garbage!"}):
+        response = await ListJobs.main(func.HttpRequest("GET", "http://localhost/api/jobs", params=params, body=b""))
+        assert (response.status_code, body_of(response)["code"]) == (400, "InvalidQueryParameterValue")
+
+
+async def test_storage_outage_is_503_and_redelivery_afterwards_counts_once(azurite):
+    """Storage down -> 503 (Event Grid retries); the retried delivery then counts exactly once."""
+    dead = Settings.from_env({"AzureWebJobsStorage": azurite.connection_string.replace(
+        f":{azurite.port}/", f":{free_port()}/"), "COUNTS_TABLE_PREFIX": "dead"})
+    batch = json.dumps([event("outage", "t1", "running", "2025-06-01T00:00:01Z")]).encode()
+    from shared.replies import guarded
+    import logging
+    dead_store = CountsStore.from_settings(dead)
+    reply = await guarded(logging.getLogger("test"), handle_delivery(
+        dead_store, "POST", {}, batch, datetime.now(timezone.utc)))
+    await dead_store.close()
+    assert (reply.status, reply.body["code"]) == (503, "ServerBusy")
+    for _ in range(2):  # Event Grid's retry, then a duplicate
+        assert (await TaskEvents.main(post(batch))).status_code == 200
+    counts = body_of(await GetTaskCounts.main(get_counts("outage")))
+    assert counts["taskCounts"]["running"] == 1
