@@ -461,3 +461,10 @@ def get_store(settings: Settings) -> CountsStore:
     if store is None:
         store = _stores[loop] = CountsStore.from_settings(settings)
     return store
+
+
+async def close_store() -> None:
+    """Close the running loop's store (host shutdown, end of a test session)."""
+    store = _stores.pop(asyncio.get_running_loop(), None)
+    if store is not None:
+        await store.close()

@@ -47,15 +47,17 @@ async def store(settings):
 
 
 @pytest.fixture(scope="session")
-def app_settings(azurite):
+async def app_settings(azurite):
     """The environment the function folders read, as the host would set it from app settings."""
     from shared.config import get_settings
+    from shared.store import close_store
 
     env = {"AzureWebJobsStorage": azurite.connection_string, "COUNTS_TABLE_PREFIX": f"app{os.getpid()}"}
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     get_settings.cache_clear()
     yield get_settings()
+    await close_store()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

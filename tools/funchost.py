@@ -24,6 +24,8 @@ from typing import Any, Callable
 import azure.functions as func
 from aiohttp import web
 
+from shared.store import close_store
+
 REPO = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)
 
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()
+            await close_store()
 
     try:
         asyncio.run(run())
