@@ -1,0 +1,3 @@
+from tools.batchsim.server import main
+
+main()

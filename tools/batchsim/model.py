@@ -1,0 +1,284 @@
+"""The simulator's in-memory Batch account: jobs, tasks, transitions, and an event outbox."""
+from __future__ import annotations
+
+import bisect
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from shared.counting import is_batch_id
+from shared.events import TICKS_PER_SECOND, ticks_to_iso
+
+ACTIVE, PREPARING, RUNNING, COMPLETED = "active", "preparing", "running", "completed"
+
+
+class SimError(Exception):
+    """A Batch error: HTTP status, Batch error code, message."""
+
+    def __init__(self, status: int, code: str, message: str, values: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.values = status, code, message, values
+
+
+@dataclass(slots=True)
+class SimTask:
+    id: str
+    creation_ticks: int
+    state_ticks: int
+    state: str = ACTIVE
+    previous_state: str | None = None
+    previous_ticks: int | None = None
+    result: str | None = None
+    exit_code: int | None = None
+    retry_count: int = 0
+    requeue_count: int = 0
+    required_slots: int = 1
+
+    def to_json(self, job_url: str) -> dict:
+        body = {
+            "id": self.id, "url": f"{job_url}/tasks/{self.id}", "eTag": f"0x{self.state_ticks:X}",
+            "creationTime": ticks_to_iso(self.creation_ticks), "lastModified": ticks_to_iso(self.state_ticks),
+            "state": self.state, "stateTransitionTime": ticks_to_iso(self.state_ticks),
+            "commandLine": "/bin/sh -c 'true'", "requiredSlots": self.required_slots,
+            "executionInfo": {"retryCount": self.retry_count, "requeueCount": self.requeue_count},
+        }
+        if self.previous_state is not None:
+            body["previousState"] = self.previous_state
+            body["previousStateTransitionTime"] = ticks_to_iso(self.previous_ticks)
+        if self.state == COMPLETED:
+            body["executionInfo"].update({"result": self.result, "exitCode": self.exit_code})
+        return body
+
+
+@dataclass
+class SimJob:
+    id: str
+    creation_ticks: int
+    tasks: dict[str, SimTask] = field(default_factory=dict)
+    state: str = "active"
+    _order: list[str] = field(default_factory=list)
+    _sorted: bool = True
+
+    def ordered_keys(self) -> list[str]:
+        if not self._sorted:
+            self._order = sorted(self.tasks)
+            self._sorted = True
+        return self._order
+
+    def keys_after(self, after: str | None) -> Iterator[str]:
+        keys = self.ordered_keys()
+        start = 0 if after is None else bisect.bisect_right(keys, after)
+        for index in range(start, len(keys)):
+            key = keys[index]
+            if key in self.tasks:  # deleted tasks leave stale keys until the next re-sort
+                yield key
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """A task-state change as the producer publishes it (rendered to JSON at publish time)."""
+
+    sequence: int
+    job_id: str
+    task: tuple  # (id, state, ticks, previous_state, result, exit_code, retry, requeue, slots); state None = deleted
+
+    def to_event_grid(self) -> dict:
+        task_id, state, ticks, previous, result, exit_code, retries, requeues, slots = self.task
+        when = ticks_to_iso(ticks)
+        base = {"id": f"sim-{self.sequence}", "subject": f"jobs/{self.job_id}/tasks/{task_id}",
+                "eventTime": when, "dataVersion": "1.0"}
+        if state is None:
+            return {**base, "eventType": "Batch.TaskDeleted", "data": {"jobId": self.job_id, "id": task_id}}
+        execution = {"retryCount": retries, "requeueCount": requeues}
+        if state == COMPLETED:
+            execution.update({"result": result, "exitCode": exit_code})
+        data = {"jobId": self.job_id, "id": task_id, "state": state, "stateTransitionTime": when,
+                "requiredSlots": slots, "executionInfo": execution}
+        if previous is not None:
+            data["previousState"] = previous
+        return {**base, "eventType": "Batch.TaskStateChanged", "data": data}
+
+    def to_cloud_event(self) -> dict:
+        grid = self.to_event_grid()
+        return {"specversion": "1.0", "id": grid["id"], "source": "/batchsim", "type": grid["eventType"],
+                "time": grid["eventTime"], "subject": grid["subject"], "data": grid["data"]}
+
+
+class BatchAccount:
+    """Jobs and tasks in memory; every transition is stamped with a strictly increasing time."""
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self.jobs: dict[str, SimJob] = {}
+        self.outbox: list[OutboxEvent] = []
+        self._clock = clock
+        self._last_ticks = 0
+        self._sequence = 0
+
+    def now_ticks(self) -> int:
+        ticks = int(self._clock() * TICKS_PER_SECOND)
+        self._last_ticks = max(ticks, self._last_ticks + 1)
+        return self._last_ticks
+
+    # ---- jobs and tasks ------------------------------------------------------------------
+
+    def job(self, job_id: str) -> SimJob:
+        job = self.jobs.get(job_id.lower())
+        if job is None:
+            raise SimError(404, "JobNotFound", f"The specified job does not exist.\nJobId:{job_id}")
+        return job
+
+    def create_job(self, job_id: str) -> SimJob:
+        if not is_batch_id(job_id):
+            raise SimError(400, "InvalidPropertyValue", f"The job id {job_id!r} is not valid.")
+        if job_id.lower() in self.jobs:
+            raise SimError(409, "JobExists", f"The specified job already exists.\nJobId:{job_id}")
+        job = self.jobs[job_id.lower()] = SimJob(job_id, self.now_ticks())
+        return job
+
+    def delete_job(self, job_id: str) -> None:
+        self.jobs.pop(self.job(job_id).id.lower())
+
+    def add_tasks(self, job_id: str, task_ids: list[str], required_slots: int = 1, publish: bool = True) -> None:
+        job = self.job(job_id)
+        for task_id in task_ids:
+            if not is_batch_id(task_id):
+                raise SimError(400, "InvalidPropertyValue", f"The task id {task_id!r} is not valid.")
+            if task_id.lower() in job.tasks:
+                raise SimError(409, "TaskExists", f"The specified task already exists.\nTaskId:{task_id}")
+        for task_id in task_ids:
+            ticks = self.now_ticks()
+            task = SimTask(task_id, ticks, ticks, required_slots=required_slots)
+            job.tasks[task_id.lower()] = task
+            self._record(job, task, publish)
+        job._sorted = False
+
+    def task(self, job_id: str, task_id: str) -> tuple[SimJob, SimTask]:
+        job = self.job(job_id)
+        task = job.tasks.get(task_id.lower())
+        if task is None:
+            raise SimError(404, "TaskNotFound", f"The specified task does not exist.\nTaskId:{task_id}")
+        return job, task
+
+    # ---- transitions (each records an outbox event unless publish=False: a lost event) -----
+
+    def start(self, job_id: str, task_id: str, preparing: bool = False, publish: bool = True) -> None:
+        self._move(job_id, task_id, {ACTIVE, PREPARING}, PREPARING if preparing else RUNNING, publish)
+
+    def complete(self, job_id: str, task_id: str, exit_code: int = 0, publish: bool = True) -> None:
+        job, task = self._move(job_id, task_id, {RUNNING, PREPARING, ACTIVE}, COMPLETED, publish, record=False)
+        task.result, task.exit_code = ("success" if exit_code == 0 else "failure"), exit_code
+        self._record(job, task, publish)
+
+    def retry(self, job_id: str, task_id: str, publish: bool = True) -> None:
+        """A failed attempt with retries left: running -> active, retryCount + 1."""
+        job, task = self._move(job_id, task_id, {RUNNING, PREPARING}, ACTIVE, publish, record=False)
+        task.retry_count += 1
+        self._record(job, task, publish)
+
+    def requeue(self, job_id: str, task_id: str, publish: bool = True) -> None:
+        """The node went away: running -> active, requeueCount + 1."""
+        job, task = self._move(job_id, task_id, {RUNNING, PREPARING}, ACTIVE, publish, record=False)
+        task.requeue_count += 1
+        self._record(job, task, publish)
+
+    def reactivate(self, job_id: str, task_id: str, publish: bool = True) -> None:
+        _, task = self.task(job_id, task_id)
+        if task.result != "failure":
+            raise SimError(409, "InvalidTaskState", "Only a task that completed with failure can be reactivated.")
+        job, task = self._move(job_id, task_id, {COMPLETED}, ACTIVE, publish, record=False)
+        task.result = task.exit_code = None
+        task.retry_count = 0
+        self._record(job, task, publish)
+
+    def terminate(self, job_id: str, task_id: str, publish: bool = True) -> None:
+        job, task = self._move(job_id, task_id, {ACTIVE, PREPARING, RUNNING}, COMPLETED, publish, record=False)
+        task.result, task.exit_code = "failure", -1
+        self._record(job, task, publish)
+
+    def delete_task(self, job_id: str, task_id: str, publish: bool = True) -> None:
+        job, task = self.task(job_id, task_id)
+        del job.tasks[task_id.lower()]
+        self._emit(job, (task.id, None, self.now_ticks(), None, None, None, 0, 0, 1), publish)
+
+    def _move(self, job_id: str, task_id: str, allowed: set[str], new_state: str, publish: bool,
+              record: bool = True) -> tuple[SimJob, SimTask]:
+        job, task = self.task(job_id, task_id)
+        if task.state not in allowed:
+            raise SimError(409, "InvalidTaskState", f"Task {task.id} is {task.state}; cannot move to {new_state}.")
+        task.previous_state, task.previous_ticks = task.state, task.state_ticks
+        task.state, task.state_ticks = new_state, self.now_ticks()
+        if new_state != COMPLETED:
+            task.result = task.exit_code = None
+        if record:
+            self._record(job, task, publish)
+        return job, task
+
+    def _record(self, job: SimJob, task: SimTask, publish: bool) -> None:
+        self._emit(job, (task.id, task.state, task.state_ticks, task.previous_state, task.result,
+                         task.exit_code, task.retry_count, task.requeue_count, task.required_slots), publish)
+
+    def _emit(self, job: SimJob, snapshot: tuple, publish: bool) -> None:
+        self._sequence += 1
+        if publish:
+            self.outbox.append(OutboxEvent(self._sequence, job.id, snapshot))
+
+    # ---- a workload -----------------------------------------------------------------------
+
+    def step(self, job_id: str, rng: random.Random, moves: int, publish: bool = True) -> int:
+        """Advance ``moves`` random tasks one step along a realistic lifecycle; returns moves made.
+
+        active -> running (10% via preparing); running -> completed (85% success, 10% failure) or
+        retry (4%) or requeue (1%); failed -> reactivated (20%); completed -> deleted (2%).
+        """
+        job = self.job(job_id)
+        keys = job.ordered_keys()
+        made = 0
+        for _ in range(moves):
+            if not job.tasks:
+                break
+            key = keys[rng.randrange(len(keys))]
+            task = job.tasks.get(key)
+            if task is None:
+                continue
+            roll = rng.random()
+            if task.state == ACTIVE:
+                self.start(job.id, task.id, preparing=roll < 0.1, publish=publish)
+            elif task.state == PREPARING:
+                self.start(job.id, task.id, publish=publish)
+            elif task.state == RUNNING:
+                if roll < 0.85:
+                    self.complete(job.id, task.id, 0, publish=publish)
+                elif roll < 0.95:
+                    self.complete(job.id, task.id, 1 + int(roll * 100) % 7, publish=publish)
+                elif roll < 0.99:
+                    self.retry(job.id, task.id, publish=publish)
+                else:
+                    self.requeue(job.id, task.id, publish=publish)
+            elif task.result == "failure" and roll < 0.2:
+                self.reactivate(job.id, task.id, publish=publish)
+            elif roll < 0.02:
+                self.delete_task(job.id, task.id, publish=publish)
+                job._sorted = False
+                keys = job.ordered_keys()
+            else:
+                continue
+            made += 1
+        return made
+
+    def take_outbox(self) -> list[OutboxEvent]:
+        events, self.outbox = self.outbox, []
+        return events
+
+    # ---- the truth ------------------------------------------------------------------------
+
+    def task_counts(self, job_id: str) -> dict:
+        counts = {name: 0 for name in ("active", "running", "completed", "succeeded", "failed")}
+        slots = dict(counts)
+        for task in self.job(job_id).tasks.values():
+            names = ["active"] if task.state == ACTIVE else ["running"] if task.state in (RUNNING, PREPARING) \
+                else ["completed", "succeeded" if task.result == "success" else "failed"]
+            for name in names:
+                counts[name] += 1
+                slots[name] += task.required_slots
+        return {"taskCounts": counts, "taskSlotCounts": slots}

@@ -1,0 +1,251 @@
+"""The simulator's HTTP surface: Batch REST (SharedKey-verified) and /control for tests and demos."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from shared.errors import batch_error_body
+from tools.batchsim import auth
+from tools.batchsim.model import BatchAccount, SimError, SimTask
+from tools.batchsim.odata import parse_filter
+from tools.batchsim.publisher import Faults, publish
+
+JSON = "application/json;odata=minimalmetadata"
+DEFAULT_ACCOUNT = "simaccount"
+DEFAULT_KEY = "dGFza2NvdW50cy1zaW11bGF0b3Ita2V5LW5vdC1hLXNlY3JldA=="  # public, local only
+MAX_RESULTS = 1000
+
+TASK_FIELDS = {
+    "id": lambda t: t.id, "state": lambda t: t.state,
+    "executionInfo/result": lambda t: t.result, "executionInfo/exitCode": lambda t: t.exit_code,
+    "stateTransitionTime": lambda t: t.to_json("")["stateTransitionTime"],
+    "creationTime": lambda t: t.to_json("")["creationTime"],
+}
+JOB_FIELDS = {"id": lambda j: j.id, "state": lambda j: j.state}
+
+ACCOUNT = web.AppKey("account", BatchAccount)
+
+
+def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: str = DEFAULT_KEY) -> web.Application:
+    @web.middleware
+    async def errors_and_auth(request: web.Request, handler):
+        try:
+            if not request.path.startswith("/control/"):
+                raw_path, _, raw_query = request.raw_path.partition("?")
+                reason = auth.verify(account_name, key, request.method, raw_path, raw_query, request.headers)
+                if reason is not None:
+                    raise SimError(403, "AuthenticationFailed",
+                                   "Server failed to authenticate the request.", {"AuthenticationErrorDetail": reason})
+            return await handler(request)
+        except SimError as error:
+            return web.json_response(batch_error_body(error.code, error.message, error.values),
+                                     status=error.status, content_type="application/json")
+
+    app = web.Application(middlewares=[errors_and_auth])
+    app[ACCOUNT] = account
+    app.router.add_get("/jobs", list_jobs)
+    app.router.add_get("/jobs/{jobId}", get_job)
+    app.router.add_get("/jobs/{jobId}/tasks", list_tasks)
+    app.router.add_get("/jobs/{jobId}/taskcounts", task_counts)
+    app.router.add_post("/control/jobs", control_create_job)
+    app.router.add_delete("/control/jobs/{jobId}", control_delete_job)
+    app.router.add_post("/control/jobs/{jobId}/tasks", control_add_tasks)
+    app.router.add_post("/control/jobs/{jobId}/step", control_step)
+    app.router.add_post("/control/jobs/{jobId}/tasks/{taskId}/{action}", control_task_action)
+    app.router.add_post("/control/publish", control_publish)
+    return app
+
+
+def _base(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def _reply(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
+                        headers={"Content-Type": JSON})
+
+
+def _max_results(request: web.Request) -> int:
+    raw = request.query.get("maxresults", str(MAX_RESULTS))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_RESULTS:
+        raise SimError(400, "InvalidQueryParameterValue",
+                       "Value for one of the query parameters specified in the request URI is invalid.",
+                       {"QueryParameterName": "maxresults", "QueryParameterValue": raw,
+                        "Reason": f"must be between 1 and {MAX_RESULTS}"})
+    return int(raw)
+
+
+def _page(request: web.Request, keys, lookup, fields, render, path: str) -> web.Response:
+    """One page in key order; the nextLink carries every parameter (the SDK only follows it)."""
+    limit = _max_results(request)
+    filter_text = request.query.get("$filter")
+    predicate = parse_filter(filter_text, fields) if filter_text else None
+    select = [name for name in request.query.get("$select", "").split(",") if name]
+    items, last_key, more = [], None, False
+    for key in keys:
+        item = lookup(key)
+        if item is None or (predicate is not None and not predicate(item)):
+            continue
+        if len(items) == limit:
+            more = True
+            break
+        items.append(render(item))
+        last_key = key
+    if select:
+        items = [{name: value for name, value in item.items() if name in select} for item in items]
+    body: dict[str, Any] = {"odata.metadata": f"{_base(request)}/$metadata#{path.rsplit('/', 1)[-1]}", "value": items}
+    if more:
+        params = {"api-version": request.query.get("api-version", ""), "maxresults": str(limit)}
+        if filter_text:
+            params["$filter"] = filter_text
+        if select:
+            params["$select"] = ",".join(select)
+        params["$skiptoken"] = last_key
+        body["odata.nextLink"] = f"{_base(request)}{path}?{urlencode(params, quote_via=quote, safe='')}"
+    return _reply(body)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    account = request.app[ACCOUNT]
+    after = request.query.get("$skiptoken")
+    keys = [key for key in sorted(account.jobs) if after is None or key > after]
+    return _page(request, keys, account.jobs.get, JOB_FIELDS, lambda job: _job_json(request, job), "/jobs")
+
+
+async def get_job(request: web.Request) -> web.Response:
+    return _reply(_job_json(request, request.app[ACCOUNT].job(request.match_info["jobId"])))
+
+
+def _job_json(request: web.Request, job) -> dict:
+    from shared.events import ticks_to_iso
+    return {"id": job.id, "url": f"{_base(request)}/jobs/{job.id}", "state": job.state,
+            "creationTime": ticks_to_iso(job.creation_ticks), "stateTransitionTime": ticks_to_iso(job.creation_ticks),
+            "poolInfo": {"poolId": "simpool"}}
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    job = request.app[ACCOUNT].job(request.match_info["jobId"])
+    job_url = f"{_base(request)}/jobs/{job.id}"
+    keys = job.keys_after(request.query.get("$skiptoken"))
+    return _page(request, keys, job.tasks.get, TASK_FIELDS, lambda task: SimTask.to_json(task, job_url),
+                 f"/jobs/{quote(job.id)}/tasks")
+
+
+async def task_counts(request: web.Request) -> web.Response:
+    return _reply(request.app[ACCOUNT].task_counts(request.match_info["jobId"]))
+
+
+async def _json_body(request: web.Request) -> dict:
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        raise SimError(400, "InvalidRequestBody", "The request body is not JSON.") from None
+    if not isinstance(body, dict):
+        raise SimError(400, "InvalidRequestBody", "The request body must be a JSON object.")
+    return body
+
+
+async def control_create_job(request: web.Request) -> web.Response:
+    """{"id": "job-1", "tasks": 1000, "requiredSlots": 1, "publish": true}"""
+    body = await _json_body(request)
+    account = request.app[ACCOUNT]
+    job = account.create_job(str(body.get("id", "")))
+    count = int(body.get("tasks", 0))
+    account.add_tasks(job.id, [f"task-{n:07d}" for n in range(count)], int(body.get("requiredSlots", 1)),
+                      publish=bool(body.get("publish", True)))
+    return _reply({"id": job.id, "tasks": count}, status=201)
+
+
+async def control_delete_job(request: web.Request) -> web.Response:
+    request.app[ACCOUNT].delete_job(request.match_info["jobId"])
+    return web.Response(status=204)
+
+
+async def control_add_tasks(request: web.Request) -> web.Response:
+    """{"ids": ["a", "b"], "requiredSlots": 2, "publish": true}"""
+    body = await _json_body(request)
+    ids = body.get("ids")
+    if not isinstance(ids, list):
+        raise SimError(400, "MissingRequiredProperty", "ids (a list of task ids) is required.")
+    request.app[ACCOUNT].add_tasks(request.match_info["jobId"], [str(i) for i in ids],
+                                   int(body.get("requiredSlots", 1)), publish=bool(body.get("publish", True)))
+    return _reply({"added": len(ids)}, status=201)
+
+
+async def control_step(request: web.Request) -> web.Response:
+    """{"moves": 500, "seed": 1, "publish": true}: advance random tasks along their lifecycle."""
+    body = await _json_body(request)
+    made = request.app[ACCOUNT].step(request.match_info["jobId"], random.Random(body.get("seed")),
+                                     int(body.get("moves", 1)), publish=bool(body.get("publish", True)))
+    return _reply({"moves": made})
+
+
+_ACTIONS = {"start", "complete", "retry", "requeue", "reactivate", "terminate", "delete"}
+
+
+async def control_task_action(request: web.Request) -> web.Response:
+    """start | complete {"exitCode": n} | retry | requeue | reactivate | terminate | delete; {"publish": false} loses the event."""
+    action = request.match_info["action"]
+    if action not in _ACTIONS:
+        raise SimError(404, "ResourceNotFound", f"Unknown action {action!r}; one of {sorted(_ACTIONS)}.")
+    body = await _json_body(request)
+    account, job_id, task_id = request.app[ACCOUNT], request.match_info["jobId"], request.match_info["taskId"]
+    publish_event = bool(body.get("publish", True))
+    if action == "complete":
+        account.complete(job_id, task_id, int(body.get("exitCode", 0)), publish=publish_event)
+    elif action == "delete":
+        account.delete_task(job_id, task_id, publish=publish_event)
+    else:
+        getattr(account, action)(job_id, task_id, publish=publish_event)
+    return web.Response(status=204)
+
+
+async def control_publish(request: web.Request) -> web.Response:
+    """Publish every pending event to {"url"} in Event Grid batches with faults; returns a report."""
+    body = await _json_body(request)
+    if not isinstance(body.get("url"), str):
+        raise SimError(400, "MissingRequiredProperty", "url (the webhook to deliver to) is required.")
+    faults = Faults(drop=float(body.get("drop", 0)), duplicate=float(body.get("duplicate", 0)),
+                    reorder=bool(body.get("reorder", False)), delay_ms=int(body.get("delayMs", 0)))
+    report = await publish(
+        request.app[ACCOUNT].take_outbox(), body["url"], headers=body.get("headers"),
+        max_events_per_batch=int(body.get("maxEventsPerBatch", 1000)), schema=body.get("schema", "eventgrid"),
+        faults=faults, concurrency=int(body.get("concurrency", 4)), seed=int(body.get("seed", 0)),
+    )
+    return _reply(report.to_json())
+
+
+async def serve(account: BatchAccount, host: str, port: int, account_name: str = DEFAULT_ACCOUNT,
+                key: str = DEFAULT_KEY) -> web.AppRunner:
+    runner = web.AppRunner(build_app(account, account_name, key), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Azure Batch REST simulator for taskcounts (local only)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8099)
+    parser.add_argument("--account", default=DEFAULT_ACCOUNT)
+    parser.add_argument("--key", default=DEFAULT_KEY)
+    args = parser.parse_args(argv)
+
+    async def run() -> None:
+        runner = await serve(BatchAccount(), args.host, args.port, args.account, args.key)
+        print(f"Batch simulator: http://{args.host}:{args.port}  account={args.account}  key={args.key}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        print("Stopped.")
