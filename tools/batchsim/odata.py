@@ -72,19 +72,19 @@ def parse_filter(text: str, fields: dict[str, Callable[[Any], Any]]) -> Callable
         compare = _OPERATORS[operator]
         return lambda item: compare(get(item), literal)
 
-    def conjunction():
-        parts = [comparison()]
-        while peek() == ("name", "and"):
+    def joined(word: str, operand, combine):
+        """operand (word operand)*: 'and' binds tighter than 'or'."""
+        parts = [operand()]
+        while peek() == ("name", word):
             take()
-            parts.append(comparison())
-        return parts[0] if len(parts) == 1 else (lambda item: all(part(item) for part in parts))
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else (lambda item: combine(part(item) for part in parts))
+
+    def conjunction():
+        return joined("and", comparison, all)
 
     def disjunction():
-        parts = [conjunction()]
-        while peek() == ("name", "or"):
-            take()
-            parts.append(conjunction())
-        return parts[0] if len(parts) == 1 else (lambda item: any(part(item) for part in parts))
+        return joined("or", conjunction, any)
 
     if tokens is None:
         raise fail("cannot tokenize")
