@@ -25,12 +25,22 @@ def counts_body(job: JobCounts) -> dict[str, Any]:
         "validationStatus": job.job.validation_status,
         "lastUpdatedAt": _iso(job.last_updated_at),
         "lastValidatedAt": _iso(job.job.last_validated_at),
+        "validationNote": job.job.validation_note,
+        "lastValidation": job.job.last_validation,
     }
 
 
+def invalid_job_id(job_id: str) -> Reply | None:
+    """A 400 reply when a job id in a URL breaks Batch's rules, else None."""
+    if is_batch_id(job_id):
+        return None
+    return error(400, "InvalidUri", f"The job id must be {ID_RULE}.", {"jobId": job_id[:100]})
+
+
 async def get_task_counts(store: CountsStore, job_id: str) -> Reply:
-    if not is_batch_id(job_id):
-        return error(400, "InvalidUri", f"The job id must be {ID_RULE}.", {"jobId": job_id[:100]})
+    invalid = invalid_job_id(job_id)
+    if invalid is not None:
+        return invalid
     job = await store.get_job_counts(job_id.lower())
     if job is None:
         return error(404, "JobNotFound", f"The specified job does not exist. Job id: {job_id}")

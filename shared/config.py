@@ -17,10 +17,19 @@ STORAGE_TABLE_URI = "AzureWebJobsStorage__tableServiceUri"
 STORAGE_CLIENT_ID = "AzureWebJobsStorage__clientId"
 TABLE_PREFIX = "COUNTS_TABLE_PREFIX"
 JOB_PARTITIONS = "JOB_PARTITIONS"
+BATCH_ACCOUNT_URL = "BATCH_ACCOUNT_URL"
+BATCH_ACCOUNT_NAME = "BATCH_ACCOUNT_NAME"
+BATCH_ACCOUNT_KEY = "BATCH_ACCOUNT_KEY"
+VALIDATION_MAX_TASKS = "VALIDATION_MAX_TASKS"
+RETENTION_DAYS = "RETENTION_DAYS"
+# Read by the Functions host, not by code: ValidateCounts/function.json says "%VALIDATION_SCHEDULE%".
+VALIDATION_SCHEDULE = "VALIDATION_SCHEDULE"
 
 DEFAULT_TABLE_PREFIX = "taskcounts"
 DEFAULT_JOB_PARTITIONS = 4
 MAX_JOB_PARTITIONS = 256
+DEFAULT_VALIDATION_MAX_TASKS = 200_000
+DEFAULT_RETENTION_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,11 @@ class Settings:
     managed_identity_client_id: str | None
     table_prefix: str = DEFAULT_TABLE_PREFIX
     job_partitions: int = DEFAULT_JOB_PARTITIONS
+    batch_account_url: str | None = None
+    batch_account_name: str | None = None
+    batch_account_key: str | None = None  # None: Microsoft Entra ID (managed identity)
+    validation_max_tasks: int = DEFAULT_VALIDATION_MAX_TASKS
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -46,12 +60,21 @@ class Settings:
         prefix = env.get(TABLE_PREFIX, DEFAULT_TABLE_PREFIX)
         if not (prefix.isascii() and prefix.isalnum() and prefix[:1].isalpha() and len(prefix) <= 40):
             raise ConfigError(f"{TABLE_PREFIX} must be 1-40 letters and digits starting with a letter")
+        batch_key = env.get(BATCH_ACCOUNT_KEY) or None
+        batch_name = env.get(BATCH_ACCOUNT_NAME) or None
+        if batch_key and not batch_name:
+            raise ConfigError(f"{BATCH_ACCOUNT_KEY} needs {BATCH_ACCOUNT_NAME} (shared-key access)")
         return cls(
             storage_connection=connection,
             table_service_uri=table_uri,
             managed_identity_client_id=env.get(STORAGE_CLIENT_ID) or None,
             table_prefix=prefix,
             job_partitions=_int_setting(env, JOB_PARTITIONS, DEFAULT_JOB_PARTITIONS, 1, MAX_JOB_PARTITIONS),
+            batch_account_url=(env.get(BATCH_ACCOUNT_URL) or "").rstrip("/") or None,
+            batch_account_name=batch_name,
+            batch_account_key=batch_key,
+            validation_max_tasks=_int_setting(env, VALIDATION_MAX_TASKS, DEFAULT_VALIDATION_MAX_TASKS, 1, 10**9),
+            retention_days=_int_setting(env, RETENTION_DAYS, DEFAULT_RETENTION_DAYS, 1, 3650),
         )
 
 

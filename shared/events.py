@@ -142,12 +142,8 @@ def parse_event(element: Any, received_at: datetime) -> TaskEvent | None:
     if event_type == TASK_STATE_CHANGED:
         if "operationName" in data:
             return _from_service_log(event_id, event_type, data, received_at)
-        job_id, task_id = _ids(data)
-        state = _state(data.get("state"))
-        ticks = _ticks(data.get("stateTransitionTime"), "data.stateTransitionTime", received_at)
-        execution = _optional_object(data, "executionInfo")
-        result = _result(execution) if state is TaskState.COMPLETED else None
-        status = TaskStatus.observed(ticks, _attempt(execution), state, result, _required_slots(data))
+        job_id = _validate_id(data.get("jobId"), "jobId")
+        task_id, status = task_status(data, received_at)
         return TaskEvent(event_id, event_type, job_id, task_id, status)
 
     if event_type == TASK_DELETED:
@@ -159,6 +155,18 @@ def parse_event(element: Any, received_at: datetime) -> TaskEvent | None:
     raise InvalidEventError(
         f"unsupported event type {event_type!r}: expected {TASK_STATE_CHANGED} or {TASK_DELETED}"
     )
+
+
+def task_status(task: dict, received_at: datetime) -> tuple[str, TaskStatus]:
+    """A Batch task object (as List Tasks returns it) -> (task id, status); InvalidEventError."""
+    if "id" in task and "taskId" in task and task["id"] != task["taskId"]:
+        raise InvalidEventError("id and taskId disagree")
+    task_id = _validate_id(task.get("id", task.get("taskId")), "task id (id or taskId)")
+    state = _state(task.get("state"))
+    ticks = _ticks(task.get("stateTransitionTime"), "stateTransitionTime", received_at)
+    execution = _optional_object(task, "executionInfo")
+    result = _result(execution) if state is TaskState.COMPLETED else None
+    return task_id, TaskStatus.observed(ticks, _attempt(execution), state, result, _required_slots(task))
 
 
 def _from_service_log(event_id: str, event_type: str, record: dict, received_at: datetime) -> TaskEvent:
@@ -190,7 +198,7 @@ def _from_service_log(event_id: str, event_type: str, record: dict, received_at:
 
 def parse_timestamp(value: Any) -> datetime:
     """An ISO 8601 timestamp with a zone; raises InvalidEventError."""
-    return _EPOCH + timedelta(microseconds=_raw_ticks(value, "timestamp") // 10)
+    return ticks_to_datetime(_raw_ticks(value, "timestamp"))
 
 
 def ticks_to_iso(ticks: int) -> str:
@@ -198,6 +206,10 @@ def ticks_to_iso(ticks: int) -> str:
     seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
     moment = _EPOCH + timedelta(seconds=seconds)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:07d}Z"
+
+
+def ticks_to_datetime(ticks: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ticks // 10)
 
 
 def datetime_to_ticks(moment: datetime) -> int:

@@ -29,12 +29,14 @@ from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Iterable, Protocol, Sequence
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
+)
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.config import Settings
 from shared.counting import (
-    ZERO, Change, Counts, TaskResult, TaskState, TaskStatus, changes_to_apply, newest_per_task,
+    ZERO, Change, Counts, TaskResult, TaskState, TaskStatus, changes_to_apply, counts_of, newest_per_task,
 )
 from shared.errors import ConfigError, InvalidContinuationError, StoreUnavailableError
 
@@ -83,6 +85,8 @@ class JobRecord:
     first_seen_at: datetime
     validation_status: str = "unvalidated"
     last_validated_at: datetime | None = None
+    validation_note: str | None = None  # why a job is unvalidated, e.g. over the task limit
+    last_validation: dict | None = None  # what the last pass checked and corrected
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ class JobCounts:
 class ApplyOutcome:
     applied: int  # task rows changed
     unchanged: int  # duplicates and observations older than what is stored
+    created: int = 0  # of the applied: tasks that had no row yet
+    deleted: int = 0  # of the applied: tasks now deleted
 
 
 def development_connection(connection: str) -> str:
@@ -134,6 +140,7 @@ class CountsStore:
         self.tasks: TableClient = service.get_table_client(f"{table_prefix}tasks")
         self.jobs: TableClient = service.get_table_client(f"{table_prefix}jobs")
         self.rejected: TableClient = service.get_table_client(f"{table_prefix}rejected")
+        self.scans: TableClient = service.get_table_client(f"{table_prefix}scans")
         self._tables_ready = False
         self._known_jobs: dict[str, tuple[int, float]] = {}  # job key -> (partitions, checked at)
         self._partition_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -143,14 +150,14 @@ class CountsStore:
         return cls(service_client(settings), settings.table_prefix, settings.job_partitions)
 
     async def close(self) -> None:
-        for client in (self.tasks, self.jobs, self.rejected, self._service):
+        for client in (self.tasks, self.jobs, self.rejected, self.scans, self._service):
             await client.close()
 
     async def ensure_tables(self) -> None:
         if self._tables_ready:
             return
         async with _storage_call("creating tables"):
-            for table in (self.tasks, self.jobs, self.rejected):
+            for table in (self.tasks, self.jobs, self.rejected, self.scans):
                 try:
                     await table.create_table()
                 except ResourceExistsError:
@@ -183,16 +190,20 @@ class CountsStore:
             async with in_flight:
                 return await self._apply_partition(pk, items)
 
-        applied = await asyncio.gather(*(apply_one(pk, items) for pk, items in partitions.items()))
-        total = sum(applied)
-        return ApplyOutcome(applied=total, unchanged=len(observations) - total)
+        results = await asyncio.gather(*(apply_one(pk, items) for pk, items in partitions.items()))
+        changes = [change for applied in results for change in applied]
+        return ApplyOutcome(
+            applied=len(changes), unchanged=len(observations) - len(changes),
+            created=sum(change.old is None for change in changes),
+            deleted=sum(change.new.deleted for change in changes),
+        )
 
-    async def _apply_partition(self, pk: str, observations: list[Observed]) -> int:
+    async def _apply_partition(self, pk: str, observations: list[Observed]) -> list[Change]:
         newest = newest_per_task((o.task_id.lower(), o.status) for o in observations)
         display_ids = {}
         for observation in observations:
             display_ids.setdefault(observation.task_id.lower(), observation.task_id)
-        applied: set[str] = set()
+        applied: dict[str, Change] = {}
         # One writer per partition per process: this process never conflicts with itself.
         async with self._partition_locks[pk]:
             for attempt in range(CONFLICT_ATTEMPTS):
@@ -203,7 +214,7 @@ class CountsStore:
                 changes = changes_to_apply(stored, newest)
                 try:
                     await self._commit(pk, changes, rows, counter, display_ids, applied)
-                    return len(applied)
+                    return list(applied.values())
                 except HttpResponseError as error:
                     if error.status_code not in _CONFLICT_STATUSES:
                         raise _unavailable(error, "writing task rows") from error
@@ -215,7 +226,7 @@ class CountsStore:
         raise StoreUnavailableError(f"partition {pk} stayed contended after {CONFLICT_ATTEMPTS} attempts")
 
     async def _commit(self, pk: str, changes: list[Change], rows: dict[str, dict], counter: dict | None,
-                      display_ids: dict[str, str], applied: set[str]) -> None:
+                      display_ids: dict[str, str], applied: dict[str, Change]) -> None:
         """Write changes in transactions of <= 100 operations, each moving the counter row too."""
         tasks, slots = _counts_from_row(counter)
         counter_etag = counter.metadata["etag"] if counter is not None else None
@@ -238,7 +249,7 @@ class CountsStore:
                               else ("update", counter_row, _if_match(counter_etag)))
             results = await self.tasks.submit_transaction(operations)
             counter_etag = results[-1]["etag"]
-            applied.update(change.task_key for change in chunk)
+            applied.update((change.task_key, change) for change in chunk)
 
     async def _read_rows(self, pk: str, row_keys: Sequence[str]) -> dict[str, Any]:
         """Point-read many rows of one partition with parameterised OR filters (never pasted ids)."""
@@ -328,6 +339,164 @@ class CountsStore:
                                                    parameters={"pk": partition_key(job_key, shard)}):
             yield row
 
+    # ---- validation ------------------------------------------------------------------------
+
+    async def register_job(self, job_id: str) -> int:
+        """Make sure the job is in the index (validation may meet a job before any event); partitions."""
+        await self.ensure_tables()
+        return await self._partitions_for(job_id.lower(), job_id)
+
+    async def all_jobs(self) -> AsyncIterator[JobCounts]:
+        token = None
+        while True:
+            page, token = await self.list_jobs(100, token)
+            for job in page:
+                yield job
+            if token is None:
+                return
+
+    async def mark_validation(self, job_key: str, status: str, note: str | None = None,
+                              validated_at: datetime | None = None, summary: dict | None = None) -> None:
+        """Record a validation outcome on the job's index row (merge: other fields stay)."""
+        row: dict[str, Any] = {"PartitionKey": JOBS_PARTITION, "RowKey": job_key,
+                               "ValidationStatus": status, "ValidationNote": note or ""}
+        if validated_at is not None:
+            row["LastValidatedAt"] = validated_at
+        if summary is not None:
+            row["LastValidation"] = json.dumps(summary, separators=(",", ":"))
+        async with _storage_call("recording validation"):
+            await self.jobs.update_entity(row, mode="merge")
+
+    async def record_listing(self, job_key: str, scan_id: str, page: int,
+                             listed: dict[int, list[tuple[str, str, TaskStatus]]]) -> None:
+        """Keep what one List Tasks page showed, per shard, for that shard's sweep (idempotent)."""
+        await self.ensure_tables()
+        rows = [{"PartitionKey": _scan_partition(job_key, scan_id), "RowKey": f"{shard:02x}-{page:06d}",
+                 "Listed": zlib.compress(json.dumps([[key, task_id, _status_to_list(status)]
+                                                     for key, task_id, status in entries],
+                                                    separators=(",", ":")).encode())}
+                for shard, entries in sorted(listed.items())]
+        async with _storage_call("recording a listing page"):
+            for start in range(0, len(rows), MAX_TRANSACTION_OPERATIONS):
+                await self.scans.submit_transaction(
+                    [("upsert", row) for row in rows[start:start + MAX_TRANSACTION_OPERATIONS]])
+
+    async def listed_in_shard(self, job_key: str, scan_id: str, shard: int) -> dict[str, tuple[str, TaskStatus]]:
+        """Everything the scan listed for one shard: task key -> (task id, status)."""
+        listed: dict[str, tuple[str, TaskStatus]] = {}
+        async with _storage_call("reading a listing"):
+            async for row in self.scans.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                    parameters={"pk": _scan_partition(job_key, scan_id), "low": f"{shard:02x}-",
+                                "high": f"{shard:02x}."}):
+                for key, task_id, status in json.loads(zlib.decompress(bytes(row["Listed"]))):
+                    listed[key] = (task_id, _status_from_list(status))
+        return listed
+
+    async def drop_scans(self, job_key: str, before: str | None = None, scan_id: str | None = None) -> None:
+        """Remove listing rows of a job: one scan's, those of scans older than ``before``, or all."""
+        await self.ensure_tables()
+        low, high = f"{job_key}|", f"{job_key}}}"
+        if scan_id is not None:
+            low, high = _scan_partition(job_key, scan_id), _scan_partition(job_key, scan_id) + "\x00"
+        elif before is not None:
+            high = _scan_partition(job_key, before)
+        async with _storage_call("removing listings"):
+            rows = [row async for row in self.scans.query_entities(
+                "PartitionKey ge @low and PartitionKey lt @high",
+                parameters={"low": low, "high": high}, select=["PartitionKey", "RowKey"])]
+            await self._delete_rows(self.scans, rows)
+
+    async def reconcile_partition(self, job_key: str, shard: int, listed: dict[str, tuple[str, TaskStatus]],
+                                  scan_started_ticks: int, job_id: str) -> dict[str, int]:
+        """Correct one partition from a listing; newer stored rows (events that overtook the scan) stay.
+
+        1. Read the partition; if the counter row disagrees with the sum of its task rows and no
+           write landed while reading (the counter's ETag is unchanged), repair the counter.
+        2. Listed tasks newer than stored, and stored tasks absent from the listing whose version
+           predates the scan (they were deleted), go through the same ETag-guarded path as events.
+        """
+        pk = partition_key(job_key, shard)
+        stored, counter_fixed = await self._check_counter(pk)
+        observations: list[Observed] = [_Listed(job_id, task_id, status) for task_id, status in listed.values()]
+        removed = TaskStatus.observed(scan_started_ticks, 0, None, None, 1)
+        for key, status in stored.items():
+            if key not in listed and not status.deleted and status.version < removed.version:
+                observations.append(_Listed(job_id, key, removed))
+        changes = await self._apply_partition(pk, observations) if observations else []
+        return {
+            "checked": len(listed),
+            "missing": sum(change.old is None and not change.new.deleted for change in changes),
+            "stale": sum(change.old is not None and not change.new.deleted for change in changes),
+            "removed": sum(change.new.deleted for change in changes),
+            "countersRepaired": int(counter_fixed is True),
+            "counterCheckDeferred": int(counter_fixed is None),
+        }
+
+    async def _check_counter(self, pk: str) -> tuple[dict[str, TaskStatus], bool | None]:
+        """Read a partition; repair its counter row if it disagrees with the task rows.
+
+        Returns the task rows and True (repaired), False (it was right) or None (writes kept
+        landing while reading, so no consistent snapshot: the check is deferred to a later pass).
+        """
+        for _ in range(3):
+            async with _storage_call("checking a counter row"):
+                counter, stored = None, {}
+                async for row in self.tasks.query_entities("PartitionKey eq @pk", parameters={"pk": pk}):
+                    if row["RowKey"] == COUNTER_ROW:
+                        counter = row
+                    else:
+                        stored[row["RowKey"]] = _status_from_row(row)
+                tasks, slots = counts_of(stored.values())
+                if _counts_from_row(counter) == (tasks, slots):
+                    return stored, False
+                # The counter row sorts first, so it was read before every task row, and every
+                # write to a partition moves it: if its ETag still holds, the rows read are one
+                # consistent snapshot and the conditional write below proves it.
+                try:
+                    async with self._partition_locks[pk]:
+                        row = _counter_row(pk, tasks, slots)
+                        if counter is None:
+                            await self.tasks.create_entity(row)
+                        else:
+                            await self.tasks.update_entity(row, **_if_match(counter.metadata["etag"]))
+                    logger.warning("counter row repaired", extra={
+                        "partition": pk, "was": str(_counts_from_row(counter)[0]), "now": str(tasks)})
+                    return stored, True
+                except (ResourceModifiedError, ResourceExistsError):
+                    continue
+        return stored, None
+
+    async def remove_job(self, job_key: str) -> int:
+        """Delete a job's task and counter rows, its listings and its index row; rows removed."""
+        await self.ensure_tables()
+        async with _storage_call("removing a job"):
+            try:
+                job = _job_from_row(await self.jobs.get_entity(JOBS_PARTITION, job_key))
+            except ResourceNotFoundError:
+                return 0
+            removed = 0
+            for shard in range(job.partitions):
+                rows = [row async for row in self.tasks.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": partition_key(job_key, shard)},
+                    select=["PartitionKey", "RowKey"])]
+                await self._delete_rows(self.tasks, rows)
+                removed += len(rows)
+            await self.drop_scans(job_key)
+            await self.jobs.delete_entity(JOBS_PARTITION, job_key)
+        self._known_jobs.pop(job_key, None)
+        logger.info("job removed", extra={"job_id": job.job_id, "rows": removed})
+        return removed
+
+    async def _delete_rows(self, table: TableClient, rows: list) -> None:
+        by_partition: dict[str, list] = defaultdict(list)
+        for row in rows:
+            by_partition[row["PartitionKey"]].append(row)
+        for partition_rows in by_partition.values():
+            for start in range(0, len(partition_rows), MAX_TRANSACTION_OPERATIONS):
+                await table.submit_transaction([("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]})
+                                                for r in partition_rows[start:start + MAX_TRANSACTION_OPERATIONS]])
+
     # ---- rejected events -------------------------------------------------------------------
 
     async def keep_rejected(self, rejections: Iterable[Any], received_at: datetime) -> None:
@@ -371,6 +540,29 @@ def _raw_properties(raw: str) -> dict[str, Any]:
             **{f"RawDeflate{i}": part for i, part in enumerate(parts)}}
 
 
+@dataclass(frozen=True)
+class _Listed:
+    """A task as validation saw it (satisfies Observed)."""
+
+    job_id: str
+    task_id: str
+    status: TaskStatus
+
+
+def _scan_partition(job_key: str, scan_id: str) -> str:
+    return f"{job_key}|{scan_id}"
+
+
+def _status_to_list(status: TaskStatus) -> list:
+    return [status.state.value if status.state else None, status.result.value if status.result else None,
+            status.required_slots, status.version]
+
+
+def _status_from_list(values: list) -> TaskStatus:
+    state, result, slots, version = values
+    return TaskStatus(TaskState(state) if state else None, TaskResult(result) if result else None, slots, version)
+
+
 def _if_match(etag: str) -> dict[str, Any]:
     return {"mode": "replace", "etag": etag, "match_condition": MatchConditions.IfNotModified}
 
@@ -410,7 +602,8 @@ def _job_from_row(row: dict) -> JobRecord:
     return JobRecord(
         job_key=row["RowKey"], job_id=row["JobId"], partitions=int(row["Partitions"]),
         first_seen_at=row["FirstSeenAt"], validation_status=row.get("ValidationStatus", "unvalidated"),
-        last_validated_at=row.get("LastValidatedAt"),
+        last_validated_at=row.get("LastValidatedAt"), validation_note=row.get("ValidationNote") or None,
+        last_validation=json.loads(row["LastValidation"]) if row.get("LastValidation") else None,
     )
 
 

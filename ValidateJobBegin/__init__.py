@@ -1,0 +1,4 @@
+"""Validation activity: check a job's size and open a scan."""
+from shared import validation
+
+main = validation.activity(validation.begin)

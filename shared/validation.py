@@ -1,0 +1,158 @@
+"""Validation activities: check every task of a job against Batch's List Tasks and correct the store.
+
+A pass over one job: ``begin`` (size check, scan id), ``list_page`` for every List Tasks page
+(all states, so a task that changes state mid-scan is still listed exactly once; each page's
+tasks are kept per shard in the scans table), ``sweep`` per partition (counter check, then
+listed-newer corrections and removals through the same ETag-guarded path as events), ``finish``
+(marks the job validated with what was found). The orchestration is in ``shared.workflow``.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable
+
+from shared.batch import BatchReader, get_batch
+from shared.config import Settings, get_settings
+from shared.errors import InvalidEventError
+from shared.events import datetime_to_ticks, task_status, ticks_to_datetime, ticks_to_iso
+from shared.store import CountsStore, get_store, shard_of
+
+logger = logging.getLogger(__name__)
+
+VALIDATED, UNVALIDATED = "validated", "unvalidated"
+ABANDONED_SCAN_AGE = timedelta(days=1)
+DRIFT_KINDS = ("missing", "stale", "removed")
+
+
+class Deps:
+    """What an activity works with: the store, Batch, settings and the current time."""
+
+    def __init__(self, store: CountsStore, batch: BatchReader, settings: Settings, now: datetime):
+        self.store, self.batch, self.settings, self.now = store, batch, settings, now
+
+
+Activity = Callable[[Deps, Any], Awaitable[Any]]
+
+
+def default_deps() -> Deps:
+    settings = get_settings()
+    return Deps(get_store(settings), get_batch(settings), settings, datetime.now(timezone.utc))
+
+
+def activity(work: Activity, deps: Callable[[], Deps] = default_deps) -> Callable[[Any], Awaitable[Any]]:
+    """Wire an activity for a function folder: ``main = activity(validation.list_page)``.
+
+    The returned ``main(payload)`` keeps its own signature on purpose: the Functions worker
+    matches parameter names to function.json bindings.
+    """
+
+    async def main(payload: Any) -> Any:
+        return await work(deps(), payload)
+
+    main.__doc__ = work.__doc__
+    return main
+
+
+async def select_jobs(deps: Deps, _: Any = None) -> dict:
+    """Jobs to validate (never validated, or changed since) and jobs to remove (gone from Batch,
+    or completed and validated longer ago than the retention)."""
+    validate, remove = [], []
+    retention = timedelta(days=deps.settings.retention_days)
+    async for job in deps.store.all_jobs():
+        ref = {"jobKey": job.job.job_key, "jobId": job.job.job_id}
+        validated_at = job.job.last_validated_at
+        if validated_at is None or (job.last_updated_at is not None and job.last_updated_at > validated_at):
+            validate.append(ref)
+            continue
+        state = await deps.batch.job_state(job.job.job_id)
+        if state is None:
+            remove.append({**ref, "reason": "JobNotFound"})
+        elif state == "completed" and deps.now - validated_at > retention:
+            remove.append({**ref, "reason": f"completed and validated over {deps.settings.retention_days} days ago"})
+    logger.info("validation planned", extra={"validate": len(validate), "remove": len(remove)})
+    return {"validate": validate, "remove": remove}
+
+
+async def remove_job(deps: Deps, job: dict) -> dict:
+    rows = await deps.store.remove_job(job["jobKey"])
+    logger.info("job cleaned up", extra={"job_id": job["jobId"], "reason": job.get("reason"), "rows": rows})
+    return {"jobId": job["jobId"], "action": "removed", "reason": job.get("reason"), "rows": rows}
+
+
+async def begin(deps: Deps, job: dict) -> dict:
+    """Check the job's size cheaply (Batch's own counts) and open a scan."""
+    job_id, job_key = job["jobId"], job["jobKey"]
+    size = await deps.batch.job_size(job_id)
+    if size is None:
+        return await remove_job(deps, {**job, "reason": "JobNotFound"})
+    limit = deps.settings.validation_max_tasks
+    if size > limit:
+        await deps.store.register_job(job_id)
+        note = f"{size} tasks is over VALIDATION_MAX_TASKS ({limit}); counts come from events only"
+        await deps.store.mark_validation(job_key, UNVALIDATED, note)
+        logger.info("job too large to validate", extra={"job_id": job_id, "tasks": size, "limit": limit})
+        return {"jobId": job_id, "action": "skipped", "reason": note}
+    partitions = await deps.store.register_job(job_id)
+    started = datetime_to_ticks(deps.now)
+    await deps.store.drop_scans(job_key, before=f"{datetime_to_ticks(deps.now - ABANDONED_SCAN_AGE):019d}")
+    return {"jobId": job_id, "jobKey": job_key, "action": "validate", "scanId": f"{started:019d}",
+            "scanStartedTicks": started, "partitions": partitions, "expectedTasks": size}
+
+
+async def list_page(deps: Deps, scan: dict) -> dict:
+    """One List Tasks page -> kept per shard for the sweeps; returns where the next page starts."""
+    page = await deps.batch.list_page(scan["jobId"], scan.get("next"))
+    by_shard: dict[int, list] = defaultdict(list)
+    invalid = 0
+    for raw in page.tasks:
+        try:
+            task_id, status = task_status(raw, deps.now)
+        except InvalidEventError as error:
+            invalid += 1
+            logger.warning("listed task skipped: %s", error, extra={"job_id": scan["jobId"], "task_id": raw.get("id")})
+            continue
+        key = task_id.lower()
+        by_shard[shard_of(key, scan["partitions"])].append((key, task_id, status))
+    await deps.store.record_listing(scan["jobKey"], scan["scanId"], scan["page"], by_shard)
+    return {"next": page.next_link, "listed": len(page.tasks) - invalid, "invalid": invalid}
+
+
+async def sweep(deps: Deps, scan: dict) -> dict:
+    """Reconcile one partition with what the scan listed for it."""
+    listed = await deps.store.listed_in_shard(scan["jobKey"], scan["scanId"], scan["shard"])
+    return await deps.store.reconcile_partition(scan["jobKey"], scan["shard"], listed,
+                                                scan["scanStartedTicks"], scan["jobId"])
+
+
+async def finish(deps: Deps, scan: dict) -> dict:
+    """Mark the job validated as of the scan's start, with the drift found, and drop the listing."""
+    totals = {name: sum(sweep_result[name] for sweep_result in scan["sweeps"])
+              for name in ("checked", *DRIFT_KINDS, "countersRepaired", "counterCheckDeferred")}
+    summary = {
+        "scanStartedAt": ticks_to_iso(scan["scanStartedTicks"]), "finishedAt": deps.now.isoformat(),
+        "tasksListed": scan["tasksListed"], "pages": scan["pages"],
+        "corrected": {kind: totals[kind] for kind in DRIFT_KINDS},
+        "countersRepaired": totals["countersRepaired"], "counterCheckDeferred": totals["counterCheckDeferred"],
+    }
+    await deps.store.mark_validation(scan["jobKey"], VALIDATED, None, ticks_to_datetime(scan["scanStartedTicks"]),
+                                     summary)
+    await deps.store.drop_scans(scan["jobKey"], scan_id=scan["scanId"])
+    drift = sum(summary["corrected"].values()) + summary["countersRepaired"]
+    log = logger.warning if drift else logger.info
+    log("job validated: %d tasks listed, corrected %s, %d counter rows repaired", summary["tasksListed"],
+        summary["corrected"], summary["countersRepaired"], extra={"job_id": scan["jobId"], **summary["corrected"]})
+    return {"jobId": scan["jobId"], "action": "validated", **summary}
+
+
+async def start_unless_running(client: Any, orchestrator: str, instance_id: str, payload: Any) -> bool:
+    """Start an orchestration under a fixed id unless one is still going (Durable's client API)."""
+    status = await client.get_status(instance_id)
+    runtime = getattr(getattr(status, "runtime_status", None), "value", None)
+    if runtime in ("Running", "Pending", "ContinuedAsNew"):
+        logger.info("validation still running; not starting another", extra={"instance_id": instance_id})
+        return False
+    await client.start_new(orchestrator, instance_id, payload)
+    logger.info("validation started", extra={"instance_id": instance_id, "orchestrator": orchestrator})
+    return True
