@@ -46,18 +46,39 @@ async def store(settings):
     await counts_store.close()
 
 
+APP_VALIDATION_MAX_TASKS = 15_000
+
+
 @pytest.fixture(scope="session")
-async def app_settings(azurite):
+async def simulator():
+    """A Batch simulator on a free loopback port: (account, base URL)."""
+    from tools.azurite import free_port
+    from tools.batchsim.model import BatchAccount
+    from tools.batchsim.server import serve
+
+    account, port = BatchAccount(), free_port()
+    runner = await serve(account, "127.0.0.1", port)
+    yield account, f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def app_settings(azurite, simulator):
     """The environment the function folders read, as the host would set it from app settings."""
+    from shared.batch import close_batch
     from shared.config import get_settings
     from shared.store import close_store
+    from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
 
-    env = {"AzureWebJobsStorage": azurite.connection_string, "COUNTS_TABLE_PREFIX": f"app{os.getpid()}"}
+    env = {"AzureWebJobsStorage": azurite.connection_string, "COUNTS_TABLE_PREFIX": f"app{os.getpid()}",
+           "BATCH_ACCOUNT_URL": simulator[1], "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
+           "VALIDATION_MAX_TASKS": str(APP_VALIDATION_MAX_TASKS)}
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     get_settings.cache_clear()
     yield get_settings()
     await close_store()
+    await close_batch()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

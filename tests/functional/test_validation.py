@@ -1,0 +1,179 @@
+"""Validation end to end, in-process: the simulator (real SDK over HTTP, SharedKey), ingestion
+through the TaskEvents function over HTTP, the real workflow and activity folders driven by the
+local durable engine, and the store in Azurite."""
+import asyncio
+import random
+
+import aiohttp
+import pytest
+
+from shared import workflow
+from shared.config import get_settings
+from shared.store import COUNTER_ROW, get_store, partition_key
+from tests.conftest import APP_VALIDATION_MAX_TASKS
+from tools.azurite import free_port
+from tools.batchsim.publisher import Faults, publish
+from tools.durable import DurableEngine
+from tools.funchost import FunctionApp, Keys, serve
+
+KEY = "validation-key"
+pytestmark = pytest.mark.usefixtures("app_settings")
+
+
+@pytest.fixture(scope="module")
+async def app():
+    function_app = FunctionApp.load()
+    port = free_port()
+    runner = await serve(function_app, Keys(function=(KEY,)), "127.0.0.1", port)
+    yield function_app, f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+def engine_for(function_app: FunctionApp, **overrides) -> DurableEngine:
+    functions = {name: (spec.trigger["type"], spec.entry) for name, spec in function_app.functions.items()
+                 if spec.trigger["type"] in ("orchestrationTrigger", "activityTrigger")}
+    functions.update(overrides)
+    return DurableEngine(functions, max_concurrent_activities=8)
+
+
+async def deliver(url, account, faults=Faults(), seed=0):
+    return await publish(account.take_outbox(), f"{url}/api/taskevents", headers={"x-functions-key": KEY},
+                         max_events_per_batch=1000, faults=faults, concurrency=4, seed=seed)
+
+
+async def served(url, job_id):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/api/jobs/{job_id}/taskcounts", headers={"x-functions-key": KEY}) as response:
+            assert response.status == 200
+            return await response.json(content_type=None)
+
+
+def truth(account, job_id):
+    counts = account.task_counts(job_id)
+    return counts["taskCounts"], counts["taskSlotCounts"]
+
+
+async def test_one_pass_closes_drops_and_keeps_events_that_overtook_the_scan(app, simulator):
+    function_app, url = app
+    account, _ = simulator
+    job = "Validate-10k"
+    account.create_job(job)
+    account.add_tasks(job, [f"task-{n:06d}" for n in range(10_000)], required_slots=2)
+    rng = random.Random(1)
+    for _ in range(4):
+        account.step(job, rng, 10_000)
+    report = await deliver(url, account, Faults(drop=0.1, duplicate=0.1, reorder=True), seed=4)
+    assert report.dropped > 1000 and report.duplicated > 1000
+    before = await served(url, job)
+    assert (before["taskCounts"], before["taskSlotCounts"]) != truth(account, job)
+    assert before["validationStatus"] == "unvalidated"
+
+    real_page = function_app.functions[workflow.LIST_PAGE].entry
+    overtaking = []
+
+    async def page_then_overtake(scan):
+        """After the last page is listed, tasks of the first page move on and their events arrive
+        before the sweeps: the listing is now older than the store and must not undo them."""
+        result = await real_page(scan)
+        if result["next"] is None:
+            for n in range(0, 400):
+                task = account.job(job).tasks.get(f"task-{n:06d}")
+                if task is not None and task.state in ("active", "preparing"):
+                    account.start(job, task.id)
+                    overtaking.append(task.id)
+                elif task is not None and task.state == "running":
+                    account.complete(job, task.id, 0)
+                    overtaking.append(task.id)
+            added = [f"added-during-scan-{n}" for n in range(25)]  # absent from the listing, yet real
+            account.add_tasks(job, added)
+            overtaking.extend(added)
+            assert (await deliver(url, account)).delivered == len(overtaking)
+        return result
+
+    engine = engine_for(function_app, **{workflow.LIST_PAGE: ("activityTrigger", page_then_overtake)})
+    instance = await engine.run(workflow.VALIDATE_JOB, {"jobKey": job.lower(), "jobId": job}, "validate-job-x")
+    assert instance.runtime_status == "Completed", instance.output
+    result = instance.output
+    assert result["action"] == "validated", result
+    assert len(overtaking) > 50
+    assert result["pages"] == 10 and result["tasksListed"] == len(account.job(job).tasks) - 25
+
+    after = await served(url, job)
+    assert (after["taskCounts"], after["taskSlotCounts"]) == truth(account, job)
+    assert after["validationStatus"] == "validated" and after["lastValidatedAt"].endswith("Z")
+    corrected = after["lastValidation"]["corrected"]
+    assert sum(corrected.values()) > 0 and corrected == result["corrected"]
+
+
+async def test_removed_tasks_missing_tasks_and_a_broken_counter_are_corrected(app, simulator):
+    function_app, url = app
+    account, _ = simulator
+    job = "repairs"
+    account.create_job(job)
+    account.add_tasks(job, [f"t{n:03d}" for n in range(300)])
+    await deliver(url, account)
+    for n in range(0, 30):
+        account.delete_task(job, f"t{n:03d}", publish=False)  # deleted, the event lost
+    account.add_tasks(job, [f"late-{n}" for n in range(20)], publish=False)  # added, never reported
+    for n in range(100, 150):
+        account.start(job, f"t{n:03d}", publish=False)  # moved on, unreported
+    store = get_store(get_settings())
+    broken = await store.tasks.get_entity(partition_key(job, 1), COUNTER_ROW)
+    broken["Active"] += 7  # a counter row that disagrees with its task rows
+    await store.tasks.update_entity(broken)
+
+    instance = await engine_for(function_app).run(workflow.VALIDATE_JOB, {"jobKey": job, "jobId": job}, "v-repairs")
+    result = instance.output
+    assert result["action"] == "validated", result
+    assert result["corrected"] == {"missing": 20, "stale": 50, "removed": 30}
+    assert result["countersRepaired"] == 1
+    after = await served(url, job)
+    assert (after["taskCounts"], after["taskSlotCounts"]) == truth(account, job)
+
+    again = await engine_for(function_app).run(workflow.VALIDATE_JOB, {"jobKey": job, "jobId": job}, "v-repairs")
+    assert again.output["corrected"] == {"missing": 0, "stale": 0, "removed": 0}
+    assert again.output["countersRepaired"] == 0
+
+
+async def test_a_job_over_the_limit_reads_unvalidated_and_is_skipped_cheaply(app, simulator):
+    function_app, url = app
+    account, _ = simulator
+    job = "too-big"
+    account.create_job(job)
+    account.add_tasks(job, [f"t{n:06d}" for n in range(APP_VALIDATION_MAX_TASKS + 1)], publish=False)
+    account.start(job, "t000001")
+    await deliver(url, account)
+    listed = []
+    real_page = function_app.functions[workflow.LIST_PAGE].entry
+
+    async def page(scan):
+        listed.append(scan)
+        return await real_page(scan)
+
+    engine = engine_for(function_app, **{workflow.LIST_PAGE: ("activityTrigger", page)})
+    instance = await engine.run(workflow.VALIDATE_JOB, {"jobKey": job, "jobId": job}, "v-big")
+    assert instance.output["action"] == "skipped" and listed == []
+    body = await served(url, job)
+    assert body["validationStatus"] == "unvalidated"
+    assert f"over VALIDATION_MAX_TASKS ({APP_VALIDATION_MAX_TASKS})" in body["validationNote"]
+
+
+async def test_scheduled_pass_validates_changed_jobs_only_and_removes_jobs_batch_no_longer_has(app, simulator):
+    function_app, url = app
+    account, _ = simulator
+    for job in ("keep-a", "gone-b"):
+        account.create_job(job)
+        account.add_tasks(job, [f"t{n}" for n in range(50)])
+    await deliver(url, account)
+    first = await engine_for(function_app).run(workflow.VALIDATE_COUNTS, None, workflow.SCHEDULED_INSTANCE_ID)
+    validated = {job["jobId"] for job in first.output["jobs"] if job["action"] == "validated"}
+    assert {"keep-a", "gone-b"} <= validated
+
+    account.delete_job("gone-b")
+    second = await engine_for(function_app).run(workflow.VALIDATE_COUNTS, None, workflow.SCHEDULED_INSTANCE_ID)
+    assert {"keep-a", "gone-b"}.isdisjoint(job["jobId"] for job in second.output["jobs"])  # unchanged
+    assert [r["jobId"] for r in second.output["removed"]] == ["gone-b"]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/api/jobs/gone-b/taskcounts", headers={"x-functions-key": KEY}) as response:
+            assert response.status == 404
+    assert (await served(url, "keep-a"))["validationStatus"] == "validated"
