@@ -85,3 +85,26 @@ async def app_settings(azurite, simulator):
         else:
             os.environ[key] = value
     get_settings.cache_clear()
+
+
+FUNCTION_KEY = "test-function-key"
+MASTER_KEY = "test-master-key"
+
+
+class AppServer:
+    """The function folders served over HTTP by tools.funchost (in this test process)."""
+
+    def __init__(self, app, url, local):
+        self.app, self.url, self.local = app, url, local
+        self.headers = {"x-functions-key": FUNCTION_KEY}
+
+
+@pytest.fixture(scope="module")
+async def app_server(app_settings):
+    from tools.azurite import free_port
+    from tools.funchost import FunctionApp, Keys, serve, stop
+
+    function_app, port = FunctionApp.load(), free_port()
+    runner, local = await serve(function_app, Keys(function=(FUNCTION_KEY,), master=MASTER_KEY), "127.0.0.1", port)
+    yield AppServer(function_app, f"http://127.0.0.1:{port}", local)
+    await stop(runner, local)

@@ -1,7 +1,14 @@
-"""A local host for the app's function folders (development only; production runs on the
-Azure Functions host). It reads every ``*/function.json`` -- no hand-kept list -- and serves
-httpTrigger functions under host.json's routePrefix with their methods and authLevel, the way
-``func start`` does.
+"""A local host for the app's function folders (development only; production runs on the Azure
+Functions host). It reads every ``*/function.json`` -- no hand-kept list -- and serves them the
+way ``func start`` does:
+
+* httpTrigger routes under host.json's routePrefix, with methods and authLevel (function keys
+  and the master key from local.settings.json, as ``x-functions-key`` or ``?code=``);
+* timerTrigger on its NCRONTAB schedule (six fields, seconds first; %SETTING% resolved from the
+  environment), and ``POST /admin/functions/{name}`` (master key) to fire one now;
+* Durable Functions: orchestrators and activities run by ``tools.durable`` through real replays,
+  and a ``durableClient`` binding pointing the library's DurableOrchestrationClient at this
+  host's endpoints (start, status, terminate). Orchestration state lives in memory.
 
     python -m tools.funchost [--port 7071] [--settings local.settings.json]
 """
@@ -12,24 +19,37 @@ import asyncio
 import hmac
 import importlib
 import inspect
+import ipaddress
 import json
 import logging
 import os
 import re
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 import azure.functions as func
 from aiohttp import web
+from azure.durable_functions.models.utils import http_utils as durable_http
+from azure.functions.timer import TimerRequest
+from croniter import croniter
 
+from shared.batch import close_batch
 from shared.store import close_store
+from tools.durable import DurableEngine
 
 REPO = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)
 
+DURABLE_TRIGGERS = ("orchestrationTrigger", "activityTrigger")
 _PLAIN_ROUTE = re.compile(r"[A-Za-z0-9_\-./]*(\{[A-Za-z_][A-Za-z0-9_]*\}[A-Za-z0-9_\-./]*)*")
+_SETTING = re.compile(r"%([A-Za-z0-9_]+)%")
+WEBHOOKS = "/runtime/webhooks/durabletask"
+RPC = "/durabletask"  # the host's loopback-only endpoint the Python durable client calls
+INSTANCE_PLACEHOLDER = "INSTANCEID"
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,9 @@ class FunctionSpec:
     @property
     def trigger(self) -> dict:
         return next(b for b in self.bindings if b.get("direction") == "in" and b["type"].endswith("Trigger"))
+
+    def binding(self, kind: str) -> dict | None:
+        return next((b for b in self.bindings if b["type"] == kind), None)
 
 
 @dataclass
@@ -64,31 +87,37 @@ class Keys:
 @dataclass
 class FunctionApp:
     root: Path
-    route_prefix: str
+    host_config: dict
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
 
     @classmethod
     def load(cls, root: Path = REPO) -> "FunctionApp":
         host = json.loads((root / "host.json").read_text())
-        prefix = host.get("extensions", {}).get("http", {}).get("routePrefix", "api").strip("/")
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))  # as the host does: the app root is importable
-        app = cls(root, prefix)
+        app = cls(root, host)
         for definition in sorted(root.glob("*/function.json")):
             folder = definition.parent
             config = json.loads(definition.read_text())
             if config.get("disabled"):
                 continue
-            module_name = folder.name
             script = config.get("scriptFile", "__init__.py")
-            module = importlib.import_module(module_name if script == "__init__.py"
-                                             else f"{module_name}.{Path(script).stem}")
+            module = importlib.import_module(folder.name if script == "__init__.py"
+                                             else f"{folder.name}.{Path(script).stem}")
             entry = getattr(module, config.get("entryPoint", "main"))
             app.functions[folder.name] = FunctionSpec(folder.name, tuple(config["bindings"]), entry)
         return app
 
-    def http_functions(self) -> list[FunctionSpec]:
-        return [spec for spec in self.functions.values() if spec.trigger["type"] == "httpTrigger"]
+    @property
+    def route_prefix(self) -> str:
+        return self.host_config.get("extensions", {}).get("http", {}).get("routePrefix", "api").strip("/")
+
+    @property
+    def durable_config(self) -> dict:
+        return self.host_config.get("extensions", {}).get("durableTask", {})
+
+    def with_trigger(self, *kinds: str) -> list[FunctionSpec]:
+        return [spec for spec in self.functions.values() if spec.trigger["type"] in kinds]
 
     def route_of(self, spec: FunctionSpec) -> str:
         route = spec.trigger.get("route", spec.name)
@@ -96,38 +125,196 @@ class FunctionApp:
             raise ValueError(f"{spec.name}: route {route!r} uses constraints this local host does not support")
         return "/" + "/".join(part for part in (self.route_prefix, route) if part)
 
-
-def build_web_app(app: FunctionApp, keys: Keys) -> web.Application:
-    web_app = web.Application(client_max_size=8 * 1024 * 1024)  # the function judges body size itself
-    for spec in app.http_functions():
-        methods = [m.upper() for m in spec.trigger.get("methods", ["get", "post"])]
-        handler = _http_handler(spec, keys)
-        for method in methods:
-            web_app.router.add_route(method, app.route_of(spec), handler)
-    return web_app
+    def durable_engine(self) -> DurableEngine:
+        functions = {spec.name: (spec.trigger["type"], spec.entry) for spec in self.with_trigger(*DURABLE_TRIGGERS)}
+        return DurableEngine(functions, int(self.durable_config.get("maxConcurrentActivityFunctions", 10)))
 
 
-def _http_handler(spec: FunctionSpec, keys: Keys):
-    level = spec.trigger.get("authLevel", "function").lower()
+def resolve_settings(text: str) -> str:
+    """Binding expressions like %VALIDATION_SCHEDULE% come from app settings (the environment)."""
+    def lookup(match: re.Match) -> str:
+        value = os.environ.get(match.group(1))
+        if value is None:
+            raise KeyError(f"app setting {match.group(1)} is not set (used as %{match.group(1)}%)")
+        return value
+    return _SETTING.sub(lookup, text)
 
-    async def handle(request: web.Request) -> web.Response:
-        given = request.headers.get("x-functions-key") or request.query.get("code")
-        if not keys.allows(level, given):
-            return web.Response(status=401)
-        body = await request.read()
-        http_request = func.HttpRequest(
-            method=request.method, url=str(request.url), headers=dict(request.headers),
-            params={k: v for k, v in request.query.items() if k != "code"},
-            route_params=dict(request.match_info), body=body,
-        )
+
+class LocalHost:
+    """The running host: one aiohttp application, the durable engine and the timers."""
+
+    def __init__(self, app: FunctionApp, keys: Keys, base_url: str):
+        self.app, self.keys, self.base_url = app, keys, base_url
+        self.engine = app.durable_engine()
+        self.hub = self.app.durable_config.get("hubName", "TaskCountsHub")
+        self._timers: list[asyncio.Task] = []
+
+    # ---- wiring -----------------------------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        web_app = web.Application(client_max_size=8 * 1024 * 1024)  # functions judge body size themselves
+        for spec in self.app.with_trigger("httpTrigger"):
+            handler = self._http_handler(spec)
+            for method in spec.trigger.get("methods", ["get", "post"]):
+                web_app.router.add_route(method.upper(), self.app.route_of(spec), handler)
+        web_app.router.add_post("/admin/functions/{name}", self._admin_invoke)
+        for prefix, guard in ((WEBHOOKS, self._require_master), (RPC, _require_loopback)):
+            web_app.router.add_post(prefix + "/orchestrators/{name}", self._durable(guard, self._start))
+            web_app.router.add_post(prefix + "/orchestrators/{name}/{instance}", self._durable(guard, self._start))
+            web_app.router.add_get(prefix + "/instances/{instance}", self._durable(guard, self._status))
+            web_app.router.add_post(prefix + "/instances/{instance}/terminate", self._durable(guard, self._terminate))
+        return web_app
+
+    def client_binding(self) -> str:
+        """The durableClient binding's value: where DurableOrchestrationClient sends its calls."""
+        hooks, code = f"{self.base_url}{WEBHOOKS}", quote(self.keys.master)
+        query = f"taskHub={self.hub}&connection=Storage&code={code}"
+        instance = f"{hooks}/instances/{INSTANCE_PLACEHOLDER}"
+        return json.dumps({
+            "taskHubName": self.hub,
+            "creationUrls": {"createNewInstancePostUri": f"{hooks}/orchestrators/{{functionName}}[/{{instanceId}}]?code={code}",
+                             "createAndWaitOnNewInstancePostUri": f"{hooks}/orchestrators/{{functionName}}[/{{instanceId}}]?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&code={code}"},
+            "managementUrls": {"id": INSTANCE_PLACEHOLDER, "statusQueryGetUri": f"{instance}?{query}",
+                               "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
+                               "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
+                               "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
+                               "purgeHistoryDeleteUri": f"{instance}?{query}",
+                               "restartPostUri": f"{instance}/restart?{query}",
+                               "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
+                               "resumePostUri": f"{instance}/resume?reason={{text}}&{query}"},
+            "baseUrl": hooks, "requiredQueryStringParameters": f"code={code}",
+            "rpcBaseUrl": f"{self.base_url}{RPC}/", "httpBaseUrl": "", "maxGrpcMessageSizeInBytes": 0,
+            "grpcHttpClientTimeout": "00:01:40",
+        })
+
+    async def invoke(self, spec: FunctionSpec, trigger_value: Any) -> Any:
+        """Call a function with its trigger and the input bindings this host provides."""
+        kwargs = {spec.trigger["name"]: trigger_value}
+        for binding in spec.bindings:
+            if binding is spec.trigger or binding.get("direction") != "in":
+                continue
+            if binding["type"] != "durableClient":
+                raise RuntimeError(f"{spec.name}: binding type {binding['type']!r} is not supported by this local host")
+            kwargs[binding["name"]] = self.client_binding()
         if inspect.iscoroutinefunction(spec.entry):
-            result = await spec.entry(http_request)
-        else:  # the real host runs sync functions on a thread pool, off the event loop
-            result = await asyncio.to_thread(spec.entry, http_request)
-        return web.Response(body=result.get_body(), status=result.status_code,
-                            headers={k: v for k, v in result.headers.items() if k.lower() != "content-length"})
+            return await spec.entry(**kwargs)
+        return await asyncio.to_thread(spec.entry, **kwargs)  # the real host runs sync functions on threads
 
-    return handle
+    # ---- HTTP functions and the admin endpoint ------------------------------------------------
+
+    def _http_handler(self, spec: FunctionSpec):
+        level = spec.trigger.get("authLevel", "function").lower()
+
+        async def handle(request: web.Request) -> web.Response:
+            if not self.keys.allows(level, _key_of(request)):
+                return web.Response(status=401)
+            http_request = func.HttpRequest(
+                method=request.method, url=str(request.url), headers=dict(request.headers),
+                params={k: v for k, v in request.query.items() if k != "code"},
+                route_params=dict(request.match_info), body=await request.read(),
+            )
+            result = await self.invoke(spec, http_request)
+            return web.Response(body=result.get_body(), status=result.status_code,
+                                headers={k: v for k, v in result.headers.items() if k.lower() != "content-length"})
+
+        return handle
+
+    async def _admin_invoke(self, request: web.Request) -> web.Response:
+        """The host's admin API: run a non-HTTP function now (timers: as if its schedule fired)."""
+        if not self.keys.allows("admin", _key_of(request)):
+            return web.Response(status=401)
+        spec = self.app.functions.get(request.match_info["name"])
+        if spec is None or spec.trigger["type"] != "timerTrigger":
+            return web.json_response({"error": "no timer function of that name"}, status=404)
+        asyncio.get_running_loop().create_task(self._fire(spec, past_due=False))
+        return web.Response(status=202)
+
+    # ---- timers -------------------------------------------------------------------------------
+
+    def start_timers(self) -> None:
+        for spec in self.app.with_trigger("timerTrigger"):
+            schedule = resolve_settings(spec.trigger["schedule"])
+            if not croniter.is_valid(schedule, second_at_beginning=True) or len(schedule.split()) != 6:
+                raise ValueError(f"{spec.name}: {schedule!r} is not a six-field NCRONTAB schedule")
+            self._timers.append(asyncio.get_running_loop().create_task(self._run_timer(spec, schedule)))
+
+    def timer_schedules(self) -> dict[str, str]:
+        return {spec.name: resolve_settings(spec.trigger["schedule"]) for spec in self.app.with_trigger("timerTrigger")}
+
+    async def _run_timer(self, spec: FunctionSpec, schedule: str) -> None:
+        times = croniter(schedule, datetime.now(timezone.utc), second_at_beginning=True)
+        while True:
+            due = times.get_next(datetime)
+            await asyncio.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()))
+            await self._fire(spec, past_due=(datetime.now(timezone.utc) - due).total_seconds() > 1)
+
+    async def _fire(self, spec: FunctionSpec, past_due: bool) -> None:
+        try:
+            await self.invoke(spec, TimerRequest(past_due=past_due))
+        except Exception:
+            logger.exception("timer function failed", extra={"function": spec.name})
+
+    # ---- durable endpoints --------------------------------------------------------------------
+
+    def _durable(self, guard, handler):
+        async def handle(request: web.Request) -> web.Response:
+            refused = guard(request)
+            return refused if refused is not None else await handler(request)
+        return handle
+
+    def _require_master(self, request: web.Request) -> web.Response | None:
+        return None if self.keys.allows("admin", _key_of(request)) else web.Response(status=401)
+
+    async def _start(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        try:
+            # DurableOrchestrationClient posts the input's JSON text as a JSON string; a plain
+            # HTTP caller posts the input itself.
+            value = json.loads(body) if body else None
+            payload_json = None if value is None else value if isinstance(value, str) else json.dumps(value)
+            instance = self.engine.start(request.match_info["name"], payload_json, request.match_info.get("instance"))
+        except LookupError as error:
+            return web.json_response({"ExceptionMessage": str(error)}, status=400)
+        except json.JSONDecodeError:
+            return web.json_response({"ExceptionMessage": "the request body is not JSON"}, status=400)
+        except ValueError as error:
+            return web.json_response({"ExceptionMessage": str(error)}, status=409)
+        links = json.loads(self.client_binding())["managementUrls"]
+        body = {key: value.replace(INSTANCE_PLACEHOLDER, instance.instance_id) for key, value in links.items()}
+        return web.json_response(body, status=202, headers={"Location": body["statusQueryGetUri"]})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        instance = self.engine.instances.get(request.match_info["instance"])
+        if instance is None:
+            return web.json_response({"error": "instance not found"}, status=404)
+        status = {"Completed": 200, "Failed": 400, "Terminated": 400}.get(instance.runtime_status, 202)
+        return web.json_response(instance.status_json(request.query.get("showHistory") == "true"), status=status)
+
+    async def _terminate(self, request: web.Request) -> web.Response:
+        instance_id = request.match_info["instance"]
+        if instance_id not in self.engine.instances:
+            return web.Response(status=404)
+        terminated = self.engine.terminate(instance_id, request.query.get("reason", ""))
+        return web.Response(status=202 if terminated else 410)
+
+    async def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        await asyncio.gather(*self._timers, return_exceptions=True)
+        await self.engine.close()
+        await durable_http._close_session()  # the durable client's process-wide aiohttp session
+
+
+def _key_of(request: web.Request) -> str | None:
+    return request.headers.get("x-functions-key") or request.query.get("code")
+
+
+def _require_loopback(request: web.Request) -> web.Response | None:
+    try:
+        local = ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        local = False
+    return None if local else web.Response(status=403)
 
 
 def load_local_settings(path: Path) -> tuple[dict[str, str], Keys, int | None]:
@@ -140,20 +327,37 @@ def load_local_settings(path: Path) -> tuple[dict[str, str], Keys, int | None]:
     return {k: str(v) for k, v in settings.get("Values", {}).items()}, keys, port
 
 
-def banner(app: FunctionApp, base_url: str, keys: Keys) -> str:
+def banner(host: LocalHost) -> str:
     lines = ["", "Functions:", ""]
-    for spec in app.http_functions():
-        methods = ",".join(m.upper() for m in spec.trigger.get("methods", ["get", "post"]))
-        lines.append(f"        {spec.name}: [{methods}] {base_url}{app.route_of(spec)}")
-    lines += ["", f"Function key (x-functions-key header or ?code=): {keys.function[0] if keys.function else '(none)'}", ""]
+    for spec in host.app.functions.values():
+        kind = spec.trigger["type"]
+        if kind == "httpTrigger":
+            methods = ",".join(m.upper() for m in spec.trigger.get("methods", ["get", "post"]))
+            lines.append(f"        {spec.name}: [{methods}] {host.base_url}{host.app.route_of(spec)}")
+        elif kind == "timerTrigger":
+            lines.append(f"        {spec.name}: timerTrigger ({host.timer_schedules()[spec.name]}; "
+                         f"run now: POST {host.base_url}/admin/functions/{spec.name} with the master key)")
+        else:
+            lines.append(f"        {spec.name}: {kind}")
+    lines += ["", f"Function key (x-functions-key header or ?code=): {host.keys.function[0] if host.keys.function else '(none)'}",
+              f"Master key: {host.keys.master or '(none)'}",
+              "Durable Functions state is kept in memory by this local host: a restart forgets running orchestrations.", ""]
     return "\n".join(lines)
 
 
-async def serve(app: FunctionApp, keys: Keys, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(build_web_app(app, keys), access_log=None)
+async def serve(app: FunctionApp, keys: Keys, host: str, port: int, timers: bool = False) -> tuple[web.AppRunner, LocalHost]:
+    local = LocalHost(app, keys, f"http://{host}:{port}")
+    runner = web.AppRunner(local.web_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
-    return runner
+    if timers:
+        local.start_timers()
+    return runner, local
+
+
+async def stop(runner: web.AppRunner, local: LocalHost) -> None:
+    await local.close()
+    await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,13 +375,14 @@ def main(argv: list[str] | None = None) -> None:
     app = FunctionApp.load()
 
     async def run() -> None:
-        runner = await serve(app, keys, args.host, port)
-        print(banner(app, f"http://{args.host}:{port}", keys), flush=True)
+        runner, local = await serve(app, keys, args.host, port, timers=True)
+        print(banner(local), flush=True)
         try:
             await asyncio.Event().wait()
         finally:
-            await runner.cleanup()
+            await stop(runner, local)
             await close_store()
+            await close_batch()
 
     try:
         asyncio.run(run())

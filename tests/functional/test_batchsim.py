@@ -2,6 +2,8 @@
 import asyncio
 import random
 
+import aiohttp
+
 import pytest
 from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
@@ -130,3 +132,35 @@ def test_a_million_tasks_fit_and_page_fast():
     assert page[0]["id"] == "t-0500001" and len(page) == 1000
     assert size < 600 * 1024 * 1024, f"{size / 2**20:.0f} MiB for 1M tasks"
     assert elapsed < 1.0  # generous: a benchmark measures speed; this catches an O(n) page
+
+
+async def test_batch_reader_rides_out_throttling_and_server_errors(simulator):
+    """shared.batch retries 429 and 503 (honouring Retry-After) and still lists every task."""
+    from shared.batch import BatchReader
+    from shared.config import Settings
+
+    account, url = simulator
+    seeded_job(account, "flaky", tasks=2500)
+    settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": url,
+                                  "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY})
+    reader = BatchReader.from_settings(settings)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{url}/control/faults", json={"throttle": 0.3, "serverError": 0.1, "seed": 3}):
+            pass
+        try:
+            listed, next_link = [], None
+            for _ in range(20):
+                page = await reader.list_page("flaky", next_link, page_size=500)
+                listed += [task["id"] for task in page.tasks]
+                next_link = page.next_link
+                if next_link is None:
+                    break
+            size = await reader.job_size("flaky")
+            missing = await reader.job_size("no-such-job")
+        finally:
+            async with session.post(f"{url}/control/faults", json={"throttle": 0, "serverError": 0}) as response:
+                injected = (await response.json(content_type=None))["injected"]
+            await reader.close()
+    assert sorted(listed) == sorted(task.id for task in account.job("flaky").tasks.values())
+    assert size == len(listed) and missing is None
+    assert injected >= 3

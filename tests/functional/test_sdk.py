@@ -9,19 +9,12 @@ from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import ResourceNotFoundError
 
-from tools.azurite import free_port
-from tools.funchost import FunctionApp, Keys, serve
-
-KEY = "test-function-key"
-pytestmark = pytest.mark.usefixtures("app_settings")
+from tests.conftest import FUNCTION_KEY as KEY
 
 
 @pytest.fixture
-async def base_url():
-    port = free_port()
-    runner = await serve(FunctionApp.load(), Keys(function=(KEY,), master="test-master"), "127.0.0.1", port)
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+def base_url(app_server):
+    return app_server.url
 
 
 def sdk_client(base_url: str) -> BatchClient:

@@ -5,21 +5,14 @@ import random
 import aiohttp
 import pytest
 
-from tools.azurite import free_port
+from tests.conftest import FUNCTION_KEY as KEY
 from tools.batchsim.model import BatchAccount
 from tools.batchsim.publisher import Faults, publish
-from tools.funchost import FunctionApp, Keys, serve
-
-KEY = "ingest-key"
-pytestmark = pytest.mark.usefixtures("app_settings")
 
 
 @pytest.fixture
-async def app_url():
-    port = free_port()
-    runner = await serve(FunctionApp.load(), Keys(function=(KEY,)), "127.0.0.1", port)
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+def app_url(app_server):
+    return app_server.url
 
 
 async def served_counts(app_url, job_id):

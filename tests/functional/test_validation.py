@@ -10,30 +10,21 @@ import pytest
 from shared import workflow
 from shared.config import get_settings
 from shared.store import COUNTER_ROW, get_store, partition_key
-from tests.conftest import APP_VALIDATION_MAX_TASKS
-from tools.azurite import free_port
+from tests.conftest import APP_VALIDATION_MAX_TASKS, FUNCTION_KEY as KEY
 from tools.batchsim.publisher import Faults, publish
 from tools.durable import DurableEngine
-from tools.funchost import FunctionApp, Keys, serve
-
-KEY = "validation-key"
-pytestmark = pytest.mark.usefixtures("app_settings")
+from tools.funchost import FunctionApp
 
 
 @pytest.fixture(scope="module")
-async def app():
-    function_app = FunctionApp.load()
-    port = free_port()
-    runner = await serve(function_app, Keys(function=(KEY,)), "127.0.0.1", port)
-    yield function_app, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+def app(app_server):
+    return app_server.app, app_server.url
 
 
 def engine_for(function_app: FunctionApp, **overrides) -> DurableEngine:
-    functions = {name: (spec.trigger["type"], spec.entry) for name, spec in function_app.functions.items()
-                 if spec.trigger["type"] in ("orchestrationTrigger", "activityTrigger")}
-    functions.update(overrides)
-    return DurableEngine(functions, max_concurrent_activities=8)
+    engine = function_app.durable_engine()
+    engine.functions.update(overrides)
+    return engine
 
 
 async def deliver(url, account, faults=Faults(), seed=0):

@@ -30,6 +30,7 @@ TASK_FIELDS = {
 JOB_FIELDS = {"id": lambda j: j.id, "state": lambda j: j.state}
 
 ACCOUNT = web.AppKey("account", BatchAccount)
+FAULTS = web.AppKey("faults", dict)
 
 
 def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: str = DEFAULT_KEY) -> web.Application:
@@ -42,13 +43,16 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
                 if reason is not None:
                     raise SimError(403, "AuthenticationFailed",
                                    "Server failed to authenticate the request.", {"AuthenticationErrorDetail": reason})
+                _inject_fault(request.app[FAULTS])
             return await handler(request)
         except SimError as error:
+            headers = {"Retry-After": "0"} if error.status in (429, 503) else {}
             return web.json_response(batch_error_body(error.code, error.message, error.values),
-                                     status=error.status, content_type="application/json")
+                                     status=error.status, headers=headers)
 
     app = web.Application(middlewares=[errors_and_auth])
     app[ACCOUNT] = account
+    app[FAULTS] = {"throttle": 0.0, "serverError": 0.0, "injected": 0, "rng": random.Random(0)}
     app.router.add_get("/jobs", list_jobs)
     app.router.add_get("/jobs/{jobId}", get_job)
     app.router.add_get("/jobs/{jobId}/tasks", list_tasks)
@@ -59,7 +63,32 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
     app.router.add_post("/control/jobs/{jobId}/step", control_step)
     app.router.add_post("/control/jobs/{jobId}/tasks/{taskId}/{action}", control_task_action)
     app.router.add_post("/control/publish", control_publish)
+    app.router.add_post("/control/faults", control_faults)
     return app
+
+
+def _inject_fault(faults: dict) -> None:
+    """Batch's own failure modes, on request: throttling (429) and server errors (503)."""
+    roll = faults["rng"].random()
+    if roll < faults["throttle"]:
+        faults["injected"] += 1
+        raise SimError(429, "TooManyRequests", "The server is throttling requests; retry after the given time.")
+    if roll < faults["throttle"] + faults["serverError"]:
+        faults["injected"] += 1
+        raise SimError(503, "ServerBusy", "The server is currently unable to receive requests. Please retry.")
+
+
+async def control_faults(request: web.Request) -> web.Response:
+    """{"throttle": 0.2, "serverError": 0.1, "seed": 1}: fail that fraction of Batch requests;
+    answers how many faults were injected so far."""
+    body = await _json_body(request)
+    faults = request.app[FAULTS]
+    for name in ("throttle", "serverError"):
+        if name in body:
+            faults[name] = float(body[name])
+    if "seed" in body:
+        faults["rng"] = random.Random(body["seed"])
+    return _reply({"throttle": faults["throttle"], "serverError": faults["serverError"], "injected": faults["injected"]})
 
 
 def _base(request: web.Request) -> str:

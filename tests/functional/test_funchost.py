@@ -1,0 +1,122 @@
+"""tools.funchost's durable surface: the durableClient binding, status endpoints, timers, admin."""
+import asyncio
+import os
+
+import aiohttp
+import pytest
+
+from shared import workflow
+from tests.conftest import FUNCTION_KEY, MASTER_KEY
+from tools.batchsim.publisher import publish
+
+
+async def wait_for_output(session, status_url, timeout=60):
+    """Poll a statusQueryGetUri as a client would: 202 while running, 200 when done."""
+    for _ in range(int(timeout * 10)):
+        async with session.get(status_url) as response:
+            body = await response.json(content_type=None)
+            if response.status != 202:
+                return response.status, body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"still running after {timeout}s: {body}")
+
+
+async def seed(app_server, simulator, job_id, tasks=1500):
+    account, _ = simulator
+    account.create_job(job_id)
+    account.add_tasks(job_id, [f"t{n:05d}" for n in range(tasks)])
+    account.start(job_id, "t00001", publish=False)  # drift for the validation to find
+    await publish(account.take_outbox(), f"{app_server.url}/api/taskevents", headers=app_server.headers)
+
+
+async def test_on_demand_validation_answers_202_and_can_be_followed(app_server, simulator):
+    await seed(app_server, simulator, "OnDemand")
+    async with aiohttp.ClientSession() as session:
+        url = f"{app_server.url}/api/jobs/OnDemand/validate"
+        async with session.post(url, headers=app_server.headers) as response:
+            assert response.status == 202
+            links = await response.json(content_type=None)
+            assert response.headers["Location"] == links["statusQueryGetUri"]
+        assert links["id"] == workflow.on_demand_instance_id("ondemand")
+        async with session.post(url, headers=app_server.headers) as again:  # still running: same instance
+            assert again.status == 202 and (await again.json(content_type=None))["id"] == links["id"]
+        status, body = await wait_for_output(session, links["statusQueryGetUri"])
+        assert status == 200 and body["runtimeStatus"] == "Completed", body
+        assert body["output"]["action"] == "validated" and body["output"]["corrected"]["stale"] == 1
+        assert body["customStatus"]["phase"] == "sweeping" and body["customStatus"]["tasksListed"] == 1500
+        async with session.get(f"{app_server.url}/api/jobs/OnDemand/taskcounts", headers=app_server.headers) as r:
+            counts = await r.json(content_type=None)
+        assert counts["taskCounts"] == simulator[0].task_counts("OnDemand")["taskCounts"]
+        async with session.post(f"{app_server.url}/api/jobs/bad!id/validate", headers=app_server.headers) as bad:
+            assert bad.status == 400 and (await bad.json(content_type=None))["code"] == "InvalidUri"
+        async with session.post(url) as keyless:
+            assert keyless.status == 401
+
+
+async def test_admin_endpoint_fires_the_timer_which_starts_one_scheduled_pass(app_server, simulator):
+    await seed(app_server, simulator, "Scheduled", tasks=300)
+    async with aiohttp.ClientSession() as session:
+        admin = f"{app_server.url}/admin/functions/ValidateCounts"
+        async with session.post(admin, headers={"x-functions-key": FUNCTION_KEY}) as refused:
+            assert refused.status == 401  # the admin API takes the master key only
+        async with session.post(admin, headers={"x-functions-key": MASTER_KEY}, json={}) as response:
+            assert response.status == 202
+        status_url = (f"{app_server.url}/runtime/webhooks/durabletask/instances/{workflow.SCHEDULED_INSTANCE_ID}"
+                      f"?code={MASTER_KEY}")
+        for _ in range(50):
+            async with session.get(status_url) as probe:
+                if probe.status != 404:
+                    break
+            await asyncio.sleep(0.1)
+        status, body = await wait_for_output(session, status_url)
+        assert status == 200, body
+        assert "Scheduled" in [job["jobId"] for job in body["output"]["jobs"]]
+        async with session.get(status_url.replace(MASTER_KEY, "wrong")) as wrong:
+            assert wrong.status == 401
+
+
+async def test_timer_fires_on_its_ncrontab_schedule(app_server, monkeypatch):
+    monkeypatch.setenv("VALIDATION_SCHEDULE", "*/1 * * * * *")  # every second
+    engine = app_server.local.engine
+    before = engine.instances.get(workflow.SCHEDULED_INSTANCE_ID)
+    app_server.local.start_timers()
+    try:
+        for _ in range(50):
+            current = engine.instances.get(workflow.SCHEDULED_INSTANCE_ID)
+            if current is not None and current is not before:
+                break
+            await asyncio.sleep(0.1)
+        assert current is not None and current is not before
+        await engine.wait(workflow.SCHEDULED_INSTANCE_ID)
+    finally:
+        for timer in app_server.local._timers:
+            timer.cancel()
+
+
+def test_a_bad_schedule_is_refused_with_the_setting_named(app_server, monkeypatch):
+    monkeypatch.setenv("VALIDATION_SCHEDULE", "every five minutes")
+    with pytest.raises(ValueError, match="six-field NCRONTAB"):
+        app_server.local.start_timers()
+    monkeypatch.delenv("VALIDATION_SCHEDULE")
+    with pytest.raises(KeyError, match="VALIDATION_SCHEDULE"):
+        app_server.local.start_timers()
+
+
+async def test_terminate_through_the_management_url(app_server):
+    engine = app_server.local.engine
+
+    async def slow(payload):
+        await asyncio.sleep(30)
+
+    engine.functions[workflow.BEGIN] = ("activityTrigger", slow)
+    try:
+        instance = engine.start(workflow.VALIDATE_JOB, '{"jobKey": "x", "jobId": "x"}', "to-terminate")
+        async with aiohttp.ClientSession() as session:
+            url = f"{app_server.url}/runtime/webhooks/durabletask/instances/to-terminate/terminate?reason=test&code={MASTER_KEY}"
+            async with session.post(url) as response:
+                assert response.status == 202
+            async with session.post(url) as again:
+                assert again.status == 410
+        assert instance.runtime_status == "Terminated"
+    finally:
+        engine.functions[workflow.BEGIN] = ("activityTrigger", app_server.app.functions[workflow.BEGIN].entry)
