@@ -266,6 +266,19 @@ class BatchAccount:
             made += 1
         return made
 
+    def finish(self, job_id: str, rng: random.Random, publish: bool = True) -> int:
+        """Run every unfinished task to completion (90% success); returns the tasks moved."""
+        job = self.job(job_id)
+        moved = 0
+        for task in list(job.tasks.values()):
+            if task.state == COMPLETED:
+                continue
+            if task.state != RUNNING:
+                self.start(job.id, task.id, publish=publish)
+            self.complete(job.id, task.id, 0 if rng.random() < 0.9 else 1, publish=publish)
+            moved += 1
+        return moved
+
     def take_outbox(self) -> list[OutboxEvent]:
         events, self.outbox = self.outbox, []
         return events

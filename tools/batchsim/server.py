@@ -61,6 +61,7 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
     app.router.add_delete("/control/jobs/{jobId}", control_delete_job)
     app.router.add_post("/control/jobs/{jobId}/tasks", control_add_tasks)
     app.router.add_post("/control/jobs/{jobId}/step", control_step)
+    app.router.add_post("/control/jobs/{jobId}/finish", control_finish)
     app.router.add_post("/control/jobs/{jobId}/tasks/{taskId}/{action}", control_task_action)
     app.router.add_post("/control/publish", control_publish)
     app.router.add_post("/control/faults", control_faults)
@@ -213,6 +214,14 @@ async def control_step(request: web.Request) -> web.Response:
     made = request.app[ACCOUNT].step(request.match_info["jobId"], random.Random(body.get("seed")),
                                      int(body.get("moves", 1)), publish=bool(body.get("publish", True)))
     return _reply({"moves": made})
+
+
+async def control_finish(request: web.Request) -> web.Response:
+    """{"seed": 1, "publish": true}: run every unfinished task to completion."""
+    body = await _json_body(request)
+    moved = request.app[ACCOUNT].finish(request.match_info["jobId"], random.Random(body.get("seed")),
+                                        publish=bool(body.get("publish", True)))
+    return _reply({"moves": moved})
 
 
 _ACTIONS = {"start", "complete", "retry", "requeue", "reactivate", "terminate", "delete"}

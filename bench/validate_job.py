@@ -1,0 +1,47 @@
+"""Child process of bench.validation: validate one job through the real workflow and activity
+folders, timing each phase, and print one JSON line (its own peak memory included)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+
+from shared import workflow
+from shared.batch import close_batch
+from shared.store import close_store
+from tools.funchost import FunctionApp
+
+PHASES = {workflow.BEGIN: "begin", workflow.LIST_PAGE: "listing", workflow.SWEEP: "sweeps", workflow.FINISH: "finish"}
+
+
+async def main(job_id: str) -> dict:
+    app = FunctionApp.load()
+    engine = app.durable_engine()
+    spans: dict[str, list[float]] = {}  # phase -> [first start, last end]: wall time, parallel sweeps included
+
+    def timed(name, entry):
+        async def run(payload):
+            started = time.perf_counter()
+            try:
+                return await entry(payload)
+            finally:
+                span = spans.setdefault(PHASES[name], [started, started])
+                span[0], span[1] = min(span[0], started), max(span[1], time.perf_counter())
+        return run
+
+    for name in PHASES:
+        engine.functions[name] = ("activityTrigger", timed(name, app.functions[name].entry))
+    started = time.perf_counter()
+    instance = await engine.run(workflow.VALIDATE_JOB, {"jobKey": job_id.lower(), "jobId": job_id}, "bench")
+    wall = time.perf_counter() - started
+    await close_store()
+    await close_batch()
+    return {"wall_seconds": wall, "phase_seconds": {phase: end - start for phase, (start, end) in spans.items()},
+            "output": instance.output,
+            "status": instance.runtime_status, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(sys.argv[1]))))

@@ -1,0 +1,140 @@
+"""Validation benchmark: wall time and peak memory to validate simulator jobs of given sizes
+with a fraction of tasks drifted (changed in Batch without an event).
+
+    .venv/bin/python -m bench.validation --tasks 10000 100000 200000 [--partitions 16] [--drift 0.01]
+
+Per size: a fresh Azurite and simulator; the job is created in the simulator and moved through its
+states, the store is seeded from it (not measured), 1% of tasks then move silently, and one pass
+runs in a child process (so its peak memory is its own). Checks that the counts equal the truth
+afterwards. Prints a table and writes bench/results/validation.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+
+from shared.batch import BatchReader
+from shared.config import Settings
+from shared.events import task_status
+from shared.store import CountsStore
+from tools.azurite import Azurite, free_port
+from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+
+
+class _Listed:
+    def __init__(self, job_id, task_id, status):
+        self.job_id, self.task_id, self.status = job_id, task_id, status
+
+
+async def seed(settings: Settings, sim_url: str, job: str, tasks: int, drift: float) -> dict:
+    async with aiohttp.ClientSession() as session:
+        async def control(path, body):
+            async with session.post(f"{sim_url}/control/{path}", json=body) as response:
+                assert response.status < 300, await response.text()
+                return await response.json(content_type=None)
+        await control("jobs", {"id": job, "tasks": tasks, "publish": False})
+        await control(f"jobs/{job}/step", {"moves": tasks * 2, "seed": 1, "publish": False})
+        reader, store = BatchReader.from_settings(settings), CountsStore.from_settings(settings)
+        started = time.perf_counter()
+        next_link, pending = None, []
+        while True:
+            page = await reader.list_page(job, next_link)
+            now = datetime.now(timezone.utc)
+            observed = [_Listed(job, *task_status(raw, now)) for raw in page.tasks]
+            pending.append(asyncio.create_task(store.apply(observed)))
+            if len(pending) >= 4:
+                await pending.pop(0)
+            next_link = page.next_link
+            if next_link is None:
+                break
+        await asyncio.gather(*pending)
+        seeded = time.perf_counter() - started
+        moved = (await control(f"jobs/{job}/step", {"moves": int(tasks * drift), "seed": 2, "publish": False}))["moves"]
+        await reader.close()
+        await store.close()
+    return {"seed_seconds": seeded, "drifted": moved}
+
+
+async def served_counts(settings: Settings, job: str) -> dict:
+    store = CountsStore.from_settings(settings)
+    try:
+        counts = await store.get_job_counts(job.lower())
+        return counts.tasks.as_dict()
+    finally:
+        await store.close()
+
+
+def run_size(tasks: int, partitions: int, drift: float) -> dict:
+    sim_port = free_port()
+    env = dict(os.environ)
+    with Azurite() as azurite:
+        simulator = subprocess.Popen([sys.executable, "-m", "tools.batchsim", "--port", str(sim_port)],
+                                     cwd=REPO, stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(1.5)
+            env.update({"AzureWebJobsStorage": azurite.connection_string, "COUNTS_TABLE_PREFIX": "bench",
+                        "JOB_PARTITIONS": str(partitions), "BATCH_ACCOUNT_URL": f"http://127.0.0.1:{sim_port}",
+                        "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
+                        "VALIDATION_MAX_TASKS": str(max(tasks, 200_000))})
+            settings = Settings.from_env(env)
+            job = f"bench-{tasks}"
+            seeded = asyncio.run(seed(settings, env["BATCH_ACCOUNT_URL"], job, tasks, drift))
+            child = subprocess.run([sys.executable, "-m", "bench.validate_job", job], cwd=REPO, env=env,
+                                   capture_output=True, text=True, check=True)
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            truth = _truth(env["BATCH_ACCOUNT_URL"], job)
+            served = asyncio.run(served_counts(settings, job))
+        finally:
+            simulator.terminate()
+            simulator.wait()
+    output = result["output"]
+    return {"tasks": tasks, "partitions": partitions, "rows_per_partition": tasks // partitions,
+            "drifted": seeded["drifted"], "seed_seconds": round(seeded["seed_seconds"], 1),
+            "wall_seconds": round(result["wall_seconds"], 1),
+            "listing_seconds": round(result["phase_seconds"]["listing"], 1),
+            "sweep_seconds": round(result["phase_seconds"]["sweeps"], 1),
+            "peak_rss_mb": round(result["peak_rss_mb"]), "pages": output.get("pages"),
+            "corrected": output.get("corrected"), "matches_truth": served == truth}
+
+
+def _truth(sim_url: str, job: str) -> dict:
+    from azure.batch import BatchClient
+    from azure.core.credentials import AzureNamedKeyCredential
+    counts = BatchClient(sim_url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY)).get_job_task_counts(job)
+    c = counts.task_counts
+    return {"active": c.active, "running": c.running, "completed": c.completed, "succeeded": c.succeeded, "failed": c.failed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="validation benchmark")
+    parser.add_argument("--tasks", type=int, nargs="+", default=[10_000, 100_000, 200_000])
+    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--drift", type=float, default=0.01)
+    args = parser.parse_args()
+    rows = [run_size(n, args.partitions, args.drift) for n in args.tasks]
+    header = ["tasks", "partitions", "rows_per_partition", "drifted", "wall_seconds", "listing_seconds",
+              "sweep_seconds", "peak_rss_mb", "matches_truth", "seed_seconds"]
+    print(" | ".join(header))
+    for row in rows:
+        print(" | ".join(str(row[name]) for name in header))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "validation.json").write_text(json.dumps({
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

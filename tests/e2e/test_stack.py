@@ -1,0 +1,140 @@
+"""End to end through processes: Azurite, the Batch simulator and tools.funchost, over HTTP
+with the protocols Azure uses (Event Grid webhook, Functions keys, Durable client, Batch SDK)."""
+import base64
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import requests
+from azure.batch import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
+
+from shared.config import Settings
+from shared.store import CountsStore, raw_text_of
+from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
+from tools.stack import FUNCTION_KEY, MASTER_KEY, Stack
+
+pytestmark = pytest.mark.e2e
+SAMPLES = Path(__file__).parent.parent / "samples"
+KEYED = {"x-functions-key": FUNCTION_KEY}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with Stack(validation_schedule="0 0 0 1 1 *") as running:  # the timer only fires when asked
+        yield running
+
+
+def simulator(stack):
+    return BatchClient(stack.simulator_url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY))
+
+
+def control(stack, path, body):
+    response = requests.post(f"{stack.simulator_url}/control/{path}", json=body, timeout=60)
+    assert response.status_code < 300, response.text
+    return response.json() if response.content else None
+
+
+def publish(stack, **faults):
+    return control(stack, "publish", {"url": f"{stack.app_url}/api/taskevents", "headers": KEYED, **faults})
+
+
+def counts(stack, job_id):
+    response = requests.get(f"{stack.app_url}/api/jobs/{job_id}/taskcounts", headers=KEYED, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def truth(stack, job_id):
+    c = simulator(stack).get_job_task_counts(job_id).task_counts
+    return {"active": c.active, "running": c.running, "completed": c.completed, "succeeded": c.succeeded, "failed": c.failed}
+
+
+def follow(url, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = requests.get(url, timeout=10)
+        if response.status_code not in (202, 404):
+            return response.status_code, response.json()
+        time.sleep(0.2)
+    raise AssertionError(f"not finished after {timeout}s: {url}")
+
+
+def test_event_grid_validation_handshake(stack):
+    handshake = [{"id": "1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "subject": "",
+                  "eventTime": "2025-01-01T00:00:00Z", "dataVersion": "1", "data": {"validationCode": "e2e-code"}}]
+    response = requests.post(f"{stack.app_url}/api/taskevents", json=handshake, timeout=10,
+                             headers={**KEYED, "aeg-event-type": "SubscriptionValidation"})
+    assert response.status_code == 200 and response.json() == {"validationResponse": "e2e-code"}
+    options = requests.options(f"{stack.app_url}/api/taskevents", timeout=10,
+                               headers={**KEYED, "WebHook-Request-Origin": "eventgrid.azure.net"})
+    assert options.status_code == 200 and options.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+
+
+def test_both_schemas_are_delivered_and_the_sdk_reads_the_counts(stack):
+    for sample, content_type in (("eventgrid_batch.json", "application/json"),
+                                 ("cloudevents_batch.json", "application/cloudevents-batch+json")):
+        response = requests.post(f"{stack.app_url}/api/taskevents", data=(SAMPLES / sample).read_bytes(),
+                                 headers={**KEYED, "Content-Type": content_type}, timeout=10)
+        assert response.status_code == 200 and response.json()["rejected"] == 0
+    sdk = BatchClient(f"{stack.app_url}/api", AzureNamedKeyCredential("unused", base64.b64encode(b"x").decode()))
+    result = sdk.get_job_task_counts("Render-42", headers=KEYED)
+    assert (result.task_counts.running, result.task_counts.completed, result.task_counts.failed) == (1, 2, 1)
+    assert result.task_slot_counts.completed == 3
+
+
+def test_requests_without_a_key_are_refused(stack):
+    assert requests.get(f"{stack.app_url}/api/jobs/render-42/taskcounts", timeout=10).status_code == 401
+    assert requests.post(f"{stack.app_url}/api/taskevents", json=[], timeout=10).status_code == 401
+    assert requests.get(f"{stack.app_url}/api/jobs", headers={"x-functions-key": "wrong"}, timeout=10).status_code == 401
+
+
+def test_bad_deliveries_are_rejected_and_kept(stack):
+    bad = {"id": "bad-1", "eventType": "Batch.TaskStateChanged", "subject": "s", "eventTime": "2025-01-01T00:00:00Z",
+           "dataVersion": "1", "data": {"jobId": "e2e-bad", "id": "t/1", "state": "running",
+                                        "stateTransitionTime": "2025-01-01T00:00:00Z"}}
+    good = {**bad, "id": "good-1", "data": {**bad["data"], "id": "t1"}}
+    response = requests.post(f"{stack.app_url}/api/taskevents", json=[good, bad], headers=KEYED, timeout=10)
+    assert response.status_code == 200 and response.json()["rejected"] == 1
+    assert counts(stack, "e2e-bad")["taskCounts"]["running"] == 1
+    not_json = requests.post(f"{stack.app_url}/api/taskevents", data=b"{oops", headers=KEYED, timeout=10)
+    assert not_json.status_code == 400 and not_json.json()["code"] == "InvalidRequestBody"
+
+    import asyncio
+
+    async def kept():
+        store = CountsStore.from_settings(Settings.from_env({"AzureWebJobsStorage": stack.azurite.connection_string}))
+        try:
+            return [raw_text_of(row) for row in await store.list_rejected(datetime.now(timezone.utc))]
+        finally:
+            await store.close()
+    assert any('"bad-1"' in raw for raw in asyncio.run(kept()))
+
+
+def test_timer_admin_endpoint_starts_a_validation_that_corrects_drift(stack):
+    control(stack, "jobs", {"id": "E2E-Timer", "tasks": 1200})
+    control(stack, "jobs/E2E-Timer/step", {"moves": 2400, "seed": 1})
+    publish(stack, drop=0.2, duplicate=0.2, reorder=True, seed=1)
+    assert counts(stack, "E2E-Timer")["taskCounts"] != truth(stack, "E2E-Timer")
+    fired = requests.post(f"{stack.app_url}/admin/functions/ValidateCounts", json={}, timeout=10,
+                          headers={"x-functions-key": MASTER_KEY})
+    assert fired.status_code == 202
+    status, body = follow(f"{stack.app_url}/runtime/webhooks/durabletask/instances/validate-counts?code={MASTER_KEY}")
+    assert status == 200, body
+    assert "E2E-Timer" in [job["jobId"] for job in body["output"]["jobs"] if job["action"] == "validated"]
+    after = counts(stack, "E2E-Timer")
+    assert after["taskCounts"] == truth(stack, "E2E-Timer") and after["validationStatus"] == "validated"
+
+
+def test_on_demand_validation_followed_through_the_status_endpoint(stack):
+    control(stack, "jobs", {"id": "E2E-Now", "tasks": 800})
+    publish(stack)
+    for n in range(40):
+        control(stack, f"jobs/E2E-Now/tasks/task-{n:07d}/start", {"publish": False})  # events lost
+    started = requests.post(f"{stack.app_url}/api/jobs/E2E-Now/validate", headers=KEYED, timeout=10)
+    assert started.status_code == 202
+    status, body = follow(started.headers["Location"])
+    assert status == 200 and body["output"]["corrected"]["stale"] == 40
+    assert counts(stack, "E2E-Now")["taskCounts"] == truth(stack, "E2E-Now")

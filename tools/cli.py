@@ -1,0 +1,202 @@
+"""taskcounts: read a deployment's task counts from a terminal.
+
+    taskcounts get JOB_ID [--json]       the counts once (JSON for scripts)
+    taskcounts watch JOB_ID              live progress bars until no task is active or running
+    taskcounts jobs                      every job with its counts
+
+--url (or TASKCOUNTS_URL) is the function app's base URL, e.g. https://contoso-taskcounts.azurewebsites.net;
+--key (or TASKCOUNTS_KEY) a function key.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from shared.events import parse_timestamp
+
+BUCKETS = ("active", "running", "completed", "succeeded", "failed")
+COLOURS = {"active": "yellow", "running": "cyan", "completed": "blue", "succeeded": "green", "failed": "red"}
+
+
+class CliError(Exception):
+    """A problem the person can fix; printed without a traceback. ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+class Api:
+    def __init__(self, url: str, key: str | None, timeout: float = 10.0):
+        if not url.startswith(("http://", "https://")):
+            raise CliError(f"--url must start with http:// or https://, got {url!r}")
+        self.base, self.key, self.timeout = url.rstrip("/"), key, timeout
+
+    def get(self, path: str) -> Any:
+        request = urllib.request.Request(f"{self.base}/api/{path}", headers={"Accept": "application/json"})
+        if self.key:
+            request.add_header("x-functions-key", self.key)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            raise self._explain(error) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            reason = getattr(error, "reason", error)
+            raise CliError(f"cannot reach {self.base}: {reason}") from None
+        except ValueError:
+            raise CliError(f"{self.base} answered something that is not JSON: is it a taskcounts deployment?") from None
+
+    def _explain(self, error: urllib.error.HTTPError) -> CliError:
+        try:
+            body = json.loads(error.read() or b"{}")
+        except ValueError:
+            body = {}
+        code = body.get("code") if isinstance(body, dict) else None
+        message = body.get("message", {}).get("value") if isinstance(body, dict) and code else None
+        if error.code == 401:
+            return CliError("the key was refused (HTTP 401): pass a function key with --key or TASKCOUNTS_KEY")
+        if code == "JobNotFound":
+            return CliError(f"no such job: {message}", code=1)
+        if error.code == 404:
+            return CliError(f"no taskcounts API at {self.base} (HTTP 404): give the function app's base URL")
+        return CliError(f"HTTP {error.code} {code or ''}: {message or error.reason}".strip())
+
+    def counts(self, job_id: str) -> dict:
+        return self.get(f"jobs/{urllib.parse.quote(job_id, safe='')}/taskcounts")
+
+    def jobs(self) -> list[dict]:
+        jobs, path = [], "jobs?maxresults=100"
+        while path:
+            page = self.get(path)
+            jobs += page["value"]
+            link = page.get("odata.nextLink")
+            path = link.split("/api/", 1)[1] if link else None
+        return jobs
+
+
+def total_of(counts: dict) -> int:
+    return counts["active"] + counts["running"] + counts["completed"]
+
+
+def bar(value: int, total: int, width: int = 40, colour: str = "white") -> Text:
+    filled = 0 if total <= 0 else round(width * value / total)
+    return Text("█" * filled, style=colour) + Text("░" * (width - filled), style="grey37")
+
+
+def counts_table(title: str, body: dict, compare: dict | None = None, compare_title: str = "truth") -> Table:
+    """Progress bars per bucket; with ``compare``, a column of other counts (the simulator's truth)."""
+    counts = body["taskCounts"]
+    total = total_of(counts)
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("state")
+    table.add_column("progress")
+    table.add_column("tasks", justify="right")
+    if compare is not None:
+        table.add_column(compare_title, justify="right")
+    for name in BUCKETS:
+        row = [Text(("  " if name in ("succeeded", "failed") else "") + name, style=COLOURS[name]),
+               bar(counts[name], total, colour=COLOURS[name]), str(counts[name])]
+        if compare is not None:
+            other = compare[name]
+            row.append(Text(str(other), style="bold" if other == counts[name] else "bold magenta"))
+        table.add_row(*row)
+    table.caption = freshness(body)
+    table.caption_justify = "left"
+    return table
+
+
+def freshness(body: dict) -> str:
+    parts = [f"validation: {body.get('validationStatus', '?')}"]
+    if body.get("lastValidatedAt"):
+        parts.append(f"validated {_age(body['lastValidatedAt'])} ago")
+    if body.get("validationNote"):
+        parts.append(body["validationNote"])
+    if body.get("lastUpdatedAt"):
+        parts.append(f"last change {_age(body['lastUpdatedAt'])} ago")
+    corrected = (body.get("lastValidation") or {}).get("corrected")
+    if corrected:
+        parts.append("last pass corrected " + ", ".join(f"{v} {k}" for k, v in corrected.items()))
+    return " | ".join(parts)
+
+
+def _age(iso: str) -> str:
+    moment = parse_timestamp(iso)
+    seconds = max(0, int((datetime.now(timezone.utc) - moment).total_seconds()))
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
+
+
+def done(counts: dict) -> bool:
+    return total_of(counts) > 0 and counts["active"] == 0 and counts["running"] == 0
+
+
+def watch(api: Api, job_id: str, interval: float, console: Console) -> int:
+    with Live(console=console, refresh_per_second=4) as live:
+        while True:
+            try:
+                body = api.counts(job_id)
+                live.update(counts_table(f"{job_id}  ({total_of(body['taskCounts'])} tasks)", body))
+                if done(body["taskCounts"]):
+                    return 0
+            except CliError as error:
+                if error.code == 1 or "401" in str(error) or "404" in str(error):
+                    raise
+                live.update(Group(Text(f"retrying: {error}", style="red")))
+            time.sleep(interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="taskcounts", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--url", default=os.environ.get("TASKCOUNTS_URL"), help="the function app's base URL")
+    parser.add_argument("--key", default=os.environ.get("TASKCOUNTS_KEY"), help="a function key")
+    commands = parser.add_subparsers(dest="command", required=True)
+    get = commands.add_parser("get", help="the counts of one job")
+    get.add_argument("job_id")
+    get.add_argument("--json", action="store_true", help="print the API's JSON body")
+    watcher = commands.add_parser("watch", help="live progress of one job until it completes")
+    watcher.add_argument("job_id")
+    watcher.add_argument("--interval", type=float, default=2.0)
+    commands.add_parser("jobs", help="every job with its counts")
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        if not args.url:
+            raise CliError("give the deployment's URL with --url or TASKCOUNTS_URL")
+        api = Api(args.url, args.key)
+        if args.command == "get":
+            body = api.counts(args.job_id)
+            if args.json:
+                print(json.dumps(body, indent=2))
+            else:
+                console.print(counts_table(args.job_id, body))
+        elif args.command == "watch":
+            return watch(api, args.job_id, args.interval, console)
+        else:
+            table = Table("job", *BUCKETS, "validation", show_edge=False)
+            for job in api.jobs():
+                table.add_row(job["id"], *(str(job["taskCounts"][b]) for b in BUCKETS), job["validationStatus"])
+            console.print(table)
+        return 0
+    except CliError as error:
+        Console(stderr=True).print(f"[red]taskcounts: {error}[/red]")
+        return error.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

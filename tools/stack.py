@@ -1,0 +1,128 @@
+"""The whole service on one machine, as processes: Azurite, the Batch simulator and the local
+function host, on free loopback ports. Always cleaned up, even on failure (a context manager).
+
+Azurite is started unless ``storage_connection`` names a real storage account.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.azurite import Azurite, free_port
+from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
+
+REPO = Path(__file__).resolve().parent.parent
+FUNCTION_KEY = "local-function-key"
+MASTER_KEY = "local-master-key"
+
+
+@dataclass
+class Stack:
+    storage_connection: str | None = None  # a real account; None starts Azurite
+    validation_schedule: str = "0 */5 * * * *"
+    validation_max_tasks: int = 200_000
+    job_partitions: int = 4
+    log_dir: Path | None = None
+    app_port: int = field(default_factory=free_port)
+    simulator_port: int = field(default_factory=free_port)
+    azurite: Azurite | None = None
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    _workdir: Path | None = None
+
+    @property
+    def app_url(self) -> str:
+        return f"http://127.0.0.1:{self.app_port}"
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.simulator_port}"
+
+    @property
+    def settings_path(self) -> Path:
+        return self._workdir / "local.settings.json"
+
+    def __enter__(self) -> "Stack":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._workdir = Path(tempfile.mkdtemp(prefix="taskcounts-stack-"))
+        logs = self.log_dir or self._workdir
+        connection = self.storage_connection
+        if connection is None:
+            self.azurite = Azurite().start()
+            connection = self.azurite.connection_string
+        self.settings_path.write_text(json.dumps({
+            "IsEncrypted": False,
+            "Values": {
+                "FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": connection,
+                "COUNTS_TABLE_PREFIX": "taskcounts", "JOB_PARTITIONS": str(self.job_partitions),
+                "BATCH_ACCOUNT_URL": self.simulator_url, "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT,
+                "BATCH_ACCOUNT_KEY": DEFAULT_KEY, "VALIDATION_MAX_TASKS": str(self.validation_max_tasks),
+                "VALIDATION_SCHEDULE": self.validation_schedule, "RETENTION_DAYS": "7",
+            },
+            "Host": {"LocalHttpPort": self.app_port},
+            "FunctionKeys": {"default": FUNCTION_KEY, "master": MASTER_KEY},
+        }, indent=2))
+        self._spawn("batchsim", ["-m", "tools.batchsim", "--port", str(self.simulator_port)], logs)
+        self._spawn("funchost", ["-m", "tools.funchost", "--settings", str(self.settings_path),
+                                 "--port", str(self.app_port)], logs)
+        for port in (self.simulator_port, self.app_port):
+            _wait_for_port(port, self.processes)
+
+    def _spawn(self, name: str, args: list[str], logs: Path) -> None:
+        log = open(logs / f"{name}.log", "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.processes.append(subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                               env=env, start_new_session=True))
+
+    def log_text(self, name: str) -> str:
+        path = (self.log_dir or self._workdir) / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)  # Ctrl-C: the servers shut down cleanly
+        for process in reversed(self.processes):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        if self.azurite is not None:
+            self.azurite.stop()
+            self.azurite = None
+        if self._workdir is not None and self.log_dir is None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+def _wait_for_port(port: int, processes: list[subprocess.Popen], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{' '.join(process.args)} exited with {process.returncode} during start-up")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout}s")
