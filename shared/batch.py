@@ -73,7 +73,7 @@ class BatchReader:
             return None
         except AzureError as error:
             raise BatchUnavailableError(f"Batch failed reading job {job_id}: {error}") from error
-        return str(job.state)
+        return job["state"]  # the REST value ("active", "completed", ...); str() of the SDK enum is not
 
     async def list_page(self, job_id: str, next_link: str | None, page_size: int = PAGE_SIZE) -> TaskPage:
         """One List Tasks page, all states, in Batch's order; resume with the returned next_link."""

@@ -67,6 +67,8 @@ _CLIENT_OPTIONS: dict[str, Any] = {
 # Transaction failures meaning "what was read is no longer what is stored": re-read, retry.
 _CONFLICT_STATUSES = frozenset({404, 409, 412})
 _COUNT_FIELDS = ("active", "running", "completed", "succeeded", "failed")
+_SWEEP_COLUMNS = ["RowKey", "State", "Result", "Slots", "Version",
+                  *(f"{name.capitalize()}{suffix}" for name in _COUNT_FIELDS for suffix in ("", "Slots"))]
 
 
 class Observed(Protocol):
@@ -417,11 +419,11 @@ class CountsStore:
            predates the scan (they were deleted), go through the same ETag-guarded path as events.
         """
         pk = partition_key(job_key, shard)
-        stored, counter_fixed = await self._check_counter(pk)
+        live_versions, counter_fixed = await self._check_counter(pk)
         observations: list[Observed] = [_Listed(job_id, task_id, status) for task_id, status in listed.values()]
         removed = TaskStatus.observed(scan_started_ticks, 0, None, None, 1)
-        for key, status in stored.items():
-            if key not in listed and not status.deleted and status.version < removed.version:
+        for key, version in live_versions.items():
+            if key not in listed and version < removed.version:
                 observations.append(_Listed(job_id, key, removed))
         changes = await self._apply_partition(pk, observations) if observations else []
         return {
@@ -433,23 +435,28 @@ class CountsStore:
             "counterCheckDeferred": int(counter_fixed is None),
         }
 
-    async def _check_counter(self, pk: str) -> tuple[dict[str, TaskStatus], bool | None]:
-        """Read a partition; repair its counter row if it disagrees with the task rows.
+    async def _check_counter(self, pk: str) -> tuple[dict[str, str], bool | None]:
+        """Stream a partition; repair its counter row if it disagrees with the task rows.
 
-        Returns the task rows and True (repaired), False (it was right) or None (writes kept
-        landing while reading, so no consistent snapshot: the check is deferred to a later pass).
+        Returns the versions of the tasks that are not deleted (all a sweep needs to find removed
+        tasks; rows are not kept, so memory stays small for large partitions) and True
+        (repaired), False (it was right) or None (writes kept landing while reading, so there was
+        no consistent snapshot: the check is deferred to a later pass).
         """
         for _ in range(3):
             async with _storage_call("checking a counter row"):
-                counter, stored = None, {}
-                async for row in self.tasks.query_entities("PartitionKey eq @pk", parameters={"pk": pk}):
+                counter, live_versions, tasks, slots = None, {}, ZERO, ZERO
+                async for row in self.tasks.query_entities("PartitionKey eq @pk", parameters={"pk": pk},
+                                                           select=_SWEEP_COLUMNS):
                     if row["RowKey"] == COUNTER_ROW:
                         counter = row
-                    else:
-                        stored[row["RowKey"]] = _status_from_row(row)
-                tasks, slots = counts_of(stored.values())
+                        continue
+                    status = _status_from_row(row)
+                    tasks, slots = tasks + status.task_counts(), slots + status.slot_counts()
+                    if not status.deleted:
+                        live_versions[row["RowKey"]] = status.version
                 if _counts_from_row(counter) == (tasks, slots):
-                    return stored, False
+                    return live_versions, False
                 # The counter row sorts first, so it was read before every task row, and every
                 # write to a partition moves it: if its ETag still holds, the rows read are one
                 # consistent snapshot and the conditional write below proves it.
@@ -462,10 +469,10 @@ class CountsStore:
                             await self.tasks.update_entity(row, **_if_match(counter.metadata["etag"]))
                     logger.warning("counter row repaired", extra={
                         "partition": pk, "was": str(_counts_from_row(counter)[0]), "now": str(tasks)})
-                    return stored, True
+                    return live_versions, True
                 except (ResourceModifiedError, ResourceExistsError):
                     continue
-        return stored, None
+        return live_versions, None
 
     async def remove_job(self, job_key: str) -> int:
         """Delete a job's task and counter rows, its listings and its index row; rows removed."""
@@ -593,8 +600,9 @@ def _counter_row(pk: str, tasks: Counts, slots: Counts) -> dict[str, Any]:
 def _counts_from_row(row: dict | None) -> tuple[Counts, Counts]:
     if row is None:
         return ZERO, ZERO
-    tasks = Counts(*(int(row.get(name.capitalize(), 0)) for name in _COUNT_FIELDS))
-    slots = Counts(*(int(row.get(f"{name.capitalize()}Slots", 0)) for name in _COUNT_FIELDS))
+    # `or 0`: a property missing from an entity may come back as null under $select
+    tasks = Counts(*(int(row.get(name.capitalize()) or 0) for name in _COUNT_FIELDS))
+    slots = Counts(*(int(row.get(f"{name.capitalize()}Slots") or 0) for name in _COUNT_FIELDS))
     return tasks, slots
 
 

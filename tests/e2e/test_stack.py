@@ -138,3 +138,34 @@ def test_on_demand_validation_followed_through_the_status_endpoint(stack):
     status, body = follow(started.headers["Location"])
     assert status == 200 and body["output"]["corrected"]["stale"] == 40
     assert counts(stack, "E2E-Now")["taskCounts"] == truth(stack, "E2E-Now")
+
+
+def run_cli(*args):
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "tools.cli", *args], capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "COLUMNS": "120"})
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_cli_reads_counts_and_explains_wrong_urls_keys_and_jobs(stack):
+    delivered = requests.post(f"{stack.app_url}/api/taskevents", headers=KEYED, timeout=10,
+                              data=(SAMPLES / "eventgrid_batch.json").read_bytes())
+    assert delivered.status_code == 200
+    code, out, err = run_cli("--url", stack.app_url, "--key", FUNCTION_KEY, "get", "Render-42", "--json")
+    assert code == 0, err
+    assert json.loads(out)["taskCounts"]["completed"] >= 1
+    code, out, _ = run_cli("--url", stack.app_url, "--key", FUNCTION_KEY, "get", "Render-42")
+    assert code == 0 and "succeeded" in out and "validation:" in out
+    code, out, _ = run_cli("--url", stack.app_url, "--key", FUNCTION_KEY, "jobs")
+    assert code == 0 and "Render-42" in out
+    code, _, err = run_cli("--url", stack.app_url, "--key", FUNCTION_KEY, "get", "no-such-job")
+    assert code == 1 and "no such job" in err
+    code, _, err = run_cli("--url", stack.app_url, "--key", "wrong", "get", "Render-42")
+    assert code == 2 and "key was refused" in err
+    code, _, err = run_cli("--url", "http://127.0.0.1:9", "get", "Render-42")
+    assert code == 2 and "cannot reach" in err
+    code, _, err = run_cli("--url", f"{stack.app_url}/nothing", "--key", FUNCTION_KEY, "get", "Render-42")
+    assert code == 2 and "no taskcounts API" in err
+    code, out, _ = run_cli("--url", stack.app_url, "--key", FUNCTION_KEY, "watch", "Render-42", "--interval", "0.2")
+    assert code == 0 and "Render-42" in out  # no active or running task left: watch ends by itself

@@ -1,8 +1,8 @@
 """Validation end to end, in-process: the simulator (real SDK over HTTP, SharedKey), ingestion
 through the TaskEvents function over HTTP, the real workflow and activity folders driven by the
 local durable engine, and the store in Azurite."""
-import asyncio
 import random
+from datetime import datetime, timezone
 
 import aiohttp
 import pytest
@@ -168,3 +168,29 @@ async def test_scheduled_pass_validates_changed_jobs_only_and_removes_jobs_batch
         async with session.get(f"{url}/api/jobs/gone-b/taskcounts", headers={"x-functions-key": KEY}) as response:
             assert response.status == 404
     assert (await served(url, "keep-a"))["validationStatus"] == "validated"
+
+
+async def test_retention_removes_completed_jobs_validated_long_ago_and_keeps_the_rest(app, simulator):
+    from datetime import timedelta
+
+    from shared.batch import get_batch
+    from shared.validation import Deps, select_jobs
+
+    function_app, url = app
+    account, _ = simulator
+    for job in ("old-done", "old-active"):
+        account.create_job(job)
+        account.add_tasks(job, [f"t{n}" for n in range(10)])
+    await deliver(url, account)
+    for job in ("old-done", "old-active"):
+        instance = await engine_for(function_app).run(workflow.VALIDATE_JOB, {"jobKey": job, "jobId": job}, f"r-{job}")
+        assert instance.output["action"] == "validated"
+    account.job("old-done").state = "completed"
+    settings = get_settings()
+    later = datetime.now(timezone.utc) + timedelta(days=settings.retention_days, hours=1)
+    plan = await select_jobs(Deps(get_store(settings), get_batch(settings), settings, later))
+    removals = {job["jobId"]: job["reason"] for job in plan["remove"]}
+    assert "old-done" in removals and "completed and validated over" in removals["old-done"]
+    assert "old-active" not in removals
+    soon = await select_jobs(Deps(get_store(settings), get_batch(settings), settings, datetime.now(timezone.utc)))
+    assert "old-done" not in {job["jobId"] for job in soon["remove"]}

@@ -62,6 +62,7 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
     app.router.add_post("/control/jobs/{jobId}/tasks", control_add_tasks)
     app.router.add_post("/control/jobs/{jobId}/step", control_step)
     app.router.add_post("/control/jobs/{jobId}/finish", control_finish)
+    app.router.add_post("/control/jobs/{jobId}/complete", control_complete_job)
     app.router.add_post("/control/jobs/{jobId}/tasks/{taskId}/{action}", control_task_action)
     app.router.add_post("/control/publish", control_publish)
     app.router.add_post("/control/faults", control_faults)
@@ -222,6 +223,12 @@ async def control_finish(request: web.Request) -> web.Response:
     moved = request.app[ACCOUNT].finish(request.match_info["jobId"], random.Random(body.get("seed")),
                                         publish=bool(body.get("publish", True)))
     return _reply({"moves": moved})
+
+
+async def control_complete_job(request: web.Request) -> web.Response:
+    """Mark the job completed (as Batch does when all its tasks are done and onAllTasksComplete says so)."""
+    request.app[ACCOUNT].job(request.match_info["jobId"]).state = "completed"
+    return web.Response(status=204)
 
 
 _ACTIONS = {"start", "complete", "retry", "requeue", "reactivate", "terminate", "delete"}
