@@ -419,11 +419,16 @@ class CountsStore:
            predates the scan (they were deleted), go through the same ETag-guarded path as events.
         """
         pk = partition_key(job_key, shard)
-        live_versions, counter_fixed = await self._check_counter(pk)
-        observations: list[Observed] = [_Listed(job_id, task_id, status) for task_id, status in listed.values()]
+        stored, counter_fixed = await self._check_counter(pk)
+        # Only what differs from the stream goes to the write path, which re-reads those rows and
+        # decides again under ETags: a task that changed since the stream is judged on its new row.
+        observations: list[Observed] = [
+            _Listed(job_id, task_id, status) for key, (task_id, status) in listed.items()
+            if key not in stored or status.version > stored[key][0]
+        ]
         removed = TaskStatus.observed(scan_started_ticks, 0, None, None, 1)
-        for key, version in live_versions.items():
-            if key not in listed and version < removed.version:
+        for key, (version, deleted) in stored.items():
+            if key not in listed and not deleted and version < removed.version:
                 observations.append(_Listed(job_id, key, removed))
         changes = await self._apply_partition(pk, observations) if observations else []
         return {
@@ -435,17 +440,17 @@ class CountsStore:
             "counterCheckDeferred": int(counter_fixed is None),
         }
 
-    async def _check_counter(self, pk: str) -> tuple[dict[str, str], bool | None]:
+    async def _check_counter(self, pk: str) -> tuple[dict[str, tuple[str, bool]], bool | None]:
         """Stream a partition; repair its counter row if it disagrees with the task rows.
 
-        Returns the versions of the tasks that are not deleted (all a sweep needs to find removed
-        tasks; rows are not kept, so memory stays small for large partitions) and True
-        (repaired), False (it was right) or None (writes kept landing while reading, so there was
-        no consistent snapshot: the check is deferred to a later pass).
+        Returns each task row's (version, deleted) -- all a sweep needs to compare with a listing;
+        rows are not kept, so memory stays small for large partitions -- and True (repaired),
+        False (it was right) or None (writes kept landing while reading, so there was no
+        consistent snapshot: the check is deferred to a later pass).
         """
         for _ in range(3):
             async with _storage_call("checking a counter row"):
-                counter, live_versions, tasks, slots = None, {}, ZERO, ZERO
+                counter, versions, tasks, slots = None, {}, ZERO, ZERO
                 async for row in self.tasks.query_entities("PartitionKey eq @pk", parameters={"pk": pk},
                                                            select=_SWEEP_COLUMNS):
                     if row["RowKey"] == COUNTER_ROW:
@@ -453,10 +458,9 @@ class CountsStore:
                         continue
                     status = _status_from_row(row)
                     tasks, slots = tasks + status.task_counts(), slots + status.slot_counts()
-                    if not status.deleted:
-                        live_versions[row["RowKey"]] = status.version
+                    versions[row["RowKey"]] = (status.version, status.deleted)
                 if _counts_from_row(counter) == (tasks, slots):
-                    return live_versions, False
+                    return versions, False
                 # The counter row sorts first, so it was read before every task row, and every
                 # write to a partition moves it: if its ETag still holds, the rows read are one
                 # consistent snapshot and the conditional write below proves it.
@@ -469,10 +473,10 @@ class CountsStore:
                             await self.tasks.update_entity(row, **_if_match(counter.metadata["etag"]))
                     logger.warning("counter row repaired", extra={
                         "partition": pk, "was": str(_counts_from_row(counter)[0]), "now": str(tasks)})
-                    return live_versions, True
+                    return versions, True
                 except (ResourceModifiedError, ResourceExistsError):
                     continue
-        return live_versions, None
+        return versions, None
 
     async def remove_job(self, job_key: str) -> int:
         """Delete a job's task and counter rows, its listings and its index row; rows removed."""
