@@ -1,0 +1,153 @@
+// The Function App on the Flex Consumption plan (Linux, Python 3.11) with its app settings.
+// Every setting shared/config.py reads is here under the same name (a test checks the set).
+param name string
+param planName string
+param location string
+param tags object = {}
+param identityId string
+param identityClientId string
+param storageAccountName string
+param deploymentContainerName string
+param applicationInsightsConnectionString string
+param tablePrefix string
+param jobPartitions int
+param batchAccountUrl string
+param batchAccountName string
+@description('Key Vault secret URI of the Batch account key: the explicit alternative to the managed identity. Empty: Entra ID.')
+param batchAccountKeySecretUri string
+param validationMaxTasks int
+param validationSchedule string
+param retentionDays int
+param maximumInstanceCount int
+param instanceMemoryMB int
+
+var storageSuffix = environment().suffixes.storage
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: Flex Consumption scales instances on demand across the region; zone redundancy is a per-region option to enable where offered
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222: Event Grid delivers to the webhook and dashboards read counts over the public endpoint; every route needs a function key
+  // checkov:skip=CKV_AZURE_17: callers authenticate with function keys; Event Grid webhooks cannot present client certificates
+  // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero on demand; set always-ready instances if cold starts matter to you
+  // checkov:skip=CKV_AZURE_213: Flex Consumption apps have no App Service health-check path; the platform manages instance health
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    keyVaultReferenceIdentity: identityId
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: 'https://${storageAccountName}.blob.${storageSuffix}/${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [
+        // The host's storage, reached with the managed identity (no account key anywhere).
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        {
+          name: 'AzureWebJobsStorage__blobServiceUri'
+          value: 'https://${storageAccountName}.blob.${storageSuffix}'
+        }
+        {
+          name: 'AzureWebJobsStorage__queueServiceUri'
+          value: 'https://${storageAccountName}.queue.${storageSuffix}'
+        }
+        {
+          name: 'AzureWebJobsStorage__tableServiceUri'
+          value: 'https://${storageAccountName}.table.${storageSuffix}'
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: applicationInsightsConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        // What taskcounts itself reads (shared/config.py).
+        {
+          name: 'COUNTS_TABLE_PREFIX'
+          value: tablePrefix
+        }
+        {
+          name: 'JOB_PARTITIONS'
+          value: string(jobPartitions)
+        }
+        {
+          name: 'BATCH_ACCOUNT_URL'
+          value: batchAccountUrl
+        }
+        {
+          name: 'BATCH_ACCOUNT_NAME'
+          value: batchAccountName
+        }
+        {
+          name: 'BATCH_ACCOUNT_KEY'
+          value: empty(batchAccountKeySecretUri) ? '' : '@Microsoft.KeyVault(SecretUri=${batchAccountKeySecretUri})'
+        }
+        {
+          name: 'VALIDATION_MAX_TASKS'
+          value: string(validationMaxTasks)
+        }
+        {
+          name: 'VALIDATION_SCHEDULE'
+          value: validationSchedule
+        }
+        {
+          name: 'RETENTION_DAYS'
+          value: string(retentionDays)
+        }
+      ]
+    }
+  }
+}
+
+output name string = functionApp.name
+output defaultHostName string = functionApp.properties.defaultHostName

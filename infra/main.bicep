@@ -1,0 +1,186 @@
+// taskcounts on Azure: a Function App (Flex Consumption) with a managed identity, its storage,
+// Application Insights, an Event Grid topic for task events, and read access to a Batch account.
+//   azd up                                  (first provision + code deploy)
+//   azd env set DEPLOY_EVENT_SUBSCRIPTION true && azd provision   (second step: the webhook subscription)
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; also seeds the resource names.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource.')
+param location string
+
+@description('Resource group to create; default rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('The Batch account whose jobs are counted and validated.')
+param batchAccountName string
+
+@description('Resource group of the Batch account (may differ from the app\'s).')
+param batchAccountResourceGroup string
+
+@description('Optional: Key Vault secret URI holding the Batch account key (shared-key access instead of the managed identity).')
+param batchAccountKeySecretUri string = ''
+
+@description('Second step: create the Event Grid subscription once the code answers the validation handshake.')
+param deployEventSubscription bool = false
+
+@allowed([
+  'EventGridSchema'
+  'CloudEventSchemaV1_0'
+])
+param eventSchema string = 'EventGridSchema'
+
+@minValue(1)
+@maxValue(5000)
+param maxEventsPerBatch int = 1000
+
+@minValue(1)
+@maxValue(1024)
+param preferredBatchSizeInKilobytes int = 1024
+
+@description('Principal ids allowed to publish task events to the topic (EventGrid Data Sender).')
+param publisherPrincipalIds array = []
+
+param tablePrefix string = 'taskcounts'
+
+@minValue(1)
+@maxValue(256)
+param jobPartitions int = 4
+
+param validationMaxTasks int = 200000
+param validationSchedule string = '0 */5 * * * *'
+param retentionDays int = 7
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var deploymentContainerName = 'app-package-${resourceToken}'
+var deadLetterContainerName = 'taskevents-deadletter'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-taskcounts-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-taskcounts-${resourceToken}'
+    applicationInsightsName: 'appi-taskcounts-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'sttc${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    deadLetterContainerName: deadLetterContainerName
+  }
+}
+
+module batchAccess 'app/batch-access.bicep' = {
+  name: 'batch-access'
+  scope: resourceGroup(batchAccountResourceGroup)
+  params: {
+    batchAccountName: batchAccountName
+    principalId: identity.outputs.principalId
+  }
+}
+
+module app 'app/function.bicep' = {
+  name: 'function-app'
+  scope: rg
+  params: {
+    name: 'func-taskcounts-${resourceToken}'
+    planName: 'plan-taskcounts-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    tablePrefix: tablePrefix
+    jobPartitions: jobPartitions
+    batchAccountUrl: batchAccess.outputs.accountUrl
+    batchAccountName: batchAccountName
+    batchAccountKeySecretUri: batchAccountKeySecretUri
+    validationMaxTasks: validationMaxTasks
+    validationSchedule: validationSchedule
+    retentionDays: retentionDays
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+  }
+}
+
+module events 'app/events.bicep' = {
+  name: 'events'
+  scope: rg
+  params: {
+    topicName: 'evgt-taskcounts-${resourceToken}'
+    location: location
+    tags: tags
+    eventSchema: eventSchema
+    deployEventSubscription: deployEventSubscription
+    functionAppName: app.outputs.name
+    maxEventsPerBatch: maxEventsPerBatch
+    preferredBatchSizeInKilobytes: preferredBatchSizeInKilobytes
+    storageAccountId: storage.outputs.id
+    deadLetterContainerName: deadLetterContainerName
+    publisherPrincipalIds: publisherPrincipalIds
+  }
+}
+
+module roles 'app/roles.bicep' = {
+  name: 'roles'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appPrincipalId: identity.outputs.principalId
+    topicPrincipalId: events.outputs.topicPrincipalId
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = app.outputs.name
+output FUNCTION_APP_URL string = 'https://${app.outputs.defaultHostName}'
+output EVENT_GRID_TOPIC_NAME string = events.outputs.topicName
+output EVENT_GRID_TOPIC_ENDPOINT string = events.outputs.topicEndpoint
+output STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId

@@ -1,0 +1,178 @@
+"""infra/: every Bicep file parses (pycep-parser 0.7.1) and the structure is what deployment needs.
+
+No Bicep compiler runs here, so these checks stand in for what `az bicep build` would catch and
+assert what the design requires (identity-based storage, Flex Consumption, roles, Event Grid)."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+from pycep import BicepParser
+
+from shared.config import APP_SETTINGS, STORAGE_CONNECTION
+
+REPO = Path(__file__).resolve().parent.parent.parent
+INFRA = REPO / "infra"
+BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+ALLOWED_TYPES = {
+    "Microsoft.Resources/resourceGroups": "2024-03-01",
+    "Microsoft.ManagedIdentity/userAssignedIdentities": "2023-01-31",
+    "Microsoft.OperationalInsights/workspaces": "2023-09-01",
+    "Microsoft.Insights/components": "2020-02-02",
+    "Microsoft.Storage/storageAccounts": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/blobServices": "2023-05-01",
+    "Microsoft.Storage/storageAccounts/blobServices/containers": "2023-05-01",
+    "Microsoft.Web/serverfarms": "2024-04-01",
+    "Microsoft.Web/sites": "2024-04-01",
+    "Microsoft.EventGrid/topics": "2022-06-15",
+    "Microsoft.EventGrid/topics/eventSubscriptions": "2022-06-15",
+    "Microsoft.Authorization/roleAssignments": "2022-04-01",
+    "Microsoft.Batch/batchAccounts": "2024-07-01",
+}
+ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor (Event Grid dead-lettering)",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "11076f67-66f6-4be0-8f6b-f0609fd05cc9": "Azure Batch Account Reader",
+    "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
+}
+# Settings the Functions host and its extensions read (not shared/config.py).
+HOST_SETTINGS = {
+    "AzureWebJobsStorage__credential", "AzureWebJobsStorage__blobServiceUri", "AzureWebJobsStorage__queueServiceUri",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+}
+
+
+def parse(path: Path) -> dict:
+    return BicepParser(add_line_numbers=True).parse(file_path=path)
+
+
+def body(resource: dict) -> dict:
+    """A resource's own properties, through pycep's wrappers for conditions and loops."""
+    config = resource["config"]
+    while "config" in config and ("condition" in config or "loop_type" in config):
+        config = config["config"]
+    return config
+
+
+def resources(type_name: str) -> list[tuple[Path, str, dict]]:
+    found = []
+    for path in BICEP_FILES:
+        for name, resource in parse(path).get("resources", {}).items():
+            if resource["type"] == type_name and not resource["existing"]:
+                found.append((path, name, resource))
+    return found
+
+
+def one(type_name: str) -> dict:
+    [(_, _, resource)] = resources(type_name)
+    return resource
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_bicep_file_parses(path):
+    try:
+        parse(path)
+    except Exception as error:  # pycep/lark errors carry line and column
+        pytest.fail(f"{path.relative_to(REPO)}: {error}")
+
+
+def test_resource_types_and_api_versions_come_from_the_allow_list():
+    seen = set()
+    for path in BICEP_FILES:
+        for name, resource in parse(path).get("resources", {}).items():
+            assert ALLOWED_TYPES.get(resource["type"]) == resource["api_version"], \
+                f"{path.name}:{name} uses {resource['type']}@{resource['api_version']}"
+            seen.add(resource["type"])
+    assert seen == set(ALLOWED_TYPES)
+
+
+def test_flex_consumption_linux_python_311_with_a_user_assigned_identity():
+    plan = body(one("Microsoft.Web/serverfarms"))
+    assert plan["sku"] == {"tier": "FlexConsumption", "name": "FC1"} and plan["properties"]["reserved"] is True
+    site = body(one("Microsoft.Web/sites"))
+    assert site["kind"] == "functionapp,linux" and site["identity"]["type"] == "UserAssigned"
+    config = site["properties"]["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
+    assert site["properties"]["httpsOnly"] is True and site["properties"]["siteConfig"]["minTlsVersion"] == "1.2"
+
+
+def test_storage_is_identity_only_https_tls12_and_private_to_anonymous_readers():
+    storage = body(one("Microsoft.Storage/storageAccounts"))["properties"]
+    assert storage["allowSharedKeyAccess"] is False and storage["allowBlobPublicAccess"] is False
+    assert storage["minimumTlsVersion"] == "TLS1_2" and storage["supportsHttpsTrafficOnly"] is True
+    settings = app_settings()
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    text = "\n".join(path.read_text() for path in BICEP_FILES)
+    assert "AccountKey=" not in text and "listKeys(storage" not in text  # no connection string, no key lookup
+    assert STORAGE_CONNECTION not in settings  # a connection string would hold an account key
+
+
+def test_roles_are_the_expected_built_in_roles_with_idempotent_names():
+    role_ids = set()
+    for path, name, resource in resources("Microsoft.Authorization/roleAssignments"):
+        config = body(resource)
+        assert config["name"]["function"]["type"] == "guid", f"{path.name}:{name} is not named with guid()"
+        role_ids.update(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                                   path.read_text()))
+    assert role_ids == set(ROLES), {rid: ROLES.get(rid, "unexpected") for rid in role_ids ^ set(ROLES)}
+
+
+def test_batch_reader_role_is_granted_in_the_batch_accounts_own_resource_group():
+    modules = parse(INFRA / "main.bicep")["modules"]
+    scope = modules["batchAccess"]["config"]["scope"]["function"]
+    assert scope["type"] == "resource_group"
+    assert scope["parameters"]["resource_group_name"] == "batchAccountResourceGroup"
+
+
+def test_event_subscription_is_a_batched_webhook_with_retries_and_dead_lettering_as_a_second_step():
+    [(_, _, subscription)] = resources("Microsoft.EventGrid/topics/eventSubscriptions")
+    assert subscription["config"]["condition"] == "deployEventSubscription"
+    properties = body(subscription)["properties"]
+    destination = properties["destination"]
+    assert destination["endpointType"] == "WebHook"
+    assert destination["properties"]["endpointUrl"].split("?")[0].endswith("/api/taskevents")
+    assert destination["properties"]["maxEventsPerBatch"] == "maxEventsPerBatch"
+    assert destination["properties"]["preferredBatchSizeInKilobytes"] == "preferredBatchSizeInKilobytes"
+    assert set(properties["filter"]["includedEventTypes"]) == {"Batch.TaskStateChanged", "Batch.TaskDeleted"}
+    assert properties["retryPolicy"]["maxDeliveryAttempts"] >= 10
+    dead_letter = properties["deadLetterWithResourceIdentity"]["deadLetterDestination"]
+    assert dead_letter["endpointType"] == "StorageBlob"
+    topic = body(one("Microsoft.EventGrid/topics"))
+    assert topic["properties"]["disableLocalAuth"] is True
+    main = parse(INFRA / "main.bicep")["parameters"]
+    assert main["deployEventSubscription"]["default"] is False
+    assert main["maxEventsPerBatch"]["decorators"] and main["preferredBatchSizeInKilobytes"]["decorators"]
+
+
+def app_settings() -> dict:
+    site = body(one("Microsoft.Web/sites"))
+    return {item["name"]: item["value"] for item in site["properties"]["siteConfig"]["appSettings"]}
+
+
+def test_the_app_settings_in_bicep_are_exactly_the_settings_the_app_reads():
+    deployed = set(app_settings()) - HOST_SETTINGS
+    expected = set(APP_SETTINGS) - {STORAGE_CONNECTION}  # local only: deployments use identity-based settings
+    assert deployed == expected
+
+
+def test_local_settings_and_readme_name_the_same_settings():
+    local = json.loads((REPO / "local.settings.example.json").read_text())["Values"]
+    identity_only = {"AzureWebJobsStorage__tableServiceUri", "AzureWebJobsStorage__clientId"}
+    assert set(local) - {"FUNCTIONS_WORKER_RUNTIME"} == set(APP_SETTINGS) - identity_only
+    readme = (REPO / "README.md").read_text()
+    for name in APP_SETTINGS:
+        assert f"`{name}`" in readme, f"README's configuration table lacks {name}"
+
+
+def test_azd_files_match_main_bicep():
+    main = parse(INFRA / "main.bicep")["parameters"]
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert set(parameters) <= set(main)
+    required = {name for name, param in main.items() if param.get("default") is None}
+    assert required <= set(parameters)
+    azure_yaml = (REPO / "azure.yaml").read_text()
+    assert "host: function" in azure_yaml and "language: python" in azure_yaml
