@@ -6,9 +6,7 @@ with backoff by the SDK's pipeline (honouring Retry-After).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +14,7 @@ from azure.batch.aio import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from shared.clients import PerLoop
 from shared.config import Settings
 from shared.errors import ConfigError, TaskCountsError
 
@@ -90,19 +89,13 @@ class BatchReader:
         return TaskPage([], None)
 
 
-_readers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BatchReader]" = weakref.WeakKeyDictionary()
+_readers: PerLoop[BatchReader] = PerLoop()
 
 
 def get_batch(settings: Settings) -> BatchReader:
     """The process's Batch reader for the running event loop (connections are reused)."""
-    loop = asyncio.get_running_loop()
-    reader = _readers.get(loop)
-    if reader is None:
-        reader = _readers[loop] = BatchReader.from_settings(settings)
-    return reader
+    return _readers.get(lambda: BatchReader.from_settings(settings))
 
 
 async def close_batch() -> None:
-    reader = _readers.pop(asyncio.get_running_loop(), None)
-    if reader is not None:
-        await reader.close()
+    await _readers.close()

@@ -20,7 +20,6 @@ import json
 import logging
 import random
 import time
-import weakref
 import zlib
 from collections import defaultdict
 from contextlib import asynccontextmanager
@@ -34,6 +33,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables.aio import TableClient, TableServiceClient
 
+from shared.clients import PerLoop
 from shared.config import Settings
 from shared.counting import (
     ZERO, Change, Counts, TaskResult, TaskState, TaskStatus, changes_to_apply, counts_of, newest_per_task,
@@ -656,20 +656,14 @@ async def _storage_call(doing: str):
         raise _unavailable(error, doing) from error
 
 
-_stores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CountsStore]" = weakref.WeakKeyDictionary()
+_stores: PerLoop[CountsStore] = PerLoop()
 
 
 def get_store(settings: Settings) -> CountsStore:
     """The process's store for the running event loop: clients and connections are reused."""
-    loop = asyncio.get_running_loop()
-    store = _stores.get(loop)
-    if store is None:
-        store = _stores[loop] = CountsStore.from_settings(settings)
-    return store
+    return _stores.get(lambda: CountsStore.from_settings(settings))
 
 
 async def close_store() -> None:
     """Close the running loop's store (host shutdown, end of a test session)."""
-    store = _stores.pop(asyncio.get_running_loop(), None)
-    if store is not None:
-        await store.close()
+    await _stores.close()

@@ -39,6 +39,14 @@ async def served(url, job_id):
             return await response.json(content_type=None)
 
 
+async def jobs_with_tasks(url, account, job_ids, tasks):
+    """Create jobs in the simulator and deliver their tasks' events."""
+    for job in job_ids:
+        account.create_job(job)
+        account.add_tasks(job, [f"t{n}" for n in range(tasks)])
+    await deliver(url, account)
+
+
 def truth(account, job_id):
     counts = account.task_counts(job_id)
     return counts["taskCounts"], counts["taskSlotCounts"]
@@ -152,10 +160,7 @@ async def test_a_job_over_the_limit_reads_unvalidated_and_is_skipped_cheaply(app
 async def test_scheduled_pass_validates_changed_jobs_only_and_removes_jobs_batch_no_longer_has(app, simulator):
     function_app, url = app
     account, _ = simulator
-    for job in ("keep-a", "gone-b"):
-        account.create_job(job)
-        account.add_tasks(job, [f"t{n}" for n in range(50)])
-    await deliver(url, account)
+    await jobs_with_tasks(url, account, ("keep-a", "gone-b"), 50)
     first = await engine_for(function_app).run(workflow.VALIDATE_COUNTS, None, workflow.SCHEDULED_INSTANCE_ID)
     validated = {job["jobId"] for job in first.output["jobs"] if job["action"] == "validated"}
     assert {"keep-a", "gone-b"} <= validated
@@ -178,10 +183,7 @@ async def test_retention_removes_completed_jobs_validated_long_ago_and_keeps_the
 
     function_app, url = app
     account, _ = simulator
-    for job in ("old-done", "old-active"):
-        account.create_job(job)
-        account.add_tasks(job, [f"t{n}" for n in range(10)])
-    await deliver(url, account)
+    await jobs_with_tasks(url, account, ("old-done", "old-active"), 10)
     for job in ("old-done", "old-active"):
         instance = await engine_for(function_app).run(workflow.VALIDATE_JOB, {"jobKey": job, "jobId": job}, f"r-{job}")
         assert instance.output["action"] == "validated"
