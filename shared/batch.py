@@ -7,12 +7,14 @@ with backoff by the SDK's pipeline (honouring Retry-After).
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from dataclasses import dataclass
 from typing import Any
 
 from azure.batch.aio import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.rest import HttpRequest
 
 from shared.clients import PerLoop
 from shared.config import Settings
@@ -38,6 +40,7 @@ class TaskPage:
 class BatchReader:
     def __init__(self, client: BatchClient):
         self._client = client
+        self._api_version = client._config.api_version  # the REST version this SDK speaks
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "BatchReader":
@@ -75,18 +78,32 @@ class BatchReader:
         return job["state"]  # the REST value ("active", "completed", ...); str() of the SDK enum is not
 
     async def list_page(self, job_id: str, next_link: str | None, page_size: int = PAGE_SIZE) -> TaskPage:
-        """One List Tasks page, all states, in Batch's order; resume with the returned next_link."""
+        """One List Tasks page, all states, in Batch's order; resume with the returned next_link.
+
+        Sent through the SDK client's own pipeline (credential, retries) with ``send_request``, and
+        parsed as plain JSON: building and unbuilding the SDK's task models was about 45% of a
+        validation's CPU (profiled on a 50,000-task job).
+        """
+        if next_link is None:
+            request = HttpRequest("GET", f"/jobs/{quote(job_id, safe='')}/tasks", params={
+                "api-version": self._api_version, "maxresults": page_size, "$select": ",".join(LISTED_FIELDS)})
+        else:  # the link carries every parameter; only the api-version is ours, as the SDK does
+            parts = urlsplit(next_link)
+            query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "api-version"]
+            query.append(("api-version", self._api_version))
+            request = HttpRequest("GET", urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))))
         try:
-            pages = self._client.list_tasks(job_id, select=LISTED_FIELDS, max_results=page_size) \
-                .by_page(continuation_token=next_link)
-            async for page in pages:
-                tasks = [task.as_dict() async for task in page]
-                return TaskPage(tasks, pages.continuation_token)
+            response = await self._client.send_request(request)
+            await response.read()
+            if response.status_code == 404:
+                raise ResourceNotFoundError(response=response)
+            response.raise_for_status()
+            body = response.json()
         except ResourceNotFoundError:
             raise
         except AzureError as error:
             raise BatchUnavailableError(f"Batch failed listing tasks of {job_id}: {error}") from error
-        return TaskPage([], None)
+        return TaskPage(body.get("value", []), body.get("odata.nextLink"))
 
 
 _readers: PerLoop[BatchReader] = PerLoop()

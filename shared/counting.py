@@ -53,14 +53,17 @@ class Counts:
     succeeded: int = 0
     failed: int = 0
 
+    # Spelled out, not looped over fields(): sweeps add one Counts per stored row.
     def __add__(self, other: "Counts") -> "Counts":
-        return Counts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+        return Counts(self.active + other.active, self.running + other.running, self.completed + other.completed,
+                      self.succeeded + other.succeeded, self.failed + other.failed)
 
     def __sub__(self, other: "Counts") -> "Counts":
-        return Counts(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
+        return self + other * -1
 
     def __mul__(self, factor: int) -> "Counts":
-        return Counts(*(getattr(self, f.name) * factor for f in fields(self)))
+        return Counts(self.active * factor, self.running * factor, self.completed * factor,
+                      self.succeeded * factor, self.failed * factor)
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
