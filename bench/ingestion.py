@@ -1,0 +1,218 @@
+"""Ingestion benchmarks, each figure a ratio measured in the same run against the same Azurite.
+
+    .venv/bin/python -m bench.ingestion [--events 20000]
+
+1. write ceiling: entities/s writing 100-operation transactions (no counting logic), 8 in flight;
+2. batched ingestion: events/s through the TaskEvents code path (shared.ingest.handle_delivery,
+   from JSON bytes to committed rows) for deliveries of 1, 100 and 1,000 events, 4 in flight,
+   (a) one hot job, (b) spread over 50 jobs;
+3. naive baseline: the same events as one read-modify-write of one counter row per event, with
+   ETag retry, 8 concurrent deliveries;
+4. freshness and 5. read latency: a steady 1,000 events/s (100-event deliveries every 100 ms);
+   freshness = from a delivery's arrival to the first GetTaskCounts that shows it; read latency =
+   GetTaskCounts while that runs.
+Prints a table and writes bench/results/ingestion.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+
+from shared import api
+from shared.config import Settings
+from shared.ingest import handle_delivery
+from shared.store import CountsStore
+from tools.azurite import Azurite
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def lifecycle_events(count: int, jobs: int, prefix: str) -> list[dict]:
+    """Events of tasks moving active -> running -> completed, interleaved across tasks."""
+    events, states = [], ("active", "running", "completed")
+    for n in range(count):
+        task, step = divmod(n, 3)
+        job = f"{prefix}-{task % jobs}"
+        at = f"2025-06-01T{step:02d}:00:00.{task % 10_000_000:07d}Z"
+        data = {"jobId": job, "id": f"t{task:07d}", "state": states[step], "stateTransitionTime": at}
+        if step == 2:
+            data["executionInfo"] = {"result": "success", "exitCode": 0}
+        events.append({"id": f"{prefix}-{n}", "eventType": "Batch.TaskStateChanged", "subject": "s",
+                       "eventTime": at, "dataVersion": "1", "data": data})
+    return events
+
+
+def bodies(events: list[dict], per_delivery: int) -> list[bytes]:
+    return [json.dumps(events[i:i + per_delivery]).encode() for i in range(0, len(events), per_delivery)]
+
+
+async def run_concurrently(work, items, in_flight: int) -> float:
+    queue = list(items)
+    started = time.perf_counter()
+
+    async def worker():
+        while queue:
+            await work(queue.pop())
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return time.perf_counter() - started
+
+
+async def write_ceiling(store: CountsStore, entities: int) -> float:
+    rows = [{"PartitionKey": f"ceiling|{n % 16:02x}", "RowKey": f"r{n:08d}", "State": "running", "Slots": 1,
+             "Version": "0" * 40} for n in range(entities)]
+    by_partition: dict[str, list] = {}
+    for row in rows:
+        by_partition.setdefault(row["PartitionKey"], []).append(row)
+    transactions = [[("upsert", r) for r in part[i:i + 100]] for part in by_partition.values()
+                    for i in range(0, len(part), 100)]
+    seconds = await run_concurrently(store.tasks.submit_transaction, transactions, 8)
+    return entities / seconds
+
+
+async def batched(store: CountsStore, events: list[dict], per_delivery: int) -> float:
+    payloads = bodies(events, per_delivery)
+
+    async def deliver(body: bytes):
+        reply = await handle_delivery(store, "POST", {}, body, datetime.now(timezone.utc))
+        assert reply.status == 200, reply.body
+    seconds = await run_concurrently(deliver, payloads, 4)
+    return len(events) / seconds
+
+
+async def naive(store: CountsStore, events: list[dict]) -> tuple[float, float]:
+    """One counter row per job, read-modify-write per event with ETag retry."""
+    table = store.tasks
+    attempts = conflicts = 0
+
+    async def apply(event: dict):
+        nonlocal attempts, conflicts
+        key = {"PartitionKey": f"naive|{event['data']['jobId']}", "RowKey": "!counts"}
+        while True:
+            attempts += 1
+            try:
+                row = await table.get_entity(key["PartitionKey"], key["RowKey"])
+            except ResourceNotFoundError:
+                try:
+                    await table.create_entity({**key, event["data"]["state"]: 1})
+                    return
+                except ResourceExistsError:
+                    conflicts += 1
+                    continue
+            row[event["data"]["state"]] = row.get(event["data"]["state"], 0) + 1
+            try:
+                await table.update_entity(row, etag=row.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+                return
+            except ResourceModifiedError:
+                conflicts += 1
+    seconds = await run_concurrently(apply, events, 8)
+    return len(events) / seconds, conflicts / attempts
+
+
+async def steady_load(store: CountsStore, seconds: float, rate: int) -> dict:
+    """rate events/s as 100-event deliveries; a reader measures freshness and read latency."""
+    per_delivery, job = 100, "steady"
+    deliveries = int(seconds * rate / per_delivery)
+    sent_at: list[float] = []
+    freshness: list[float] = []
+    reads: list[float] = []
+    done = asyncio.Event()
+
+    async def producer():
+        interval = per_delivery / rate
+        start = time.perf_counter()
+        pending = []
+        for d in range(deliveries):
+            await asyncio.sleep(max(0.0, start + d * interval - time.perf_counter()))
+            events = [{"id": f"s{d}-{i}", "eventType": "Batch.TaskStateChanged", "subject": "s",
+                       "eventTime": "2025-06-01T00:00:00Z", "dataVersion": "1",
+                       "data": {"jobId": job, "id": f"t{d:05d}-{i:03d}", "state": "active",
+                                "stateTransitionTime": "2025-06-01T00:00:00Z"}} for i in range(per_delivery)]
+            sent_at.append(time.perf_counter())
+            pending.append(asyncio.create_task(handle_delivery(store, "POST", {}, json.dumps(events).encode(),
+                                                               datetime.now(timezone.utc))))
+        await asyncio.gather(*pending)
+        done.set()
+
+    async def reader():
+        seen = 0
+        while seen < deliveries:
+            started = time.perf_counter()
+            reply = await api.get_task_counts(store, job)
+            ended = time.perf_counter()
+            reads.append(ended - started)
+            if reply.status == 200:
+                visible = reply.body["taskCounts"]["active"] // per_delivery
+                while seen < min(visible, len(sent_at)):
+                    freshness.append(ended - sent_at[seen])
+                    seen += 1
+            await asyncio.sleep(0.005)
+
+    await asyncio.gather(producer(), reader())
+    return {"freshness_p50_ms": _pct(freshness, 50), "freshness_p99_ms": _pct(freshness, 99),
+            "read_p50_ms": _pct(reads, 50), "read_p99_ms": _pct(reads, 99), "reads": len(reads),
+            "deliveries": deliveries}
+
+
+def _pct(values: list[float], percentile: int) -> float:
+    ordered = sorted(values)
+    return round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * percentile / 100))], 1)
+
+
+async def main(events_per_run: int) -> dict:
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "platform": platform.platform()}}
+    with Azurite() as azurite:
+        store = CountsStore.from_settings(Settings.from_env({"AzureWebJobsStorage": azurite.connection_string,
+                                                             "COUNTS_TABLE_PREFIX": "bench"}))
+        await store.ensure_tables()
+        ceiling = await write_ceiling(store, events_per_run)
+        results["write_ceiling_entities_per_s"] = round(ceiling)
+        runs = []
+        for per_delivery in (1, 100, 1000):
+            count = min(events_per_run, 3000) if per_delivery == 1 else events_per_run
+            for jobs in (1, 50):
+                events = lifecycle_events(count, jobs, f"b{per_delivery}x{jobs}")
+                rate = await batched(store, events, per_delivery)
+                runs.append({"events_per_delivery": per_delivery, "jobs": jobs, "events": count,
+                             "events_per_s": round(rate), "of_ceiling": round(rate / ceiling, 2),
+                             "rows_per_partition": count // 3 // (jobs * 4) or 1})
+        results["batched"] = runs
+        naive_events = lifecycle_events(min(events_per_run, 3000), 1, "naive")
+        naive_rate, conflict_share = await naive(store, naive_events)
+        results["naive_events_per_s"] = round(naive_rate)
+        results["naive_conflicting_attempts"] = round(conflict_share, 2)
+        best = max(r["events_per_s"] for r in runs if r["events_per_delivery"] == 1000)
+        results["batched_over_naive"] = round(best / naive_rate, 1)
+        results["steady_1000_per_s"] = await steady_load(store, 20, 1000)
+        await store.close()
+    return results
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description="ingestion benchmarks")
+    parser.add_argument("--events", type=int, default=20_000, help="events per batched-ingestion run")
+    results = asyncio.run(main(parser.parse_args().events))
+    print(f"write ceiling: {results['write_ceiling_entities_per_s']} entities/s (100-op transactions, 8 in flight)")
+    print("events/delivery | jobs | events | events/s | of ceiling | rows/partition")
+    for run in results["batched"]:
+        print(f"{run['events_per_delivery']} | {run['jobs']} | {run['events']} | {run['events_per_s']} | "
+              f"{run['of_ceiling']} | {run['rows_per_partition']}")
+    print(f"naive: {results['naive_events_per_s']} events/s ({results['naive_conflicting_attempts']:.0%} of attempts "
+          f"conflicted); batched 1,000-event deliveries are {results['batched_over_naive']}x that")
+    print(f"steady 1,000 events/s: {results['steady_1000_per_s']}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ingestion.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    cli()
