@@ -81,10 +81,24 @@ class Stack:
             "FunctionKeys": {"default": FUNCTION_KEY, "master": MASTER_KEY},
         }, indent=2))
         self._spawn("batchsim", ["-m", "tools.batchsim", "--port", str(self.simulator_port)], logs)
-        self._spawn("funchost", ["-m", "tools.funchost", "--settings", str(self.settings_path),
-                                 "--port", str(self.app_port)], logs)
+        self._start_app(logs)
         for port in (self.simulator_port, self.app_port):
             _wait_for_port(port, self.processes)
+
+    def _start_app(self, logs: Path) -> None:
+        self._spawn("funchost", ["-m", "tools.funchost", "--settings", str(self.settings_path),
+                                 "--port", str(self.app_port)], logs)
+
+    def kill_app(self) -> None:
+        """SIGKILL the function host: no clean-up runs, in-flight work is cut wherever it is."""
+        app = self.processes.pop()
+        app.kill()
+        app.wait()
+
+    def start_app(self) -> None:
+        """Start the function host again on the same port (after kill_app)."""
+        self._start_app(self.log_dir or self._workdir)
+        _wait_for_port(self.app_port, self.processes)
 
     def _spawn(self, name: str, args: list[str], logs: Path) -> None:
         log = open(logs / f"{name}.log", "ab")
