@@ -31,9 +31,12 @@ class Stack:
     validation_schedule: str = "0 */5 * * * *"
     validation_max_tasks: int = 200_000
     job_partitions: int = 4
+    storage_faults: tuple[float, float] | None = None  # (before, after): a tools.faultproxy in front of Azurite
+    external_simulator_port: int | None = None  # a simulator the caller runs (e.g. in-process); else one is started
     log_dir: Path | None = None
     app_port: int = field(default_factory=free_port)
     simulator_port: int = field(default_factory=free_port)
+    proxy_port: int = field(default_factory=free_port)
     azurite: Azurite | None = None
     processes: list[subprocess.Popen] = field(default_factory=list)
     _workdir: Path | None = None
@@ -44,7 +47,11 @@ class Stack:
 
     @property
     def simulator_url(self) -> str:
-        return f"http://127.0.0.1:{self.simulator_port}"
+        return f"http://127.0.0.1:{self.external_simulator_port or self.simulator_port}"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
 
     @property
     def settings_path(self) -> Path:
@@ -68,6 +75,13 @@ class Stack:
         if connection is None:
             self.azurite = Azurite().start()
             connection = self.azurite.connection_string
+            if self.storage_faults is not None:
+                before, after = self.storage_faults
+                self._spawn("faultproxy", ["-m", "tools.faultproxy", "--target", f"http://127.0.0.1:{self.azurite.port}",
+                                           "--port", str(self.proxy_port), "--before", str(before),
+                                           "--after", str(after)], logs)
+                _wait_for_port(self.proxy_port, self.processes)
+                connection = connection.replace(f":{self.azurite.port}/", f":{self.proxy_port}/")
         self.settings_path.write_text(json.dumps({
             "IsEncrypted": False,
             "Values": {
@@ -80,10 +94,11 @@ class Stack:
             "Host": {"LocalHttpPort": self.app_port},
             "FunctionKeys": {"default": FUNCTION_KEY, "master": MASTER_KEY},
         }, indent=2))
-        self._spawn("batchsim", ["-m", "tools.batchsim", "--port", str(self.simulator_port)], logs)
+        if self.external_simulator_port is None:
+            self._spawn("batchsim", ["-m", "tools.batchsim", "--port", str(self.simulator_port)], logs)
+            _wait_for_port(self.simulator_port, self.processes)
         self._start_app(logs)
-        for port in (self.simulator_port, self.app_port):
-            _wait_for_port(port, self.processes)
+        _wait_for_port(self.app_port, self.processes)
 
     def _start_app(self, logs: Path) -> None:
         self._spawn("funchost", ["-m", "tools.funchost", "--settings", str(self.settings_path),

@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import FUNCTION_KEY as KEY
-from tools.batchsim.model import BatchAccount
+from tools.batchsim.model import BatchAccount, counts_of_events
 from tools.batchsim.publisher import Faults, publish
 
 
@@ -53,19 +53,7 @@ async def test_drops_are_the_only_difference(app_url):
                            max_events_per_batch=100, faults=Faults(drop=0.1, duplicate=0.1, reorder=True), seed=2)
     assert report.dropped > 0
     dropped = set(report.dropped_sequences)
-    newest_delivered = {}
-    for event in events:
-        if event.sequence not in dropped:
-            newest_delivered[event.task[0]] = event  # outbox order is each task's own order
-    expected = {name: 0 for name in ("active", "running", "completed", "succeeded", "failed")}
-    for event in newest_delivered.values():
-        state, result = event.task[1], event.task[4]
-        if state is None:
-            continue
-        bucket = {"active": ["active"], "preparing": ["running"], "running": ["running"]}.get(
-            state, ["completed", "succeeded" if result == "success" else "failed"])
-        for name in bucket:
-            expected[name] += 1
+    expected = counts_of_events([event for event in events if event.sequence not in dropped])
     tasks, _ = await served_counts(app_url, "drops")
     assert tasks == expected
     assert tasks != account.task_counts("drops")["taskCounts"]  # what validation must close (issue 3)

@@ -105,6 +105,24 @@ class OutboxEvent:
                 "time": grid["eventTime"], "subject": grid["subject"], "data": grid["data"]}
 
 
+def counts_of_events(events: list[OutboxEvent]) -> dict:
+    """The task counts a perfect consumer of exactly these events shows: each task at its newest
+    event (by the order the simulator produced them). With every event, that is the truth."""
+    newest: dict[tuple[str, str], OutboxEvent] = {}
+    for event in sorted(events, key=lambda e: e.sequence):
+        newest[(event.job_id.lower(), event.task[0].lower())] = event
+    counts = {name: 0 for name in ("active", "running", "completed", "succeeded", "failed")}
+    for event in newest.values():
+        state, result = event.task[1], event.task[4]
+        if state is None:
+            continue
+        names = ["active"] if state == ACTIVE else ["running"] if state in (RUNNING, PREPARING) \
+            else ["completed", "succeeded" if result == "success" else "failed"]
+        for name in names:
+            counts[name] += 1
+    return counts
+
+
 class BatchAccount:
     """Jobs and tasks in memory; every transition is stamped with a strictly increasing time."""
 
