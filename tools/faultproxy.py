@@ -9,13 +9,14 @@ exactly-once store must survive. Counts what it injected.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
 
 import aiohttp
 from aiohttp import web
 from yarl import URL
+
+from tools import serving
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 STATS = web.AppKey("stats", dict)
@@ -83,10 +84,7 @@ def _server_busy() -> web.Response:
 
 
 async def serve(target: str, port: int, before: float, after: float, seed: int = 0) -> web.AppRunner:
-    runner = web.AppRunner(build_app(target, before, after, seed), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
+    return await serving.start(build_app(target, before, after, seed), "127.0.0.1", port)
 
 
 def main() -> None:
@@ -98,18 +96,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    async def run() -> None:
-        runner = await serve(args.target, args.port, args.before, args.after, args.seed)
-        print(f"fault proxy on 127.0.0.1:{args.port} -> {args.target}", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
+    async def begin():
+        return (await serve(args.target, args.port, args.before, args.after, args.seed)).cleanup
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
+    serving.run_until_interrupted(begin, lambda: f"fault proxy on 127.0.0.1:{args.port} -> {args.target}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from croniter import croniter
 
 from shared.batch import close_batch
 from shared.store import close_store
+from tools import serving
 from tools.durable import DurableEngine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -347,9 +348,7 @@ def banner(host: LocalHost) -> str:
 
 async def serve(app: FunctionApp, keys: Keys, host: str, port: int, timers: bool = False) -> tuple[web.AppRunner, LocalHost]:
     local = LocalHost(app, keys, f"http://{host}:{port}")
-    runner = web.AppRunner(local.web_app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    runner = await serving.start(local.web_app(), host, port)
     if timers:
         local.start_timers()
     return runner, local
@@ -374,20 +373,19 @@ def main(argv: list[str] | None = None) -> None:
     port = args.port or settings_port or 7071
     app = FunctionApp.load()
 
-    async def run() -> None:
+    local_host: list[LocalHost] = []
+
+    async def begin():
         runner, local = await serve(app, keys, args.host, port, timers=True)
-        print(banner(local), flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
+        local_host.append(local)
+
+        async def shut_down() -> None:
             await stop(runner, local)
             await close_store()
             await close_batch()
+        return shut_down
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        print("Stopped.")
+    serving.run_until_interrupted(begin, lambda: banner(local_host[0]))
 
 
 if __name__ == "__main__":

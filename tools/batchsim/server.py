@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
 from typing import Any
@@ -11,6 +10,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from shared.errors import batch_error_body
+from tools import serving
 from tools.batchsim import auth
 from tools.batchsim.model import BatchAccount, SimError, SimTask
 from tools.batchsim.odata import parse_filter
@@ -268,10 +268,7 @@ async def control_publish(request: web.Request) -> web.Response:
 
 async def serve(account: BatchAccount, host: str, port: int, account_name: str = DEFAULT_ACCOUNT,
                 key: str = DEFAULT_KEY) -> web.AppRunner:
-    runner = web.AppRunner(build_app(account, account_name, key), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    return await serving.start(build_app(account, account_name, key), host, port)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -282,15 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--key", default=DEFAULT_KEY)
     args = parser.parse_args(argv)
 
-    async def run() -> None:
-        runner = await serve(BatchAccount(), args.host, args.port, args.account, args.key)
-        print(f"Batch simulator: http://{args.host}:{args.port}  account={args.account}  key={args.key}", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
+    async def begin():
+        return (await serve(BatchAccount(), args.host, args.port, args.account, args.key)).cleanup
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        print("Stopped.")
+    serving.run_until_interrupted(
+        begin, lambda: f"Batch simulator: http://{args.host}:{args.port}  account={args.account}  key={args.key}")
