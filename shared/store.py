@@ -145,6 +145,7 @@ class CountsStore:
         self.scans: TableClient = service.get_table_client(f"{table_prefix}scans")
         self._tables_ready = False
         self._known_jobs: dict[str, tuple[int, float]] = {}  # job key -> (partitions, checked at)
+        self._partition_counts: dict[str, int] = {}  # job key -> partitions, for reads (never changes)
         self._partition_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @classmethod
@@ -294,12 +295,29 @@ class CountsStore:
     async def get_job_counts(self, job_key: str) -> JobCounts | None:
         await self.ensure_tables()
         async with _storage_call("reading counts"):
-            try:
-                job_row = await self.jobs.get_entity(JOBS_PARTITION, job_key)
-            except ResourceNotFoundError:
+            partitions = self._partition_counts.get(job_key)
+            if partitions is None:  # first read of this job here: its row says how many counter rows
+                try:
+                    job = _job_from_row(await self.jobs.get_entity(JOBS_PARTITION, job_key))
+                except ResourceNotFoundError:
+                    return None
+                self._partition_counts[job_key] = job.partitions
+                return await self._counts_of(job)
+            # A job's partition count never changes: read its row and counter rows in one round trip.
+            job_row, counters = await asyncio.gather(self.jobs.get_entity(JOBS_PARTITION, job_key),
+                                                     self._counter_rows(job_key, partitions),
+                                                     return_exceptions=True)
+            if isinstance(job_row, ResourceNotFoundError):  # removed since (retention)
+                self._partition_counts.pop(job_key, None)
                 return None
+            for outcome in (job_row, counters):
+                if isinstance(outcome, BaseException):
+                    raise outcome
             job = _job_from_row(job_row)
-            return await self._counts_of(job)
+            if job.partitions != partitions:  # removed and registered again with another setting
+                self._partition_counts[job_key] = job.partitions
+                return await self._counts_of(job)
+            return _sum_counters(job, counters)
 
     async def list_jobs(self, max_results: int, continuation: str | None) -> tuple[list[JobCounts], str | None]:
         """One page of the job index with each job's counts; the token is opaque to callers."""
@@ -317,23 +335,16 @@ class CountsStore:
         return list(jobs), next_token
 
     async def _counts_of(self, job: JobRecord) -> JobCounts:
+        return _sum_counters(job, await self._counter_rows(job.job_key, job.partitions))
+
+    async def _counter_rows(self, job_key: str, partitions: int) -> list:
         async def counter(shard: int):
             try:
-                return await self.tasks.get_entity(partition_key(job.job_key, shard), COUNTER_ROW)
+                return await self.tasks.get_entity(partition_key(job_key, shard), COUNTER_ROW)
             except ResourceNotFoundError:
                 return None
 
-        counters = await asyncio.gather(*(counter(shard) for shard in range(job.partitions)))
-        tasks, slots, updated = ZERO, ZERO, None
-        for row in counters:
-            if row is None:
-                continue
-            row_tasks, row_slots = _counts_from_row(row)
-            tasks, slots = tasks + row_tasks, slots + row_slots
-            row_updated = row.get("LastUpdatedAt")
-            if row_updated is not None and (updated is None or row_updated > updated):
-                updated = row_updated
-        return JobCounts(job, tasks, slots, updated)
+        return list(await asyncio.gather(*(counter(shard) for shard in range(partitions))))
 
     async def partition_rows(self, job_key: str, shard: int) -> AsyncIterator[dict]:
         """Every row of one of a job's partitions (tests and validation check counters with it)."""
@@ -496,6 +507,7 @@ class CountsStore:
             await self.drop_scans(job_key)
             await self.jobs.delete_entity(JOBS_PARTITION, job_key)
         self._known_jobs.pop(job_key, None)
+        self._partition_counts.pop(job_key, None)
         logger.info("job removed", extra={"job_id": job.job_id, "rows": removed})
         return removed
 
@@ -529,6 +541,19 @@ class CountsStore:
         async with _storage_call("reading rejected events"):
             return [row async for row in self.rejected.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": day.strftime("%Y-%m-%d")})]
+
+
+def _sum_counters(job: JobRecord, counters: list) -> JobCounts:
+    tasks, slots, updated = ZERO, ZERO, None
+    for row in counters:
+        if row is None:
+            continue
+        row_tasks, row_slots = _counts_from_row(row)
+        tasks, slots = tasks + row_tasks, slots + row_slots
+        row_updated = row.get("LastUpdatedAt")
+        if row_updated is not None and (updated is None or row_updated > updated):
+            updated = row_updated
+    return JobCounts(job, tasks, slots, updated)
 
 
 def raw_text_of(row: dict) -> str:
