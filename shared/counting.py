@@ -90,10 +90,6 @@ def version_of(ticks: int, attempt: int, state: TaskState | None, result: TaskRe
     return f"{ticks:019d}-{attempt:06d}-{rank}{_RESULT_RANK[result]}-{required_slots:05d}"
 
 
-def ticks_of_version(version: str) -> int:
-    return int(version[:19])
-
-
 @dataclass(frozen=True, slots=True)
 class TaskStatus:
     """What is known of one task: the counted facts and the version that orders them.

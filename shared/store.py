@@ -347,7 +347,7 @@ class CountsStore:
         return list(await asyncio.gather(*(counter(shard) for shard in range(partitions))))
 
     async def partition_rows(self, job_key: str, shard: int) -> AsyncIterator[dict]:
-        """Every row of one of a job's partitions (tests and validation check counters with it)."""
+        """Every row of one of a job's partitions, as stored (tests check counter rows with it)."""
         async for row in self.tasks.query_entities("PartitionKey eq @pk",
                                                    parameters={"pk": partition_key(job_key, shard)}):
             yield row
