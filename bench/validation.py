@@ -26,17 +26,12 @@ import aiohttp
 from shared.batch import BatchReader
 from shared.config import Settings
 from shared.events import task_status
-from shared.store import CountsStore
+from shared.store import CountsStore, Observation
 from tools.azurite import Azurite, free_port
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-
-
-class _Listed:
-    def __init__(self, job_id, task_id, status):
-        self.job_id, self.task_id, self.status = job_id, task_id, status
 
 
 async def seed(settings: Settings, sim_url: str, job: str, tasks: int, drift: float) -> dict:
@@ -53,7 +48,7 @@ async def seed(settings: Settings, sim_url: str, job: str, tasks: int, drift: fl
         while True:
             page = await reader.list_page(job, next_link)
             now = datetime.now(timezone.utc)
-            observed = [_Listed(job, *task_status(raw, now)) for raw in page.tasks]
+            observed = [Observation(job, *task_status(raw, now)) for raw in page.tasks]
             pending.append(asyncio.create_task(store.apply(observed)))
             if len(pending) >= 4:
                 await pending.pop(0)

@@ -159,9 +159,7 @@ def parse_event(element: Any, received_at: datetime) -> TaskEvent | None:
 
 def task_status(task: dict, received_at: datetime) -> tuple[str, TaskStatus]:
     """A Batch task object (as List Tasks returns it) -> (task id, status); InvalidEventError."""
-    if "id" in task and "taskId" in task and task["id"] != task["taskId"]:
-        raise InvalidEventError("id and taskId disagree")
-    task_id = _validate_id(task.get("id", task.get("taskId")), "task id (id or taskId)")
+    task_id = _task_id(task)
     state = _state(task.get("state"))
     ticks = _ticks(task.get("stateTransitionTime"), "stateTransitionTime", received_at)
     execution = _optional_object(task, "executionInfo")
@@ -225,11 +223,14 @@ def _validate_id(value: Any, what: str) -> str:
 
 
 def _ids(data: dict) -> tuple[str, str]:
-    job_id = _validate_id(data.get("jobId"), "jobId")
-    task_id = data.get("id", data.get("taskId"))
+    return _validate_id(data.get("jobId"), "jobId"), _task_id(data)
+
+
+def _task_id(data: dict) -> str:
+    """``id``, or ``taskId`` as producers may call it; both present must agree."""
     if "id" in data and "taskId" in data and data["id"] != data["taskId"]:
         raise InvalidEventError("id and taskId disagree")
-    return job_id, _validate_id(task_id, "task id (id or taskId)")
+    return _validate_id(data.get("id", data.get("taskId")), "task id (id or taskId)")
 
 
 def _state(value: Any) -> TaskState:

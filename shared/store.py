@@ -144,8 +144,8 @@ class CountsStore:
         self.rejected: TableClient = service.get_table_client(f"{table_prefix}rejected")
         self.scans: TableClient = service.get_table_client(f"{table_prefix}scans")
         self._tables_ready = False
-        self._known_jobs: dict[str, tuple[int, float]] = {}  # job key -> (partitions, checked at)
-        self._partition_counts: dict[str, int] = {}  # job key -> partitions, for reads (never changes)
+        self._partition_counts: dict[str, int] = {}  # job key -> partitions (fixed when a job is first seen)
+        self._registered_at: dict[str, float] = {}  # job key -> when its index row was last known to exist
         self._partition_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @classmethod
@@ -180,9 +180,10 @@ class CountsStore:
         for observation in observations:
             by_job[observation.job_id.lower()].append(observation)
 
+        counts = await asyncio.gather(*(self._partitions_for(job_key, job_observations[0].job_id)
+                                        for job_key, job_observations in by_job.items()))
         partitions: dict[str, list[Observed]] = defaultdict(list)
-        for job_key, job_observations in by_job.items():
-            count = await self._partitions_for(job_key, job_observations[0].job_id)
+        for (job_key, job_observations), count in zip(by_job.items(), counts):
             for observation in job_observations:
                 task_key = observation.task_id.lower()
                 partitions[partition_key(job_key, shard_of(task_key, count))].append(observation)
@@ -273,9 +274,9 @@ class CountsStore:
 
     async def _partitions_for(self, job_key: str, job_id: str) -> int:
         """The job's partition count, creating its index row on first sight (first-seen case wins)."""
-        known = self._known_jobs.get(job_key)
-        if known is not None and time.monotonic() - known[1] < JOB_CACHE_SECONDS:
-            return known[0]
+        checked = self._registered_at.get(job_key)
+        if checked is not None and time.monotonic() - checked < JOB_CACHE_SECONDS:
+            return self._partition_counts[job_key]
         async with _storage_call("registering the job"):
             try:
                 await self.jobs.create_entity({
@@ -287,7 +288,8 @@ class CountsStore:
             except ResourceExistsError:
                 row = await self.jobs.get_entity(JOBS_PARTITION, job_key)
                 partitions = int(row["Partitions"])
-        self._known_jobs[job_key] = (partitions, time.monotonic())
+        self._partition_counts[job_key] = partitions
+        self._registered_at[job_key] = time.monotonic()
         return partitions
 
     # ---- reads -----------------------------------------------------------------------------
@@ -434,13 +436,13 @@ class CountsStore:
         # Only what differs from the stream goes to the write path, which re-reads those rows and
         # decides again under ETags: a task that changed since the stream is judged on its new row.
         observations: list[Observed] = [
-            _Listed(job_id, task_id, status) for key, (task_id, status) in listed.items()
+            Observation(job_id, task_id, status) for key, (task_id, status) in listed.items()
             if key not in stored or status.version > stored[key][0]
         ]
         removed = TaskStatus.observed(scan_started_ticks, 0, None, None, 1)
         for key, (version, deleted) in stored.items():
             if key not in listed and not deleted and version < removed.version:
-                observations.append(_Listed(job_id, key, removed))
+                observations.append(Observation(job_id, key, removed))
         changes = await self._apply_partition(pk, observations) if observations else []
         return {
             "checked": len(listed),
@@ -506,7 +508,7 @@ class CountsStore:
                 removed += len(rows)
             await self.drop_scans(job_key)
             await self.jobs.delete_entity(JOBS_PARTITION, job_key)
-        self._known_jobs.pop(job_key, None)
+        self._registered_at.pop(job_key, None)
         self._partition_counts.pop(job_key, None)
         logger.info("job removed", extra={"job_id": job.job_id, "rows": removed})
         return removed
@@ -577,8 +579,8 @@ def _raw_properties(raw: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _Listed:
-    """A task as validation saw it (satisfies Observed)."""
+class Observation:
+    """A task seen outside an event, e.g. in a listing (satisfies Observed)."""
 
     job_id: str
     task_id: str

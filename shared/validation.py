@@ -87,14 +87,13 @@ async def begin(deps: Deps, job: dict) -> dict:
     size = await deps.batch.job_size(job_id)
     if size is None:
         return await remove_job(deps, {**job, "reason": "JobNotFound"})
+    partitions = await deps.store.register_job(job_id)  # validation may meet a job before any event
     limit = deps.settings.validation_max_tasks
     if size > limit:
-        await deps.store.register_job(job_id)
         note = f"{size} tasks is over VALIDATION_MAX_TASKS ({limit}); counts come from events only"
         await deps.store.mark_validation(job_key, UNVALIDATED, note)
         logger.info("job too large to validate", extra={"job_id": job_id, "tasks": size, "limit": limit})
         return {"jobId": job_id, "action": "skipped", "reason": note}
-    partitions = await deps.store.register_job(job_id)
     started = datetime_to_ticks(deps.now)
     await deps.store.drop_scans(job_key, before=f"{datetime_to_ticks(deps.now - ABANDONED_SCAN_AGE):019d}")
     return {"jobId": job_id, "jobKey": job_key, "action": "validate", "scanId": f"{started:019d}",
