@@ -55,6 +55,18 @@ param validationMaxTasks int = 200000
 param validationSchedule string = '0 */5 * * * *'
 param retentionDays int = 7
 
+@description('The Batch account\'s region (its service log can only stream to an event hub there); empty: location.')
+param batchAccountLocation string = ''
+
+@description('The delta sync from List Tasks (tasks added, changes no log reported): six-field NCRONTAB.')
+param taskSyncSchedule string = '*/30 * * * * *'
+@minValue(1)
+param taskSyncMaxJobs int = 100
+@minValue(1)
+param taskSyncMaxPages int = 20
+@minValue(0)
+param taskSyncOverlapSeconds int = 30
+
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
@@ -112,6 +124,27 @@ module storage 'app/storage.bicep' = {
   }
 }
 
+module serviceLogHub 'app/servicelog-hub.bicep' = {
+  name: 'servicelog-hub'
+  scope: rg
+  params: {
+    namespaceName: 'evhns-taskcounts-${resourceToken}'
+    location: empty(batchAccountLocation) ? location : batchAccountLocation
+    tags: tags
+    appPrincipalId: identity.outputs.principalId
+  }
+}
+
+module batchDiagnostics 'app/batch-diagnostics.bicep' = {
+  name: 'batch-diagnostics'
+  scope: resourceGroup(batchAccountResourceGroup)
+  params: {
+    batchAccountName: batchAccountName
+    eventHubAuthorizationRuleId: serviceLogHub.outputs.authorizationRuleId
+    eventHubName: serviceLogHub.outputs.hubName
+  }
+}
+
 module batchAccess 'app/batch-access.bicep' = {
   name: 'batch-access'
   scope: resourceGroup(batchAccountResourceGroup)
@@ -142,6 +175,13 @@ module app 'app/function.bicep' = {
     validationMaxTasks: validationMaxTasks
     validationSchedule: validationSchedule
     retentionDays: retentionDays
+    taskSyncSchedule: taskSyncSchedule
+    taskSyncMaxJobs: taskSyncMaxJobs
+    taskSyncMaxPages: taskSyncMaxPages
+    taskSyncOverlapSeconds: taskSyncOverlapSeconds
+    serviceLogNamespace: serviceLogHub.outputs.fullyQualifiedNamespace
+    serviceLogHubName: serviceLogHub.outputs.hubName
+    serviceLogConsumerGroup: serviceLogHub.outputs.consumerGroupName
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
   }
@@ -184,3 +224,4 @@ output EVENT_GRID_TOPIC_NAME string = events.outputs.topicName
 output EVENT_GRID_TOPIC_ENDPOINT string = events.outputs.topicEndpoint
 output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output SERVICE_LOG_EVENT_HUB_NAMESPACE string = serviceLogHub.outputs.fullyQualifiedNamespace

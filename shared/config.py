@@ -22,14 +22,28 @@ BATCH_ACCOUNT_NAME = "BATCH_ACCOUNT_NAME"
 BATCH_ACCOUNT_KEY = "BATCH_ACCOUNT_KEY"
 VALIDATION_MAX_TASKS = "VALIDATION_MAX_TASKS"
 RETENTION_DAYS = "RETENTION_DAYS"
-# Read by the Functions host, not by code: ValidateCounts/function.json says "%VALIDATION_SCHEDULE%".
+TASK_SYNC_MAX_JOBS = "TASK_SYNC_MAX_JOBS"
+TASK_SYNC_MAX_PAGES = "TASK_SYNC_MAX_PAGES"
+TASK_SYNC_OVERLAP_SECONDS = "TASK_SYNC_OVERLAP_SECONDS"
+# Read by the Functions host, not by code: function.json says "%NAME%" (schedules, the hub).
 VALIDATION_SCHEDULE = "VALIDATION_SCHEDULE"
+TASK_SYNC_SCHEDULE = "TASK_SYNC_SCHEDULE"
+BATCH_LOG_HUB = "BATCH_LOG_HUB"
+BATCH_LOG_CONSUMER_GROUP = "BATCH_LOG_CONSUMER_GROUP"
+# The Event Hubs connection named "BATCH_LOG" in BatchServiceLogs/function.json: identity-based
+# in Azure (these three), a connection string locally (BATCH_LOG itself).
+BATCH_LOG_CONNECTION = "BATCH_LOG"
+BATCH_LOG_NAMESPACE = "BATCH_LOG__fullyQualifiedNamespace"
+BATCH_LOG_CREDENTIAL = "BATCH_LOG__credential"
+BATCH_LOG_CLIENT_ID = "BATCH_LOG__clientId"
 
-# Every app setting the app reads (code or, for VALIDATION_SCHEDULE, the host via function.json).
+# Every app setting the app reads (code, or the host via function.json).
 APP_SETTINGS = (
     STORAGE_CONNECTION, STORAGE_TABLE_URI, STORAGE_CLIENT_ID, TABLE_PREFIX, JOB_PARTITIONS,
     BATCH_ACCOUNT_URL, BATCH_ACCOUNT_NAME, BATCH_ACCOUNT_KEY, VALIDATION_MAX_TASKS, RETENTION_DAYS,
-    VALIDATION_SCHEDULE,
+    TASK_SYNC_MAX_JOBS, TASK_SYNC_MAX_PAGES, TASK_SYNC_OVERLAP_SECONDS,
+    VALIDATION_SCHEDULE, TASK_SYNC_SCHEDULE, BATCH_LOG_HUB, BATCH_LOG_CONSUMER_GROUP,
+    BATCH_LOG_CONNECTION, BATCH_LOG_NAMESPACE, BATCH_LOG_CREDENTIAL, BATCH_LOG_CLIENT_ID,
 )
 
 DEFAULT_TABLE_PREFIX = "taskcounts"
@@ -37,6 +51,10 @@ DEFAULT_JOB_PARTITIONS = 4
 MAX_JOB_PARTITIONS = 256
 DEFAULT_VALIDATION_MAX_TASKS = 200_000
 DEFAULT_RETENTION_DAYS = 7
+DEFAULT_TASK_SYNC_SCHEDULE = "*/30 * * * * *"  # every 30 s (six-field NCRONTAB)
+DEFAULT_TASK_SYNC_MAX_JOBS = 100
+DEFAULT_TASK_SYNC_MAX_PAGES = 20
+DEFAULT_TASK_SYNC_OVERLAP_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,9 @@ class Settings:
     batch_account_key: str | None = None  # None: Microsoft Entra ID (managed identity)
     validation_max_tasks: int = DEFAULT_VALIDATION_MAX_TASKS
     retention_days: int = DEFAULT_RETENTION_DAYS
+    task_sync_max_jobs: int = DEFAULT_TASK_SYNC_MAX_JOBS  # jobs one sync run reaches
+    task_sync_max_pages: int = DEFAULT_TASK_SYNC_MAX_PAGES  # List Tasks pages per job per run
+    task_sync_overlap_seconds: int = DEFAULT_TASK_SYNC_OVERLAP_SECONDS  # re-listed window behind a watermark
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -82,6 +103,10 @@ class Settings:
             batch_account_key=batch_key,
             validation_max_tasks=_int_setting(env, VALIDATION_MAX_TASKS, DEFAULT_VALIDATION_MAX_TASKS, 1, 10**9),
             retention_days=_int_setting(env, RETENTION_DAYS, DEFAULT_RETENTION_DAYS, 1, 3650),
+            task_sync_max_jobs=_int_setting(env, TASK_SYNC_MAX_JOBS, DEFAULT_TASK_SYNC_MAX_JOBS, 1, 10_000),
+            task_sync_max_pages=_int_setting(env, TASK_SYNC_MAX_PAGES, DEFAULT_TASK_SYNC_MAX_PAGES, 1, 10_000),
+            task_sync_overlap_seconds=_int_setting(env, TASK_SYNC_OVERLAP_SECONDS, DEFAULT_TASK_SYNC_OVERLAP_SECONDS,
+                                                   0, 3600),
         )
 
 

@@ -1,21 +1,37 @@
-"""The Event Grid webhook: handshakes, then a delivery applied exactly once.
+"""Ingestion: a parsed delivery applied exactly once, from either event source.
 
-200 only after every valid event is durably applied and every invalid one is kept with its
-reason; storage trouble -> 503 so Event Grid redelivers (safe: the store is idempotent).
+* The Event Grid webhook (``handle_delivery``): handshakes, then 200 only after every valid
+  event is durably applied and every invalid one kept with its reason; storage trouble -> 503 so
+  Event Grid redelivers (safe: the store is idempotent).
+* Batch's service log through Event Hubs (``apply_service_log``): bad records are kept, never
+  raised; only storage trouble raises (StoreUnavailableError), so the trigger's retry policy runs
+  the same messages again before the checkpoint moves.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping
+from typing import Iterable, Mapping
 
-from shared.events import MAX_DELIVERY_BYTES, InvalidDeliveryError, parse_delivery
+from shared import servicelog
+from shared.eventgrid import MAX_DELIVERY_BYTES, InvalidDeliveryError, parse_delivery
+from shared.events import Delivery
 from shared.replies import Reply, error, ok
-from shared.store import CountsStore
+from shared.store import ApplyOutcome, CountsStore
 
 logger = logging.getLogger(__name__)
 
 MAX_REJECTIONS_LISTED = 100
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    received: int  # elements: events, rejections and ignored ones
+    applied: int
+    unchanged: int
+    ignored: int
+    rejected: int
 
 
 async def handle_delivery(store: CountsStore, method: str, headers: Mapping[str, str], body: bytes,
@@ -34,25 +50,41 @@ async def handle_delivery(store: CountsStore, method: str, headers: Mapping[str,
         logger.info("Event Grid subscription validated")
         return ok({"validationResponse": delivery.validation_code})
 
+    outcome = await apply_delivery(store, delivery, received_at, "Event Grid delivery")
+    return ok({
+        "received": outcome.received,
+        "applied": outcome.applied,
+        "unchanged": outcome.unchanged,
+        "ignored": outcome.ignored,
+        "rejected": outcome.rejected,
+        "rejections": [{"index": r.index, "eventId": r.event_id, "reason": r.reason}
+                       for r in delivery.rejections[:MAX_REJECTIONS_LISTED]],
+    })
+
+
+async def apply_service_log(store: CountsStore, bodies: Iterable[str | bytes], received_at: datetime) -> IngestOutcome:
+    """One Event Hubs invocation's messages; raises StoreUnavailableError only (retry them all)."""
+    delivery = servicelog.parse_messages(bodies, received_at)
+    return await apply_delivery(store, delivery, received_at, "service-log messages")
+
+
+async def apply_delivery(store: CountsStore, delivery: Delivery, received_at: datetime, source: str) -> IngestOutcome:
+    """Keep the rejections, then apply the events: the one path every event source takes."""
     if delivery.rejections:
         await store.keep_rejected(delivery.rejections, received_at)
         for rejection in delivery.rejections:
             logger.warning("event rejected: %s", rejection.reason,
-                           extra={"event_id": rejection.event_id, "index": rejection.index})
-    outcome = await store.apply(delivery.events)
-    logger.info("delivery applied", extra={
+                           extra={"event_id": rejection.event_id, "index": rejection.index, "source": source})
+    applied: ApplyOutcome = await store.apply(delivery.events)
+    outcome = IngestOutcome(
+        received=len(delivery.events) + len(delivery.rejections) + delivery.ignored, applied=applied.applied,
+        unchanged=applied.unchanged, ignored=delivery.ignored, rejected=len(delivery.rejections))
+    logger.info("%s applied", source, extra={
         "events": len(delivery.events), "applied": outcome.applied, "unchanged": outcome.unchanged,
-        "rejected": len(delivery.rejections), "jobs": sorted({event.job_id for event in delivery.events})[:20],
+        "ignored": outcome.ignored, "rejected": outcome.rejected,
+        "jobs": sorted({event.job_id for event in delivery.events})[:20],
     })
-    return ok({
-        "received": len(delivery.events) + len(delivery.rejections) + delivery.ignored,
-        "applied": outcome.applied,
-        "unchanged": outcome.unchanged,
-        "ignored": delivery.ignored,
-        "rejected": len(delivery.rejections),
-        "rejections": [{"index": r.index, "eventId": r.event_id, "reason": r.reason}
-                       for r in delivery.rejections[:MAX_REJECTIONS_LISTED]],
-    })
+    return outcome
 
 
 def _abuse_protection_handshake(headers: Mapping[str, str]) -> Reply:

@@ -8,7 +8,8 @@ The one module that talks to azure-data-tables. Layout (README "Storage layout")
   (RowKey ``!counts``, sorting first) with that partition's counts. A task row and the
   counter row it moves change together in one entity-group transaction under ETag
   conditions: the exactly-once mechanism.
-* ``{prefix}jobs``: the job index, one row per job (PartitionKey ``jobs``).
+* ``{prefix}jobs``: the job index, one row per job (PartitionKey ``jobs``), which also holds the
+  delta sync's per-job position; and leases (PartitionKey ``leases``): one run at a time.
 * ``{prefix}rejected``: events that could not be applied, with reason and raw text.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, AsyncIterator, Iterable, Protocol, Sequence
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
+    ServiceRequestError,
 )
 from azure.data.tables.aio import TableClient, TableServiceClient
 
@@ -50,6 +52,7 @@ DEVELOPMENT_STORAGE = (
 )
 COUNTER_ROW = "!counts"  # '!' sorts before every character a task key can hold
 JOBS_PARTITION = "jobs"
+LEASES_PARTITION = "leases"
 MAX_TRANSACTION_OPERATIONS = 100  # Azure's limit; Azurite answers a 101st with a malformed reply
 MAX_FILTER_COMPARISONS = 15  # Azure's limit on discrete comparisons in one query filter
 CONFLICT_ATTEMPTS = 10
@@ -89,6 +92,19 @@ class JobRecord:
     last_validated_at: datetime | None = None
     validation_note: str | None = None  # why a job is unvalidated, e.g. over the task limit
     last_validation: dict | None = None  # what the last pass checked and corrected
+
+
+@dataclass(frozen=True)
+class SyncPosition:
+    """Where the delta sync stands for one job (kept on the job's index row)."""
+
+    job_key: str
+    job_id: str
+    watermark_ticks: int | None = None  # every change before this was listed; None: never synced
+    next_link: str | None = None  # a listing cut by the page budget, resumed next run
+    listing_started_ticks: int | None = None  # when that listing began: the watermark once it ends
+    synced_at: datetime | None = None
+    finished: bool = False  # synced after Batch stopped reporting the job as unfinished
 
 
 @dataclass(frozen=True)
@@ -224,6 +240,11 @@ class CountsStore:
                         raise _unavailable(error, "writing task rows") from error
                     logger.debug("partition changed under us; re-reading",
                                  extra={"partition": pk, "attempt": attempt})
+                except ServiceRequestError:
+                    # The transaction could not be sent (e.g. a pooled connection the server had
+                    # just closed); the SDK never resends a POST. Re-reading and retrying is safe:
+                    # the ETags make it exactly-once whatever reached storage.
+                    logger.debug("transaction not sent; re-reading", extra={"partition": pk, "attempt": attempt})
                 except AzureError as error:
                     raise _unavailable(error, "writing task rows") from error
                 await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
@@ -522,6 +543,63 @@ class CountsStore:
                 await table.submit_transaction([("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]})
                                                 for r in partition_rows[start:start + MAX_TRANSACTION_OPERATIONS]])
 
+    # ---- delta sync ------------------------------------------------------------------------
+
+    async def sync_positions(self) -> dict[str, SyncPosition]:
+        """Every known job's sync position (one query over the job index)."""
+        await self.ensure_tables()
+        positions = {}
+        async with _storage_call("reading sync positions"):
+            async for row in self.jobs.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": JOBS_PARTITION},
+                    select=["RowKey", "JobId", "SyncWatermark", "SyncNextLink", "SyncListingStarted", "SyncedAt",
+                            "SyncFinished"]):
+                positions[row["RowKey"]] = SyncPosition(
+                    job_key=row["RowKey"], job_id=row["JobId"], watermark_ticks=_optional_ticks(row.get("SyncWatermark")),
+                    next_link=row.get("SyncNextLink") or None,
+                    listing_started_ticks=_optional_ticks(row.get("SyncListingStarted")),
+                    synced_at=row.get("SyncedAt"), finished=bool(row.get("SyncFinished")))
+        return positions
+
+    async def record_sync(self, position: SyncPosition) -> None:
+        """Save a job's sync position on its index row, stamped now (merge: other fields stay)."""
+        row = {"PartitionKey": JOBS_PARTITION, "RowKey": position.job_key,
+               "SyncWatermark": _ticks_text(position.watermark_ticks), "SyncNextLink": position.next_link or "",
+               "SyncListingStarted": _ticks_text(position.listing_started_ticks),
+               "SyncedAt": _now(), "SyncFinished": position.finished}
+        async with _storage_call("recording a sync position"):
+            await self.jobs.update_entity(row, mode="merge")
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take (or extend, for its holder) a named lease; False while another holder has it."""
+        await self.ensure_tables()
+        now = _now()
+        row = {"PartitionKey": LEASES_PARTITION, "RowKey": name, "Holder": holder,
+               "ExpiresAt": datetime.fromtimestamp(now.timestamp() + seconds, timezone.utc)}
+        async with _storage_call("taking a lease"):
+            try:
+                await self.jobs.create_entity(row)
+                return True
+            except ResourceExistsError:
+                current = await self.jobs.get_entity(LEASES_PARTITION, name)
+            if current["Holder"] != holder and current["ExpiresAt"] > now:
+                return False
+            try:
+                await self.jobs.update_entity(row, **_if_match(current.metadata["etag"]))
+                return True
+            except (ResourceModifiedError, ResourceNotFoundError):
+                return False  # another holder took it in between
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        async with _storage_call("releasing a lease"):
+            try:
+                current = await self.jobs.get_entity(LEASES_PARTITION, name)
+                if current["Holder"] == holder:
+                    await self.jobs.delete_entity(LEASES_PARTITION, name, etag=current.metadata["etag"],
+                                                  match_condition=MatchConditions.IfNotModified)
+            except (ResourceNotFoundError, ResourceModifiedError):
+                pass  # gone or taken over after expiry: nothing of ours to release
+
     # ---- rejected events -------------------------------------------------------------------
 
     async def keep_rejected(self, rejections: Iterable[Any], received_at: datetime) -> None:
@@ -644,6 +722,14 @@ def _job_from_row(row: dict) -> JobRecord:
         last_validated_at=row.get("LastValidatedAt"), validation_note=row.get("ValidationNote") or None,
         last_validation=json.loads(row["LastValidation"]) if row.get("LastValidation") else None,
     )
+
+
+def _ticks_text(ticks: int | None) -> str:
+    return "" if ticks is None else f"{ticks:019d}"  # text: sorts like the number, any size
+
+
+def _optional_ticks(text: str | None) -> int | None:
+    return int(text) if text else None
 
 
 def _encode_token(token: Any) -> str | None:

@@ -6,11 +6,14 @@ way ``func start`` does:
   and the master key from local.settings.json, as ``x-functions-key`` or ``?code=``);
 * timerTrigger on its NCRONTAB schedule (six fields, seconds first; %SETTING% resolved from the
   environment), and ``POST /admin/functions/{name}`` (master key) to fire one now;
+* eventHubTrigger from the Batch simulator's hub, with the host's batching, retry policy and
+  checkpoints (``tools.hubtrigger``);
+* ``AzureWebJobs.<name>.Disabled=true`` in the settings turns a function off, as in Azure;
 * Durable Functions: orchestrators and activities run by ``tools.durable`` through real replays,
   and a ``durableClient`` binding pointing the library's DurableOrchestrationClient at this
   host's endpoints (start, status, terminate). Orchestration state lives in memory.
 
-    python -m tools.funchost [--port 7071] [--settings local.settings.json]
+    python -m tools.funchost [--port 7071] [--settings local.settings.json] [--retry-interval-scale 1.0]
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ from shared.batch import close_batch
 from shared.store import close_store
 from tools import serving
 from tools.durable import DurableEngine
+from tools.hubtrigger import DEFAULT_MAX_EVENT_BATCH_SIZE, HubTrigger, RetryPolicy, hub_endpoint
 
 REPO = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)
@@ -60,6 +64,7 @@ class FunctionSpec:
     name: str
     bindings: tuple[dict, ...]
     entry: Callable[..., Any]
+    retry: dict | None = None  # function.json's retry policy
 
     @property
     def trigger(self) -> dict:
@@ -100,13 +105,13 @@ class FunctionApp:
         for definition in sorted(root.glob("*/function.json")):
             folder = definition.parent
             config = json.loads(definition.read_text())
-            if config.get("disabled"):
+            if config.get("disabled") or os.environ.get(f"AzureWebJobs.{folder.name}.Disabled", "").lower() in ("true", "1"):
                 continue
             script = config.get("scriptFile", "__init__.py")
             module = importlib.import_module(folder.name if script == "__init__.py"
                                              else f"{folder.name}.{Path(script).stem}")
             entry = getattr(module, config.get("entryPoint", "main"))
-            app.functions[folder.name] = FunctionSpec(folder.name, tuple(config["bindings"]), entry)
+            app.functions[folder.name] = FunctionSpec(folder.name, tuple(config["bindings"]), entry, config.get("retry"))
         return app
 
     @property
@@ -144,8 +149,10 @@ def resolve_settings(text: str) -> str:
 class LocalHost:
     """The running host: one aiohttp application, the durable engine and the timers."""
 
-    def __init__(self, app: FunctionApp, keys: Keys, base_url: str):
+    def __init__(self, app: FunctionApp, keys: Keys, base_url: str, retry_interval_scale: float = 1.0):
         self.app, self.keys, self.base_url = app, keys, base_url
+        self.retry_interval_scale = retry_interval_scale  # < 1 shortens retry waits (tests)
+        self.hub_triggers: list[HubTrigger] = []
         self.engine = app.durable_engine()
         self.hub = self.app.durable_config.get("hubName", "TaskCountsHub")
         self._timers: list[asyncio.Task] = []
@@ -232,12 +239,41 @@ class LocalHost:
 
     # ---- timers -------------------------------------------------------------------------------
 
-    def start_timers(self) -> None:
+    def start_triggers(self) -> None:
+        """Timers on their schedules and Event Hubs readers (HTTP functions need nothing started).
+        Every schedule is checked before anything starts."""
+        schedules = {}
         for spec in self.app.with_trigger("timerTrigger"):
             schedule = resolve_settings(spec.trigger["schedule"])
             if not croniter.is_valid(schedule, second_at_beginning=True) or len(schedule.split()) != 6:
                 raise ValueError(f"{spec.name}: {schedule!r} is not a six-field NCRONTAB schedule")
-            self._timers.append(asyncio.get_running_loop().create_task(self._run_timer(spec, schedule)))
+            schedules[spec.name] = schedule
+        hub_triggers = [trigger for spec in self.app.with_trigger("eventHubTrigger")
+                        if (trigger := self._hub_trigger(spec)) is not None]
+        loop = asyncio.get_running_loop()
+        for spec in self.app.with_trigger("timerTrigger"):
+            self._timers.append(loop.create_task(self._run_timer(spec, schedules[spec.name])))
+        for trigger in hub_triggers:
+            self.hub_triggers.append(trigger)
+            self._timers.append(loop.create_task(trigger.run()))
+
+    def _hub_trigger(self, spec: FunctionSpec) -> HubTrigger | None:
+        binding = spec.trigger
+        if binding.get("cardinality", "one") != "many":
+            raise ValueError(f"{spec.name}: this local host runs eventHubTrigger with cardinality many only")
+        connection = os.environ.get(binding["connection"])
+        if not connection:
+            logger.warning("%s: no %s connection string is set; not reading a hub", spec.name, binding["connection"])
+            return None
+        settings = self.app.host_config.get("extensions", {}).get("eventHubs", {})
+
+        async def invoke(events: list) -> None:
+            await self.invoke(spec, events)
+
+        return HubTrigger(spec.name, hub_endpoint(connection), resolve_settings(binding["eventHubName"]),
+                          resolve_settings(binding.get("consumerGroup", "$Default")),
+                          int(settings.get("maxEventBatchSize", DEFAULT_MAX_EVENT_BATCH_SIZE)),
+                          RetryPolicy.from_function_json(spec.retry, self.retry_interval_scale), invoke)
 
     def timer_schedules(self) -> dict[str, str]:
         return {spec.name: resolve_settings(spec.trigger["schedule"]) for spec in self.app.with_trigger("timerTrigger")}
@@ -338,6 +374,11 @@ def banner(host: LocalHost) -> str:
         elif kind == "timerTrigger":
             lines.append(f"        {spec.name}: timerTrigger ({host.timer_schedules()[spec.name]}; "
                          f"run now: POST {host.base_url}/admin/functions/{spec.name} with the master key)")
+        elif kind == "eventHubTrigger":
+            reading = next((t for t in host.hub_triggers if t.name == spec.name), None)
+            lines.append(f"        {spec.name}: eventHubTrigger ("
+                         + (f"hub {reading.hub} at {reading.endpoint}, consumer group {reading.group})" if reading
+                            else f"not reading: {spec.trigger['connection']} is not set)"))
         else:
             lines.append(f"        {spec.name}: {kind}")
     lines += ["", f"Function key (x-functions-key header or ?code=): {host.keys.function[0] if host.keys.function else '(none)'}",
@@ -346,11 +387,12 @@ def banner(host: LocalHost) -> str:
     return "\n".join(lines)
 
 
-async def serve(app: FunctionApp, keys: Keys, host: str, port: int, timers: bool = False) -> tuple[web.AppRunner, LocalHost]:
-    local = LocalHost(app, keys, f"http://{host}:{port}")
+async def serve(app: FunctionApp, keys: Keys, host: str, port: int, triggers: bool = False,
+                retry_interval_scale: float = 1.0) -> tuple[web.AppRunner, LocalHost]:
+    local = LocalHost(app, keys, f"http://{host}:{port}", retry_interval_scale)
     runner = await serving.start(local.web_app(), host, port)
-    if timers:
-        local.start_timers()
+    if triggers:
+        local.start_triggers()
     return runner, local
 
 
@@ -364,6 +406,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--settings", type=Path, default=REPO / "local.settings.json")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int)
+    parser.add_argument("--retry-interval-scale", type=float, default=1.0,
+                        help="multiply function.json retry intervals (tests shorten them)")
     args = parser.parse_args(argv)
     if not args.settings.exists():
         parser.error(f"{args.settings} not found: copy local.settings.example.json to local.settings.json")
@@ -376,7 +420,8 @@ def main(argv: list[str] | None = None) -> None:
     local_host: list[LocalHost] = []
 
     async def begin():
-        runner, local = await serve(app, keys, args.host, port, timers=True)
+        runner, local = await serve(app, keys, args.host, port, triggers=True,
+                                    retry_interval_scale=args.retry_interval_scale)
         local_host.append(local)
 
         async def shut_down() -> None:

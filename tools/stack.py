@@ -22,6 +22,7 @@ from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
 
 REPO = Path(__file__).resolve().parent.parent
 FUNCTION_KEY = "local-function-key"
+SERVICE_LOG_HUB = "batch-service-log"
 MASTER_KEY = "local-master-key"
 
 
@@ -31,6 +32,10 @@ class Stack:
     validation_schedule: str = "0 */5 * * * *"
     validation_max_tasks: int = 200_000
     job_partitions: int = 4
+    service_log: bool = True  # BatchServiceLogs reads the simulator's hub
+    task_sync_schedule: str | None = "*/30 * * * * *"  # None: SyncTasks disabled
+    table_prefix: str = "taskcounts"
+    retry_interval_scale: float = 0.05  # function.json retry waits (5 s ...) shortened for local runs
     storage_faults: tuple[float, float] | None = None  # (before, after): a tools.faultproxy in front of Azurite
     external_simulator_port: int | None = None  # a simulator the caller runs (e.g. in-process); else one is started
     log_dir: Path | None = None
@@ -82,27 +87,37 @@ class Stack:
                                            "--after", str(after)], logs)
                 _wait_for_port(self.proxy_port, self.processes)
                 connection = connection.replace(f":{self.azurite.port}/", f":{self.proxy_port}/")
+        values = {
+            "FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": connection,
+            "COUNTS_TABLE_PREFIX": self.table_prefix, "JOB_PARTITIONS": str(self.job_partitions),
+            "BATCH_ACCOUNT_URL": self.simulator_url, "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT,
+            "BATCH_ACCOUNT_KEY": DEFAULT_KEY, "VALIDATION_MAX_TASKS": str(self.validation_max_tasks),
+            "VALIDATION_SCHEDULE": self.validation_schedule, "RETENTION_DAYS": "7",
+            "TASK_SYNC_SCHEDULE": self.task_sync_schedule or "0 0 0 1 1 *",
+            "BATCH_LOG_HUB": SERVICE_LOG_HUB, "BATCH_LOG_CONSUMER_GROUP": "taskcounts",
+        }
+        if self.service_log:
+            values["BATCH_LOG"] = f"Endpoint={self.simulator_url}/;EntityPath={SERVICE_LOG_HUB}"
+        else:
+            values["AzureWebJobs.BatchServiceLogs.Disabled"] = "true"
+        if self.task_sync_schedule is None:
+            values["AzureWebJobs.SyncTasks.Disabled"] = "true"
         self.settings_path.write_text(json.dumps({
             "IsEncrypted": False,
-            "Values": {
-                "FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": connection,
-                "COUNTS_TABLE_PREFIX": "taskcounts", "JOB_PARTITIONS": str(self.job_partitions),
-                "BATCH_ACCOUNT_URL": self.simulator_url, "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT,
-                "BATCH_ACCOUNT_KEY": DEFAULT_KEY, "VALIDATION_MAX_TASKS": str(self.validation_max_tasks),
-                "VALIDATION_SCHEDULE": self.validation_schedule, "RETENTION_DAYS": "7",
-            },
+            "Values": values,
             "Host": {"LocalHttpPort": self.app_port},
             "FunctionKeys": {"default": FUNCTION_KEY, "master": MASTER_KEY},
         }, indent=2))
         if self.external_simulator_port is None:
-            self._spawn("batchsim", ["-m", "tools.batchsim", "--port", str(self.simulator_port)], logs)
+            self._spawn("batchsim", ["-m", "tools.batchsim", "--port", str(self.simulator_port), "--service-log"], logs)
             _wait_for_port(self.simulator_port, self.processes)
         self._start_app(logs)
         _wait_for_port(self.app_port, self.processes)
 
     def _start_app(self, logs: Path) -> None:
         self._spawn("funchost", ["-m", "tools.funchost", "--settings", str(self.settings_path),
-                                 "--port", str(self.app_port)], logs)
+                                 "--port", str(self.app_port), "--retry-interval-scale", str(self.retry_interval_scale)],
+                    logs)
 
     def kill_app(self) -> None:
         """SIGKILL the function host: no clean-up runs, in-flight work is cut wherever it is."""

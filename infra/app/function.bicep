@@ -18,6 +18,13 @@ param batchAccountKeySecretUri string
 param validationMaxTasks int
 param validationSchedule string
 param retentionDays int
+param taskSyncSchedule string
+param taskSyncMaxJobs int
+param taskSyncMaxPages int
+param taskSyncOverlapSeconds int
+param serviceLogNamespace string
+param serviceLogHubName string
+param serviceLogConsumerGroup string
 param maximumInstanceCount int
 param instanceMemoryMB int
 
@@ -143,6 +150,43 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'RETENTION_DAYS'
           value: string(retentionDays)
+        }
+        {
+          name: 'TASK_SYNC_SCHEDULE'
+          value: taskSyncSchedule
+        }
+        {
+          name: 'TASK_SYNC_MAX_JOBS'
+          value: string(taskSyncMaxJobs)
+        }
+        {
+          name: 'TASK_SYNC_MAX_PAGES'
+          value: string(taskSyncMaxPages)
+        }
+        {
+          name: 'TASK_SYNC_OVERLAP_SECONDS'
+          value: string(taskSyncOverlapSeconds)
+        }
+        {
+          name: 'BATCH_LOG_HUB'
+          value: serviceLogHubName
+        }
+        {
+          name: 'BATCH_LOG_CONSUMER_GROUP'
+          value: serviceLogConsumerGroup
+        }
+        {
+          // BatchServiceLogs' connection "BATCH_LOG", identity-based: no key in the app
+          name: 'BATCH_LOG__fullyQualifiedNamespace'
+          value: serviceLogNamespace
+        }
+        {
+          name: 'BATCH_LOG__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'BATCH_LOG__clientId'
+          value: identityClientId
         }
       ]
     }

@@ -20,7 +20,7 @@ KEYED = {"x-functions-key": FUNCTION_KEY}
 
 @pytest.fixture(scope="module")
 def stack():
-    with Stack(validation_schedule="0 0 0 1 1 *") as running:
+    with Stack(validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None) as running:
         yield running
 
 

@@ -23,7 +23,7 @@ KEYED = {"x-functions-key": FUNCTION_KEY}
 
 @pytest.fixture(scope="module")
 def stack():
-    with Stack(validation_schedule="0 0 0 1 1 *") as running:  # the timer only fires when asked
+    with Stack(validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None) as running:  # the timer only fires when asked
         yield running
 
 

@@ -58,9 +58,10 @@ REJECTED = [  # (kind, element) -> 200, the element rejected with a reason and k
                          "data": task()["data"]}),
     ("CloudEvents binary data", {"specversion": "1.0", "id": "c", "source": "s", "type": "Batch.TaskStateChanged",
                                  "data_base64": "AAAA"}),
-    ("service-log operation that is not a state change",
-     event({"operationName": "TaskScheduleFailEvent", "time": "2025-06-01T00:00:00Z",
-            "properties": {"jobId": "catalogue-bad", "id": "t1"}})),
+    ("service-log record with a non-integer exit code",
+     event({"operationName": "TaskCompleteEvent", "time": "2025-06-01T00:00:00Z",
+            "properties": {"jobId": "catalogue-bad", "id": "t1", "executionInfo": {"exitCode": "zero"}}})),
+    ("service-log record without properties", event({"operationName": "TaskStartEvent", "time": "2025-06-01T00:00:00Z"})),
     ("huge invalid event (800 KB)", task(state="x" * 800_000)),
 ]
 

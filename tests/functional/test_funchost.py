@@ -77,9 +77,10 @@ async def test_admin_endpoint_fires_the_timer_which_starts_one_scheduled_pass(ap
 
 async def test_timer_fires_on_its_ncrontab_schedule(app_server, monkeypatch):
     monkeypatch.setenv("VALIDATION_SCHEDULE", "*/1 * * * * *")  # every second
+    monkeypatch.setenv("TASK_SYNC_SCHEDULE", "0 0 0 1 1 *")
     engine = app_server.local.engine
     before = engine.instances.get(workflow.SCHEDULED_INSTANCE_ID)
-    app_server.local.start_timers()
+    app_server.local.start_triggers()
     try:
         for _ in range(50):
             current = engine.instances.get(workflow.SCHEDULED_INSTANCE_ID)
@@ -95,11 +96,12 @@ async def test_timer_fires_on_its_ncrontab_schedule(app_server, monkeypatch):
 
 def test_a_bad_schedule_is_refused_with_the_setting_named(app_server, monkeypatch):
     monkeypatch.setenv("VALIDATION_SCHEDULE", "every five minutes")
+    monkeypatch.setenv("TASK_SYNC_SCHEDULE", "0 0 0 1 1 *")
     with pytest.raises(ValueError, match="six-field NCRONTAB"):
-        app_server.local.start_timers()
+        app_server.local.start_triggers()
     monkeypatch.delenv("VALIDATION_SCHEDULE")
     with pytest.raises(KeyError, match="VALIDATION_SCHEDULE"):
-        app_server.local.start_timers()
+        app_server.local.start_triggers()
 
 
 async def test_terminate_through_the_management_url(app_server):

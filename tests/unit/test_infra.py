@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pycep import BicepParser
 
-from shared.config import APP_SETTINGS, STORAGE_CONNECTION
+from shared.config import APP_SETTINGS, BATCH_LOG_CONNECTION, STORAGE_CONNECTION
 
 REPO = Path(__file__).resolve().parent.parent.parent
 INFRA = REPO / "infra"
@@ -28,6 +28,11 @@ ALLOWED_TYPES = {
     "Microsoft.EventGrid/topics/eventSubscriptions": "2022-06-15",
     "Microsoft.Authorization/roleAssignments": "2022-04-01",
     "Microsoft.Batch/batchAccounts": "2024-07-01",
+    "Microsoft.EventHub/namespaces": "2024-01-01",
+    "Microsoft.EventHub/namespaces/eventhubs": "2024-01-01",
+    "Microsoft.EventHub/namespaces/eventhubs/consumergroups": "2024-01-01",
+    "Microsoft.EventHub/namespaces/authorizationRules": "2024-01-01",
+    "Microsoft.Insights/diagnosticSettings": "2021-05-01-preview",
 }
 ROLES = {
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
@@ -37,6 +42,7 @@ ROLES = {
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "11076f67-66f6-4be0-8f6b-f0609fd05cc9": "Azure Batch Account Reader",
     "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
+    "a638d3c7-ab3a-418d-83e6-5f17a39d4fde": "Azure Event Hubs Data Receiver",
 }
 # Settings the Functions host and its extensions read (not shared/config.py).
 HOST_SETTINGS = {
@@ -155,13 +161,37 @@ def app_settings() -> dict:
 
 def test_the_app_settings_in_bicep_are_exactly_the_settings_the_app_reads():
     deployed = set(app_settings()) - HOST_SETTINGS
-    expected = set(APP_SETTINGS) - {STORAGE_CONNECTION}  # local only: deployments use identity-based settings
+    # local only: deployments use identity-based settings
+    expected = set(APP_SETTINGS) - {STORAGE_CONNECTION, BATCH_LOG_CONNECTION}
     assert deployed == expected
+
+
+def test_the_service_log_streams_to_a_hub_in_the_batch_region_read_with_the_apps_identity():
+    modules = parse(INFRA / "main.bicep")["modules"]
+    diagnostics_scope = modules["batchDiagnostics"]["config"]["scope"]["function"]
+    assert diagnostics_scope["type"] == "resource_group"
+    assert diagnostics_scope["parameters"]["resource_group_name"] == "batchAccountResourceGroup"
+    main_text = (INFRA / "main.bicep").read_text()
+    assert "location: empty(batchAccountLocation) ? location : batchAccountLocation" in main_text
+    setting = body(one("Microsoft.Insights/diagnosticSettings"))["properties"]
+    assert [log["category"] for log in setting["logs"]] == ["ServiceLog"]  # not allLogs: AuditLog is billed
+    assert setting["eventHubName"] and setting["eventHubAuthorizationRuleId"]
+    rule = body(one("Microsoft.EventHub/namespaces/authorizationRules"))["properties"]
+    assert set(rule["rights"]) == {"Manage", "Send", "Listen"}
+    namespace = body(one("Microsoft.EventHub/namespaces"))
+    assert namespace["sku"]["name"] == "Standard"  # a consumer group of its own needs Standard
+    assert one("Microsoft.EventHub/namespaces/eventhubs/consumergroups")
+    settings = app_settings()
+    assert settings["BATCH_LOG__credential"] == "managedidentity" and "BATCH_LOG" not in settings  # no key
+    trigger = json.loads((REPO / "BatchServiceLogs" / "function.json").read_text())["bindings"][0]
+    assert trigger["connection"] == "BATCH_LOG"
+    assert trigger["eventHubName"] == "%BATCH_LOG_HUB%" and trigger["consumerGroup"] == "%BATCH_LOG_CONSUMER_GROUP%"
 
 
 def test_local_settings_and_readme_name_the_same_settings():
     local = json.loads((REPO / "local.settings.example.json").read_text())["Values"]
-    identity_only = {"AzureWebJobsStorage__tableServiceUri", "AzureWebJobsStorage__clientId"}
+    identity_only = {"AzureWebJobsStorage__tableServiceUri", "AzureWebJobsStorage__clientId",
+                     "BATCH_LOG__fullyQualifiedNamespace", "BATCH_LOG__credential", "BATCH_LOG__clientId"}
     assert set(local) - {"FUNCTIONS_WORKER_RUNTIME"} == set(APP_SETTINGS) - identity_only
     readme = (REPO / "README.md").read_text()
     for name in APP_SETTINGS:

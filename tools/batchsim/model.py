@@ -1,4 +1,5 @@
-"""The simulator's in-memory Batch account: jobs, tasks, transitions, and an event outbox."""
+"""The simulator's in-memory Batch account: jobs, tasks, transitions, and two outboxes: the
+events an Event Grid producer would publish, and what Batch writes to its own service log."""
 from __future__ import annotations
 
 import bisect
@@ -11,6 +12,10 @@ from shared.counting import is_batch_id
 from shared.events import TICKS_PER_SECOND, ticks_to_iso
 
 ACTIVE, PREPARING, RUNNING, COMPLETED = "active", "preparing", "running", "completed"
+# What happened to a task (an OutboxEvent's kind): decides which service-log records Batch writes.
+ADDED, STARTED, COMPLETED_RUN, RETRIED, REQUEUED, REACTIVATED, TERMINATED, DELETED, SCHEDULE_FAILED = (
+    "added", "started", "completed", "retried", "requeued", "reactivated", "terminated", "deleted", "scheduleFailed")
+RESOURCE_ID = "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/SIM/PROVIDERS/MICROSOFT.BATCH/BATCHACCOUNTS/SIMACCOUNT"
 
 
 class SimError(Exception):
@@ -34,6 +39,7 @@ class SimTask:
     retry_count: int = 0
     requeue_count: int = 0
     required_slots: int = 1
+    start_ticks: int | None = None  # when the current attempt started running
 
     def to_json(self, job_url: str) -> dict:
         body = {
@@ -82,6 +88,8 @@ class OutboxEvent:
     sequence: int
     job_id: str
     task: tuple  # (id, state, ticks, previous_state, result, exit_code, retry, requeue, slots); state None = deleted
+    kind: str = ""  # ADDED, STARTED, ... (what happened)
+    start_ticks: int | None = None  # when the current attempt started running (completions)
 
     def to_event_grid(self) -> dict:
         task_id, state, ticks, previous, result, exit_code, retries, requeues, slots = self.task
@@ -99,10 +107,48 @@ class OutboxEvent:
             data["previousState"] = previous
         return {**base, "eventType": "Batch.TaskStateChanged", "data": data}
 
+    def to_service_log(self) -> list[dict]:
+        """The records Batch's service log holds for this change (none for adds, retries,
+        reactivations and deletes: Batch logs no event for those)."""
+        task_id, state, ticks, previous, result, exit_code, retries, requeues, slots = self.task
+        common = {"jobId": self.job_id, "id": task_id, "taskType": "User", "systemTaskVersion": self.sequence,
+                  "requiredSlots": slots, "nodeInfo": {"poolId": "simpool", "nodeId": "tvmps_sim_0"},
+                  "multiInstanceSettings": {"numberOfInstances": 1}, "constraints": {"maxTaskRetryCount": 3}}
+        if self.kind == STARTED and previous == ACTIVE:
+            return [_log_record("TaskStartEvent", ticks, {
+                **common, "executionInfo": {"startTime": ticks_to_iso(ticks), "retryCount": retries}})]
+        if self.kind in (COMPLETED_RUN, TERMINATED):
+            execution = {"endTime": ticks_to_iso(ticks), "exitCode": exit_code, "retryCount": retries,
+                         "requeueCount": requeues, "result": result.capitalize()}
+            if self.start_ticks is not None:
+                execution["startTime"] = ticks_to_iso(self.start_ticks)
+            if exit_code is None:  # failed before it ran
+                execution["schedulingError"] = {"category": "UserError", "code": "ResourceFileDownloadFailed",
+                                                "message": "One of the specified resource files failed to download",
+                                                "details": []}
+            records = [_log_record("TaskCompleteEvent", ticks, {**common, "executionInfo": execution})]
+            if result == "failure":
+                records.append(_log_record("TaskFailEvent", ticks, {**common, "executionInfo": execution}))
+            return records
+        if self.kind == REQUEUED:
+            return [_log_record("TaskRequeueEvent", ticks, {
+                **common, "executionInfo": {"retryCount": retries, "requeueCount": requeues}})]
+        if self.kind == SCHEDULE_FAILED:
+            return [_log_record("TaskScheduleFailEvent", ticks, {
+                **common, "nodeInfo": {"poolId": "simpool", "nodeId": ""},
+                "schedulingError": {"category": "ServerError", "code": "TaskSchedulingFailed",
+                                    "message": "The task could not be scheduled; it will be retried"}})]
+        return []
+
     def to_cloud_event(self) -> dict:
         grid = self.to_event_grid()
         return {"specversion": "1.0", "id": grid["id"], "source": "/batchsim", "type": grid["eventType"],
                 "time": grid["eventTime"], "subject": grid["subject"], "data": grid["data"]}
+
+
+def _log_record(operation: str, ticks: int, properties: dict) -> dict:
+    return {"time": ticks_to_iso(ticks), "resourceId": RESOURCE_ID, "category": "ServiceLog",
+            "operationName": operation, "operationVersion": "2017-01-01", "properties": properties}
 
 
 def counts_of_events(events: list[OutboxEvent]) -> dict:
@@ -126,9 +172,11 @@ def counts_of_events(events: list[OutboxEvent]) -> dict:
 class BatchAccount:
     """Jobs and tasks in memory; every transition is stamped with a strictly increasing time."""
 
-    def __init__(self, clock: Callable[[], float] = time.time):
+    def __init__(self, clock: Callable[[], float] = time.time, keep_service_log: bool = False):
         self.jobs: dict[str, SimJob] = {}
-        self.outbox: list[OutboxEvent] = []
+        self.outbox: list[OutboxEvent] = []  # for an Event Grid producer (``publish=False`` loses one)
+        self.log_outbox: list[OutboxEvent] = []  # every change, for the service log (tools.batchsim.hub)
+        self._keep_service_log = keep_service_log
         self._clock = clock
         self._last_ticks = 0
         self._sequence = 0
@@ -168,7 +216,7 @@ class BatchAccount:
             ticks = self.now_ticks()
             task = SimTask(task_id, ticks, ticks, required_slots=required_slots)
             job.tasks[task_id.lower()] = task
-            self._record(job, task, publish)
+            self._record(job, task, publish, ADDED)
         job._sorted = False
 
     def task(self, job_id: str, task_id: str) -> tuple[SimJob, SimTask]:
@@ -181,46 +229,60 @@ class BatchAccount:
     # ---- transitions (each records an outbox event unless publish=False: a lost event) -----
 
     def start(self, job_id: str, task_id: str, preparing: bool = False, publish: bool = True) -> None:
-        self._move(job_id, task_id, {ACTIVE, PREPARING}, PREPARING if preparing else RUNNING, publish)
+        job, task = self._move(job_id, task_id, {ACTIVE, PREPARING}, PREPARING if preparing else RUNNING)
+        if task.previous_state == ACTIVE:
+            task.start_ticks = task.state_ticks
+        self._record(job, task, publish, STARTED)
 
-    def complete(self, job_id: str, task_id: str, exit_code: int = 0, publish: bool = True) -> None:
-        job, task = self._move(job_id, task_id, {RUNNING, PREPARING, ACTIVE}, COMPLETED, publish, record=False)
+    def complete(self, job_id: str, task_id: str, exit_code: int | None = 0, publish: bool = True) -> None:
+        """Completion with an exit code; None: the task failed before it ran (e.g. a resource file)."""
+        job, task = self._move(job_id, task_id, {RUNNING, PREPARING, ACTIVE}, COMPLETED)
         task.result, task.exit_code = ("success" if exit_code == 0 else "failure"), exit_code
-        self._record(job, task, publish)
+        if task.previous_state == ACTIVE:
+            task.start_ticks = None  # this attempt never ran
+        self._record(job, task, publish, COMPLETED_RUN)
+
+    def schedule_fail(self, job_id: str, task_id: str, publish: bool = True) -> None:
+        """A temporary scheduling failure: the task stays active (Batch retries scheduling it)."""
+        job, task = self.task(job_id, task_id)
+        if task.state != ACTIVE:
+            raise SimError(409, "InvalidTaskState", f"Task {task.id} is {task.state}; only an active task can fail scheduling.")
+        self._emit(job, (task.id, ACTIVE, self.now_ticks(), ACTIVE, None, None, task.retry_count, task.requeue_count,
+                         task.required_slots), publish, SCHEDULE_FAILED)
 
     def retry(self, job_id: str, task_id: str, publish: bool = True) -> None:
         """A failed attempt with retries left: running -> active, retryCount + 1."""
-        job, task = self._move(job_id, task_id, {RUNNING, PREPARING}, ACTIVE, publish, record=False)
+        job, task = self._move(job_id, task_id, {RUNNING, PREPARING}, ACTIVE)
         task.retry_count += 1
-        self._record(job, task, publish)
+        self._record(job, task, publish, RETRIED)
 
     def requeue(self, job_id: str, task_id: str, publish: bool = True) -> None:
         """The node went away: running -> active, requeueCount + 1."""
-        job, task = self._move(job_id, task_id, {RUNNING, PREPARING}, ACTIVE, publish, record=False)
+        job, task = self._move(job_id, task_id, {RUNNING, PREPARING}, ACTIVE)
         task.requeue_count += 1
-        self._record(job, task, publish)
+        self._record(job, task, publish, REQUEUED)
 
     def reactivate(self, job_id: str, task_id: str, publish: bool = True) -> None:
         _, task = self.task(job_id, task_id)
         if task.result != "failure":
             raise SimError(409, "InvalidTaskState", "Only a task that completed with failure can be reactivated.")
-        job, task = self._move(job_id, task_id, {COMPLETED}, ACTIVE, publish, record=False)
+        job, task = self._move(job_id, task_id, {COMPLETED}, ACTIVE)
         task.result = task.exit_code = None
         task.retry_count = 0
-        self._record(job, task, publish)
+        self._record(job, task, publish, REACTIVATED)
 
     def terminate(self, job_id: str, task_id: str, publish: bool = True) -> None:
-        job, task = self._move(job_id, task_id, {ACTIVE, PREPARING, RUNNING}, COMPLETED, publish, record=False)
+        job, task = self._move(job_id, task_id, {ACTIVE, PREPARING, RUNNING}, COMPLETED)
         task.result, task.exit_code = "failure", -1
-        self._record(job, task, publish)
+        self._record(job, task, publish, TERMINATED)
 
     def delete_task(self, job_id: str, task_id: str, publish: bool = True) -> None:
         job, task = self.task(job_id, task_id)
         del job.tasks[task_id.lower()]
-        self._emit(job, (task.id, None, self.now_ticks(), None, None, None, 0, 0, 1), publish)
+        self._emit(job, (task.id, None, self.now_ticks(), None, None, None, 0, 0, 1), publish, DELETED)
 
-    def _move(self, job_id: str, task_id: str, allowed: set[str], new_state: str, publish: bool,
-              record: bool = True) -> tuple[SimJob, SimTask]:
+    def _move(self, job_id: str, task_id: str, allowed: set[str], new_state: str) -> tuple[SimJob, SimTask]:
+        """Change a task's state; the caller records the change (with its kind)."""
         job, task = self.task(job_id, task_id)
         if task.state not in allowed:
             raise SimError(409, "InvalidTaskState", f"Task {task.id} is {task.state}; cannot move to {new_state}.")
@@ -228,26 +290,29 @@ class BatchAccount:
         task.state, task.state_ticks = new_state, self.now_ticks()
         if new_state != COMPLETED:
             task.result = task.exit_code = None
-        if record:
-            self._record(job, task, publish)
         return job, task
 
-    def _record(self, job: SimJob, task: SimTask, publish: bool) -> None:
+    def _record(self, job: SimJob, task: SimTask, publish: bool, kind: str) -> None:
         self._emit(job, (task.id, task.state, task.state_ticks, task.previous_state, task.result,
-                         task.exit_code, task.retry_count, task.requeue_count, task.required_slots), publish)
+                         task.exit_code, task.retry_count, task.requeue_count, task.required_slots), publish, kind,
+                   task.start_ticks)
 
-    def _emit(self, job: SimJob, snapshot: tuple, publish: bool) -> None:
+    def _emit(self, job: SimJob, snapshot: tuple, publish: bool, kind: str, start_ticks: int | None = None) -> None:
         self._sequence += 1
+        event = OutboxEvent(self._sequence, job.id, snapshot, kind, start_ticks)
+        if self._keep_service_log:  # Batch always logs; loss is the hub pump's fault to inject
+            self.log_outbox.append(event)
         if publish:
-            self.outbox.append(OutboxEvent(self._sequence, job.id, snapshot))
+            self.outbox.append(event)
 
     # ---- a workload -----------------------------------------------------------------------
 
-    def step(self, job_id: str, rng: random.Random, moves: int, publish: bool = True) -> int:
+    def step(self, job_id: str, rng: random.Random, moves: int, publish: bool = True, deletes: bool = True) -> int:
         """Advance ``moves`` random tasks one step along a realistic lifecycle; returns moves made.
 
-        active -> running (10% via preparing); running -> completed (85% success, 10% failure) or
-        retry (4%) or requeue (1%); failed -> reactivated (20%); completed -> deleted (2%).
+        active -> a scheduling failure (3%, stays active), failed before running (2%), else running
+        (10% via preparing); running -> completed (85% success, 10% failure) or retry (4%) or
+        requeue (1%); failed -> reactivated (20%); completed -> deleted (2%).
         """
         job = self.job(job_id)
         keys = job.ordered_keys()
@@ -261,7 +326,12 @@ class BatchAccount:
                 continue
             roll = rng.random()
             if task.state == ACTIVE:
-                self.start(job.id, task.id, preparing=roll < 0.1, publish=publish)
+                if roll < 0.03:
+                    self.schedule_fail(job.id, task.id, publish=publish)
+                elif roll < 0.05:
+                    self.complete(job.id, task.id, None, publish=publish)
+                else:
+                    self.start(job.id, task.id, preparing=roll < 0.15, publish=publish)
             elif task.state == PREPARING:
                 self.start(job.id, task.id, publish=publish)
             elif task.state == RUNNING:
@@ -275,7 +345,7 @@ class BatchAccount:
                     self.requeue(job.id, task.id, publish=publish)
             elif task.result == "failure" and roll < 0.2:
                 self.reactivate(job.id, task.id, publish=publish)
-            elif roll < 0.02:
+            elif roll < 0.02 and deletes:
                 self.delete_task(job.id, task.id, publish=publish)
                 job._sorted = False
                 keys = job.ordered_keys()
@@ -299,6 +369,10 @@ class BatchAccount:
 
     def take_outbox(self) -> list[OutboxEvent]:
         events, self.outbox = self.outbox, []
+        return events
+
+    def take_log_outbox(self) -> list[OutboxEvent]:
+        events, self.log_outbox = self.log_outbox, []
         return events
 
     # ---- the truth ------------------------------------------------------------------------

@@ -4,11 +4,14 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
+from shared.errors import InvalidEventError
+from shared.events import datetime_to_ticks, parse_timestamp
 from tools.batchsim.model import SimError
 
 Predicate = Callable[[dict], bool]
 
-_TOKEN = re.compile(r"\s*(?:(\()|(\))|(,)|'((?:[^']|'')*)'|(-?\d+)|([A-Za-z_][A-Za-z0-9_/]*))")
+_TOKEN = re.compile(
+    r"\s*(?:(\()|(\))|(,)|DateTime'([^']*)'|'((?:[^']|'')*)'|(-?\d+)|([A-Za-z_][A-Za-z0-9_/]*))")
 _OPERATORS = {
     "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a is not None and a > b,
     "ge": lambda a, b: a is not None and a >= b, "lt": lambda a, b: a is not None and a < b,
@@ -67,7 +70,7 @@ def parse_filter(text: str, fields: dict[str, Callable[[Any], Any]]) -> Callable
         if operator not in _OPERATORS:
             raise fail(f"unsupported operator {operator}")
         literal_kind, literal = take()
-        if literal_kind not in ("string", "number"):
+        if literal_kind not in ("string", "number", "datetime"):
             raise fail("expected a literal")
         compare = _OPERATORS[operator]
         return lambda item: compare(get(item), literal)
@@ -102,13 +105,18 @@ def _tokenize(text: str) -> list[tuple] | None:
         match = _TOKEN.match(text, position)
         if match is None:
             return None
-        open_, close, comma, string, number, name = match.groups()
+        open_, close, comma, moment, string, number, name = match.groups()
         if open_:
             tokens.append(("(", None))
         elif close:
             tokens.append((")", None))
         elif comma:
             tokens.append((",", None))
+        elif moment is not None:
+            try:
+                tokens.append(("datetime", datetime_to_ticks(parse_timestamp(moment))))
+            except InvalidEventError:
+                return None
         elif string is not None:
             tokens.append(("string", string.replace("''", "'")))
         elif number is not None:

@@ -12,6 +12,7 @@ from aiohttp import web
 from shared.errors import batch_error_body
 from tools import serving
 from tools.batchsim import auth
+from tools.batchsim.hub import EventHub, LogFaults, pump
 from tools.batchsim.model import BatchAccount, SimError, SimTask
 from tools.batchsim.odata import parse_filter
 from tools.batchsim.publisher import Faults, publish
@@ -24,12 +25,14 @@ MAX_RESULTS = 1000
 TASK_FIELDS = {
     "id": lambda t: t.id, "state": lambda t: t.state,
     "executionInfo/result": lambda t: t.result, "executionInfo/exitCode": lambda t: t.exit_code,
-    "stateTransitionTime": lambda t: t.to_json("")["stateTransitionTime"],
-    "creationTime": lambda t: t.to_json("")["creationTime"],
+    "stateTransitionTime": lambda t: t.state_ticks,  # compared with DateTime'...' literals as ticks
+    "creationTime": lambda t: t.creation_ticks,
 }
 JOB_FIELDS = {"id": lambda j: j.id, "state": lambda j: j.state}
 
 ACCOUNT = web.AppKey("account", BatchAccount)
+HUBS = web.AppKey("hubs", dict)
+CALLS = web.AppKey("calls", dict)  # Batch REST route -> requests answered (GET /control/calls)
 FAULTS = web.AppKey("faults", dict)
 
 
@@ -37,22 +40,27 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
     @web.middleware
     async def errors_and_auth(request: web.Request, handler):
         try:
-            if not request.path.startswith("/control/"):
+            if not request.path.startswith(("/control/", "/eventhubs/")):
                 raw_path, _, raw_query = request.raw_path.partition("?")
                 reason = auth.verify(account_name, key, request.method, raw_path, raw_query, request.headers)
                 if reason is not None:
                     raise SimError(403, "AuthenticationFailed",
                                    "Server failed to authenticate the request.", {"AuthenticationErrorDetail": reason})
                 _inject_fault(request.app[FAULTS])
+                route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
+                calls = request.app[CALLS]
+                calls[route] = calls.get(route, 0) + 1
             return await handler(request)
         except SimError as error:
-            headers = {"Retry-After": "0"} if error.status in (429, 503) else {}
+            headers = {"Retry-After": str(request.app[FAULTS]["retryAfter"])} if error.status in (429, 503) else {}
             return web.json_response(batch_error_body(error.code, error.message, error.values),
                                      status=error.status, headers=headers)
 
     app = web.Application(middlewares=[errors_and_auth])
     app[ACCOUNT] = account
-    app[FAULTS] = {"throttle": 0.0, "serverError": 0.0, "injected": 0, "rng": random.Random(0)}
+    app[HUBS] = {}  # hub name -> EventHub, made on first use
+    app[CALLS] = {}
+    app[FAULTS] = {"throttle": 0.0, "serverError": 0.0, "retryAfter": 0, "injected": 0, "rng": random.Random(0)}
     app.router.add_get("/jobs", list_jobs)
     app.router.add_get("/jobs/{jobId}", get_job)
     app.router.add_get("/jobs/{jobId}/tasks", list_tasks)
@@ -66,6 +74,12 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
     app.router.add_post("/control/jobs/{jobId}/tasks/{taskId}/{action}", control_task_action)
     app.router.add_post("/control/publish", control_publish)
     app.router.add_post("/control/faults", control_faults)
+    app.router.add_post("/control/servicelog", control_service_log)
+    app.router.add_get("/control/calls", control_calls)
+    app.router.add_get("/eventhubs/{hub}/partitions", hub_partitions)
+    app.router.add_get("/eventhubs/{hub}/partitions/{partition}/messages", hub_messages)
+    app.router.add_get("/eventhubs/{hub}/consumergroups/{group}/checkpoints/{partition}", hub_checkpoint)
+    app.router.add_put("/eventhubs/{hub}/consumergroups/{group}/checkpoints/{partition}", hub_checkpoint)
     return app
 
 
@@ -81,13 +95,13 @@ def _inject_fault(faults: dict) -> None:
 
 
 async def control_faults(request: web.Request) -> web.Response:
-    """{"throttle": 0.2, "serverError": 0.1, "seed": 1}: fail that fraction of Batch requests;
-    answers how many faults were injected so far."""
+    """{"throttle": 0.2, "serverError": 0.1, "retryAfter": 1, "seed": 1}: fail that fraction of Batch
+    requests, asking for a wait of retryAfter seconds; answers how many faults were injected so far."""
     body = await _json_body(request)
     faults = request.app[FAULTS]
-    for name in ("throttle", "serverError"):
+    for name in ("throttle", "serverError", "retryAfter"):
         if name in body:
-            faults[name] = float(body[name])
+            faults[name] = float(body[name]) if name != "retryAfter" else int(body[name])
     if "seed" in body:
         faults["rng"] = random.Random(body["seed"])
     return _reply({"throttle": faults["throttle"], "serverError": faults["serverError"], "injected": faults["injected"]})
@@ -210,10 +224,11 @@ async def control_add_tasks(request: web.Request) -> web.Response:
 
 
 async def control_step(request: web.Request) -> web.Response:
-    """{"moves": 500, "seed": 1, "publish": true}: advance random tasks along their lifecycle."""
+    """{"moves": 500, "seed": 1, "publish": true, "deletes": true}: advance random tasks along their lifecycle."""
     body = await _json_body(request)
     made = request.app[ACCOUNT].step(request.match_info["jobId"], random.Random(body.get("seed")),
-                                     int(body.get("moves", 1)), publish=bool(body.get("publish", True)))
+                                     int(body.get("moves", 1)), publish=bool(body.get("publish", True)),
+                                     deletes=bool(body.get("deletes", True)))
     return _reply({"moves": made})
 
 
@@ -266,6 +281,57 @@ async def control_publish(request: web.Request) -> web.Response:
     return _reply(report.to_json())
 
 
+async def control_calls(request: web.Request) -> web.Response:
+    """How many requests each Batch REST route answered: what a client's work cost."""
+    return _reply(request.app[CALLS])
+
+
+async def control_service_log(request: web.Request) -> web.Response:
+    """Write every pending service-log record to the hub {"hub": "batch-service-log"}, {"recordsPerMessage": 50,
+    "drop": 0, "duplicate": 0, "reorder": false, "noise": 0.1, "seed": 0}; returns a report."""
+    body = await _json_body(request)
+    faults = LogFaults(drop=float(body.get("drop", 0)), duplicate=float(body.get("duplicate", 0)),
+                       reorder=bool(body.get("reorder", False)), noise=float(body.get("noise", 0.1)))
+    report = pump(request.app[ACCOUNT].take_log_outbox(), _hub(request, body.get("hub", "batch-service-log")), faults,
+                  int(body.get("recordsPerMessage", 50)), int(body.get("seed", 0)))
+    return _reply(report.to_json())
+
+
+def _hub(request: web.Request, name: str | None = None) -> EventHub:
+    hubs = request.app[HUBS]
+    name = (name or request.match_info["hub"]).lower()
+    if name not in hubs:
+        hubs[name] = EventHub()
+    return hubs[name]
+
+
+def _partition(request: web.Request, hub: EventHub) -> int:
+    raw = request.match_info["partition"]
+    if not raw.isdigit() or int(raw) >= len(hub.partitions):
+        raise SimError(404, "PartitionNotFound", f"No partition {raw!r}; the hub has {len(hub.partitions)}.")
+    return int(raw)
+
+
+async def hub_partitions(request: web.Request) -> web.Response:
+    return _reply({"partitionIds": [str(n) for n in range(len(_hub(request).partitions))]})
+
+
+async def hub_messages(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    query = request.query
+    messages = await hub.read(_partition(request, hub), int(query.get("from", "0")), int(query.get("max", "100")),
+                              int(query.get("waitMs", "0")) / 1000)
+    return _reply({"messages": messages})
+
+
+async def hub_checkpoint(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    key = (request.match_info["group"].lower(), _partition(request, hub))
+    if request.method == "PUT":
+        hub.checkpoints[key] = int((await _json_body(request))["sequenceNumber"])
+    return _reply({"sequenceNumber": hub.checkpoints.get(key, -1)})
+
+
 async def serve(account: BatchAccount, host: str, port: int, account_name: str = DEFAULT_ACCOUNT,
                 key: str = DEFAULT_KEY) -> web.AppRunner:
     return await serving.start(build_app(account, account_name, key), host, port)
@@ -277,10 +343,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--account", default=DEFAULT_ACCOUNT)
     parser.add_argument("--key", default=DEFAULT_KEY)
+    parser.add_argument("--service-log", action="store_true",
+                        help="keep Batch's service log of every change, for POST /control/servicelog")
     args = parser.parse_args(argv)
 
     async def begin():
-        return (await serve(BatchAccount(), args.host, args.port, args.account, args.key)).cleanup
+        return (await serve(BatchAccount(keep_service_log=args.service_log), args.host, args.port, args.account, args.key)).cleanup
 
     serving.run_until_interrupted(
         begin, lambda: f"Batch simulator: http://{args.host}:{args.port}  account={args.account}  key={args.key}")

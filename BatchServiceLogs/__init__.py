@@ -1,0 +1,27 @@
+"""Event Hubs trigger for Batch's service log: binding glue over shared.ingest.
+
+Bad records are kept with their reason and never raised. Storage trouble raises, on purpose:
+the retry policy in function.json then runs the same messages again, and the partition's
+checkpoint only moves once they are applied (without it, a throw would skip the batch).
+"""
+import logging
+from datetime import datetime, timezone
+from typing import List
+
+import azure.functions as func
+
+from shared.config import get_settings
+from shared.ingest import apply_service_log
+from shared.store import get_store
+
+logger = logging.getLogger(__name__)
+
+
+async def main(events: List[func.EventHubEvent]) -> None:
+    received_at = datetime.now(timezone.utc)
+    try:
+        await apply_service_log(get_store(get_settings()), [event.get_body() for event in events], received_at)
+    except Exception:
+        logger.exception("service-log messages not applied; the retry policy runs them again",
+                         extra={"messages": len(events)})
+        raise

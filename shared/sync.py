@@ -1,0 +1,154 @@
+"""Delta sync: what no log says (tasks added; anything a lost record hid), from List Tasks.
+
+Each run lists, for every job Batch has unfinished and every job here not yet synced since Batch
+finished it, only the tasks whose ``stateTransitionTime`` is at or after the job's watermark minus
+an overlap (``TASK_SYNC_OVERLAP_SECONDS``, for clock skew and List Tasks' own lag), selecting the
+counted fields only, and applies them through the same exactly-once path as events. A job's
+watermark becomes the time its listing started once the listing reaches its end.
+
+Cost per run, bounded: one List Jobs call per 1,000 unfinished jobs; per job reached, one List
+Tasks call when nothing changed, at most ``TASK_SYNC_MAX_PAGES`` pages otherwise (a longer
+listing resumes next run from its saved next link); at most ``TASK_SYNC_MAX_JOBS`` jobs, least
+recently synced first, so every job is reached within ceil(jobs / max) runs. One run at a time
+(a lease in the job index). Throttling (429, 503) is retried by the Batch client, honouring
+Retry-After; a run that still fails stops early and keeps what it finished.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.batch import BatchReader, BatchUnavailableError
+from shared.config import Settings
+from shared.errors import InvalidEventError
+from shared.events import TICKS_PER_SECOND, datetime_to_ticks, task_status, ticks_to_iso
+from shared.store import CountsStore, Observation, SyncPosition
+
+logger = logging.getLogger(__name__)
+
+LEASE = "task-sync"
+LEASE_SECONDS = 300.0  # renewed after every job; a crashed run frees the lease after this
+JOBS_IN_FLIGHT = 4
+
+
+@dataclass
+class SyncReport:
+    run_id: str
+    skipped: str | None = None  # why the run did nothing (another run holds the lease)
+    jobs_reached: int = 0
+    jobs_waiting: int = 0  # candidates left for later runs by TASK_SYNC_MAX_JOBS
+    pages: int = 0
+    tasks_listed: int = 0
+    applied: int = 0
+    invalid: int = 0
+    resumed_later: list[str] = field(default_factory=list)  # jobs whose listing hit the page budget
+    failed: str | None = None
+
+    def to_json(self) -> dict:
+        return {"runId": self.run_id, "skipped": self.skipped, "jobsReached": self.jobs_reached,
+                "jobsWaiting": self.jobs_waiting, "pages": self.pages, "tasksListed": self.tasks_listed,
+                "applied": self.applied, "invalid": self.invalid, "resumedLater": self.resumed_later,
+                "failed": self.failed}
+
+
+def changed_since_filter(watermark_ticks: int, overlap_seconds: int) -> str:
+    """List Tasks' $filter for tasks that changed at or after the watermark, less the overlap."""
+    since = max(0, watermark_ticks - overlap_seconds * TICKS_PER_SECOND)
+    return f"stateTransitionTime ge DateTime'{ticks_to_iso(since)}'"
+
+
+def plan(unfinished: dict[str, str], positions: dict[str, SyncPosition], max_jobs: int) -> tuple[list[SyncPosition], int]:
+    """The jobs this run reaches (never synced first, then least recently synced) and how many wait."""
+    candidates = dict(positions)
+    for job_id in unfinished:
+        key = job_id.lower()
+        known = candidates.get(key)
+        candidates[key] = replace(known, finished=False) if known else SyncPosition(key, job_id)
+    due = [position for position in candidates.values() if not position.finished]
+    due.sort(key=lambda position: (position.synced_at is not None, position.synced_at or 0, position.job_key))
+    return due[:max_jobs], max(0, len(due) - max_jobs)
+
+
+async def run(store: CountsStore, batch: BatchReader, settings: Settings, now: datetime) -> SyncReport:
+    """One sync run (the timer calls this)."""
+    report = SyncReport(run_id=uuid.uuid4().hex)
+    if not await store.acquire_lease(LEASE, report.run_id, LEASE_SECONDS):
+        report.skipped = "another sync run holds the lease"
+        logger.info("sync skipped: %s", report.skipped)
+        return report
+    try:
+        unfinished = await batch.unfinished_jobs()
+        unfinished_keys = {job_id.lower() for job_id in unfinished}
+        jobs, report.jobs_waiting = plan(unfinished, await store.sync_positions(), settings.task_sync_max_jobs)
+        report.jobs_reached = len(jobs)
+        gate = asyncio.Semaphore(JOBS_IN_FLIGHT)
+
+        async def reach(position: SyncPosition) -> None:
+            async with gate:
+                if report.failed is None:  # after a Batch failure, leave the rest for the next run
+                    await _sync_job(store, batch, settings, position, position.job_key in unfinished_keys, now,
+                                    report)
+                    await store.acquire_lease(LEASE, report.run_id, LEASE_SECONDS)
+
+        await asyncio.gather(*(reach(position) for position in jobs))
+    except BatchUnavailableError as error:
+        report.failed = str(error)
+    finally:
+        await store.release_lease(LEASE, report.run_id)
+    log = logger.warning if report.failed else logger.info
+    log("sync run: %d jobs, %d pages, %d tasks listed, %d applied", report.jobs_reached, report.pages,
+        report.tasks_listed, report.applied, extra=report.to_json())
+    return report
+
+
+async def _sync_job(store: CountsStore, batch: BatchReader, settings: Settings, position: SyncPosition,
+                    unfinished: bool, now: datetime, report: SyncReport) -> None:
+    started_ticks = datetime_to_ticks(now)
+    if position.next_link:  # resume a listing the page budget cut
+        next_link, listing_started = position.next_link, position.listing_started_ticks or started_ticks
+        task_filter = None
+    else:
+        next_link, listing_started = None, started_ticks
+        task_filter = (None if position.watermark_ticks is None
+                       else changed_since_filter(position.watermark_ticks, settings.task_sync_overlap_seconds))
+    extra = {"job_id": position.job_id}
+    try:
+        await store.register_job(position.job_id)  # a job with no tasks yet is known, with zero counts
+        for _ in range(settings.task_sync_max_pages):
+            page = await batch.list_page(position.job_id, next_link, task_filter=task_filter)
+            report.pages += 1
+            observations = []
+            for raw in page.tasks:
+                try:
+                    task_id, status = task_status(raw, now)
+                except InvalidEventError as error:
+                    report.invalid += 1
+                    logger.warning("listed task skipped: %s", error, extra={**extra, "task_id": raw.get("id")})
+                    continue
+                observations.append(Observation(position.job_id, task_id, status))
+            report.tasks_listed += len(page.tasks)
+            if observations:
+                report.applied += (await store.apply(observations)).applied
+            next_link = page.next_link
+            if not next_link:
+                break
+    except ResourceNotFoundError:  # gone from Batch: validation removes it; nothing more to sync
+        logger.info("sync: job not found in Batch", extra=extra)
+        await store.record_sync(replace(position, next_link=None, finished=True))
+        return
+    except BatchUnavailableError as error:
+        report.failed = str(error)
+        logger.warning("sync of a job stopped: %s", error, extra=extra)
+        return
+    if next_link:
+        report.resumed_later.append(position.job_id)
+        await store.record_sync(replace(position, next_link=next_link, listing_started_ticks=listing_started,
+                                        finished=False))
+    else:
+        await store.record_sync(replace(position, watermark_ticks=listing_started, next_link=None,
+                                        listing_started_ticks=None, finished=not unfinished))

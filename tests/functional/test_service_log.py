@@ -1,0 +1,138 @@
+"""BatchServiceLogs called as the host calls it (List[func.EventHubEvent]) against Azurite, and the
+local host's Event Hubs trigger against the simulator's hub: batches, retries and checkpoints."""
+import asyncio
+import json
+from datetime import datetime, timezone
+
+import aiohttp
+import azure.functions as func
+import pytest
+
+import BatchServiceLogs
+from shared.config import get_settings
+from shared.errors import StoreUnavailableError
+from shared.ingest import apply_service_log
+from shared.store import CountsStore, get_store, raw_text_of
+from tests.conftest import make_settings
+from tests.sample_files import hub_message, service_log_record
+from tools.azurite import free_port
+from tools.batchsim.hub import EventHub, LogFaults, pump
+from tools.batchsim.model import BatchAccount
+from tools.batchsim.server import serve
+from tools.hubtrigger import HubTrigger, RetryPolicy, timespan_seconds
+
+NOW = datetime.now(timezone.utc)
+
+
+def at(seconds: int) -> str:
+    return datetime.fromtimestamp(NOW.timestamp() - 600 + seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+
+
+def hub_events(*bodies: str) -> list[func.EventHubEvent]:
+    return [func.EventHubEvent(body=body.encode()) for body in bodies]
+
+
+@pytest.mark.usefixtures("app_settings")
+async def test_records_are_counted_once_bad_ones_kept_and_others_ignored():
+    job = "Log-Job-1"
+    start = service_log_record("task_start", jobId=job, id="t1", executionInfo={"startTime": at(1)})
+    done = service_log_record("task_complete_failure", jobId=job, id="t1", executionInfo={"startTime": at(1),
+                                                                                           "endTime": at(5)})
+    fail = service_log_record("task_fail", jobId=job, id="t1", executionInfo={"startTime": at(1), "endTime": at(5)})
+    requeued = service_log_record("task_requeue", at(3), jobId=job, id="t2")
+    unrun = service_log_record("task_complete_before_run", jobId=job, id="t3", executionInfo={"endTime": at(4)})
+    bad = service_log_record("task_start", jobId=job, id="t#4")
+    noise = [service_log_record("special_task_start", jobId=job), service_log_record("pool_resize_complete")]
+    # out of order, duplicated across messages, in one invocation and again in a redelivery
+    messages = hub_events(hub_message(done, requeued, noise[0], bad), hub_message(start, fail, unrun, noise[1]),
+                          "not an envelope")
+    await BatchServiceLogs.main(messages)
+    await BatchServiceLogs.main(messages)
+
+    store = get_store(get_settings())
+    counts = (await store.get_job_counts(job.lower())).tasks.as_dict()
+    assert counts == {"active": 1, "running": 0, "completed": 2, "succeeded": 0, "failed": 2}
+    kept = {row["Reason"]: raw_text_of(row) for row in await store.list_rejected(datetime.now(timezone.utc))}
+    assert any("task id" in reason and json.loads(raw) == bad for reason, raw in kept.items())
+    assert any("Event Hubs message" in reason and raw == "not an envelope" for reason, raw in kept.items())
+
+
+async def test_storage_trouble_raises_so_the_retry_policy_runs_the_batch_again(azurite):
+    dead = make_settings(azurite, AzureWebJobsStorage=azurite.connection_string.replace(
+        f":{azurite.port}/", f":{free_port()}/"))
+    store = CountsStore.from_settings(dead)
+    try:
+        with pytest.raises(StoreUnavailableError):
+            await apply_service_log(store, [hub_message(service_log_record("task_start"))], NOW)
+    finally:
+        await store.close()
+
+
+def test_the_function_json_retries_forever_with_backoff():
+    spec = json.load(open(BatchServiceLogs.__file__.replace("__init__.py", "function.json")))
+    policy = RetryPolicy.from_function_json(spec["retry"])
+    assert spec["bindings"][0]["cardinality"] == "many" and spec["bindings"][0]["dataType"] == "string"
+    assert [policy.wait_before(n) for n in (1, 2, 3, 10, 1000)] == [5, 10, 20, 300, 300]
+    assert timespan_seconds("1.00:00:01.5") == 86_401.5
+
+
+async def test_the_local_trigger_retries_a_failing_batch_and_checkpoints_after_it():
+    account, port = BatchAccount(keep_service_log=True), free_port()
+    runner = await serve(account, "127.0.0.1", port)
+    seen: list[list[int]] = []
+    failures = {"left": 2}
+
+    async def flaky(events):
+        seen.append([event.sequence_number for event in events])
+        if failures["left"]:
+            failures["left"] -= 1
+            raise StoreUnavailableError("storage is down")
+
+    trigger = HubTrigger("BatchServiceLogs", f"http://127.0.0.1:{port}", "hub-x", "taskcounts", 3,
+                         RetryPolicy("fixedDelay", -1, delay=0.01), flaky)
+    reader = asyncio.create_task(trigger.run())
+    try:
+        async with aiohttp.ClientSession() as session:
+            for n in range(4):  # 4 messages over 2 partitions
+                account.create_job(f"hub-{n}")
+                account.add_tasks(f"hub-{n}", ["a"])
+                account.start(f"hub-{n}", "a")
+            async with session.post(f"http://127.0.0.1:{port}/control/servicelog",
+                                    json={"hub": "hub-x", "recordsPerMessage": 1, "noise": 0}) as response:
+                assert (await response.json())["messages"] == 4
+            for _ in range(100):
+                if sum(len(batch) for batch in seen) >= 4 + 2 * 1 and not failures["left"]:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            checkpoints = []
+            for partition in (0, 1):
+                async with session.get(f"http://127.0.0.1:{port}/eventhubs/hub-x/consumergroups/taskcounts/"
+                                       f"checkpoints/{partition}") as response:
+                    checkpoints.append((await response.json())["sequenceNumber"])
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await runner.cleanup()
+    assert trigger.retries == 2 and seen[0] == seen[1] == seen[2]  # the same batch, again and again
+    assert sorted(sequence for batch in seen[2:] for sequence in batch) == [0, 0, 1, 1]
+    assert checkpoints == [1, 1]
+
+
+def test_pump_writes_several_records_per_message_with_noise_duplicates_and_loss():
+    account = BatchAccount(keep_service_log=True)
+    account.create_job("pumped")
+    account.add_tasks("pumped", [f"t{n}" for n in range(200)])
+    for n in range(200):
+        account.start("pumped", f"t{n}")
+        account.complete("pumped", f"t{n}", n % 3)
+    hub = EventHub()
+    report = pump(account.take_log_outbox(), hub, LogFaults(drop=0.1, duplicate=0.1, reorder=True, noise=0.2),
+                  records_per_message=40, seed=1)
+    bodies = [message["body"] for partition in hub.partitions for message in partition]
+    records = [record for body in bodies for record in json.loads(body)["records"]]
+    assert report.records == 200 + 200 + 133  # starts, completions, and a TaskFailEvent per failure
+    assert len(records) == report.records - report.dropped + report.duplicated + report.noise
+    assert report.dropped and report.duplicated and report.noise and len(bodies) == report.messages > 1
+    assert {r["operationName"] for r in records} >= {"TaskStartEvent", "TaskCompleteEvent", "TaskFailEvent",
+                                                     "PoolResizeCompleteEvent"}

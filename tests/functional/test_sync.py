@@ -1,0 +1,165 @@
+"""The delta sync against the Batch simulator (real SDK pipeline over HTTP, SharedKey) and Azurite:
+tasks added with no event appear, cost stays one List Tasks call per quiet job, long listings
+resume, every job is reached, one run at a time, throttling is waited out."""
+import asyncio
+import time
+from datetime import datetime, timezone
+
+import pytest
+import aiohttp
+
+from shared import sync
+from shared.batch import BatchReader
+from shared.store import CountsStore
+from tests.conftest import make_settings
+from tools.azurite import free_port
+from tools.batchsim.model import BatchAccount
+from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY, serve
+
+
+@pytest.fixture
+async def world(azurite):
+    """A simulator of its own (sync lists every unfinished job), a store, a reader, and settings."""
+    account, port = BatchAccount(), free_port()
+    runner = await serve(account, "127.0.0.1", port)
+    url = f"http://127.0.0.1:{port}"
+
+    def make(**overrides):
+        return make_settings(azurite, BATCH_ACCOUNT_URL=url, BATCH_ACCOUNT_NAME=DEFAULT_ACCOUNT,
+                             BATCH_ACCOUNT_KEY=DEFAULT_KEY, **overrides)
+
+    opened = []
+
+    def open_world(**overrides):
+        settings = make(**overrides)
+        store, batch = CountsStore.from_settings(settings), BatchReader.from_settings(settings)
+        opened.append((store, batch))
+        return settings, store, batch
+
+    yield account, url, open_world
+    for store, batch in opened:
+        await store.close()
+        await batch.close()
+    await runner.cleanup()
+
+
+def now():
+    return datetime.now(timezone.utc)
+
+
+async def counts(store, job_id):
+    found = await store.get_job_counts(job_id.lower())
+    return None if found is None else found.tasks.as_dict()
+
+
+async def control(url, method, path, body=None):
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, f"{url}/control/{path}", json=body) as response:
+            response.raise_for_status()
+            return await response.json(content_type=None)
+
+
+async def calls(url):
+    return await control(url, "GET", "calls")
+
+
+LIST_TASKS = "/jobs/{jobId}/tasks"
+
+
+async def test_tasks_added_with_no_event_appear_and_a_quiet_job_costs_one_call(world):
+    account, url, open_world = world
+    settings, store, batch = open_world(TASK_SYNC_OVERLAP_SECONDS=0)  # the overlap would re-list these seconds
+    account.create_job("Added-Only")
+    account.add_tasks("Added-Only", [f"t{n}" for n in range(1500)], publish=False)
+    report = await sync.run(store, batch, settings, now())
+    assert report.jobs_reached == 1 and report.pages == 2 and report.applied == 1500
+    assert await counts(store, "Added-Only") == account.task_counts("Added-Only")["taskCounts"]
+
+    before = (await calls(url)).get(LIST_TASKS, 0)
+    quiet = await sync.run(store, batch, settings, now())
+    assert (await calls(url))[LIST_TASKS] - before == 1 and quiet.applied == 0  # nothing changed: one call
+
+    account.start("Added-Only", "t7", publish=False)
+    account.complete("Added-Only", "t8", None, publish=False)  # failed before it ran
+    account.add_tasks("Added-Only", ["late-1", "late-2"], publish=False)
+    changed = await sync.run(store, batch, settings, now())
+    assert changed.applied == 4 and changed.pages == 1
+    assert await counts(store, "Added-Only") == account.task_counts("Added-Only")["taskCounts"]
+
+
+async def test_a_listing_longer_than_the_page_budget_resumes_next_run(world):
+    account, _, open_world = world
+    settings, store, batch = open_world(TASK_SYNC_MAX_PAGES=1, TASK_SYNC_OVERLAP_SECONDS=0)
+    account.create_job("Long")
+    account.add_tasks("Long", [f"t{n:05d}" for n in range(2500)], publish=False)
+    first = await sync.run(store, batch, settings, now())
+    assert first.resumed_later == ["Long"] and (await counts(store, "Long"))["active"] == 1000
+    account.add_tasks("Long", ["added-while-resuming"], publish=False)  # after the listing began
+    second = await sync.run(store, batch, settings, now())
+    third = await sync.run(store, batch, settings, now())
+    assert second.resumed_later == ["Long"] and third.resumed_later == []
+    fourth = await sync.run(store, batch, settings, now())  # the change since the listing began
+    assert fourth.resumed_later == [] and fourth.pages == 1
+    assert await counts(store, "Long") == account.task_counts("Long")["taskCounts"]
+
+
+async def test_every_job_is_reached_within_its_share_of_runs(world):
+    account, _, open_world = world
+    settings, store, batch = open_world(TASK_SYNC_MAX_JOBS=2)
+    names = [f"Fair-{n}" for n in range(5)]
+    for name in names:
+        account.create_job(name)
+        account.add_tasks(name, ["a", "b"], publish=False)
+    reached = [await sync.run(store, batch, settings, now()) for _ in range(3)]
+    assert [r.jobs_reached for r in reached] == [2, 2, 2] and reached[0].jobs_waiting == 3
+    for name in names:
+        assert await counts(store, name) == account.task_counts(name)["taskCounts"], name
+
+
+async def test_a_completed_job_is_synced_once_more_then_left_alone(world):
+    account, url, open_world = world
+    settings, store, batch = open_world()
+    account.create_job("Finishing")
+    account.add_tasks("Finishing", ["x", "y"], publish=False)
+    await sync.run(store, batch, settings, now())
+    account.start("Finishing", "x", publish=False)
+    account.complete("Finishing", "x", 0, publish=False)
+    account.job("Finishing").state = "completed"
+    last = await sync.run(store, batch, settings, now())
+    assert last.jobs_reached == 1 and last.applied == 1
+    assert await counts(store, "Finishing") == account.task_counts("Finishing")["taskCounts"]
+    assert (await sync.run(store, batch, settings, now())).jobs_reached == 0
+    account.delete_job("Finishing")
+    account.create_job("Gone")
+    await sync.run(store, batch, settings, now())
+    account.delete_job("Gone")  # known here, not in Batch any more: marked finished, no error
+    gone = await sync.run(store, batch, settings, now())
+    assert gone.failed is None and (await sync.run(store, batch, settings, now())).jobs_reached == 0
+
+
+async def test_one_run_at_a_time(world):
+    account, _, open_world = world
+    settings, store, batch = open_world()
+    account.create_job("Leased")
+    account.add_tasks("Leased", [f"t{n}" for n in range(3000)], publish=False)
+    first, second = await asyncio.gather(sync.run(store, batch, settings, now()),
+                                         sync.run(store, batch, settings, now()))
+    assert sorted([first.skipped is None, second.skipped is None]) == [False, True]
+    assert (await sync.run(store, batch, settings, now())).skipped is None  # the lease was released
+
+
+async def test_throttling_is_waited_out_as_retry_after_asks(world):
+    account, url, open_world = world
+    settings, store, batch = open_world()
+    account.create_job("Throttled")
+    account.add_tasks("Throttled", [f"t{n}" for n in range(50)], publish=False)
+    await control(url, "POST", "faults", {"throttle": 0.5, "retryAfter": 1, "seed": 3})
+    try:
+        started = time.monotonic()
+        report = await sync.run(store, batch, settings, now())
+        waited = time.monotonic() - started
+    finally:
+        injected = (await control(url, "POST", "faults", {"throttle": 0}))["injected"]
+    assert injected >= 1 and waited >= injected * 0.9  # each 429 cost the second it asked for
+    assert report.failed is None
+    assert await counts(store, "Throttled") == account.task_counts("Throttled")["taskCounts"]

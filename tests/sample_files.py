@@ -1,0 +1,45 @@
+"""The one loader for sample events (tests/samples/): whole deliveries and service-log records,
+with fields overridden where a test needs another value."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+SAMPLES = Path(__file__).parent / "samples"
+SERVICE_LOG_KINDS = ("task_start", "task_complete_success", "task_complete_failure", "task_complete_before_run",
+                     "task_fail", "task_requeue", "task_schedule_fail", "special_task_start", "pool_resize_complete")
+
+
+def load(name: str) -> Any:
+    """A sample file's JSON, e.g. ``load("eventgrid_batch.json")``."""
+    return json.loads((SAMPLES / name).read_text())
+
+
+def sample_bytes(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+def service_log_record(kind: str, time: str | None = None, **properties: Any) -> dict:
+    """One documented service-log record (``kind`` from SERVICE_LOG_KINDS); keyword arguments
+    replace top-level ``properties`` fields (``executionInfo`` is merged into the sample's)."""
+    record = copy.deepcopy(load(f"servicelog/{kind}.json"))
+    if time is not None:
+        record["time"] = time
+    execution = properties.pop("executionInfo", None)
+    record["properties"].update(properties)
+    if execution is not None:
+        record["properties"]["executionInfo"] = {**record["properties"].get("executionInfo", {}), **execution}
+    return record
+
+
+def hub_message(*records: dict) -> str:
+    """An Event Hubs message body as a diagnostic setting writes it."""
+    return json.dumps({"records": list(records)})
+
+
+def event_grid(data: dict, event_type: str = "Batch.TaskStateChanged", event_id: str = "e1", **envelope: Any) -> dict:
+    """An Event Grid schema event around ``data``."""
+    return {"id": event_id, "eventType": event_type, "eventTime": "2025-06-01T12:00:00Z", "subject": "s",
+            "dataVersion": "1", "data": data, **envelope}
