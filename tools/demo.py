@@ -1,7 +1,11 @@
-"""The demo: the whole service on this machine, a job moving through its states, events delivered
-with Event Grid's faults, the counts API watched next to the truth, then validation closing the gap.
+"""The demo: the whole service on this machine, a job moving through its states, its changes
+delivered with faults, the counts API watched next to the truth, then validation closing the gap.
 
-    ./dev demo [--tasks 20000] [--drop 0.05] [--duplicate 0.1] [--keep]
+    ./dev demo [--tasks 20000] [--drop 0.05] [--duplicate 0.1] [--sources grid|log] [--keep]
+
+Sources: ``grid`` (default) -- an Event Grid producer publishes every change; ``log`` -- what a
+real Batch account gives with no producer code: Batch's service log through the hub, plus the
+delta sync (every 5 s here) for what no log says (tasks added, retries, reactivations).
 
 Storage: an in-memory Azurite, or the account in AzureWebJobsStorage if that is set.
 """
@@ -21,15 +25,16 @@ from rich.live import Live
 from rich.text import Text
 
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
-from tools.cli import Api, counts_table, total_of
-from tools.stack import FUNCTION_KEY, MASTER_KEY, Stack
+from tools.cli import Api, CliError, counts_table, total_of
+from tools.stack import FUNCTION_KEY, MASTER_KEY, SERVICE_LOG_HUB, Stack
 
 JOB_ID = "Demo-Render"
 
 
 class Demo:
-    def __init__(self, stack: Stack, tasks: int, drop: float, duplicate: float, console: Console):
+    def __init__(self, stack: Stack, tasks: int, drop: float, duplicate: float, console: Console, sources: str = "grid"):
         self.stack, self.tasks, self.drop, self.duplicate, self.console = stack, tasks, drop, duplicate, console
+        self.sources = sources
         self.api = Api(stack.app_url, FUNCTION_KEY)
         self.batch = BatchClient(stack.simulator_url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY))
         self.http = requests.Session()
@@ -41,12 +46,31 @@ class Demo:
         return response.json()
 
     def publish(self, seed: int) -> None:
+        if self.sources == "log":  # Batch writes its service log; no producer exists
+            report = self.control("servicelog", {
+                "hub": SERVICE_LOG_HUB, "recordsPerMessage": 50, "drop": self.drop, "duplicate": self.duplicate,
+                "reorder": True, "noise": 0.1, "seed": seed})
+            report = {**report, "events": report["records"], "batches": report["messages"], "retries": 0}
+            for name in self.published:
+                self.published[name] += report[name]
+            return
         report = self.control("publish", {
             "url": f"{self.stack.app_url}/api/taskevents", "headers": {"x-functions-key": FUNCTION_KEY},
             "maxEventsPerBatch": 1000, "drop": self.drop, "duplicate": self.duplicate, "reorder": True,
             "concurrency": 4, "seed": seed})
         for name in self.published:
             self.published[name] += report[name]
+
+    def wait_until_known(self, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self.api.counts(JOB_ID)
+                return
+            except CliError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def truth(self) -> dict:
         counts = self.batch.get_job_task_counts(JOB_ID).task_counts
@@ -60,7 +84,10 @@ class Demo:
         lines = [
             Text(f"{phase}", style="bold"),
             counts_table(f"{JOB_ID}: counts API (left) vs the simulator's truth (right)", body, truth, "truth"),
-            Text(f"events published {p['events']:,} in {p['batches']} batches: {p['dropped']:,} dropped, "
+            Text(f"service-log records {p['events']:,} in {p['batches']} hub messages: {p['dropped']:,} lost, "
+                 f"{p['duplicated']:,} duplicated, all reordered; the delta sync lists what no record says"
+                 if self.sources == "log" else
+                 f"events published {p['events']:,} in {p['batches']} batches: {p['dropped']:,} dropped, "
                  f"{p['duplicated']:,} duplicated, all reordered; {p['retries']} redeliveries"),
             Text(f"difference from the truth: {gap} task(s)", style="green" if gap == 0 else "magenta"),
         ]
@@ -71,6 +98,9 @@ class Demo:
         rng = random.Random(7)
         with Live(console=self.console, refresh_per_second=4) as live:
             self.publish(seed=0)
+            if self.sources == "log":  # no record says a task was added: the delta sync finds the job
+                live.update(Text("tasks added in Batch; waiting for the delta sync to find them ..."))
+                self.wait_until_known()
             live.update(self.frame("tasks added"))
             for tick in range(1, 13):
                 self.control(f"jobs/{JOB_ID}/step", {"moves": self.tasks // 3, "seed": rng.randrange(10**6)})
@@ -130,14 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--drop", type=float, default=0.05, help="fraction of events never delivered")
     parser.add_argument("--duplicate", type=float, default=0.1, help="fraction of events delivered twice")
+    parser.add_argument("--sources", choices=("grid", "log"), default="grid",
+                        help="grid: an Event Grid producer; log: Batch's service log and the delta sync alone")
     parser.add_argument("--keep", action="store_true", help="keep the stack running afterwards")
     args = parser.parse_args(argv)
     console = Console()
     storage = os.environ.get("AzureWebJobsStorage") or None
     console.print(f"Starting {'Azurite (in memory)' if storage is None else 'with the storage account from AzureWebJobsStorage'}, "
                   "the Batch simulator and the function host ...")
-    with Stack(storage_connection=storage) as stack:
-        demo = Demo(stack, args.tasks, args.drop, args.duplicate, console)
+    from_log = args.sources == "log"
+    with Stack(storage_connection=storage, service_log=from_log,
+               task_sync_schedule="*/5 * * * * *" if from_log else None) as stack:
+        demo = Demo(stack, args.tasks, args.drop, args.duplicate, console, args.sources)
         matched = demo.run()
         if args.keep:
             demo.print_usage()

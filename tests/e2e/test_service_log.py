@@ -103,3 +103,10 @@ def _calm_read(stack, job):
         return served(stack, job)
     finally:
         requests.post(f"{stack.proxy_url}/_faults", json={"before": FAULTS[0], "after": FAULTS[1]}, timeout=5)
+
+
+def test_the_demo_counts_a_job_from_the_service_log_and_the_sync_alone(capsys):
+    """A new user's check: ./dev demo --sources log ends with counts that match the truth."""
+    from tools import demo
+    assert demo.main(["--sources", "log", "--tasks", "1500", "--drop", "0.05", "--duplicate", "0.1"]) == 0
+    assert "final counts MATCH the truth" in capsys.readouterr().out
