@@ -30,7 +30,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 
 from shared import api
 from shared.config import Settings
-from shared.ingest import handle_delivery
+from shared.ingest import apply_service_log, handle_delivery
 from shared.store import CountsStore
 from tools.azurite import Azurite
 
@@ -50,6 +50,42 @@ def lifecycle_events(count: int, jobs: int, prefix: str) -> list[dict]:
         events.append({"id": f"{prefix}-{n}", "eventType": "Batch.TaskStateChanged", "subject": "s",
                        "eventTime": at, "dataVersion": "1", "data": data})
     return events
+
+
+def start_and_complete(count: int, jobs: int, prefix: str) -> tuple[list[dict], list[dict]]:
+    """The same transitions (each task starts, then completes) as service-log records and as
+    Event Grid events: the two paths compared on one workload."""
+    records, events = [], []
+    for n in range(count):
+        task, step = divmod(n, 2)
+        job, task_id = f"{prefix}-{task % jobs}", f"t{task:07d}"
+        at = f"2025-06-01T{step:02d}:00:00.{task % 10_000_000:07d}Z"
+        if step == 0:
+            operation, execution, state = "TaskStartEvent", {"startTime": at, "retryCount": 0}, "running"
+        else:
+            operation, state = "TaskCompleteEvent", "completed"
+            execution = {"endTime": at, "exitCode": 0, "retryCount": 0, "requeueCount": 0, "result": "Success"}
+        records.append({"time": at, "category": "ServiceLog", "operationName": operation, "operationVersion": "2017-01-01",
+                        "properties": {"jobId": job, "id": task_id, "taskType": "User", "executionInfo": execution}})
+        data = {"jobId": job, "id": task_id, "state": state, "stateTransitionTime": at}
+        if state == "completed":
+            data["executionInfo"] = {"result": "success", "exitCode": 0}
+        events.append({"id": f"{prefix}-{n}", "eventType": "Batch.TaskStateChanged", "subject": "s",
+                       "eventTime": at, "dataVersion": "1", "data": data})
+    return records, events
+
+
+async def service_log(store: CountsStore, records: list[dict], per_invocation: int, per_message: int = 50) -> float:
+    """Invocations of ``per_invocation`` records in messages of ``per_message``, 4 in flight."""
+    messages = [json.dumps({"records": records[i:i + per_message]}) for i in range(0, len(records), per_message)]
+    per_call = max(1, per_invocation // per_message)
+    invocations = [messages[i:i + per_call] for i in range(0, len(messages), per_call)]
+
+    async def invoke(batch: list[str]):
+        outcome = await apply_service_log(store, batch, datetime.now(timezone.utc))
+        assert outcome.rejected == 0
+    seconds = await run_concurrently(invoke, invocations, 4)
+    return len(records) / seconds
 
 
 def bodies(events: list[dict], per_delivery: int) -> list[bytes]:
@@ -223,6 +259,13 @@ async def main(events_per_run: int) -> dict:
         results["batched_50_jobs_1000_per_delivery_one_partition_per_job"] = {
             "events_per_s": round(rate), "of_ceiling": round(rate / ceiling, 2)}
         await single.close()
+        records, _ = start_and_complete(events_per_run, 10, "log")
+        log_rate = await service_log(store, records, 1000)
+        _, webhook_events = start_and_complete(events_per_run, 10, "hook")
+        hook_rate = await batched(store, webhook_events, 1000)
+        results["service_log_vs_webhook"] = {
+            "records": len(records), "jobs": 10, "per_call": 1000, "service_log_records_per_s": round(log_rate),
+            "webhook_events_per_s": round(hook_rate), "service_log_of_ceiling": round(log_rate / ceiling, 2)}
         naive_events = lifecycle_events(min(events_per_run, 3000), 1, "naive")
         naive_rate, conflict_share = await naive(store, naive_events)
         results["naive_events_per_s"] = round(naive_rate)
@@ -247,6 +290,10 @@ def cli() -> None:
               f"{run['of_ceiling']} | {run['rows_per_partition']}")
     single = results["batched_50_jobs_1000_per_delivery_one_partition_per_job"]
     print(f"1000 | 50 | JOB_PARTITIONS=1 | {single['events_per_s']} | {single['of_ceiling']}")
+    compared = results["service_log_vs_webhook"]
+    print(f"service log, 1,000-record invocations (messages of 50), {compared['jobs']} jobs: "
+          f"{compared['service_log_records_per_s']} records/s ({compared['service_log_of_ceiling']:.0%} of ceiling); "
+          f"webhook, 1,000-event deliveries, same workload: {compared['webhook_events_per_s']} events/s")
     print(f"naive: {results['naive_events_per_s']} events/s ({results['naive_conflicting_attempts']:.0%} of attempts "
           f"conflicted); batched 1,000-event deliveries are {results['batched_over_naive']}x that")
     print(f"steady 1,000 events/s, reads in the ingesting process: {results['steady_1000_per_s']}")
