@@ -1,7 +1,8 @@
 // taskcounts on Azure: a Function App (Flex Consumption) with a managed identity, its storage,
-// Application Insights, an Event Grid topic for task events, and read access to a Batch account.
-//   azd up                                  (first provision + code deploy)
-//   azd env set DEPLOY_EVENT_SUBSCRIPTION true && azd provision   (second step: the webhook subscription)
+// Application Insights, Batch's service log streamed to Event Hubs, an Event Grid topic for task
+// events, and read access to a Batch account.
+//   azd up   (preprovision hook: checks the environment; provision; deploy the code;
+//             postdeploy hook: the topic's webhook subscription, infra/event-subscription.bicep)
 targetScope = 'subscription'
 
 @minLength(1)
@@ -22,12 +23,7 @@ param batchAccountName string
 @description('Resource group of the Batch account (may differ from the app\'s).')
 param batchAccountResourceGroup string
 
-@description('Optional: Key Vault secret URI holding the Batch account key (shared-key access instead of the managed identity).')
-param batchAccountKeySecretUri string = ''
-
-@description('Second step: create the Event Grid subscription once the code answers the validation handshake.')
-param deployEventSubscription bool = false
-
+@description('The schema producers publish in (the topic\'s input schema; the subscription delivers the same).')
 @allowed([
   'EventGridSchema'
   'CloudEventSchemaV1_0'
@@ -154,9 +150,24 @@ module batchAccess 'app/batch-access.bicep' = {
   }
 }
 
+// Granted before the app exists: the Flex publish writes the package with the app's identity, and a
+// role assignment takes minutes to take effect.
+module roles 'app/roles.bicep' = {
+  name: 'roles'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appPrincipalId: identity.outputs.principalId
+  }
+}
+
 module app 'app/function.bicep' = {
   name: 'function-app'
   scope: rg
+  dependsOn: [
+    roles
+  ]
   params: {
     name: 'func-taskcounts-${resourceToken}'
     planName: 'plan-taskcounts-${resourceToken}'
@@ -171,7 +182,6 @@ module app 'app/function.bicep' = {
     jobPartitions: jobPartitions
     batchAccountUrl: batchAccess.outputs.accountUrl
     batchAccountName: batchAccountName
-    batchAccountKeySecretUri: batchAccountKeySecretUri
     validationMaxTasks: validationMaxTasks
     validationSchedule: validationSchedule
     retentionDays: retentionDays
@@ -195,23 +205,15 @@ module events 'app/events.bicep' = {
     location: location
     tags: tags
     eventSchema: eventSchema
-    deployEventSubscription: deployEventSubscription
-    functionAppName: app.outputs.name
-    maxEventsPerBatch: maxEventsPerBatch
-    preferredBatchSizeInKilobytes: preferredBatchSizeInKilobytes
-    storageAccountId: storage.outputs.id
-    deadLetterContainerName: deadLetterContainerName
     publisherPrincipalIds: publisherPrincipalIds
   }
 }
 
-module roles 'app/roles.bicep' = {
-  name: 'roles'
+module deadLetterAccess 'app/dead-letter-access.bicep' = {
+  name: 'dead-letter-access'
   scope: rg
   params: {
     storageAccountName: storage.outputs.name
-    applicationInsightsName: monitoring.outputs.applicationInsightsName
-    appPrincipalId: identity.outputs.principalId
     topicPrincipalId: events.outputs.topicPrincipalId
   }
 }
@@ -225,3 +227,8 @@ output EVENT_GRID_TOPIC_ENDPOINT string = events.outputs.topicEndpoint
 output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output SERVICE_LOG_EVENT_HUB_NAMESPACE string = serviceLogHub.outputs.fullyQualifiedNamespace
+// Read by the postdeploy hook for infra/event-subscription.bicep (azd keeps outputs in the environment).
+output EVENT_GRID_SCHEMA string = eventSchema
+output EVENT_GRID_MAX_EVENTS_PER_BATCH int = maxEventsPerBatch
+output EVENT_GRID_PREFERRED_BATCH_KB int = preferredBatchSizeInKilobytes
+output EVENT_GRID_DEAD_LETTER_CONTAINER string = deadLetterContainerName

@@ -46,6 +46,10 @@ APP_SETTINGS = (
     BATCH_LOG_CONNECTION, BATCH_LOG_NAMESPACE, BATCH_LOG_CREDENTIAL, BATCH_LOG_CLIENT_ID,
 )
 
+# App Service leaves this text in place when it cannot resolve a reference (no role on the vault, wrong
+# identity): read as a value it would be a wrong key or URL, failing far from its cause.
+KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+
 DEFAULT_TABLE_PREFIX = "taskcounts"
 DEFAULT_JOB_PARTITIONS = 4
 MAX_JOB_PARTITIONS = 256
@@ -78,6 +82,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if environ is None else environ
+        _refuse_unresolved_references(env)
         connection = env.get(STORAGE_CONNECTION) or None
         table_uri = env.get(STORAGE_TABLE_URI) or None
         if connection is None and table_uri is None:
@@ -108,6 +113,17 @@ class Settings:
             task_sync_overlap_seconds=_int_setting(env, TASK_SYNC_OVERLAP_SECONDS, DEFAULT_TASK_SYNC_OVERLAP_SECONDS,
                                                    0, 3600),
         )
+
+
+def _refuse_unresolved_references(env: Mapping[str, str]) -> None:
+    for name in APP_SETTINGS:
+        value = env.get(name) or ""
+        if value.strip().lower().startswith(KEY_VAULT_REFERENCE):
+            raise ConfigError(
+                f"{name} is an unresolved Key Vault reference ({value.strip()[:80]}): App Service could not read "
+                "the secret. Grant the app's identity 'Key Vault Secrets User' on the vault and make it the site's "
+                f"keyVaultReferenceIdentity, or set {name} to the value itself"
+            )
 
 
 def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

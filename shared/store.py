@@ -31,7 +31,6 @@ from typing import Any, AsyncIterator, Iterable, Protocol, Sequence
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
-    ServiceRequestError,
 )
 from azure.data.tables.aio import TableClient, TableServiceClient
 
@@ -67,6 +66,12 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "retry_total": 3, "retry_backoff_factor": 0.2, "retry_backoff_max": 2,
     "connection_timeout": 5, "read_timeout": 20,
 }
+# The SDK resends a request whose connection failed only for methods it knows to be idempotent, never
+# a POST (entity-group transactions, inserts) or a PATCH (merges): it cannot know whether storage got
+# it. Every call given this can be resent: upserts and merges of the same values are idempotent, and
+# an insert or ETag-guarded write that storage did get comes back 409/412 on the resend, which the
+# caller treats as "re-read" or "already there".
+RESENDABLE = {"retry_on_methods": frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"})}
 # Transaction failures meaning "what was read is no longer what is stored": re-read, retry.
 _CONFLICT_STATUSES = frozenset({404, 409, 412})
 _COUNT_FIELDS = ("active", "running", "completed", "succeeded", "failed")
@@ -240,11 +245,6 @@ class CountsStore:
                         raise _unavailable(error, "writing task rows") from error
                     logger.debug("partition changed under us; re-reading",
                                  extra={"partition": pk, "attempt": attempt})
-                except ServiceRequestError:
-                    # The transaction could not be sent (e.g. a pooled connection the server had
-                    # just closed); the SDK never resends a POST. Re-reading and retrying is safe:
-                    # the ETags make it exactly-once whatever reached storage.
-                    logger.debug("transaction not sent; re-reading", extra={"partition": pk, "attempt": attempt})
                 except AzureError as error:
                     raise _unavailable(error, "writing task rows") from error
                 await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
@@ -272,7 +272,7 @@ class CountsStore:
             counter_row = _counter_row(pk, tasks, slots)
             operations.append(("create", counter_row) if counter_etag is None
                               else ("update", counter_row, _if_match(counter_etag)))
-            results = await self.tasks.submit_transaction(operations)
+            results = await self.tasks.submit_transaction(operations, **RESENDABLE)
             counter_etag = results[-1]["etag"]
             applied.update((change.task_key, change) for change in chunk)
 
@@ -303,7 +303,7 @@ class CountsStore:
                 await self.jobs.create_entity({
                     "PartitionKey": JOBS_PARTITION, "RowKey": job_key, "JobId": job_id,
                     "Partitions": self._job_partitions, "FirstSeenAt": _now(),
-                })
+                }, **RESENDABLE)
                 partitions = self._job_partitions
                 logger.info("new job registered", extra={"job_id": job_id, "partitions": partitions})
             except ResourceExistsError:
@@ -401,7 +401,7 @@ class CountsStore:
         if summary is not None:
             row["LastValidation"] = json.dumps(summary, separators=(",", ":"))
         async with _storage_call("recording validation"):
-            await self.jobs.update_entity(row, mode="merge")
+            await self.jobs.update_entity(row, mode="merge", **RESENDABLE)
 
     async def record_listing(self, job_key: str, scan_id: str, page: int,
                              listed: dict[int, list[tuple[str, str, TaskStatus]]]) -> None:
@@ -413,9 +413,7 @@ class CountsStore:
                                                     separators=(",", ":")).encode())}
                 for shard, entries in sorted(listed.items())]
         async with _storage_call("recording a listing page"):
-            for start in range(0, len(rows), MAX_TRANSACTION_OPERATIONS):
-                await self.scans.submit_transaction(
-                    [("upsert", row) for row in rows[start:start + MAX_TRANSACTION_OPERATIONS]])
+            await _upsert_all(self.scans, rows)
 
     async def listed_in_shard(self, job_key: str, scan_id: str, shard: int) -> dict[str, tuple[str, TaskStatus]]:
         """Everything the scan listed for one shard: task key -> (task id, status)."""
@@ -502,7 +500,7 @@ class CountsStore:
                     async with self._partition_locks[pk]:
                         row = _counter_row(pk, tasks, slots)
                         if counter is None:
-                            await self.tasks.create_entity(row)
+                            await self.tasks.create_entity(row, **RESENDABLE)
                         else:
                             await self.tasks.update_entity(row, **_if_match(counter.metadata["etag"]))
                     logger.warning("counter row repaired", extra={
@@ -568,7 +566,7 @@ class CountsStore:
                "SyncListingStarted": _ticks_text(position.listing_started_ticks),
                "SyncedAt": _now(), "SyncFinished": position.finished}
         async with _storage_call("recording a sync position"):
-            await self.jobs.update_entity(row, mode="merge")
+            await self.jobs.update_entity(row, mode="merge", **RESENDABLE)
 
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take (or extend, for its holder) a named lease; False while another holder has it."""
@@ -578,7 +576,7 @@ class CountsStore:
                "ExpiresAt": datetime.fromtimestamp(now.timestamp() + seconds, timezone.utc)}
         async with _storage_call("taking a lease"):
             try:
-                await self.jobs.create_entity(row)
+                await self.jobs.create_entity(row, **RESENDABLE)
                 return True
             except ResourceExistsError:
                 current = await self.jobs.get_entity(LEASES_PARTITION, name)
@@ -613,9 +611,7 @@ class CountsStore:
                              "Reason": rejection.reason, "ReceivedAt": received_at, **_raw_properties(rejection.raw)}
         items = list(rows.values())
         async with _storage_call("keeping rejected events"):
-            for start in range(0, len(items), MAX_TRANSACTION_OPERATIONS):
-                await self.rejected.submit_transaction(
-                    [("upsert", row) for row in items[start:start + MAX_TRANSACTION_OPERATIONS]])
+            await _upsert_all(self.rejected, items)
 
     async def list_rejected(self, day: datetime) -> list[dict]:
         async with _storage_call("reading rejected events"):
@@ -767,6 +763,13 @@ async def _storage_call(doing: str):
         yield
     except AzureError as error:
         raise _unavailable(error, doing) from error
+
+
+async def _upsert_all(table: TableClient, rows: list[dict]) -> None:
+    """Upsert rows of one partition in transactions of <= 100 (idempotent: resent if cut)."""
+    for start in range(0, len(rows), MAX_TRANSACTION_OPERATIONS):
+        await table.submit_transaction([("upsert", row) for row in rows[start:start + MAX_TRANSACTION_OPERATIONS]],
+                                       **RESENDABLE)
 
 
 _stores: PerLoop[CountsStore] = PerLoop()

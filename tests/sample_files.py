@@ -43,3 +43,21 @@ def event_grid(data: dict, event_type: str = "Batch.TaskStateChanged", event_id:
     """An Event Grid schema event around ``data``."""
     return {"id": event_id, "eventType": event_type, "eventTime": "2025-06-01T12:00:00Z", "subject": "s",
             "dataVersion": "1", "data": data, **envelope}
+
+
+def cloud_event(data: Any = None, **envelope: Any) -> dict:
+    """A CloudEvents 1.0 event around ``data`` (none when None); ``envelope`` replaces or adds attributes."""
+    event = {"specversion": "1.0", "id": "c1", "source": "s", "type": "Batch.TaskStateChanged", **envelope}
+    return event if data is None else {**event, "data": data}
+
+
+def task_data(**fields: Any) -> dict:
+    """A Batch task object as an event's data (job-1/task-1, running); keyword arguments replace or add fields."""
+    return {"jobId": "job-1", "id": "task-1", "state": "running",
+            "stateTransitionTime": "2025-06-01T12:00:00.0000001Z", **fields}
+
+
+def validation_handshake(code: Any) -> dict:
+    """Event Grid's subscription validation event (``code`` any JSON value, to test bad ones)."""
+    return event_grid({"validationCode": code}, event_type="Microsoft.EventGrid.SubscriptionValidationEvent",
+                      event_id="v")

@@ -26,6 +26,9 @@ def azurite_table_command() -> str:
     return found
 
 
+AZURITE_KEEP_ALIVE_SECONDS = 60
+
+
 class Azurite:
     """An in-memory Azurite Table service; ``connection_string`` points clients at it."""
 
@@ -38,8 +41,11 @@ class Azurite:
         return DEVELOPMENT_STORAGE.replace(":10002/", f":{self.port}/")
 
     def start(self, timeout: float = 30.0) -> "Azurite":
+        # Idle connections are better closed by the client first: Azurite's default (5 s) is below the
+        # SDK's aiohttp pool (15 s), so requests would go out on connections Azurite is closing.
         self.process = subprocess.Popen(
             [azurite_table_command(), "--tableHost", "127.0.0.1", "--tablePort", str(self.port),
+             "--tableKeepAliveTimeout", str(AZURITE_KEEP_ALIVE_SECONDS),
              "--silent", "--disableTelemetry", "--inMemoryPersistence"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )

@@ -97,25 +97,26 @@ def bar(value: int, total: int, width: int = 40, colour: str = "white") -> Text:
     return Text("█" * filled, style=colour) + Text("░" * (width - filled), style="grey37")
 
 
-def counts_table(title: str, body: dict, compare: dict | None = None, compare_title: str = "truth") -> Table:
-    """Progress bars per bucket; with ``compare``, a column of other counts (the simulator's truth)."""
+def counts_table(title: str, body: dict, compare: dict[str, dict] | None = None, heading: str = "tasks") -> Table:
+    """Progress bars per bucket; ``compare`` adds a column per other set of counts (e.g. the simulator's truth),
+    a number that differs from ``body``'s in magenta."""
     counts = body["taskCounts"]
     total = total_of(counts)
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("state")
     table.add_column("progress")
-    table.add_column("tasks", justify="right")
-    if compare is not None:
-        table.add_column(compare_title, justify="right")
+    table.add_column(heading, justify="right")
+    for column in compare or {}:
+        table.add_column(column, justify="right")
     for name in BUCKETS:
         row = [Text(("  " if name in ("succeeded", "failed") else "") + name, style=COLOURS[name]),
                bar(counts[name], total, colour=COLOURS[name]), str(counts[name])]
-        if compare is not None:
-            other = compare[name]
-            row.append(Text(str(other), style="bold" if other == counts[name] else "bold magenta"))
+        for other in (compare or {}).values():
+            row.append(Text(str(other[name]), style="bold" if other[name] == counts[name] else "bold magenta"))
         table.add_row(*row)
-    table.caption = freshness(body)
-    table.caption_justify = "left"
+    if "validationStatus" in body:  # an API body; the simulator's truth has no freshness
+        table.caption = freshness(body)
+        table.caption_justify = "left"
     return table
 
 

@@ -1,20 +1,25 @@
 """The demo: the whole service on this machine, a job moving through its states, its changes
-delivered with faults, the counts API watched next to the truth, then validation closing the gap.
+delivered with faults to each source, what taskcounts serves from each watched next to the truth,
+then validation closing the gap.
 
-    ./dev demo [--tasks 20000] [--drop 0.05] [--duplicate 0.1] [--sources grid|log] [--keep]
+    ./dev demo [--tasks 20000] [--drop 0.05] [--duplicate 0.1] [--sources both|grid|log] [--keep]
 
-Sources: ``grid`` (default) -- an Event Grid producer publishes every change; ``log`` -- what a
-real Batch account gives with no producer code: Batch's service log through the hub, plus the
-delta sync (every 5 s here) for what no log says (tasks added, retries, reactivations).
+Sources, side by side by default, each counted by its own function host and tables: ``grid`` -- an
+Event Grid producer publishes every change; ``log`` -- what a real Batch account gives with no
+producer code: Batch's service log through the hub, plus the delta sync (every 5 s here) for what
+no log says (tasks added, retries, reactivations).
 
 Storage: an in-memory Azurite, or the account in AzureWebJobsStorage if that is set.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -25,82 +30,131 @@ from rich.live import Live
 from rich.text import Text
 
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
-from tools.cli import Api, CliError, counts_table, total_of
+from tools.cli import Api, CliError, counts_table, freshness, total_of
 from tools.stack import FUNCTION_KEY, MASTER_KEY, SERVICE_LOG_HUB, Stack
 
 JOB_ID = "Demo-Render"
 
 
+@dataclass(frozen=True)
+class Source:
+    """One way counts reach taskcounts, with the stack (function host + tables) that counts from it alone."""
+    name: str  # "grid" | "log"
+    title: str
+    stack_options: dict
+
+
+SOURCES = {
+    "grid": Source("grid", "Event Grid", {"service_log": False, "task_sync_schedule": None, "table_prefix": "eventgrid"}),
+    # the sync every 5 s: a demo job moves faster than the deployed default (30 s)
+    "log": Source("log", "service log + sync", {"service_log": True, "task_sync_schedule": "*/5 * * * * *",
+                                                  "table_prefix": "servicelog"}),
+}
+
+
 class Demo:
-    def __init__(self, stack: Stack, tasks: int, drop: float, duplicate: float, console: Console, sources: str = "grid"):
-        self.stack, self.tasks, self.drop, self.duplicate, self.console = stack, tasks, drop, duplicate, console
-        self.sources = sources
-        self.api = Api(stack.app_url, FUNCTION_KEY)
-        self.batch = BatchClient(stack.simulator_url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY))
+    def __init__(self, stacks: dict[str, Stack], tasks: int, drop: float, duplicate: float, console: Console):
+        self.stacks, self.tasks, self.drop, self.duplicate, self.console = stacks, tasks, drop, duplicate, console
+        self.apis = {name: Api(stack.app_url, FUNCTION_KEY) for name, stack in stacks.items()}
+        self.simulator_url = next(iter(stacks.values())).simulator_url
+        self.batch = BatchClient(self.simulator_url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY))
         self.http = requests.Session()
-        self.published = {"events": 0, "dropped": 0, "duplicated": 0, "batches": 0, "retries": 0}
+        self.published = {name: dict.fromkeys(("events", "dropped", "duplicated", "batches", "retries"), 0)
+                          for name in stacks}
 
     def control(self, path: str, body: dict) -> Any:
-        response = self.http.post(f"{self.stack.simulator_url}/control/{path}", json=body, timeout=120)
+        response = self.http.post(f"{self.simulator_url}/control/{path}", json=body, timeout=120)
         response.raise_for_status()
         return response.json()
 
     def publish(self, seed: int) -> None:
-        if self.sources == "log":  # Batch writes its service log; no producer exists
-            report = self.control("servicelog", {
-                "hub": SERVICE_LOG_HUB, "recordsPerMessage": 50, "drop": self.drop, "duplicate": self.duplicate,
-                "reorder": True, "noise": 0.1, "seed": seed})
-            report = {**report, "events": report["records"], "batches": report["messages"], "retries": 0}
-            for name in self.published:
-                self.published[name] += report[name]
-            return
-        report = self.control("publish", {
-            "url": f"{self.stack.app_url}/api/taskevents", "headers": {"x-functions-key": FUNCTION_KEY},
-            "maxEventsPerBatch": 1000, "drop": self.drop, "duplicate": self.duplicate, "reorder": True,
-            "concurrency": 4, "seed": seed})
-        for name in self.published:
-            self.published[name] += report[name]
+        """Deliver what changed since the last call to every source; the simulator keeps one outbox per source."""
+        for name, stack in self.stacks.items():
+            if name == "log":  # Batch writes its service log; no producer exists
+                report = self.control("servicelog", {
+                    "hub": SERVICE_LOG_HUB, "recordsPerMessage": 50, "drop": self.drop, "duplicate": self.duplicate,
+                    "reorder": True, "noise": 0.1, "seed": seed})
+                report = {**report, "events": report["records"], "batches": report["messages"], "retries": 0}
+            else:
+                report = self.control("publish", {
+                    "url": f"{stack.app_url}/api/taskevents", "headers": {"x-functions-key": FUNCTION_KEY},
+                    "maxEventsPerBatch": 1000, "drop": self.drop, "duplicate": self.duplicate, "reorder": True,
+                    "concurrency": 4, "seed": seed})
+            for field_name, total in self.published[name].items():
+                self.published[name][field_name] = total + report[field_name]
 
     def wait_until_known(self, seconds: float = 60) -> None:
         deadline = time.monotonic() + seconds
-        while True:
-            try:
-                self.api.counts(JOB_ID)
-                return
-            except CliError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        for api in self.apis.values():
+            while True:
+                try:
+                    api.counts(JOB_ID)
+                    break
+                except CliError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
 
     def truth(self) -> dict:
         counts = self.batch.get_job_task_counts(JOB_ID).task_counts
         return {name: getattr(counts, name) for name in ("active", "running", "completed", "succeeded", "failed")}
 
+    def delivered(self, name: str) -> str:
+        p = self.published[name]
+        if name == "log":
+            return (f"{p['events']:,} service-log records in {p['batches']} hub messages: {p['dropped']:,} lost, "
+                    f"{p['duplicated']:,} duplicated, all reordered; the delta sync lists what no record says")
+        return (f"{p['events']:,} events in {p['batches']} batches: {p['dropped']:,} dropped, "
+                f"{p['duplicated']:,} duplicated, all reordered; {p['retries']} redeliveries")
+
     def frame(self, phase: str) -> Group:
-        body = self.api.counts(JOB_ID)
+        bodies = {name: api.counts(JOB_ID) for name, api in self.apis.items()}
         truth = self.truth()
-        gap = sum(abs(body["taskCounts"][k] - truth[k]) for k in truth)
-        p = self.published
         lines = [
-            Text(f"{phase}", style="bold"),
-            counts_table(f"{JOB_ID}: counts API (left) vs the simulator's truth (right)", body, truth, "truth"),
-            Text(f"service-log records {p['events']:,} in {p['batches']} hub messages: {p['dropped']:,} lost, "
-                 f"{p['duplicated']:,} duplicated, all reordered; the delta sync lists what no record says"
-                 if self.sources == "log" else
-                 f"events published {p['events']:,} in {p['batches']} batches: {p['dropped']:,} dropped, "
-                 f"{p['duplicated']:,} duplicated, all reordered; {p['retries']} redeliveries"),
-            Text(f"difference from the truth: {gap} task(s)", style="green" if gap == 0 else "magenta"),
+            Text(phase, style="bold"),
+            counts_table(f"{JOB_ID}: the truth, and what taskcounts serves from each source (magenta: differs)",
+                         {"taskCounts": truth},
+                         {SOURCES[name].title: body["taskCounts"] for name, body in bodies.items()}, heading="truth"),
         ]
+        for name, body in bodies.items():
+            gap = sum(abs(body["taskCounts"][k] - truth[k]) for k in truth)
+            lines += [Text(f"{SOURCES[name].title}: ", style="bold") + Text(
+                          f"{gap} task(s) from the truth", style="green" if gap == 0 else "magenta"),
+                      Text(f"  {self.delivered(name)}"), Text(f"  {freshness(body)}", style="grey50")]
         return Group(*lines)
+
+    def validate(self, live: Live) -> dict[str, dict]:
+        """Validate the job on every stack at once; the final status body of each."""
+        status_urls = {}
+        for name, stack in self.stacks.items():
+            started = self.http.post(f"{stack.app_url}/api/jobs/{JOB_ID}/validate",
+                                     headers={"x-functions-key": FUNCTION_KEY}, timeout=30)
+            started.raise_for_status()
+            status_urls[name] = started.json()["statusQueryGetUri"]
+        finished: dict[str, dict] = {}
+        while len(finished) < len(status_urls):
+            phases = []
+            for name, url in status_urls.items():
+                if name in finished:
+                    continue
+                status = self.http.get(url, timeout=30)
+                custom = status.json().get("customStatus") or {}
+                phases.append(f"{SOURCES[name].title} {custom.get('phase', 'starting')}, "
+                              f"{custom.get('tasksListed', 0):,} tasks listed")
+                if status.status_code != 202:
+                    finished[name] = status.json()
+            live.update(self.frame("validating: " + "; ".join(phases)))
+            time.sleep(0.5)
+        return finished
 
     def run(self) -> bool:
         self.control("jobs", {"id": JOB_ID, "tasks": self.tasks, "requiredSlots": 1})
         rng = random.Random(7)
         with Live(console=self.console, refresh_per_second=4) as live:
             self.publish(seed=0)
-            if self.sources == "log":  # no record says a task was added: the delta sync finds the job
+            if "log" in self.stacks:  # no record says a task was added: the delta sync finds the job
                 live.update(Text("tasks added in Batch; waiting for the delta sync to find them ..."))
-                self.wait_until_known()
+            self.wait_until_known()
             live.update(self.frame("tasks added"))
             for tick in range(1, 13):
                 self.control(f"jobs/{JOB_ID}/step", {"moves": self.tasks // 3, "seed": rng.randrange(10**6)})
@@ -108,41 +162,37 @@ class Demo:
                 live.update(self.frame(f"running: step {tick}"))
             self.control(f"jobs/{JOB_ID}/finish", {"seed": 1})
             self.publish(seed=99)
-            live.update(self.frame("every task finished; events delivered with faults"))
+            live.update(self.frame("every task finished; changes delivered with faults"))
             time.sleep(1)
-            started = self.http.post(f"{self.stack.app_url}/api/jobs/{JOB_ID}/validate",
-                                     headers={"x-functions-key": FUNCTION_KEY}, timeout=30)
-            started.raise_for_status()
-            status_url = started.json()["statusQueryGetUri"]
-            while True:
-                status = self.http.get(status_url, timeout=30)
-                body = status.json()
-                custom = body.get("customStatus") or {}
-                live.update(self.frame(f"validating: {custom.get('phase', 'starting')}, "
-                                       f"{custom.get('tasksListed', 0):,} tasks listed"))
-                if status.status_code != 202:
-                    break
-                time.sleep(0.5)
+            results = self.validate(live)
             live.update(self.frame("validated"))
         self.console.print()
-        output = body.get("output") or {}
-        final = self.api.counts(JOB_ID)["taskCounts"]
-        matches = final == self.truth()
-        self.console.print(Text(
-            f"validation {body.get('runtimeStatus')}: listed {output.get('tasksListed', 0):,} tasks in "
-            f"{output.get('pages', 0)} pages, corrected {output.get('corrected')}; "
-            f"final counts {'MATCH' if matches else 'DO NOT MATCH'} the truth ({total_of(final):,} tasks)",
-            style="bold green" if matches else "bold red"))
-        return matches
+        truth = self.truth()
+        matched = True
+        for name, body in results.items():
+            output = body.get("output") or {}
+            final = self.apis[name].counts(JOB_ID)["taskCounts"]
+            matches = final == truth
+            matched &= matches
+            outcome = (f"listed {output.get('tasksListed', 0):,} tasks in {output.get('pages', 0)} pages, "
+                       f"corrected {output.get('corrected')}" if output.get("action") == "validated" else
+                       f"{output.get('action')}: {output.get('reason') or output.get('error')}")
+            self.console.print(Text(
+                f"{SOURCES[name].title}: validation {body.get('runtimeStatus')}, {outcome}; final counts "
+                f"{'MATCH' if matches else 'DO NOT MATCH'} the truth ({total_of(final):,} tasks)",
+                style="bold green" if matches else "bold red"))
+        return matched
 
     def print_usage(self) -> None:
-        url, sim = self.stack.app_url, self.stack.simulator_url
+        hosts = "\n".join(f"  {SOURCES[name].title + ':':20} {stack.app_url}   (settings {stack.settings_path})"
+                          for name, stack in self.stacks.items())
+        url = next(iter(self.stacks.values())).app_url
         self.console.print(f"""
-[bold]The stack keeps running (Ctrl-C stops it).[/bold]
-  counts API     {url}/api/jobs/{{jobId}}/taskcounts   (function key: {FUNCTION_KEY}, master key: {MASTER_KEY})
-  webhook        {url}/api/taskevents
-  simulator      {sim}   (account {DEFAULT_ACCOUNT}, key {DEFAULT_KEY})
-  settings       {self.stack.settings_path}
+[bold]The stack keeps running (Ctrl-C stops it).[/bold] One function host per source, each with its own tables:
+{hosts}
+  counts API     {{host}}/api/jobs/{{jobId}}/taskcounts   (function key: {FUNCTION_KEY}, master key: {MASTER_KEY})
+  webhook        {{host}}/api/taskevents
+  simulator      {self.simulator_url}   (account {DEFAULT_ACCOUNT}, key {DEFAULT_KEY})
 
   curl -s -H 'x-functions-key: {FUNCTION_KEY}' {url}/api/jobs/{JOB_ID}/taskcounts
   curl -s -H 'x-functions-key: {FUNCTION_KEY}' {url}/api/jobs
@@ -158,20 +208,31 @@ print(BatchClient('{url}/api', K('x', 'eA==')).get_job_task_counts('{JOB_ID}', h
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=20_000)
-    parser.add_argument("--drop", type=float, default=0.05, help="fraction of events never delivered")
-    parser.add_argument("--duplicate", type=float, default=0.1, help="fraction of events delivered twice")
-    parser.add_argument("--sources", choices=("grid", "log"), default="grid",
-                        help="grid: an Event Grid producer; log: Batch's service log and the delta sync alone")
+    parser.add_argument("--drop", type=float, default=0.05, help="fraction of events (or records) never delivered")
+    parser.add_argument("--duplicate", type=float, default=0.1, help="fraction of events (or records) delivered twice")
+    parser.add_argument("--sources", choices=("both", *SOURCES), default="both",
+                        help="both (side by side); grid: an Event Grid producer; "
+                             "log: Batch's service log and the delta sync alone")
     parser.add_argument("--keep", action="store_true", help="keep the stack running afterwards")
+    parser.add_argument("--logs", type=Path, help="keep every process's log in this folder (one subfolder per source)")
     args = parser.parse_args(argv)
     console = Console()
     storage = os.environ.get("AzureWebJobsStorage") or None
     console.print(f"Starting {'Azurite (in memory)' if storage is None else 'with the storage account from AzureWebJobsStorage'}, "
-                  "the Batch simulator and the function host ...")
-    from_log = args.sources == "log"
-    with Stack(storage_connection=storage, service_log=from_log,
-               task_sync_schedule="*/5 * * * * *" if from_log else None) as stack:
-        demo = Demo(stack, args.tasks, args.drop, args.duplicate, console, args.sources)
+                  "the Batch simulator and a function host per source ...")
+    names = list(SOURCES) if args.sources == "both" else [args.sources]
+    with contextlib.ExitStack() as running:
+        stacks: dict[str, Stack] = {}
+        for name in names:
+            first = next(iter(stacks.values()), None)
+            shared_parts = {} if first is None else {  # one Azurite, one simulator; tables apart by prefix
+                "storage_connection": first.connection, "external_simulator_port": first.simulator_port}
+            log_dir = None if args.logs is None else args.logs / name
+            if log_dir is not None:
+                log_dir.mkdir(parents=True, exist_ok=True)
+            stacks[name] = running.enter_context(Stack(**{"storage_connection": storage, "log_dir": log_dir,
+                                                          **shared_parts, **SOURCES[name].stack_options}))
+        demo = Demo(stacks, args.tasks, args.drop, args.duplicate, console)
         matched = demo.run()
         if args.keep:
             demo.print_usage()

@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import traceback
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
 
 # History event types and action types of the Durable Task protocol (schema version 1).
 ORCHESTRATOR_STARTED, EXECUTION_STARTED, ORCHESTRATOR_COMPLETED = 12, 0, 13
@@ -194,7 +197,8 @@ class DurableEngine:
                     result = await entry(payload)
                 else:
                     result = await asyncio.to_thread(entry, payload)
-            except Exception as error:
+            except Exception as error:  # logged as the host logs a failed activity; the orchestrator decides
+                logger.exception("activity %s failed", scheduled["Name"], extra={"instance_id": instance.instance_id})
                 return _event(TASK_FAILED, TaskScheduledId=task_id, Reason=f"{type(error).__name__}: {error}",
                               Details=traceback.format_exc())
         return _event(TASK_COMPLETED, TaskScheduledId=task_id, Result=json.dumps(result))

@@ -2,7 +2,8 @@
 
 A fraction of requests fail *before* reaching storage (nothing written) and a fraction *after*
 storage answered (written, but the client sees a 503 or a cut connection): the ambiguous case an
-exactly-once store must survive. Counts what it injected.
+exactly-once store must survive. ``POST /_faults {"cutBatches": n}`` cuts the next n entity-group
+transactions after storage answered, for tests that need exactly that. Counts what it injected.
 
     python -m tools.faultproxy --target http://127.0.0.1:10002 --port 10102 --before 0.03 --after 0.03
 """
@@ -20,6 +21,7 @@ from tools import serving
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 STATS = web.AppKey("stats", dict)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 
 def build_app(target: str, before: float, after: float, seed: int = 0) -> web.Application:
@@ -29,19 +31,19 @@ def build_app(target: str, before: float, after: float, seed: int = 0) -> web.Ap
     app[STATS] = stats
 
     async def session_context(app_: web.Application):
-        app_["session"] = aiohttp.ClientSession(auto_decompress=False)
+        app_[SESSION] = aiohttp.ClientSession(auto_decompress=False)
         yield
-        await app_["session"].close()
+        await app_[SESSION].close()
 
     app.cleanup_ctx.append(session_context)
 
-    rates = {"before": before, "after": after}
+    rates = {"before": before, "after": after, "cutBatches": 0}
 
     async def stats_handler(request: web.Request) -> web.Response:
         return web.json_response({**stats, **rates})
 
     async def set_rates(request: web.Request) -> web.Response:
-        """{"before": 0.0, "after": 0.0}: change the fault rates from now on."""
+        """{"before": 0.0, "after": 0.0, "cutBatches": 0}: change the faults from now on."""
         rates.update({k: float(v) for k, v in (await request.json()).items() if k in rates})
         return web.json_response({**stats, **rates})
 
@@ -56,11 +58,14 @@ def build_app(target: str, before: float, after: float, seed: int = 0) -> web.Ap
         # The path exactly as signed: decoding or requoting %27 would break the SharedKey signature.
         url = URL(target + request.raw_path, encoded=True)
         # data=None for an empty body: aiohttp would add a Content-Type, which SharedKey signs.
-        async with request.app["session"].request(request.method, url, headers=headers,
+        async with request.app[SESSION].request(request.method, url, headers=headers,
                                                   data=body or None) as upstream:
             payload = await upstream.read()
-            if roll < rates["before"] + rates["after"]:  # storage did the work; the answer is lost
-                if rng.random() < 0.5:
+            cut_batch = request.method == "POST" and request.path.endswith("/$batch") and rates["cutBatches"] >= 1
+            if cut_batch or roll < rates["before"] + rates["after"]:  # storage did the work; the answer is lost
+                if cut_batch:
+                    rates["cutBatches"] -= 1
+                elif rng.random() < 0.5:
                     stats["failed_after"] += 1
                     return _server_busy()
                 stats["cut_after"] += 1

@@ -44,6 +44,7 @@ class Stack:
     proxy_port: int = field(default_factory=free_port)
     azurite: Azurite | None = None
     processes: list[subprocess.Popen] = field(default_factory=list)
+    connection: str | None = field(default=None, init=False)  # the storage the app uses (Azurite, via the proxy)
     _workdir: Path | None = None
 
     @property
@@ -87,6 +88,7 @@ class Stack:
                                            "--after", str(after)], logs)
                 _wait_for_port(self.proxy_port, self.processes)
                 connection = connection.replace(f":{self.azurite.port}/", f":{self.proxy_port}/")
+        self.connection = connection
         values = {
             "FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": connection,
             "COUNTS_TABLE_PREFIX": self.table_prefix, "JOB_PARTITIONS": str(self.job_partitions),

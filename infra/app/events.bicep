@@ -1,6 +1,6 @@
-// The Event Grid custom topic producers publish task events to, and (second step, once the
-// code answers the validation handshake) its webhook subscription to TaskEvents, batched,
-// retried, and dead-lettered to blob storage so that no event is lost silently.
+// The Event Grid custom topic producers publish task events to. Its webhook subscription to
+// TaskEvents is infra/event-subscription.bicep, deployed by azd's postdeploy hook: Event Grid
+// validates a webhook when the subscription is created, so the code must be deployed first.
 param topicName string
 param location string
 param tags object = {}
@@ -9,12 +9,6 @@ param tags object = {}
   'CloudEventSchemaV1_0'
 ])
 param eventSchema string
-param deployEventSubscription bool
-param functionAppName string
-param maxEventsPerBatch int
-param preferredBatchSizeInKilobytes int
-param storageAccountId string
-param deadLetterContainerName string
 @description('Principals (producers) allowed to publish with Microsoft Entra ID: EventGrid Data Sender.')
 param publisherPrincipalIds array
 
@@ -32,48 +26,6 @@ resource topic 'Microsoft.EventGrid/topics@2022-06-15' = {
     inputSchema: eventSchema
     publicNetworkAccess: 'Enabled'
     disableLocalAuth: true // producers publish with Microsoft Entra ID (EventGrid Data Sender), never with topic keys
-  }
-}
-
-resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
-  name: functionAppName
-}
-
-resource subscription 'Microsoft.EventGrid/topics/eventSubscriptions@2022-06-15' = if (deployEventSubscription) {
-  parent: topic
-  name: 'taskevents-webhook'
-  properties: {
-    eventDeliverySchema: eventSchema
-    destination: {
-      endpointType: 'WebHook'
-      properties: {
-        endpointUrl: 'https://${functionApp.properties.defaultHostName}/api/taskevents?code=${listKeys('${functionApp.id}/host/default', '2023-12-01').functionKeys.default}'
-        maxEventsPerBatch: maxEventsPerBatch
-        preferredBatchSizeInKilobytes: preferredBatchSizeInKilobytes
-      }
-    }
-    filter: {
-      includedEventTypes: [
-        'Batch.TaskStateChanged'
-        'Batch.TaskDeleted'
-      ]
-    }
-    retryPolicy: {
-      maxDeliveryAttempts: 30
-      eventTimeToLiveInMinutes: 1440
-    }
-    deadLetterWithResourceIdentity: {
-      identity: {
-        type: 'SystemAssigned'
-      }
-      deadLetterDestination: {
-        endpointType: 'StorageBlob'
-        properties: {
-          resourceId: storageAccountId
-          blobContainerName: deadLetterContainerName
-        }
-      }
-    }
   }
 }
 

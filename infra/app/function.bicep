@@ -13,8 +13,6 @@ param tablePrefix string
 param jobPartitions int
 param batchAccountUrl string
 param batchAccountName string
-@description('Key Vault secret URI of the Batch account key: the explicit alternative to the managed identity. Empty: Entra ID.')
-param batchAccountKeySecretUri string
 param validationMaxTasks int
 param validationSchedule string
 param retentionDays int
@@ -50,6 +48,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: callers authenticate with function keys; Event Grid webhooks cannot present client certificates
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero on demand; set always-ready instances if cold starts matter to you
   // checkov:skip=CKV_AZURE_213: Flex Consumption apps have no App Service health-check path; the platform manages instance health
+  // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP(S) endpoint, and a Flex site that sets ftpsState is refused (ExtendedCode 51021)
+  // checkov:skip=CKV_AZURE_18: http20Enabled is not confirmed as accepted on a Flex Consumption site; left out so deployment cannot be refused for it
+  // checkov:skip=CKV_AZURE_67: the same check as CKV_AZURE_18 for function apps
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })
@@ -63,7 +64,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
-    keyVaultReferenceIdentity: identityId
     functionAppConfig: {
       deployment: {
         storage: {
@@ -84,10 +84,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         version: '3.11'
       }
     }
+    // Only what Flex Consumption accepts: ftpsState, alwaysOn, linuxFxVersion, functionAppScaleLimit and the
+    // other properties in Microsoft's "Flex Consumption plan deprecations" table are refused (tests/unit/test_infra.py).
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      http20Enabled: true
       appSettings: [
         // The host's storage, reached with the managed identity (no account key anywhere).
         {
@@ -134,10 +134,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'BATCH_ACCOUNT_NAME'
           value: batchAccountName
-        }
-        {
-          name: 'BATCH_ACCOUNT_KEY'
-          value: empty(batchAccountKeySecretUri) ? '' : '@Microsoft.KeyVault(SecretUri=${batchAccountKeySecretUri})'
         }
         {
           name: 'VALIDATION_MAX_TASKS'

@@ -1,12 +1,11 @@
-// Data-plane roles for the app's identity (storage, Application Insights) and for Event Grid's
-// dead-lettering identity. Names come from guid() so a redeploy changes nothing.
+// Data-plane roles for the app's identity (storage, Application Insights). main.bicep grants them
+// before it creates the app, so they have propagated by the time azd publishes the code (the Flex
+// publish writes the package with this identity). Names come from guid(): a redeploy changes nothing.
 param storageAccountName string
 param applicationInsightsName string
 param appPrincipalId string
-param topicPrincipalId string
 
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -40,16 +39,6 @@ resource appTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
     principalId: appPrincipalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, topicPrincipalId, storageBlobDataContributor)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
-    principalId: topicPrincipalId
     principalType: 'ServicePrincipal'
   }
 }

@@ -4,7 +4,6 @@ import base64
 import json
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import requests
@@ -13,11 +12,11 @@ from azure.core.credentials import AzureNamedKeyCredential
 
 from shared.config import Settings
 from shared.store import CountsStore, raw_text_of
+from tests.sample_files import event_grid, sample_bytes, task_data, validation_handshake
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
 from tools.stack import FUNCTION_KEY, MASTER_KEY, Stack
 
 pytestmark = pytest.mark.e2e
-SAMPLES = Path(__file__).parent.parent / "samples"
 KEYED = {"x-functions-key": FUNCTION_KEY}
 
 
@@ -63,8 +62,7 @@ def follow(url, timeout=90):
 
 
 def test_event_grid_validation_handshake(stack):
-    handshake = [{"id": "1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "subject": "",
-                  "eventTime": "2025-01-01T00:00:00Z", "dataVersion": "1", "data": {"validationCode": "e2e-code"}}]
+    handshake = [validation_handshake("e2e-code")]
     response = requests.post(f"{stack.app_url}/api/taskevents", json=handshake, timeout=10,
                              headers={**KEYED, "aeg-event-type": "SubscriptionValidation"})
     assert response.status_code == 200 and response.json() == {"validationResponse": "e2e-code"}
@@ -76,7 +74,7 @@ def test_event_grid_validation_handshake(stack):
 def test_both_schemas_are_delivered_and_the_sdk_reads_the_counts(stack):
     for sample, content_type in (("eventgrid_batch.json", "application/json"),
                                  ("cloudevents_batch.json", "application/cloudevents-batch+json")):
-        response = requests.post(f"{stack.app_url}/api/taskevents", data=(SAMPLES / sample).read_bytes(),
+        response = requests.post(f"{stack.app_url}/api/taskevents", data=sample_bytes(sample),
                                  headers={**KEYED, "Content-Type": content_type}, timeout=10)
         assert response.status_code == 200 and response.json()["rejected"] == 0
     sdk = BatchClient(f"{stack.app_url}/api", AzureNamedKeyCredential("unused", base64.b64encode(b"x").decode()))
@@ -92,10 +90,8 @@ def test_requests_without_a_key_are_refused(stack):
 
 
 def test_bad_deliveries_are_rejected_and_kept(stack):
-    bad = {"id": "bad-1", "eventType": "Batch.TaskStateChanged", "subject": "s", "eventTime": "2025-01-01T00:00:00Z",
-           "dataVersion": "1", "data": {"jobId": "e2e-bad", "id": "t/1", "state": "running",
-                                        "stateTransitionTime": "2025-01-01T00:00:00Z"}}
-    good = {**bad, "id": "good-1", "data": {**bad["data"], "id": "t1"}}
+    bad = event_grid(task_data(jobId="e2e-bad", id="t/1"), event_id="bad-1")
+    good = event_grid(task_data(jobId="e2e-bad", id="t1"), event_id="good-1")
     response = requests.post(f"{stack.app_url}/api/taskevents", json=[good, bad], headers=KEYED, timeout=10)
     assert response.status_code == 200 and response.json()["rejected"] == 1
     assert counts(stack, "e2e-bad")["taskCounts"]["running"] == 1
@@ -150,7 +146,7 @@ def run_cli(*args):
 
 def test_cli_reads_counts_and_explains_wrong_urls_keys_and_jobs(stack):
     delivered = requests.post(f"{stack.app_url}/api/taskevents", headers=KEYED, timeout=10,
-                              data=(SAMPLES / "eventgrid_batch.json").read_bytes())
+                              data=sample_bytes("eventgrid_batch.json"))
     assert delivered.status_code == 200
     code, out, err = run_cli("--url", stack.app_url, "--key", FUNCTION_KEY, "get", "Render-42", "--json")
     assert code == 0, err

@@ -8,33 +8,31 @@ import aiohttp
 import pytest
 
 from tests.conftest import FUNCTION_KEY, MASTER_KEY
+from tests.sample_files import cloud_event, event_grid, service_log_record, task_data, validation_handshake
 
 GOOD_JOB = "catalogue-good"
 
 
-def event(data=None, **envelope):
-    base = {"id": "e", "eventType": "Batch.TaskStateChanged", "subject": "s", "eventTime": "2025-06-01T00:00:00Z",
-            "dataVersion": "1"}
-    body = {"jobId": "catalogue-bad", "id": "t1", "state": "running", "stateTransitionTime": "2025-06-01T00:00:00Z"}
-    return {**base, **envelope, "data": body if data is None else data}
-
-
 def task(**fields):
-    return event({"jobId": "catalogue-bad", "id": "t1", "state": "running",
-                  "stateTransitionTime": "2025-06-01T00:00:00Z", **fields})
+    """An event for a task of the job no bad event may create; ``fields`` replace the task's."""
+    return event_grid(task_data(**{"jobId": "catalogue-bad", **fields}), event_id="e")
+
+
+def good_task(job, task_id, event_id):
+    return event_grid(task_data(jobId=job, id=task_id, state="active"), event_id=event_id)
 
 
 REJECTED = [  # (kind, element) -> 200, the element rejected with a reason and kept
     ("array of non-objects", 42),
     ("wrong schema: neither eventType nor specversion", {"hello": "world"}),
-    ("missing data", {k: v for k, v in event().items() if k != "data"}),
-    ("data is a list", event([1, 2])),
-    ("missing jobId", event({"id": "t1", "state": "running", "stateTransitionTime": "2025-06-01T00:00:00Z"})),
+    ("missing data", {k: v for k, v in task().items() if k != "data"}),
+    ("data is a list", event_grid([1, 2])),
+    ("missing jobId", event_grid({k: v for k, v in task_data().items() if k != "jobId"})),
     ("jobId is a number", task(jobId=7)),
     ("unknown state", task(state="exploded")),
     ("state is an object", task(state={"$ne": None})),
-    ("unknown event type", event(eventType="Batch.JobScheduled")),
-    ("event type is not a string", event(eventType=["Batch.TaskStateChanged"])),
+    ("unknown event type", event_grid(task_data(jobId="catalogue-bad"), event_type="Batch.JobScheduled")),
+    ("event type is not a string", event_grid(task_data(jobId="catalogue-bad"), event_type=["Batch.TaskStateChanged"])),
     ("OData injection in jobId", task(jobId="a' or '1' eq '1")),
     ("OData keyword with spaces", task(id="t eq t")),
     ("slash in task id (Table key)", task(id="t/1")),
@@ -54,14 +52,12 @@ REJECTED = [  # (kind, element) -> 200, the element rejected with a reason and k
     ("retryCount is a string", task(executionInfo={"retryCount": "3"})),
     ("unknown result", task(state="completed", executionInfo={"result": "partial"})),
     ("id and taskId disagree", task(taskId="t2")),
-    ("CloudEvents 0.3", {"specversion": "0.3", "id": "c", "source": "s", "type": "Batch.TaskStateChanged",
-                         "data": task()["data"]}),
-    ("CloudEvents binary data", {"specversion": "1.0", "id": "c", "source": "s", "type": "Batch.TaskStateChanged",
-                                 "data_base64": "AAAA"}),
+    ("CloudEvents 0.3", cloud_event(task()["data"], specversion="0.3")),
+    ("CloudEvents binary data", cloud_event(data_base64="AAAA")),
     ("service-log record with a non-integer exit code",
-     event({"operationName": "TaskCompleteEvent", "time": "2025-06-01T00:00:00Z",
-            "properties": {"jobId": "catalogue-bad", "id": "t1", "executionInfo": {"exitCode": "zero"}}})),
-    ("service-log record without properties", event({"operationName": "TaskStartEvent", "time": "2025-06-01T00:00:00Z"})),
+     event_grid(service_log_record("task_complete_success", jobId="catalogue-bad", executionInfo={"exitCode": "zero"}))),
+    ("service-log record without properties",
+     event_grid({k: v for k, v in service_log_record("task_start").items() if k != "properties"})),
     ("huge invalid event (800 KB)", task(state="x" * 800_000)),
 ]
 
@@ -73,11 +69,10 @@ REFUSED = [  # (kind, body, status, Batch error code): the delivery as a whole i
     ("deep nesting", b"[" * 50_000 + b"]" * 50_000, 400, "InvalidRequestBody"),
     ("body over 1 MB", json.dumps([task(note="x" * (1024 * 1024))]).encode(), 413, "RequestBodyTooLarge"),
     ("validation handshake without a code",
-     json.dumps([{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "data": {}}]).encode(),
+     json.dumps([event_grid({}, event_type="Microsoft.EventGrid.SubscriptionValidationEvent")]).encode(),
      400, "InvalidRequestBody"),
     ("validation handshake with a numeric code",
-     json.dumps([{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
-                  "data": {"validationCode": 12}}]).encode(), 400, "InvalidRequestBody"),
+     json.dumps([validation_handshake(12)]).encode(), 400, "InvalidRequestBody"),
 ]
 
 
@@ -89,8 +84,7 @@ async def post(session, url, body, headers=None):
 
 @pytest.mark.parametrize("kind,element", REJECTED, ids=[kind for kind, _ in REJECTED])
 async def test_bad_events_are_rejected_with_a_reason_and_the_rest_applied(app_server, kind, element):
-    good = event({"jobId": GOOD_JOB, "id": f"g-{[k for k, _ in REJECTED].index(kind)}", "state": "active",
-                  "stateTransitionTime": "2025-06-01T00:00:00Z"}, id=f"good-{kind}")
+    good = good_task(GOOD_JOB, f"g-{[k for k, _ in REJECTED].index(kind)}", f"good-{kind}")
     async with aiohttp.ClientSession() as session:
         status, body = await post(session, app_server.url, json.dumps([good, element]).encode())
     assert status == 200, body
@@ -147,8 +141,7 @@ async def test_handshake_abuse_is_refused(app_server):
 async def test_the_whole_catalogue_moves_no_count_wrongly(app_server):
     """Every bad element next to a good one, in one delivery: only the good ones count."""
     job = "catalogue-all"
-    good = [event({"jobId": job, "id": f"g{n}", "state": "active", "stateTransitionTime": "2025-06-01T00:00:00Z"},
-                  id=f"all-good-{n}") for n in range(len(REJECTED))]
+    good = [good_task(job, f"g{n}", f"all-good-{n}") for n in range(len(REJECTED))]
     mixed = [item for pair in zip(good, (element for _, element in REJECTED)) for item in pair]
     async with aiohttp.ClientSession() as session:
         status, body = await post(session, app_server.url, json.dumps(mixed).encode())

@@ -1,7 +1,6 @@
 """The function folders called as the Functions host calls them, against a real Azurite."""
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
@@ -13,9 +12,9 @@ import TaskEvents
 from shared.config import Settings
 from shared.ingest import handle_delivery
 from shared.store import CountsStore, get_store, raw_text_of
+from tests.sample_files import event_grid, sample_bytes, task_data, validation_handshake
 from tools.azurite import free_port
 
-SAMPLES = Path(__file__).parent.parent / "samples"
 pytestmark = pytest.mark.usefixtures("app_settings")
 
 
@@ -32,15 +31,12 @@ def body_of(response: func.HttpResponse):
     return json.loads(response.get_body())
 
 
-def event(job, task, state, at, **data):
-    return {"id": f"{task}-{state}-{at}", "eventType": "Batch.TaskStateChanged", "subject": task,
-            "eventTime": at, "dataVersion": "1",
-            "data": {"jobId": job, "id": task, "state": state, "stateTransitionTime": at, **data}}
+def event(job, task, state, at):
+    return event_grid(task_data(jobId=job, id=task, state=state, stateTransitionTime=at), event_id=f"{task}-{state}-{at}")
 
 
 async def test_event_grid_validation_handshake():
-    body = json.dumps([{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
-                        "eventTime": "2025-01-01T00:00:00Z", "data": {"validationCode": "abc-123"}}])
+    body = json.dumps([validation_handshake("abc-123")])
     response = await TaskEvents.main(post(body.encode(), **{"aeg-event-type": "SubscriptionValidation"}))
     assert (response.status_code, body_of(response)) == (200, {"validationResponse": "abc-123"})
 
@@ -57,7 +53,7 @@ async def test_cloudevents_abuse_protection_handshake():
 
 async def test_both_schemas_are_applied_and_counted():
     for sample in ("eventgrid_batch.json", "cloudevents_batch.json"):
-        response = await TaskEvents.main(post((SAMPLES / sample).read_bytes()))
+        response = await TaskEvents.main(post(sample_bytes(sample)))
         assert response.status_code == 200, response.get_body()
         assert body_of(response)["rejected"] == 0
     response = await GetTaskCounts.main(get_counts("render-42"))

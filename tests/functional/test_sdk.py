@@ -10,6 +10,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import ResourceNotFoundError
 
 from tests.conftest import FUNCTION_KEY as KEY
+from tests.sample_files import event_grid, task_data
 
 
 @pytest.fixture
@@ -31,9 +32,8 @@ async def deliver(base_url, events):
 
 
 def event(task, state, at, **data):
-    return {"id": f"{task}-{at}", "eventType": "Batch.TaskStateChanged", "subject": task, "eventTime": at,
-            "dataVersion": "1", "data": {"jobId": "SDK-Job", "id": task, "state": state,
-                                         "stateTransitionTime": at, **data}}
+    return event_grid(task_data(jobId="SDK-Job", id=task, state=state, stateTransitionTime=at, **data),
+                      event_id=f"{task}-{at}")
 
 
 async def test_sdk_reads_task_counts(base_url):

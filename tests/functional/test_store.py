@@ -5,6 +5,7 @@ import threading
 import zlib
 from datetime import datetime, timezone
 
+import aiohttp
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
 from shared.counting import Counts, TaskResult, TaskState, counts_of
@@ -12,6 +13,8 @@ from shared.events import Rejection
 from shared.store import COUNTER_ROW, CountsStore, raw_text_of
 from tests.conftest import make_settings
 from tests.strategies import observations, observe
+from tools import faultproxy
+from tools.azurite import free_port
 
 ACTIVE, RUNNING, COMPLETED = TaskState.ACTIVE, TaskState.RUNNING, TaskState.COMPLETED
 SUCCESS, FAILURE = TaskResult.SUCCESS, TaskResult.FAILURE
@@ -188,3 +191,29 @@ def test_concurrent_instances_with_overlapping_batches_count_exactly(azurite):
         finally:
             await store.close()
     asyncio.run(check())
+
+
+async def test_an_upsert_transaction_cut_after_storage_answered_is_sent_again(azurite):
+    """The SDK never resends a POST whose connection was cut; a listing page and rejected events are
+    upserts, so the store sends them again and the outcome is the same as one clean send."""
+    port = free_port()
+    proxy = await faultproxy.serve(f"http://127.0.0.1:{azurite.port}", port, before=0, after=0)
+    connection = azurite.connection_string.replace(f":{azurite.port}/", f":{port}/")
+    store = CountsStore.from_settings(make_settings(azurite, AzureWebJobsStorage=connection))
+    try:
+        await store.ensure_tables()
+        listed = {shard: [(f"t{shard}-{n}", f"T{shard}-{n}", observe("j", f"t{shard}-{n}", RUNNING, n).status)
+                          for n in range(3)] for shard in range(2)}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/_faults", json={"cutBatches": 2}) as response:
+                assert response.status == 200
+            await store.record_listing("j", "0000000000000000001", 0, listed)
+            async with session.get(f"http://127.0.0.1:{port}/_faults") as response:
+                faults = await response.json()
+        assert faults["cut_after"] == 2 and faults["cutBatches"] == 0  # both cuts spent on this page
+        for shard, entries in listed.items():
+            assert await store.listed_in_shard("j", "0000000000000000001", shard) == {
+                key: (task_id, status) for key, task_id, status in entries}
+    finally:
+        await store.close()
+        await proxy.cleanup()

@@ -1,6 +1,5 @@
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -8,8 +7,9 @@ from hypothesis import given, settings, strategies as st
 from shared.counting import Counts, TaskResult, TaskState
 from shared.eventgrid import InvalidDeliveryError, parse_delivery
 from shared.events import TASK_DELETED, parse_timestamp, ticks_to_iso
+from tests.sample_files import (cloud_event, event_grid, sample_bytes, service_log_record, task_data,
+                                 validation_handshake)
 
-SAMPLES = Path(__file__).parent.parent / "samples"
 NOW = datetime(2025, 6, 1, 12, 30, tzinfo=timezone.utc)
 
 
@@ -17,18 +17,8 @@ def parse(document):
     return parse_delivery(json.dumps(document).encode(), NOW)
 
 
-def state_changed(data, **envelope):
-    return {"id": "e1", "eventType": "Batch.TaskStateChanged", "eventTime": "2025-06-01T12:00:00Z",
-            "subject": "s", "dataVersion": "1", "data": data, **envelope}
-
-
-def task(**fields):
-    return {"jobId": "job-1", "id": "task-1", "state": "running",
-            "stateTransitionTime": "2025-06-01T12:00:00.0000001Z", **fields}
-
-
 def test_event_grid_sample_parses_to_typed_events():
-    delivery = parse_delivery((SAMPLES / "eventgrid_batch.json").read_bytes(), NOW)
+    delivery = parse_delivery(sample_bytes("eventgrid_batch.json"), NOW)
     assert delivery.rejections == ()
     completed, deleted = delivery.events
     assert (completed.job_id, completed.job_key, completed.task_key) == ("Render-42", "render-42", "frame-0001")
@@ -38,7 +28,7 @@ def test_event_grid_sample_parses_to_typed_events():
 
 
 def test_cloudevents_sample_with_task_id_and_service_log_record():
-    delivery = parse_delivery((SAMPLES / "cloudevents_batch.json").read_bytes(), NOW)
+    delivery = parse_delivery(sample_bytes("cloudevents_batch.json"), NOW)
     assert delivery.rejections == ()
     running, completed = delivery.events
     assert running.task_id == "frame-0003" and running.status.state is TaskState.RUNNING
@@ -49,13 +39,12 @@ def test_cloudevents_sample_with_task_id_and_service_log_record():
 
 
 def test_single_cloudevent_object_is_a_delivery_of_one():
-    document = {"specversion": "1.0", "id": "x", "source": "s", "type": "Batch.TaskStateChanged", "data": task()}
+    document = cloud_event(task_data())
     assert len(parse(document).events) == 1
 
 
 def test_validation_handshake_is_recognised():
-    document = [{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
-                 "data": {"validationCode": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"}, "eventTime": "x"}]
+    document = [validation_handshake("512d38b6-c7b8-40c8-89fe-f46f9e9622b6")]
     assert parse(document).validation_code == "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"
 
 
@@ -71,37 +60,36 @@ def test_bodies_that_are_not_deliveries(body):
 
 
 @pytest.mark.parametrize("element,reason", [
-    (state_changed(task(state="deleted")), "state must be one of"),
-    (state_changed(task(state=None)), "state must be one of"),
-    (state_changed(task(jobId="bad/id")), "jobId must be"),
-    (state_changed(task(jobId="x" * 65)), "jobId must be"),
-    (state_changed(task(jobId="a' or PartitionKey eq 'b")), "jobId must be"),
-    (state_changed(task(id="t#1")), "task id"),
-    (state_changed({**task(), "id": "a", "taskId": "b"}), "disagree"),
-    (state_changed(task(stateTransitionTime="yesterday")), "ISO 8601"),
-    (state_changed(task(stateTransitionTime="2025-06-01T12:00:00")), "with a zone"),
-    (state_changed(task(stateTransitionTime="2025-02-30T12:00:00Z")), "not a real time"),
-    (state_changed(task(stateTransitionTime="2999-01-01T00:00:00Z")), "in the future"),
-    (state_changed(task(stateTransitionTime="1999-12-31T23:59:59Z")), "before 2000"),
-    (state_changed(task(requiredSlots=0)), "requiredSlots"),
-    (state_changed(task(requiredSlots="2")), "requiredSlots"),
-    (state_changed(task(state="completed", executionInfo={"result": "maybe"})), "result must be"),
-    (state_changed(task(executionInfo={"retryCount": -1})), "retryCount"),
-    (state_changed(task(executionInfo={"retryCount": True})), "retryCount"),
-    (state_changed(task(executionInfo=[])), "executionInfo must be"),
-    (state_changed("a string"), "data must be"),
-    (state_changed(task(), eventType="Batch.JobDeleted"), "unsupported event type"),
-    (state_changed(task(), id=7), "id is required"),
-    ({"specversion": "0.3", "id": "x", "source": "s", "type": "Batch.TaskStateChanged"}, "specversion"),
-    ({"specversion": "1.0", "id": "x", "source": "s", "type": "Batch.TaskStateChanged", "data_base64": "AA=="}, "binary"),
-    ({"specversion": "1.0", "id": "x", "type": "Batch.TaskStateChanged", "data": task()}, "source is required"),
-    (state_changed({"operationName": "TaskCompleteEvent", "time": "2025-06-01T12:00:00Z",
-                    "properties": {"jobId": "j", "id": "t", "executionInfo": {"exitCode": "0"}}}), "exitCode"),
+    (event_grid(task_data(state="deleted")), "state must be one of"),
+    (event_grid(task_data(state=None)), "state must be one of"),
+    (event_grid(task_data(jobId="bad/id")), "jobId must be"),
+    (event_grid(task_data(jobId="x" * 65)), "jobId must be"),
+    (event_grid(task_data(jobId="a' or PartitionKey eq 'b")), "jobId must be"),
+    (event_grid(task_data(id="t#1")), "task id"),
+    (event_grid({**task_data(), "id": "a", "taskId": "b"}), "disagree"),
+    (event_grid(task_data(stateTransitionTime="yesterday")), "ISO 8601"),
+    (event_grid(task_data(stateTransitionTime="2025-06-01T12:00:00")), "with a zone"),
+    (event_grid(task_data(stateTransitionTime="2025-02-30T12:00:00Z")), "not a real time"),
+    (event_grid(task_data(stateTransitionTime="2999-01-01T00:00:00Z")), "in the future"),
+    (event_grid(task_data(stateTransitionTime="1999-12-31T23:59:59Z")), "before 2000"),
+    (event_grid(task_data(requiredSlots=0)), "requiredSlots"),
+    (event_grid(task_data(requiredSlots="2")), "requiredSlots"),
+    (event_grid(task_data(state="completed", executionInfo={"result": "maybe"})), "result must be"),
+    (event_grid(task_data(executionInfo={"retryCount": -1})), "retryCount"),
+    (event_grid(task_data(executionInfo={"retryCount": True})), "retryCount"),
+    (event_grid(task_data(executionInfo=[])), "executionInfo must be"),
+    (event_grid("a string"), "data must be"),
+    (event_grid(task_data(), eventType="Batch.JobDeleted"), "unsupported event type"),
+    (event_grid(task_data(), id=7), "id is required"),
+    (cloud_event(task_data(), specversion="0.3"), "specversion"),
+    (cloud_event(data_base64="AA=="), "binary"),
+    ({k: v for k, v in cloud_event(task_data()).items() if k != "source"}, "source is required"),
+    (event_grid(service_log_record("task_complete_success", executionInfo={"exitCode": "0"})), "exitCode"),
     ({"id": "d", "eventType": "Batch.TaskDeleted", "data": {"jobId": "j", "id": "t"}}, "eventTime"),
     ([1, 2], "must be a JSON object"),
 ])
 def test_invalid_events_are_rejected_with_a_reason(element, reason):
-    good = state_changed(task(id="good"))
+    good = event_grid(task_data(id="good"))
     delivery = parse([good, element])
     assert [event.task_id for event in delivery.events] == ["good"]
     [rejection] = delivery.rejections
@@ -111,14 +99,14 @@ def test_invalid_events_are_rejected_with_a_reason(element, reason):
 
 
 def test_completed_without_result_falls_back_to_exit_code_and_failure_info():
-    success = parse([state_changed(task(state="completed", executionInfo={"exitCode": 0}))]).events[0]
-    failure = parse([state_changed(task(state="completed", executionInfo={"failureInfo": {"code": "X"}}))]).events[0]
+    success = parse([event_grid(task_data(state="completed", executionInfo={"exitCode": 0}))]).events[0]
+    failure = parse([event_grid(task_data(state="completed", executionInfo={"failureInfo": {"code": "X"}}))]).events[0]
     assert success.status.result is TaskResult.SUCCESS and failure.status.result is TaskResult.FAILURE
 
 
 def test_timestamps_keep_seven_digits_and_honour_offsets():
-    a = parse([state_changed(task(stateTransitionTime="2025-06-01T12:00:00.1234567Z"))]).events[0]
-    b = parse([state_changed(task(stateTransitionTime="2025-06-01T14:00:00.1234568+02:00"))]).events[0]
+    a = parse([event_grid(task_data(stateTransitionTime="2025-06-01T12:00:00.1234567Z"))]).events[0]
+    b = parse([event_grid(task_data(stateTransitionTime="2025-06-01T14:00:00.1234568+02:00"))]).events[0]
     assert b.status.version > a.status.version
     assert ticks_to_iso(int(a.status.version[:19])) == "2025-06-01T12:00:00.1234567Z"
     assert parse_timestamp("2025-06-01T12:00:00Z") == datetime(2025, 6, 1, 12, tzinfo=timezone.utc)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pycep import BicepParser
 
-from shared.config import APP_SETTINGS, BATCH_LOG_CONNECTION, STORAGE_CONNECTION
+from shared.config import APP_SETTINGS, BATCH_ACCOUNT_KEY, BATCH_LOG_CONNECTION, STORAGE_CONNECTION
 
 REPO = Path(__file__).resolve().parent.parent.parent
 INFRA = REPO / "infra"
@@ -44,6 +44,25 @@ ROLES = {
     "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
     "a638d3c7-ab3a-418d-83e6-5f17a39d4fde": "Azure Event Hubs Data Receiver",
 }
+# Microsoft's "Flex Consumption plan deprecations" table (App settings reference for Azure Functions,
+# learn.microsoft.com, 2025-12-22): site properties and app settings a Flex site must not carry. Some
+# are refused outright (ftpsState: BadRequest, ExtendedCode 51021) although the Bicep types accept them.
+FLEX_DEPRECATED_PROPERTIES = {
+    "alwaysOn", "containerSize", "dnsConfiguration", "ftpsState", "isReserved", "IsXenon", "javaVersion",
+    "LinuxFxVersion", "netFrameworkVersion", "powerShellVersion", "functionAppScaleLimit", "preWarmedInstanceCount",
+    "use32BitWorkerProcess", "vnetBackupRestoreEnabled", "vnetContentShareEnabled", "vnetImagePullEnabled",
+    "vnetRouteAllEnabled", "windowsFxVersion",
+}
+FLEX_DEPRECATED_SETTINGS = {
+    "ENABLE_ORYX_BUILD", "FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY", "FUNCTIONS_WORKER_PROCESS_COUNT", "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTOVERVNET",
+    "WEBSITE_CONTENTSHARE", "WEBSITE_DNS_SERVER", "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "WEBSITE_NODE_DEFAULT_VERSION", "WEBSITE_RUN_FROM_PACKAGE", "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
+    "WEBSITE_VNET_ROUTE_ALL",
+}
+# Not in that table and not confirmed either way on Flex: left out rather than risk a refused deployment.
+FLEX_UNCONFIRMED_PROPERTIES = {"http20Enabled"}
 # Settings the Functions host and its extensions read (not shared/config.py).
 HOST_SETTINGS = {
     "AzureWebJobsStorage__credential", "AzureWebJobsStorage__blobServiceUri", "AzureWebJobsStorage__queueServiceUri",
@@ -73,8 +92,12 @@ def resources(type_name: str) -> list[tuple[Path, str, dict]]:
 
 
 def one(type_name: str) -> dict:
-    [(_, _, resource)] = resources(type_name)
-    return resource
+    return one_with_path(type_name)[2]
+
+
+def one_with_path(type_name: str) -> tuple[Path, str, dict]:
+    [found] = resources(type_name)
+    return found
 
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
@@ -134,9 +157,10 @@ def test_batch_reader_role_is_granted_in_the_batch_accounts_own_resource_group()
     assert scope["parameters"]["resource_group_name"] == "batchAccountResourceGroup"
 
 
-def test_event_subscription_is_a_batched_webhook_with_retries_and_dead_lettering_as_a_second_step():
-    [(_, _, subscription)] = resources("Microsoft.EventGrid/topics/eventSubscriptions")
-    assert subscription["config"]["condition"] == "deployEventSubscription"
+def test_event_subscription_is_a_batched_webhook_with_retries_and_dead_lettering_deployed_after_the_code():
+    path, _, subscription = one_with_path("Microsoft.EventGrid/topics/eventSubscriptions")
+    assert path == INFRA / "event-subscription.bicep"  # its own deployment, run by the postdeploy hook
+    assert "condition" not in subscription["config"]  # no flag decides whether it exists
     properties = body(subscription)["properties"]
     destination = properties["destination"]
     assert destination["endpointType"] == "WebHook"
@@ -150,8 +174,34 @@ def test_event_subscription_is_a_batched_webhook_with_retries_and_dead_lettering
     topic = body(one("Microsoft.EventGrid/topics"))
     assert topic["properties"]["disableLocalAuth"] is True
     main = parse(INFRA / "main.bicep")["parameters"]
-    assert main["deployEventSubscription"]["default"] is False
+    assert "deployEventSubscription" not in main
     assert main["maxEventsPerBatch"]["decorators"] and main["preferredBatchSizeInKilobytes"]["decorators"]
+    assert "DEPLOY_EVENT_SUBSCRIPTION" not in (INFRA / "main.parameters.json").read_text()
+
+
+def test_the_flex_site_carries_nothing_flex_deprecates():
+    site = body(one("Microsoft.Web/sites"))
+    properties, site_config = site["properties"], site["properties"]["siteConfig"]
+    present = {name.lower() for name in (*properties, *site_config)}
+    refused = {name.lower() for name in FLEX_DEPRECATED_PROPERTIES | FLEX_UNCONFIRMED_PROPERTIES}
+    assert not present & refused, f"Flex Consumption refuses {sorted(present & refused)}"
+    settings = {name.upper() for name in app_settings()}
+    assert not settings & FLEX_DEPRECATED_SETTINGS, f"deprecated on Flex: {sorted(settings & FLEX_DEPRECATED_SETTINGS)}"
+
+
+def test_the_apps_roles_are_granted_before_the_app_is_created():
+    modules = parse(INFRA / "main.bicep")["modules"]
+    assert modules["app"]["config"]["dependsOn"] == ["roles"]
+    roles = parse(INFRA / "app" / "roles.bicep")["resources"]
+    assert {name for name in roles if not roles[name]["existing"]} == {"appStorageAccess", "appTelemetry"}
+    assert set(modules["roles"]["config"]["params"]) == {"storageAccountName", "applicationInsightsName",
+                                                         "appPrincipalId"}  # waits for nothing created later
+
+
+def test_batch_is_read_with_the_apps_identity_and_no_key_vault_reference_is_left_to_resolve():
+    text = "\n".join(path.read_text() for path in BICEP_FILES).lower()
+    assert "@microsoft.keyvault(" not in text and "keyvaultreferenceidentity" not in text
+    assert BATCH_ACCOUNT_KEY not in app_settings()
 
 
 def app_settings() -> dict:
@@ -161,8 +211,8 @@ def app_settings() -> dict:
 
 def test_the_app_settings_in_bicep_are_exactly_the_settings_the_app_reads():
     deployed = set(app_settings()) - HOST_SETTINGS
-    # local only: deployments use identity-based settings
-    expected = set(APP_SETTINGS) - {STORAGE_CONNECTION, BATCH_LOG_CONNECTION}
+    # local only: deployments use identity-based settings (storage, the hub, Batch with Entra ID)
+    expected = set(APP_SETTINGS) - {STORAGE_CONNECTION, BATCH_LOG_CONNECTION, BATCH_ACCOUNT_KEY}
     assert deployed == expected
 
 

@@ -1,0 +1,200 @@
+"""azd's flow as a team runs it: azure.yaml's hooks, what they check and run, and what azd restores.
+
+The hooks run here under `sh` for real. The Azure CLI cannot sign in to Azure from these machines,
+so where a hook calls `az`, a stand-in `az` on PATH answers as the CLI would and records its calls."""
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from pycep import BicepParser
+
+REPO = Path(__file__).resolve().parent.parent.parent
+HOOKS = REPO / "infra" / "hooks"
+SYSTEM_PATH = "/usr/bin:/bin"  # sh, sed, sleep; no az
+READY = {"AZURE_LOCATION": "westeurope", "AZURE_BATCH_ACCOUNT_NAME": "contosobatch",
+         "AZURE_BATCH_RESOURCE_GROUP": "rg-batch", "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001"}
+DEPLOYED = {"AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001", "AZURE_RESOURCE_GROUP": "rg-tc",
+            "AZURE_FUNCTION_APP_NAME": "func-taskcounts-abc", "EVENT_GRID_TOPIC_NAME": "evgt-taskcounts-abc",
+            "STORAGE_ACCOUNT_NAME": "sttcabc", "EVENT_GRID_SCHEMA": "CloudEventSchemaV1_0",
+            "EVENT_GRID_MAX_EVENTS_PER_BATCH": "500", "EVENT_GRID_PREFERRED_BATCH_KB": "64",
+            "EVENT_GRID_DEAD_LETTER_CONTAINER": "taskevents-deadletter"}
+
+FAKE_AZ = r"""#!/bin/sh
+# Answers as the Azure CLI would for the calls the hooks make; records each call, one per line.
+printf '%s\n' "$*" >> "$FAKE_AZ_LOG"
+query=""
+previous=""
+for argument in "$@"; do
+  [ "$previous" = "--query" ] && query=$argument
+  previous=$argument
+done
+case "$1 $2" in
+  "account show") [ "${FAKE_AZ_SIGNED_IN:-1}" = 1 ] || { echo "Please run 'az login'" >&2; exit 1; } ;;
+  "batch account")
+    [ "${FAKE_BATCH_EXISTS:-1}" = 1 ] || { echo "(ResourceNotFound)" >&2; exit 3; }
+    case "$query" in
+      location) echo "${FAKE_BATCH_LOCATION:-westeurope}" ;;
+      allowedAuthenticationModes) printf '%s\n' ${FAKE_BATCH_MODES:-SharedKey AAD TaskAuthenticationToken} ;;
+      publicNetworkAccess) echo "${FAKE_BATCH_NETWORK:-Enabled}" ;;
+    esac ;;
+  "deployment group")
+    count=$(cat "$FAKE_AZ_LOG.failures" 2>/dev/null || echo 0)
+    if [ "$count" -lt "${FAKE_DEPLOY_FAILURES:-0}" ]; then
+      echo $((count + 1)) > "$FAKE_AZ_LOG.failures"
+      echo "(Url validation) Webhook validation handshake failed" >&2
+      exit 1
+    fi ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_az(tmp_path):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "az").write_text(FAKE_AZ)
+    (folder / "az").chmod(0o755)
+    return folder, tmp_path / "az.log"
+
+
+def run_hook(name: str, env: dict, fake_az=None) -> subprocess.CompletedProcess:
+    path = SYSTEM_PATH if fake_az is None else f"{fake_az[0]}:{SYSTEM_PATH}"
+    extra = {} if fake_az is None else {"FAKE_AZ_LOG": str(fake_az[1])}
+    return subprocess.run(["sh", str(HOOKS / name)], env={"PATH": path, **extra, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def az_calls(fake_az) -> list[str]:
+    log = fake_az[1]
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_azure_yaml_runs_both_hooks_in_both_shells():
+    hooks = yaml.safe_load((REPO / "azure.yaml").read_text())["hooks"]
+    assert set(hooks) == {"preprovision", "postdeploy"}
+    for name, hook in hooks.items():
+        assert hook["posix"]["shell"] == "sh" and hook["windows"]["shell"] == "pwsh"
+        assert (REPO / hook["posix"]["run"]).resolve() == HOOKS / f"{name}.sh"
+        assert (REPO / hook["windows"]["run"]).resolve() == HOOKS / f"{name}.ps1"
+        assert hook["posix"]["continueOnError"] is False and hook["windows"]["continueOnError"] is False
+
+
+@pytest.mark.parametrize("name", ["preprovision", "postdeploy"])
+def test_the_powershell_hook_reads_the_same_values_as_the_shell_hook(name):
+    """No PowerShell here to run the .ps1: at least it must name the same settings and say the same things."""
+    def names(text):
+        return set(re.findall(r"\b(?:AZURE|EVENT_GRID|STORAGE|POSTDEPLOY)_[A-Z_]+\b", text))
+
+    shell, powershell = (HOOKS / f"{name}.sh").read_text(), (HOOKS / f"{name}.ps1").read_text()
+    assert names(powershell) == names(shell)
+    for phrase in re.findall(r"azd (?:env set|hooks run) [A-Za-z_$]+", shell):
+        assert phrase.split("$")[0] in powershell
+
+
+@pytest.mark.parametrize("missing", ["AZURE_LOCATION", "AZURE_BATCH_ACCOUNT_NAME", "AZURE_BATCH_RESOURCE_GROUP"])
+def test_preprovision_names_the_azd_env_set_that_is_missing(missing):
+    result = run_hook("preprovision.sh", {k: v for k, v in READY.items() if k != missing})
+    assert result.returncode == 1
+    assert f"azd env set {missing} " in result.stderr
+    assert result.stderr.count("azd env set") == 1, result.stderr
+
+
+def test_preprovision_names_every_missing_value_at_once():
+    result = run_hook("preprovision.sh", {})
+    assert result.returncode == 1
+    assert all(f"azd env set {name} " in result.stderr
+               for name in ("AZURE_LOCATION", "AZURE_BATCH_ACCOUNT_NAME", "AZURE_BATCH_RESOURCE_GROUP"))
+
+
+def test_preprovision_requires_exactly_what_main_parameters_json_cannot_default():
+    text = (REPO / "infra" / "main.parameters.json").read_text()
+    required = set(re.findall(r"\$\{([A-Z_]+)\}", text)) - {"AZURE_ENV_NAME"}  # azd sets the environment's name
+    assert required == set(re.findall(r"^require ([A-Z_]+)", (HOOKS / "preprovision.sh").read_text(), re.M))
+
+
+def test_preprovision_without_a_signed_in_cli_passes_and_says_what_it_did_not_check(fake_az):
+    assert run_hook("preprovision.sh", READY).returncode == 0  # no az at all
+    result = run_hook("preprovision.sh", {**READY, "FAKE_AZ_SIGNED_IN": "0"}, fake_az)
+    assert result.returncode == 0 and "not checked" in result.stderr
+
+
+def test_preprovision_passes_a_batch_account_the_deployment_can_use(fake_az):
+    result = run_hook("preprovision.sh", READY, fake_az)
+    assert result.returncode == 0, result.stderr
+    assert any("batch account show --name contosobatch --resource-group rg-batch" in call for call in az_calls(fake_az))
+
+
+@pytest.mark.parametrize("answers,extra,expected", [
+    ({"FAKE_BATCH_EXISTS": "0"}, {}, "no Batch account contosobatch in resource group rg-batch"),
+    ({"FAKE_BATCH_LOCATION": "eastus"}, {}, "azd env set AZURE_BATCH_LOCATION eastus"),
+    ({"FAKE_BATCH_MODES": "SharedKey"}, {}, "does not allow Microsoft Entra ID"),
+    ({"FAKE_BATCH_NETWORK": "Disabled"}, {}, "public network access is Disabled"),
+    ({"FAKE_BATCH_LOCATION": "eastus"}, {"AZURE_BATCH_LOCATION": "eastus"}, None),
+])
+def test_preprovision_stops_on_a_batch_account_the_deployment_would_fail_on(fake_az, answers, extra, expected):
+    result = run_hook("preprovision.sh", {**READY, **extra, **answers}, fake_az)
+    if expected is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 1 and expected in result.stderr, result.stderr
+
+
+def test_postdeploy_deploys_the_subscription_template_with_the_provisioned_values(fake_az):
+    result = run_hook("postdeploy.sh", DEPLOYED, fake_az)
+    assert result.returncode == 0, result.stderr
+    [call] = [call for call in az_calls(fake_az) if call.startswith("deployment group create")]
+    arguments = call.split()
+    assert Path(arguments[arguments.index("--template-file") + 1]).resolve() == REPO / "infra" / "event-subscription.bicep"
+    assert arguments[arguments.index("--resource-group") + 1] == "rg-tc"
+    assert arguments[arguments.index("--subscription") + 1] == DEPLOYED["AZURE_SUBSCRIPTION_ID"]
+    passed = dict(item.split("=", 1) for item in arguments[arguments.index("--parameters") + 1:])
+    template = BicepParser().parse(file_path=REPO / "infra" / "event-subscription.bicep")["parameters"]
+    assert set(passed) == set(template)
+    assert passed == {"topicName": "evgt-taskcounts-abc", "functionAppName": "func-taskcounts-abc",
+                      "eventSchema": "CloudEventSchemaV1_0", "maxEventsPerBatch": "500",
+                      "preferredBatchSizeInKilobytes": "64", "storageAccountName": "sttcabc",
+                      "deadLetterContainerName": "taskevents-deadletter"}
+
+
+def test_postdeploy_reads_only_what_provisioning_leaves_in_the_environment():
+    outputs = set(BicepParser().parse(file_path=REPO / "infra" / "main.bicep")["outputs"])
+    read = set(re.findall(r"\$\{?([A-Z][A-Z_]+)", (HOOKS / "postdeploy.sh").read_text()))
+    tunables = {"POSTDEPLOY_ATTEMPTS", "POSTDEPLOY_PAUSE_SECONDS"}
+    assert read - tunables - outputs == {"AZURE_SUBSCRIPTION_ID"}  # azd's own
+
+
+@pytest.mark.parametrize("failures,succeeds", [(2, True), (3, False)])
+def test_postdeploy_tries_again_when_the_fresh_app_misses_the_handshake(fake_az, failures, succeeds):
+    env = {**DEPLOYED, "FAKE_DEPLOY_FAILURES": str(failures), "POSTDEPLOY_PAUSE_SECONDS": "0"}
+    result = run_hook("postdeploy.sh", env, fake_az)
+    deployments = [call for call in az_calls(fake_az) if call.startswith("deployment group create")]
+    assert len(deployments) == min(failures + 1, 3)
+    assert (result.returncode == 0) is succeeds
+    if not succeeds:
+        assert "azd hooks run postdeploy" in result.stderr
+
+
+def test_postdeploy_says_what_it_needs():
+    missing = run_hook("postdeploy.sh", {k: v for k, v in DEPLOYED.items() if k != "EVENT_GRID_TOPIC_NAME"})
+    assert missing.returncode == 1 and "EVENT_GRID_TOPIC_NAME" in missing.stderr and "azd provision" in missing.stderr
+    no_cli = run_hook("postdeploy.sh", DEPLOYED)
+    assert no_cli.returncode == 1 and "Azure CLI" in no_cli.stderr and "azd hooks run postdeploy" in no_cli.stderr
+
+
+def test_azd_restores_the_apps_requirements_not_a_pyproject():
+    """azd restores a Python service from pyproject.toml when one exists, before requirements.txt."""
+    assert not (REPO / "pyproject.toml").exists()
+    assert "azure-functions" in (REPO / "requirements.txt").read_text()
+    assert (REPO / "pytest.ini").exists()  # the test configuration that used to live in pyproject.toml
+
+
+def test_hook_scripts_are_executable_and_parse():
+    for script in HOOKS.glob("*.sh"):
+        assert os.access(script, os.X_OK), script
+        assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+    assert {path.stem for path in HOOKS.glob("*.ps1")} == {path.stem for path in HOOKS.glob("*.sh")}
+    json.loads((REPO / "infra" / "main.parameters.json").read_text())
