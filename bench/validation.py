@@ -2,11 +2,15 @@
 with a fraction of tasks drifted (changed in Batch without an event).
 
     .venv/bin/python -m bench.validation --tasks 10000 100000 200000 [--partitions 16] [--drift 0.01]
+        [--parallel-listings 1 8] [--batch-latency 0.3]
 
 Per size: a fresh Azurite and simulator; the job is created in the simulator and moved through its
 states, the store is seeded from it (not measured), 1% of tasks then move silently, and one pass
-runs in a child process (so its peak memory is its own). Checks that the counts equal the truth
-afterwards. Prints a table and writes bench/results/validation.json.
+runs in a child process (so its peak memory is its own), once per ``--parallel-listings`` value
+(List Tasks pages in flight; the first pass corrects the drift, later ones find none). With
+``--batch-latency S`` the simulator answers every Batch call S seconds late, as a remote Batch
+does, without using this machine's CPU. Checks that the counts equal the truth afterwards. Prints
+a table and writes bench/results/validation.json.
 """
 from __future__ import annotations
 
@@ -72,7 +76,7 @@ async def served_counts(settings: Settings, job: str) -> dict:
         await store.close()
 
 
-def run_size(tasks: int, partitions: int, drift: float) -> dict:
+def run_size(tasks: int, partitions: int, drift: float, parallel_listings: list[int], latency: float) -> list[dict]:
     sim_port = free_port()
     env = dict(os.environ)
     with Azurite() as azurite:
@@ -87,22 +91,33 @@ def run_size(tasks: int, partitions: int, drift: float) -> dict:
             settings = Settings.from_env(env)
             job = f"bench-{tasks}"
             seeded = asyncio.run(seed(settings, env["BATCH_ACCOUNT_URL"], job, tasks, drift))
-            child = subprocess.run([sys.executable, "-m", "bench.validate_job", job], cwd=REPO, env=env,
-                                   capture_output=True, text=True, check=True)
-            result = json.loads(child.stdout.strip().splitlines()[-1])
-            truth = _truth(env["BATCH_ACCOUNT_URL"], job)
-            served = asyncio.run(served_counts(settings, job))
+            asyncio.run(_set_latency(env["BATCH_ACCOUNT_URL"], latency))
+            rows = []
+            for parallel in parallel_listings:
+                child = subprocess.run([sys.executable, "-m", "bench.validate_job", job], cwd=REPO,
+                                       env={**env, "VALIDATION_PARALLEL_LISTINGS": str(parallel)},
+                                       capture_output=True, text=True, check=True)
+                result = json.loads(child.stdout.strip().splitlines()[-1])
+                output = result["output"]
+                rows.append({
+                    "tasks": tasks, "partitions": partitions, "rows_per_partition": tasks // partitions,
+                    "parallel_listings": parallel, "batch_latency": latency, "drifted": seeded["drifted"],
+                    "seed_seconds": round(seeded["seed_seconds"], 1), "wall_seconds": round(result["wall_seconds"], 1),
+                    "listing_seconds": round(result["phase_seconds"]["listing"], 1),
+                    "sweep_seconds": round(result["phase_seconds"]["sweeps"], 1),
+                    "peak_rss_mb": round(result["peak_rss_mb"]), "pages": output.get("pages"),
+                    "corrected": output.get("corrected"),
+                    "matches_truth": asyncio.run(served_counts(settings, job)) == _truth(env["BATCH_ACCOUNT_URL"], job)})
         finally:
             simulator.terminate()
             simulator.wait()
-    output = result["output"]
-    return {"tasks": tasks, "partitions": partitions, "rows_per_partition": tasks // partitions,
-            "drifted": seeded["drifted"], "seed_seconds": round(seeded["seed_seconds"], 1),
-            "wall_seconds": round(result["wall_seconds"], 1),
-            "listing_seconds": round(result["phase_seconds"]["listing"], 1),
-            "sweep_seconds": round(result["phase_seconds"]["sweeps"], 1),
-            "peak_rss_mb": round(result["peak_rss_mb"]), "pages": output.get("pages"),
-            "corrected": output.get("corrected"), "matches_truth": served == truth}
+    return rows
+
+
+async def _set_latency(sim_url: str, latency: float) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{sim_url}/control/faults", json={"latency": latency}) as response:
+            assert response.status == 200, await response.text()
 
 
 def _truth(sim_url: str, job: str) -> dict:
@@ -118,10 +133,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, nargs="+", default=[10_000, 100_000, 200_000])
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--drift", type=float, default=0.01)
+    parser.add_argument("--parallel-listings", type=int, nargs="+", default=[8])
+    parser.add_argument("--batch-latency", type=float, default=0.0, help="seconds every Batch call is answered late")
     args = parser.parse_args()
-    rows = [run_size(n, args.partitions, args.drift) for n in args.tasks]
-    header = ["tasks", "partitions", "rows_per_partition", "drifted", "wall_seconds", "listing_seconds",
-              "sweep_seconds", "peak_rss_mb", "matches_truth", "seed_seconds"]
+    rows = [row for n in args.tasks
+            for row in run_size(n, args.partitions, args.drift, args.parallel_listings, args.batch_latency)]
+    header = ["tasks", "partitions", "rows_per_partition", "parallel_listings", "batch_latency", "drifted",
+              "pages", "wall_seconds", "listing_seconds", "sweep_seconds", "peak_rss_mb", "matches_truth",
+              "seed_seconds"]
     print(" | ".join(header))
     for row in rows:
         print(" | ".join(str(row[name]) for name in header))

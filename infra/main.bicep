@@ -48,6 +48,10 @@ param tablePrefix string = 'taskcounts'
 param jobPartitions int = 4
 
 param validationMaxTasks int = 200000
+@minValue(1)
+@maxValue(64)
+@description('List Tasks pages in flight per job during validation.')
+param validationParallelListings int = 8
 param validationSchedule string = '0 */5 * * * *'
 param retentionDays int = 7
 
@@ -183,6 +187,7 @@ module app 'app/function.bicep' = {
     batchAccountUrl: batchAccess.outputs.accountUrl
     batchAccountName: batchAccountName
     validationMaxTasks: validationMaxTasks
+    validationParallelListings: validationParallelListings
     validationSchedule: validationSchedule
     retentionDays: retentionDays
     taskSyncSchedule: taskSyncSchedule

@@ -24,7 +24,10 @@ logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000  # List Tasks' maximum
 LISTED_FIELDS = ["id", "state", "stateTransitionTime", "executionInfo", "requiredSlots"]
-_CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 6, "retry_backoff_factor": 0.5, "retry_backoff_max": 30}
+# Throttling comes in bursts when validation fans out: every status retry the total allows (the
+# SDK's default is 3), waiting as Retry-After asks.
+_CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 6, "retry_status": 6, "retry_backoff_factor": 0.5,
+                                   "retry_backoff_max": 30}
 
 
 class BatchUnavailableError(TaskCountsError):
@@ -77,6 +80,15 @@ class BatchReader:
             raise BatchUnavailableError(f"Batch failed reading job {job_id}: {error}") from error
         return job["state"]  # the REST value ("active", "completed", ...); str() of the SDK enum is not
 
+    async def job_creation_time(self, job_id: str) -> str | None:
+        """When Batch created the job (ISO 8601; no task of it is older); None when Batch has no such job."""
+        try:
+            body = await self._get_page(f"/jobs/{quote(job_id, safe='')}", {"$select": "id,creationTime"}, None,
+                                        f"reading job {job_id}")
+        except ResourceNotFoundError:
+            return None
+        return body.get("creationTime")
+
     async def list_page(self, job_id: str, next_link: str | None, page_size: int = PAGE_SIZE,
                         task_filter: str | None = None) -> TaskPage:
         """One List Tasks page in Batch's order (all states, or those ``task_filter`` selects);
@@ -107,7 +119,8 @@ class BatchReader:
                 return jobs
 
     async def _get_page(self, path: str, params: dict[str, Any], next_link: str | None, doing: str) -> dict:
-        """GET one page of a Batch list through the SDK client's pipeline; 404 -> ResourceNotFoundError."""
+        """GET one page of a Batch list (or one resource) through the SDK client's pipeline; 404 ->
+        ResourceNotFoundError."""
         if next_link is None:
             request = HttpRequest("GET", path, params={"api-version": self._api_version, **params})
         else:  # the link carries every parameter; only the api-version is ours, as the SDK does

@@ -21,6 +21,7 @@ BATCH_ACCOUNT_URL = "BATCH_ACCOUNT_URL"
 BATCH_ACCOUNT_NAME = "BATCH_ACCOUNT_NAME"
 BATCH_ACCOUNT_KEY = "BATCH_ACCOUNT_KEY"
 VALIDATION_MAX_TASKS = "VALIDATION_MAX_TASKS"
+VALIDATION_PARALLEL_LISTINGS = "VALIDATION_PARALLEL_LISTINGS"
 RETENTION_DAYS = "RETENTION_DAYS"
 TASK_SYNC_MAX_JOBS = "TASK_SYNC_MAX_JOBS"
 TASK_SYNC_MAX_PAGES = "TASK_SYNC_MAX_PAGES"
@@ -40,7 +41,8 @@ BATCH_LOG_CLIENT_ID = "BATCH_LOG__clientId"
 # Every app setting the app reads (code, or the host via function.json).
 APP_SETTINGS = (
     STORAGE_CONNECTION, STORAGE_TABLE_URI, STORAGE_CLIENT_ID, TABLE_PREFIX, JOB_PARTITIONS,
-    BATCH_ACCOUNT_URL, BATCH_ACCOUNT_NAME, BATCH_ACCOUNT_KEY, VALIDATION_MAX_TASKS, RETENTION_DAYS,
+    BATCH_ACCOUNT_URL, BATCH_ACCOUNT_NAME, BATCH_ACCOUNT_KEY, VALIDATION_MAX_TASKS, VALIDATION_PARALLEL_LISTINGS,
+    RETENTION_DAYS,
     TASK_SYNC_MAX_JOBS, TASK_SYNC_MAX_PAGES, TASK_SYNC_OVERLAP_SECONDS,
     VALIDATION_SCHEDULE, TASK_SYNC_SCHEDULE, BATCH_LOG_HUB, BATCH_LOG_CONSUMER_GROUP,
     BATCH_LOG_CONNECTION, BATCH_LOG_NAMESPACE, BATCH_LOG_CREDENTIAL, BATCH_LOG_CLIENT_ID,
@@ -54,6 +56,7 @@ DEFAULT_TABLE_PREFIX = "taskcounts"
 DEFAULT_JOB_PARTITIONS = 4
 MAX_JOB_PARTITIONS = 256
 DEFAULT_VALIDATION_MAX_TASKS = 200_000
+DEFAULT_VALIDATION_PARALLEL_LISTINGS = 8
 DEFAULT_RETENTION_DAYS = 7
 DEFAULT_TASK_SYNC_SCHEDULE = "*/30 * * * * *"  # every 30 s (six-field NCRONTAB)
 DEFAULT_TASK_SYNC_MAX_JOBS = 100
@@ -74,6 +77,7 @@ class Settings:
     batch_account_name: str | None = None
     batch_account_key: str | None = None  # None: Microsoft Entra ID (managed identity)
     validation_max_tasks: int = DEFAULT_VALIDATION_MAX_TASKS
+    validation_parallel_listings: int = DEFAULT_VALIDATION_PARALLEL_LISTINGS  # List Tasks pages in flight per job
     retention_days: int = DEFAULT_RETENTION_DAYS
     task_sync_max_jobs: int = DEFAULT_TASK_SYNC_MAX_JOBS  # jobs one sync run reaches
     task_sync_max_pages: int = DEFAULT_TASK_SYNC_MAX_PAGES  # List Tasks pages per job per run
@@ -107,6 +111,8 @@ class Settings:
             batch_account_name=batch_name,
             batch_account_key=batch_key,
             validation_max_tasks=_int_setting(env, VALIDATION_MAX_TASKS, DEFAULT_VALIDATION_MAX_TASKS, 1, 10**9),
+            validation_parallel_listings=_int_setting(env, VALIDATION_PARALLEL_LISTINGS,
+                                                      DEFAULT_VALIDATION_PARALLEL_LISTINGS, 1, 64),
             retention_days=_int_setting(env, RETENTION_DAYS, DEFAULT_RETENTION_DAYS, 1, 3650),
             task_sync_max_jobs=_int_setting(env, TASK_SYNC_MAX_JOBS, DEFAULT_TASK_SYNC_MAX_JOBS, 1, 10_000),
             task_sync_max_pages=_int_setting(env, TASK_SYNC_MAX_PAGES, DEFAULT_TASK_SYNC_MAX_PAGES, 1, 10_000),

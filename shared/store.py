@@ -403,11 +403,12 @@ class CountsStore:
         async with _storage_call("recording validation"):
             await self.jobs.update_entity(row, mode="merge", **RESENDABLE)
 
-    async def record_listing(self, job_key: str, scan_id: str, page: int,
+    async def record_listing(self, job_key: str, scan_id: str, page_id: str,
                              listed: dict[int, list[tuple[str, str, TaskStatus]]]) -> None:
-        """Keep what one List Tasks page showed, per shard, for that shard's sweep (idempotent)."""
+        """Keep what one List Tasks page (``page_id``, unique in the scan) showed, per shard, for that
+        shard's sweep (idempotent)."""
         await self.ensure_tables()
-        rows = [{"PartitionKey": _scan_partition(job_key, scan_id), "RowKey": f"{shard:02x}-{page:06d}",
+        rows = [{"PartitionKey": _scan_partition(job_key, scan_id), "RowKey": f"{shard:02x}-{page_id}",
                  "Listed": zlib.compress(json.dumps([[key, task_id, _status_to_list(status)]
                                                      for key, task_id, status in entries],
                                                     separators=(",", ":")).encode())}

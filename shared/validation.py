@@ -1,8 +1,8 @@
 """Validation activities: check every task of a job against Batch's List Tasks and correct the store.
 
-A pass over one job: ``begin`` (size check, scan id), ``list_page`` for every List Tasks page
-(all states, so a task that changes state mid-scan is still listed exactly once; each page's
-tasks are kept per shard in the scans table), ``sweep`` per partition (counter check, then
+A pass over one job: ``begin`` (size check, creation time, scan id), ``list_page`` for every List
+Tasks page of every creation-time slice (all states, so a task that changes state mid-scan is still
+listed exactly once; each page's tasks are kept per shard in the scans table), ``sweep`` per partition (counter check, then
 listed-newer corrections and removals through the same ETag-guarded path as events), ``finish``
 (marks the job validated with what was found). The orchestration is in ``shared.workflow``.
 """
@@ -13,10 +13,12 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 
+from azure.core.exceptions import ResourceNotFoundError
+
 from shared.batch import BatchReader, get_batch
 from shared.config import Settings, get_settings
 from shared.errors import InvalidEventError
-from shared.events import datetime_to_ticks, task_status, ticks_to_datetime, ticks_to_iso
+from shared.events import datetime_to_ticks, task_status, ticks_of, ticks_to_datetime, ticks_to_iso
 from shared.store import CountsStore, get_store, shard_of
 
 logger = logging.getLogger(__name__)
@@ -94,15 +96,29 @@ async def begin(deps: Deps, job: dict) -> dict:
         await deps.store.mark_validation(job_key, UNVALIDATED, note)
         logger.info("job too large to validate", extra={"job_id": job_id, "tasks": size, "limit": limit})
         return {"jobId": job_id, "action": "skipped", "reason": note}
+    created = await deps.batch.job_creation_time(job_id)
+    if created is None:
+        return await remove_job(deps, {**job, "reason": "JobNotFound"})
     started = datetime_to_ticks(deps.now)
     await deps.store.drop_scans(job_key, before=f"{datetime_to_ticks(deps.now - ABANDONED_SCAN_AGE):019d}")
     return {"jobId": job_id, "jobKey": job_key, "action": "validate", "scanId": f"{started:019d}",
-            "scanStartedTicks": started, "partitions": partitions, "expectedTasks": size}
+            "scanStartedTicks": started, "createdTicks": ticks_of(created, "the job's creationTime", deps.now),
+            "partitions": partitions, "expectedTasks": size,
+            "parallelListings": deps.settings.validation_parallel_listings}
 
 
 async def list_page(deps: Deps, scan: dict) -> dict:
-    """One List Tasks page -> kept per shard for the sweeps; returns where the next page starts."""
-    page = await deps.batch.list_page(scan["jobId"], scan.get("next"))
+    """One List Tasks page of one creation-time slice -> kept per shard for the sweeps; returns where
+    the slice's next page starts, or ``split`` for a dense slice (its first page full) the
+    orchestrator should cut finer, or ``gone`` when Batch no longer has the job."""
+    piece = scan["slice"]
+    task_filter = None if piece["next"] else creation_filter(piece["low"], piece["high"])
+    try:
+        page = await deps.batch.list_page(scan["jobId"], piece["next"], task_filter=task_filter)
+    except ResourceNotFoundError:
+        return {"gone": True}
+    if piece["next"] is None and page.next_link and scan["maySplit"] and piece["high"] - piece["low"] >= 2:
+        return {"split": True}
     by_shard: dict[int, list] = defaultdict(list)
     invalid = 0
     for raw in page.tasks:
@@ -114,8 +130,15 @@ async def list_page(deps: Deps, scan: dict) -> dict:
             continue
         key = task_id.lower()
         by_shard[shard_of(key, scan["partitions"])].append((key, task_id, status))
-    await deps.store.record_listing(scan["jobKey"], scan["scanId"], scan["page"], by_shard)
+    await deps.store.record_listing(scan["jobKey"], scan["scanId"], f"{piece['low']:019d}-{piece['pages']:06d}",
+                                    by_shard)
     return {"next": page.next_link, "listed": len(page.tasks) - invalid, "invalid": invalid}
+
+
+def creation_filter(low_ticks: int, high_ticks: int) -> str:
+    """List Tasks' $filter for the tasks created in [low, high)."""
+    return (f"creationTime ge DateTime'{ticks_to_iso(low_ticks)}' and "
+            f"creationTime lt DateTime'{ticks_to_iso(high_ticks)}'")
 
 
 async def sweep(deps: Deps, scan: dict) -> dict:

@@ -14,6 +14,7 @@ param jobPartitions int
 param batchAccountUrl string
 param batchAccountName string
 param validationMaxTasks int
+param validationParallelListings int
 param validationSchedule string
 param retentionDays int
 param taskSyncSchedule string
@@ -138,6 +139,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'VALIDATION_MAX_TASKS'
           value: string(validationMaxTasks)
+        }
+        {
+          name: 'VALIDATION_PARALLEL_LISTINGS'
+          value: string(validationParallelListings)
         }
         {
           name: 'VALIDATION_SCHEDULE'

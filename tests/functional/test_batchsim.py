@@ -164,3 +164,45 @@ async def test_batch_reader_rides_out_throttling_and_server_errors(simulator):
     assert sorted(listed) == sorted(task.id for task in account.job("flaky").tasks.values())
     assert size == len(listed) and missing is None
     assert injected >= 3
+
+
+async def test_creation_time_slices_list_exactly_the_tasks_created_then(simulator):
+    """The simulator's creation-time index (a pre-filter) answers as the filter alone would."""
+    from shared.events import ticks_to_iso
+
+    account, url = simulator
+    seeded_job(account, tasks=600)
+    created = {task.id: task.creation_ticks for task in account.job("Sim-Job").tasks.values()}
+    ticks = sorted(created.values())
+    low, high = ticks[100], ticks[450]
+
+    def listed(task_filter):
+        return sorted(task.id for task in client(url).list_tasks("Sim-Job", filter=task_filter, max_results=70))
+
+    bounded = f"creationTime ge DateTime'{ticks_to_iso(low)}' and creationTime lt DateTime'{ticks_to_iso(high)}'"
+    expected = sorted(task_id for task_id, tick in created.items() if low <= tick < high)
+    assert await asyncio.to_thread(listed, bounded) == expected and len(expected) == 350
+    widened = f"{bounded} or id eq 'task-0599'"  # an "or" the index must not narrow
+    assert await asyncio.to_thread(listed, widened) == sorted(expected + ["task-0599"])
+    running = f"{bounded} and state eq 'running'"
+    assert await asyncio.to_thread(listed, running) == sorted(
+        task_id for task_id in expected if account.job("Sim-Job").tasks[task_id.lower()].state == "running")
+
+
+async def test_latency_delays_batch_calls_and_not_control_calls(simulator):
+    """Benchmarks model a remote Batch: every Batch call answered late, the simulator's own routes not."""
+    import time
+
+    account, url = simulator
+    seeded_job(account, tasks=10)
+    async with aiohttp.ClientSession() as session:
+        started = time.perf_counter()
+        async with session.post(f"{url}/control/faults", json={"latency": 0.3}) as response:
+            assert response.status == 200
+        control_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        await asyncio.to_thread(lambda: client(url).get_job_task_counts("Sim-Job"))
+        batch_seconds = time.perf_counter() - started
+        async with session.post(f"{url}/control/faults", json={"latency": 0}) as response:
+            assert response.status == 200
+    assert control_seconds < 0.3 <= batch_seconds

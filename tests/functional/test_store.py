@@ -207,7 +207,7 @@ async def test_an_upsert_transaction_cut_after_storage_answered_is_sent_again(az
         async with aiohttp.ClientSession() as session:
             async with session.post(f"http://127.0.0.1:{port}/_faults", json={"cutBatches": 2}) as response:
                 assert response.status == 200
-            await store.record_listing("j", "0000000000000000001", 0, listed)
+            await store.record_listing("j", "0000000000000000001", "page-0", listed)
             async with session.get(f"http://127.0.0.1:{port}/_faults") as response:
                 faults = await response.json()
         assert faults["cut_after"] == 2 and faults["cutBatches"] == 0  # both cuts spent on this page

@@ -8,35 +8,54 @@ import random
 
 import azure.durable_functions as df
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import ValidateCountsOrchestrator
 import ValidateJobOrchestrator
 from shared import workflow
 from tools.durable import COMPLETION_EVENTS, ORCHESTRATOR_STARTED, DurableEngine, Instance, NonDeterminismError
 
-PAGES = 4
+PAGE_SIZE = 10  # a stand-in page; Batch's holds 1,000, so each task here stands for 100
+SCALE = workflow.PAGE_SIZE // PAGE_SIZE
+PARALLEL = 3
 PARTITIONS = 3
+SPREAD_TASKS = [tick * 7 for tick in range(95)]  # creation ticks of a job's tasks, spread out
+CREATED, SCAN_STARTED = 0, 1000
 
 
 class Recorder:
-    """Stand-in activities for one job of PAGES pages and PARTITIONS partitions."""
+    """Stand-in activities for one job whose tasks were created at ``tasks`` (creation ticks), listed
+    PAGE_SIZE at a time, and PARTITIONS partitions. Records what each page listed."""
 
-    def __init__(self, fail_page: int | None = None):
-        self.calls: list[tuple[str, object]] = []
-        self.fail_page = fail_page
+    def __init__(self, tasks=SPREAD_TASKS, fail_page: int | None = None, gone_after: int | None = None):
+        self.tasks = sorted(tasks)
+        self.calls: list[tuple] = []
+        self.listed: list[int] = []
+        self.fail_page, self.gone_after = fail_page, gone_after
 
     async def begin(self, job):
         self.calls.append(("begin", job["jobId"]))
-        return {**job, "action": "validate", "scanId": "s1", "scanStartedTicks": 1, "partitions": PARTITIONS,
-                "expectedTasks": PAGES * 10}
+        return {**job, "action": "validate", "scanId": "s1", "scanStartedTicks": SCAN_STARTED,
+                "createdTicks": CREATED, "partitions": PARTITIONS, "expectedTasks": len(self.tasks) * SCALE,
+                "parallelListings": PARALLEL}
 
     async def page(self, scan):
-        self.calls.append(("page", scan["page"], scan["next"]))
-        await asyncio.sleep(0)
-        if scan["page"] == self.fail_page:
+        piece = scan["slice"]
+        pages_before = sum(call[0] == "page" for call in self.calls)
+        self.calls.append(("page", piece["low"], piece["high"], piece["next"], scan["maySplit"]))
+        await asyncio.sleep(random.random() / 200)  # finish out of order
+        if pages_before == self.fail_page:
             raise RuntimeError("Batch failed listing tasks")
-        last = scan["page"] == PAGES - 1
-        return {"next": None if last else f"link-{scan['page'] + 1}", "listed": 10, "invalid": 0}
+        if self.gone_after is not None and pages_before >= self.gone_after:
+            return {"gone": True}
+        in_slice = [tick for tick in self.tasks if piece["low"] <= tick < piece["high"]]
+        offset = int(piece["next"] or 0)
+        page = in_slice[offset:offset + PAGE_SIZE]
+        more = offset + PAGE_SIZE < len(in_slice)
+        if piece["next"] is None and more and scan["maySplit"] and piece["high"] - piece["low"] >= 2:
+            return {"split": True}
+        self.listed += page
+        return {"next": str(offset + PAGE_SIZE) if more else None, "listed": len(page), "invalid": 0}
 
     async def sweep(self, scan):
         self.calls.append(("sweep", scan["shard"]))
@@ -67,61 +86,122 @@ class Recorder:
             workflow.LIST_PAGE: ("activityTrigger", self.page),
             workflow.SWEEP: ("activityTrigger", self.sweep),
             workflow.FINISH: ("activityTrigger", self.finish),
-        }, max_concurrent_activities=4)
+        }, max_concurrent_activities=8)
 
 
 JOB = {"jobKey": "render-42", "jobId": "Render-42"}
 
 
-async def test_pages_in_turn_then_sweeps_fan_out_then_finish():
+def episodes(instance, name):
+    """The events scheduling ``name``, grouped by the orchestrator episode that scheduled them."""
+    grouped, episode = {}, 0
+    for event in instance.history:
+        episode += event["EventType"] == ORCHESTRATOR_STARTED
+        if event.get("Name") == name and event["EventType"] not in COMPLETION_EVENTS:
+            grouped.setdefault(episode, []).append(event)
+    return list(grouped.values())
+
+
+async def test_listing_fans_out_over_slices_lists_every_task_once_then_sweeps_then_finish():
     recorder = Recorder()
     instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v1")
     assert instance.runtime_status == "Completed", instance.output
-    assert instance.output == {"jobId": "Render-42", "action": "validated", "tasksListed": PAGES * 10}
-    pages = [call for call in recorder.calls if call[0] == "page"]
-    assert pages == [("page", 0, None)] + [("page", n, f"link-{n}") for n in range(1, PAGES)]
+    assert sorted(recorder.listed) == SPREAD_TASKS  # every task exactly once
+    assert instance.output == {"jobId": "Render-42", "action": "validated", "tasksListed": len(SPREAD_TASKS)}
+    waves = episodes(instance, workflow.LIST_PAGE)
+    assert max(len(wave) for wave in waves) == PARALLEL and all(len(wave) <= PARALLEL for wave in waves)
+    assert any(call[0] == "page" and call[3] is not None for call in recorder.calls)  # a slice paged on
     assert sorted(call for call in recorder.calls if call[0] == "sweep") == [("sweep", s) for s in range(PARTITIONS)]
-    assert recorder.calls[-1] == ("finish", PAGES * 10, [0, 1, 2])
-    # the sweeps were scheduled together, in one episode (a fan-out), not one after another
-    sweep_ids = [e["EventId"] for e in instance.history if e.get("Name") == workflow.SWEEP]
-    episode_of = {}
-    episode = 0
-    for event in instance.history:
-        episode += event["EventType"] == ORCHESTRATOR_STARTED
-        episode_of[event.get("EventId")] = episode
-    assert len({episode_of[i] for i in sweep_ids}) == 1
-    assert instance.custom_status["phase"] == "sweeping" and instance.custom_status["tasksListed"] == PAGES * 10
+    assert recorder.calls[-1] == ("finish", len(SPREAD_TASKS), [0, 1, 2])
+    [sweeps] = episodes(instance, workflow.SWEEP)  # scheduled together: a fan-out
+    assert len(sweeps) == PARTITIONS
+    assert instance.custom_status["phase"] == "sweeping" and instance.custom_status["tasksListed"] == len(SPREAD_TASKS)
+
+
+async def test_a_dense_slice_is_split_until_the_fan_out_has_work():
+    """Every task created within 40 ticks of one slice: its first page is full, so it is cut finer."""
+    dense = [500 + tick % 40 for tick in range(120)]
+    recorder = Recorder(tasks=dense)
+    instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v2")
+    assert instance.output["action"] == "validated" and sorted(recorder.listed) == sorted(dense)
+    assert instance.custom_status["tasksListed"] == len(dense)
+    split_calls = [call for call in recorder.calls if call[0] == "page" and call[3] is None and call[4]]
+    assert len(split_calls) > PARALLEL  # the dense slice's children were listed too
+
+
+async def test_a_job_of_one_page_is_listed_with_one_call():
+    recorder = Recorder(tasks=SPREAD_TASKS[:PAGE_SIZE])
+    instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v9")
+    assert instance.output["action"] == "validated" and sorted(recorder.listed) == SPREAD_TASKS[:PAGE_SIZE]
+    assert [call[1:] for call in recorder.calls if call[0] == "page"] == [(CREATED, SCAN_STARTED, None, False)]
+
+
+async def test_tasks_created_in_one_tick_page_in_order_within_their_slice():
+    same_tick = [333] * 35
+    recorder = Recorder(tasks=same_tick)
+    instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v3")
+    assert instance.output["action"] == "validated" and recorder.listed == same_tick
+    pages_on = [call[3] for call in recorder.calls if call[0] == "page" and call[1] <= 333 < call[2] and call[3]]
+    assert pages_on == ["10", "20", "30"]  # one slice holds the tick, paged in order
 
 
 async def test_a_failed_activity_ends_the_job_with_its_reason_and_no_sweep():
     recorder = Recorder(fail_page=2)
-    instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v2")
+    instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v4")
     assert instance.runtime_status == "Completed"
     assert instance.output["action"] == "failed" and "Batch failed listing tasks" in instance.output["error"]
     assert not any(call[0] in ("sweep", "finish") for call in recorder.calls)
 
 
+async def test_a_job_deleted_mid_scan_is_removed_not_swept():
+    recorder = Recorder(gone_after=4)
+    instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v5")
+    assert instance.output == {"jobId": "Render-42", "action": "removed"}
+    assert ("remove", "Render-42") in recorder.calls
+    assert not any(call[0] in ("sweep", "finish") for call in recorder.calls)
+
+
 async def test_resuming_from_a_history_cut_anywhere_finishes_without_redoing_finished_pages():
-    full = await Recorder().engine().run(workflow.VALIDATE_JOB, JOB, "v3")
+    random.seed(3)
+    full = await Recorder().engine().run(workflow.VALIDATE_JOB, JOB, "v6")
+    page_calls = len([e for e in full.history if e.get("Name") == workflow.LIST_PAGE])
     cuts = [i for i, e in enumerate(full.history) if e["EventType"] == ORCHESTRATOR_STARTED]
-    assert len(cuts) >= PAGES + 2
+    assert len(cuts) >= 6
     for cut in cuts:
         history = copy.deepcopy(full.history[:cut])
-        finished_pages = {e["TaskScheduledId"] for e in history if e["EventType"] in COMPLETION_EVENTS}
+        scheduled = {e["EventId"] for e in history if e.get("Name") == workflow.LIST_PAGE}
+        finished = {e["TaskScheduledId"] for e in history if e["EventType"] in COMPLETION_EVENTS} & scheduled
         recorder = Recorder()
-        saved = Instance("v3", workflow.VALIDATE_JOB, full.input, history=history)
-        resumed = await recorder.engine().resume(saved)
+        resumed = await recorder.engine().resume(Instance("v6", workflow.VALIDATE_JOB, full.input, history=history))
         assert resumed.output == full.output, f"cut at event {cut}"
         redone = [call for call in recorder.calls if call[0] == "page"]
-        scheduled_pages = {e["EventId"]: e for e in full.history[:cut] if e.get("Name") == workflow.LIST_PAGE}
-        assert len(redone) == PAGES - len([i for i in scheduled_pages if i in finished_pages]), f"cut at event {cut}"
+        assert len(redone) == page_calls - len(finished), f"cut at event {cut}"
+
+
+@settings(max_examples=200)
+@given(low=st.integers(0, 10**18), width=st.integers(1, 10**12), parts=st.integers(1, 16),
+       probe=st.integers(0, 10**12))
+def test_slices_partition_creation_times_exactly(low, width, parts, probe):
+    high = low + width
+    pieces = workflow.split_slice({"low": low, "high": high, "next": None, "pages": 0}, parts)
+    assert pieces[0]["low"] == low and pieces[-1]["high"] == high
+    assert all(a["high"] == b["low"] for a, b in zip(pieces, pieces[1:]))  # adjacent, no gap, no overlap
+    assert all(piece["high"] > piece["low"] for piece in pieces) and len(pieces) == min(parts, width)
+    tick = low + probe % width
+    assert sum(piece["low"] <= tick < piece["high"] for piece in pieces) == 1  # a tick is in exactly one
+
+
+def test_initial_slices_cover_the_job_from_its_creation_to_the_scan():
+    pieces = workflow.initial_slices(100, 900, 8)
+    assert (pieces[0]["low"], pieces[-1]["high"], len(pieces)) == (100, 900, 8)
+    assert workflow.initial_slices(500, 400, 8) == [{"low": 500, "high": 501, "next": None, "pages": 0}]
 
 
 async def test_every_replay_schedules_the_same_actions():
     """The engine checks each replay against the history; a clock- or random-driven orchestrator fails."""
     recorder = Recorder()
-    instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v4")
-    assert instance.runtime_status == "Completed" and instance.replays > PAGES
+    instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v7")
+    assert instance.runtime_status == "Completed" and instance.replays > 4
 
     def flaky(context):
         yield context.call_activity(workflow.BEGIN, {**JOB, "nonce": random.random()})
@@ -130,7 +210,7 @@ async def test_every_replay_schedules_the_same_actions():
 
     engine = recorder.engine()
     engine.functions["Flaky"] = ("orchestrationTrigger", df.Orchestrator.create(flaky))
-    failed = await engine.run("Flaky", None, "v5")
+    failed = await engine.run("Flaky", None, "v8")
     assert failed.runtime_status == "Failed" and NonDeterminismError.__name__ in failed.output
 
 

@@ -64,13 +64,25 @@ class SimJob:
     tasks: dict[str, SimTask] = field(default_factory=dict)
     state: str = "active"
     _order: list[str] = field(default_factory=list)
+    _by_creation: list[tuple[int, str]] = field(default_factory=list)
     _sorted: bool = True
 
     def ordered_keys(self) -> list[str]:
         if not self._sorted:
             self._order = sorted(self.tasks)
+            self._by_creation = sorted((task.creation_ticks, key) for key, task in self.tasks.items())
             self._sorted = True
         return self._order
+
+    def keys_created_between(self, low: int | None, high: int | None, after: str | None) -> Iterator[str]:
+        """The keys of tasks created in [low, high), in key order, after ``after`` (an index, so a
+        listing of one creation-time slice does not walk the whole job)."""
+        self.ordered_keys()
+        index = self._by_creation
+        start = 0 if low is None else bisect.bisect_left(index, (low, ""))
+        end = len(index) if high is None else bisect.bisect_left(index, (high, ""))
+        keys = sorted(key for _, key in index[start:end] if after is None or key > after)
+        return (key for key in keys if key in self.tasks)
 
     def keys_after(self, after: str | None) -> Iterator[str]:
         keys = self.ordered_keys()

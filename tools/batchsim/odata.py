@@ -19,6 +19,22 @@ _OPERATORS = {
 }
 
 
+_CREATION_BOUND = re.compile(r"\bcreationTime\s+(ge|lt)\s+DateTime'([^']*)'", re.IGNORECASE)
+
+
+def creation_range(text: str) -> tuple[int | None, int | None] | None:
+    """[low, high) ticks a filter's top-level ``creationTime ge``/``lt`` terms bound it to, so a listing
+    can skip to the tasks created then (a pre-filter: the filter itself still decides); None when
+    the filter has no such bound or an ``or`` that could widen it."""
+    if re.search(r"\bor\b", text, re.IGNORECASE) or "(" in text.replace("DateTime'", ""):
+        return None
+    bounds = {operator.lower(): datetime_to_ticks(parse_timestamp(value)) for operator, value in
+              _CREATION_BOUND.findall(text)}
+    if not bounds:
+        return None
+    return bounds.get("ge"), bounds.get("lt")
+
+
 def parse_filter(text: str, fields: dict[str, Callable[[Any], Any]]) -> Callable[[Any], bool]:
     """Compile a $filter over the given fields (name -> getter); SimError 400 on anything else."""
     tokens = _tokenize(text)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 from typing import Any
@@ -14,7 +15,7 @@ from tools import serving
 from tools.batchsim import auth
 from tools.batchsim.hub import EventHub, LogFaults, pump
 from tools.batchsim.model import BatchAccount, SimError, SimTask
-from tools.batchsim.odata import parse_filter
+from tools.batchsim.odata import creation_range, parse_filter
 from tools.batchsim.publisher import Faults, publish
 
 JSON = "application/json;odata=minimalmetadata"
@@ -47,6 +48,8 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
                     raise SimError(403, "AuthenticationFailed",
                                    "Server failed to authenticate the request.", {"AuthenticationErrorDetail": reason})
                 _inject_fault(request.app[FAULTS])
+                if request.app[FAULTS]["latency"]:  # a remote Batch's round trip, without using CPU
+                    await asyncio.sleep(request.app[FAULTS]["latency"])
                 route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
                 calls = request.app[CALLS]
                 calls[route] = calls.get(route, 0) + 1
@@ -60,7 +63,8 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
     app[ACCOUNT] = account
     app[HUBS] = {}  # hub name -> EventHub, made on first use
     app[CALLS] = {}
-    app[FAULTS] = {"throttle": 0.0, "serverError": 0.0, "retryAfter": 0, "injected": 0, "rng": random.Random(0)}
+    app[FAULTS] = {"throttle": 0.0, "serverError": 0.0, "retryAfter": 0, "latency": 0.0, "injected": 0,
+                   "rng": random.Random(0)}
     app.router.add_get("/jobs", list_jobs)
     app.router.add_get("/jobs/{jobId}", get_job)
     app.router.add_get("/jobs/{jobId}/tasks", list_tasks)
@@ -95,11 +99,12 @@ def _inject_fault(faults: dict) -> None:
 
 
 async def control_faults(request: web.Request) -> web.Response:
-    """{"throttle": 0.2, "serverError": 0.1, "retryAfter": 1, "seed": 1}: fail that fraction of Batch
-    requests, asking for a wait of retryAfter seconds; answers how many faults were injected so far."""
+    """{"throttle": 0.2, "serverError": 0.1, "retryAfter": 1, "latency": 0.3, "seed": 1}: fail that
+    fraction of Batch requests, asking for a wait of retryAfter seconds, and answer every Batch request
+    ``latency`` seconds late; answers how many faults were injected so far."""
     body = await _json_body(request)
     faults = request.app[FAULTS]
-    for name in ("throttle", "serverError", "retryAfter"):
+    for name in ("throttle", "serverError", "retryAfter", "latency"):
         if name in body:
             faults[name] = float(body[name]) if name != "retryAfter" else int(body[name])
     if "seed" in body:
@@ -177,7 +182,9 @@ def _job_json(request: web.Request, job) -> dict:
 async def list_tasks(request: web.Request) -> web.Response:
     job = request.app[ACCOUNT].job(request.match_info["jobId"])
     job_url = f"{_base(request)}/jobs/{job.id}"
-    keys = job.keys_after(request.query.get("$skiptoken"))
+    after = request.query.get("$skiptoken")
+    bounds = creation_range(request.query.get("$filter", ""))
+    keys = job.keys_after(after) if bounds is None else job.keys_created_between(*bounds, after)
     return _page(request, keys, job.tasks.get, TASK_FIELDS, lambda task: SimTask.to_json(task, job_url),
                  f"/jobs/{quote(job.id)}/tasks")
 

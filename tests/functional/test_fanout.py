@@ -1,0 +1,143 @@
+"""Validation's fan-out over creation-time slices, against the Batch simulator (through the real SDK
+over HTTP) and Azurite, with the real workflow and activity folders: correct under change."""
+import random
+
+import aiohttp
+import pytest
+
+from shared import workflow
+from shared.config import get_settings
+from shared.events import ticks_to_iso
+from shared.store import get_store
+from shared.validation import creation_filter
+from tests.conftest import FUNCTION_KEY as KEY
+from tests.functional.test_validation import deliver, engine_for, new_job, served, truth
+from tools.batchsim.publisher import Faults
+
+
+@pytest.fixture(scope="module")
+def app(app_server):
+    return app_server.app, app_server.url
+
+
+def job_input(job):
+    return {"jobKey": job.lower(), "jobId": job}
+
+
+async def simulator_control(sim_url, path, body):
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{sim_url}/control/{path}", json=body) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+
+async def test_state_changes_deletions_and_additions_during_the_fan_out_end_in_the_truth(app, simulator):
+    function_app, url = app
+    account, _ = simulator
+    job = "Fanout-Change"
+    new_job(account, job, 4000)
+    rng = random.Random(5)
+    account.step(job, rng, 3000, deletes=False)
+    await deliver(url, account, Faults(drop=0.1), seed=1)  # drift for the pass to correct
+    real_page = function_app.functions[workflow.LIST_PAGE].entry
+    changed = {"pages": 0, "added": 0}
+
+    async def page_then_change(scan):
+        """Between pages, tasks move on, some are deleted, new ones are added; their events arrive."""
+        result = await real_page(scan)
+        if "next" in result:
+            changed["pages"] += 1
+            account.step(job, rng, 150, deletes=True)
+            added = [f"late-{changed['pages']}-{n}" for n in range(5)]
+            account.add_tasks(job, added)
+            changed["added"] += len(added)
+            await deliver(url, account, Faults(duplicate=0.2, reorder=True), seed=changed["pages"])
+        return result
+
+    engine = engine_for(function_app, **{workflow.LIST_PAGE: ("activityTrigger", page_then_change)})
+    instance = await engine.run(workflow.VALIDATE_JOB, job_input(job), "fanout-change")
+    assert instance.output["action"] == "validated", instance.output
+    assert changed["pages"] >= 4 and instance.output["pages"] == changed["pages"]
+    assert sum(instance.output["corrected"].values()) > 0
+    after = await served(url, job)
+    assert (after["taskCounts"], after["taskSlotCounts"]) == truth(account, job)
+
+
+async def test_two_tasks_created_in_one_tick_at_a_slice_boundary_are_listed_once(app, simulator):
+    """Slices are half-open creation-time ranges: a tick belongs to the slice it starts."""
+    function_app, url = app
+    account, _ = simulator
+    job = "Fanout-Tick"
+    new_job(account, job, 30, width=1)
+    tasks = account.job(job).tasks
+    boundary = tasks["t15"].creation_ticks
+    tasks["t14"].creation_ticks = boundary  # t14 and t15 now share the boundary's tick
+    entries = function_app.functions
+    scan = await entries[workflow.BEGIN].entry(job_input(job))
+    low, high = scan["createdTicks"], scan["scanStartedTicks"]
+    listed = 0
+    for piece in ({"low": low, "high": boundary}, {"low": boundary, "high": high}):
+        next_link, pages = None, 0
+        while True:
+            result = await entries[workflow.LIST_PAGE].entry(
+                {**scan, "maySplit": False, "slice": {**piece, "next": next_link, "pages": pages}})
+            listed, next_link, pages = listed + result["listed"], result["next"], pages + 1
+            if not next_link:
+                break
+    listings = {}  # what the sweeps will read
+    store = get_store(get_settings())
+    for shard in range(scan["partitions"]):
+        listings.update(await store.listed_in_shard(job.lower(), scan["scanId"], shard))
+    assert listed == 30 and sorted(listings) == sorted(f"t{n}" for n in range(30))
+    assert creation_filter(low, boundary).endswith(f"creationTime lt DateTime'{ticks_to_iso(boundary)}'")
+
+
+async def test_a_job_with_no_tasks_validates_to_zero(app, simulator):
+    function_app, url = app
+    account, _ = simulator
+    job = "Fanout-Empty"
+    account.create_job(job)
+    instance = await function_app.durable_engine().run(workflow.VALIDATE_JOB, job_input(job), "fanout-empty")
+    assert instance.output["action"] == "validated" and instance.output["tasksListed"] == 0, instance.output
+    counts = (await served(url, job))["taskCounts"]
+    assert counts == {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
+
+
+async def test_a_job_deleted_mid_scan_is_removed_and_no_longer_served(app, simulator):
+    function_app, url = app
+    account, _ = simulator
+    job = "Fanout-Gone"
+    new_job(account, job, 3000)
+    await deliver(url, account)
+    real_page = function_app.functions[workflow.LIST_PAGE].entry
+
+    async def page_then_delete(scan):
+        result = await real_page(scan)
+        if job.lower() in account.jobs:
+            account.delete_job(job)
+        return result
+
+    engine = engine_for(function_app, **{workflow.LIST_PAGE: ("activityTrigger", page_then_delete)})
+    instance = await engine.run(workflow.VALIDATE_JOB, job_input(job), "fanout-gone")
+    assert instance.output["action"] == "removed" and instance.output["reason"] == "JobNotFound", instance.output
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/api/jobs/{job}/taskcounts", headers={"x-functions-key": KEY}) as response:
+            assert response.status == 404
+
+
+async def test_throttling_and_server_errors_during_the_fan_out_are_waited_out(app, simulator):
+    function_app, url = app
+    account, sim_url = simulator
+    job = "Fanout-Throttled"
+    new_job(account, job, 3000)
+    account.step(job, random.Random(2), 2000, deletes=False)
+    await deliver(url, account, Faults(drop=0.2), seed=2)
+    await simulator_control(sim_url, "faults", {"throttle": 0.25, "serverError": 0.1, "retryAfter": 1, "seed": 7})
+    try:
+        instance = await function_app.durable_engine().run(workflow.VALIDATE_JOB, job_input(job), "fanout-429")
+    finally:
+        injected = (await simulator_control(sim_url, "faults", {"throttle": 0, "serverError": 0}))["injected"]
+    assert injected > 0
+    assert instance.output["action"] == "validated", instance.output
+    after = await served(url, job)
+    assert (after["taskCounts"], after["taskSlotCounts"]) == truth(account, job)
