@@ -23,7 +23,7 @@ from shared.errors import ConfigError, TaskCountsError
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000  # List Tasks' maximum
-LISTED_FIELDS = ["id", "state", "stateTransitionTime", "executionInfo", "requiredSlots"]
+LISTED_FIELDS = ["id", "state", "stateTransitionTime", "executionInfo", "requiredSlots", "creationTime"]
 # Throttling comes in bursts when validation fans out: every status retry the total allows (the
 # SDK's default is 3), waiting as Retry-After asks.
 _CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 6, "retry_status": 6, "retry_backoff_factor": 0.5,

@@ -97,6 +97,7 @@ class JobRecord:
     last_validated_at: datetime | None = None
     validation_note: str | None = None  # why a job is unvalidated, e.g. over the task limit
     last_validation: dict | None = None  # what the last pass checked and corrected
+    created_span: tuple[int, int] | None = None  # ticks of the first and last task creation the last pass listed
 
 
 @dataclass(frozen=True)
@@ -392,7 +393,8 @@ class CountsStore:
                 return
 
     async def mark_validation(self, job_key: str, status: str, note: str | None = None,
-                              validated_at: datetime | None = None, summary: dict | None = None) -> None:
+                              validated_at: datetime | None = None, summary: dict | None = None,
+                              created_span: tuple[int, int] | None = None) -> None:
         """Record a validation outcome on the job's index row (merge: other fields stay)."""
         row: dict[str, Any] = {"PartitionKey": JOBS_PARTITION, "RowKey": job_key,
                                "ValidationStatus": status, "ValidationNote": note or ""}
@@ -400,6 +402,8 @@ class CountsStore:
             row["LastValidatedAt"] = validated_at
         if summary is not None:
             row["LastValidation"] = json.dumps(summary, separators=(",", ":"))
+        if created_span is not None:
+            row["CreatedSpan"] = f"{_ticks_text(created_span[0])}-{_ticks_text(created_span[1])}"
         async with _storage_call("recording validation"):
             await self.jobs.update_entity(row, mode="merge", **RESENDABLE)
 
@@ -718,6 +722,7 @@ def _job_from_row(row: dict) -> JobRecord:
         first_seen_at=row["FirstSeenAt"], validation_status=row.get("ValidationStatus", "unvalidated"),
         last_validated_at=row.get("LastValidatedAt"), validation_note=row.get("ValidationNote") or None,
         last_validation=json.loads(row["LastValidation"]) if row.get("LastValidation") else None,
+        created_span=tuple(int(part) for part in row["CreatedSpan"].split("-")) if row.get("CreatedSpan") else None,
     )
 
 

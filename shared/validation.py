@@ -99,11 +99,12 @@ async def begin(deps: Deps, job: dict) -> dict:
     created = await deps.batch.job_creation_time(job_id)
     if created is None:
         return await remove_job(deps, {**job, "reason": "JobNotFound"})
+    known = await deps.store.get_job_counts(job_key)
     started = datetime_to_ticks(deps.now)
     await deps.store.drop_scans(job_key, before=f"{datetime_to_ticks(deps.now - ABANDONED_SCAN_AGE):019d}")
     return {"jobId": job_id, "jobKey": job_key, "action": "validate", "scanId": f"{started:019d}",
             "scanStartedTicks": started, "createdTicks": ticks_of(created, "the job's creationTime", deps.now),
-            "partitions": partitions, "expectedTasks": size,
+            "partitions": partitions, "expectedTasks": size, "knownSpan": known.job.created_span if known else None,
             "parallelListings": deps.settings.validation_parallel_listings}
 
 
@@ -121,9 +122,11 @@ async def list_page(deps: Deps, scan: dict) -> dict:
         return {"split": True}
     by_shard: dict[int, list] = defaultdict(list)
     invalid = 0
+    created: list[int] = []
     for raw in page.tasks:
         try:
             task_id, status = task_status(raw, deps.now)
+            created.append(ticks_of(raw.get("creationTime"), "creationTime", deps.now))
         except InvalidEventError as error:
             invalid += 1
             logger.warning("listed task skipped: %s", error, extra={"job_id": scan["jobId"], "task_id": raw.get("id")})
@@ -132,7 +135,8 @@ async def list_page(deps: Deps, scan: dict) -> dict:
         by_shard[shard_of(key, scan["partitions"])].append((key, task_id, status))
     await deps.store.record_listing(scan["jobKey"], scan["scanId"], f"{piece['low']:019d}-{piece['pages']:06d}",
                                     by_shard)
-    return {"next": page.next_link, "listed": len(page.tasks) - invalid, "invalid": invalid}
+    return {"next": page.next_link, "listed": len(page.tasks) - invalid, "invalid": invalid,
+            "created": [min(created), max(created)] if created else None}
 
 
 def creation_filter(low_ticks: int, high_ticks: int) -> str:
@@ -159,7 +163,7 @@ async def finish(deps: Deps, scan: dict) -> dict:
         "countersRepaired": totals["countersRepaired"], "counterCheckDeferred": totals["counterCheckDeferred"],
     }
     await deps.store.mark_validation(scan["jobKey"], VALIDATED, None, ticks_to_datetime(scan["scanStartedTicks"]),
-                                     summary)
+                                     summary, scan.get("createdSpan"))  # where the next pass slices
     await deps.store.drop_scans(scan["jobKey"], scan_id=scan["scanId"])
     drift = sum(summary["corrected"].values()) + summary["countersRepaired"]
     log = logger.warning if drift else logger.info

@@ -55,6 +55,20 @@ def initial_slices(created_ticks: int, scan_started_ticks: int, count: int) -> l
     return split_slice({"low": low, "high": high, "next": None, "pages": 0}, count)
 
 
+def planned_slices(created_ticks: int, scan_started_ticks: int, count: int, known_span: list | None) -> list[dict]:
+    """Like ``initial_slices``, but where the last pass saw the job's tasks created (``known_span``:
+    first and last creation tick) only that span is cut into ``count``; before and after it one slice
+    each (usually empty, or the tasks added since), so a job validated long after its tasks were
+    added does not pay for listing empty time."""
+    if not known_span or not created_ticks <= known_span[0] <= known_span[1] < scan_started_ticks:
+        return initial_slices(created_ticks, scan_started_ticks, count)
+    first, after_last = known_span[0], known_span[1] + 1
+    before = [{"low": created_ticks, "high": first, "next": None, "pages": 0}] if first > created_ticks else []
+    later = [{"low": after_last, "high": scan_started_ticks, "next": None, "pages": 0}] \
+        if after_last < scan_started_ticks else []
+    return before + split_slice({"low": first, "high": after_last, "next": None, "pages": 0}, count) + later
+
+
 def split_slice(piece: dict, parts: int) -> list[dict]:
     """Cut a slice into up to ``parts`` non-empty, adjacent, half-open ranges (the same tick never
     falls in two: a boundary tick belongs to the slice it starts)."""
@@ -75,14 +89,18 @@ def validate_job(context) -> Generator[Any, Any, dict]:
         if scan["action"] != "validate":
             return scan
         parallel = scan["parallelListings"]
-        # slices worth having: no more than the job has pages (a small job costs no empty listings),
-        # at most twice the pages in flight (enough work queued; each split costs one page)
-        wanted = max(1, min(2 * parallel, -(-scan["expectedTasks"] // PAGE_SIZE)))
-        pending = initial_slices(scan["createdTicks"], scan["scanStartedTicks"], min(parallel, wanted))
+        known_span = scan.get("knownSpan")
+        # No more slices than the job has pages (a small job costs no empty listings). Where the last
+        # pass saw the tasks created, that span is cut for the whole fan-out; otherwise half of it,
+        # leaving room to split the slice the tasks turn out to crowd into.
+        pages_needed = max(1, -(-scan["expectedTasks"] // PAGE_SIZE))
+        count = min(parallel if known_span else max(1, parallel // 2), pages_needed)
+        pending = planned_slices(scan["createdTicks"], scan["scanStartedTicks"], count, known_span)
         pages = listed = splits = 0
+        span: list[int] | None = None  # first and last creation tick listed, for the next pass
         while pending:
             wave, pending = pending[:parallel], pending[parallel:]
-            may_split = len(wave) + len(pending) < wanted
+            may_split = len(wave) + len(pending) < min(parallel, pages_needed)  # each split costs one page
             results = yield context.task_all([
                 context.call_activity(LIST_PAGE, {**scan, "slice": piece, "maySplit": may_split}) for piece in wave
             ])
@@ -94,6 +112,9 @@ def validate_job(context) -> Generator[Any, Any, dict]:
                     pending += split_slice(piece, SPLIT_PARTS)
                     continue
                 pages, listed = pages + 1, listed + result["listed"]
+                if result.get("created"):
+                    low, high = result["created"]
+                    span = [low, high] if span is None else [min(span[0], low), max(span[1], high)]
                 if result["next"]:
                     pending.append({**piece, "next": result["next"], "pages": piece["pages"] + 1})
             context.set_custom_status({"jobId": scan["jobId"], "phase": "listing", "pages": pages,
@@ -104,6 +125,7 @@ def validate_job(context) -> Generator[Any, Any, dict]:
         sweeps = yield context.task_all([
             context.call_activity(SWEEP, {**scan, "shard": shard}) for shard in range(scan["partitions"])
         ])
-        return (yield context.call_activity(FINISH, {**scan, "sweeps": sweeps, "tasksListed": listed, "pages": pages}))
+        return (yield context.call_activity(FINISH, {**scan, "sweeps": sweeps, "tasksListed": listed, "pages": pages,
+                                                     "createdSpan": span}))
     except Exception as error:  # a failed activity: report it, so sibling jobs in a wave still finish
         return {"jobId": job["jobId"], "action": "failed", "error": str(error).strip()[:500]}

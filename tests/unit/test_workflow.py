@@ -27,8 +27,10 @@ class Recorder:
     """Stand-in activities for one job whose tasks were created at ``tasks`` (creation ticks), listed
     PAGE_SIZE at a time, and PARTITIONS partitions. Records what each page listed."""
 
-    def __init__(self, tasks=SPREAD_TASKS, fail_page: int | None = None, gone_after: int | None = None):
+    def __init__(self, tasks=SPREAD_TASKS, fail_page: int | None = None, gone_after: int | None = None,
+                 known_span=None):
         self.tasks = sorted(tasks)
+        self.known_span = known_span
         self.calls: list[tuple] = []
         self.listed: list[int] = []
         self.fail_page, self.gone_after = fail_page, gone_after
@@ -37,7 +39,7 @@ class Recorder:
         self.calls.append(("begin", job["jobId"]))
         return {**job, "action": "validate", "scanId": "s1", "scanStartedTicks": SCAN_STARTED,
                 "createdTicks": CREATED, "partitions": PARTITIONS, "expectedTasks": len(self.tasks) * SCALE,
-                "parallelListings": PARALLEL}
+                "parallelListings": PARALLEL, "knownSpan": self.known_span}
 
     async def page(self, scan):
         piece = scan["slice"]
@@ -55,7 +57,8 @@ class Recorder:
         if piece["next"] is None and more and scan["maySplit"] and piece["high"] - piece["low"] >= 2:
             return {"split": True}
         self.listed += page
-        return {"next": str(offset + PAGE_SIZE) if more else None, "listed": len(page), "invalid": 0}
+        return {"next": str(offset + PAGE_SIZE) if more else None, "listed": len(page), "invalid": 0,
+                "created": [min(page), max(page)] if page else None}
 
     async def sweep(self, scan):
         self.calls.append(("sweep", scan["shard"]))
@@ -65,6 +68,7 @@ class Recorder:
 
     async def finish(self, scan):
         self.calls.append(("finish", scan["tasksListed"], sorted(s["missing"] for s in scan["sweeps"])))
+        self.created_span = scan["createdSpan"]
         return {"jobId": scan["jobId"], "action": "validated", "tasksListed": scan["tasksListed"]}
 
     async def select(self, _):
@@ -118,15 +122,15 @@ async def test_listing_fans_out_over_slices_lists_every_task_once_then_sweeps_th
     assert instance.custom_status["phase"] == "sweeping" and instance.custom_status["tasksListed"] == len(SPREAD_TASKS)
 
 
-async def test_a_dense_slice_is_split_until_the_fan_out_has_work():
+async def test_a_dense_slice_is_split_while_the_fan_out_has_room():
     """Every task created within 40 ticks of one slice: its first page is full, so it is cut finer."""
     dense = [500 + tick % 40 for tick in range(120)]
     recorder = Recorder(tasks=dense)
     instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v2")
     assert instance.output["action"] == "validated" and sorted(recorder.listed) == sorted(dense)
     assert instance.custom_status["tasksListed"] == len(dense)
-    split_calls = [call for call in recorder.calls if call[0] == "page" and call[3] is None and call[4]]
-    assert len(split_calls) > PARALLEL  # the dense slice's children were listed too
+    widths = {call[2] - call[1] for call in recorder.calls if call[0] == "page"}
+    assert min(widths) < SCAN_STARTED - CREATED  # the full slice holding them was cut
 
 
 async def test_a_job_of_one_page_is_listed_with_one_call():
@@ -134,6 +138,33 @@ async def test_a_job_of_one_page_is_listed_with_one_call():
     instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v9")
     assert instance.output["action"] == "validated" and sorted(recorder.listed) == SPREAD_TASKS[:PAGE_SIZE]
     assert [call[1:] for call in recorder.calls if call[0] == "page"] == [(CREATED, SCAN_STARTED, None, False)]
+
+
+async def test_the_next_pass_slices_only_where_the_last_one_saw_tasks_created():
+    dense = [500 + tick % 40 for tick in range(120)]
+    first = Recorder(tasks=dense)
+    await first.engine().run(workflow.VALIDATE_JOB, JOB, "v10")
+    assert first.created_span == [500, 539]
+    second = Recorder(tasks=dense + [900, 901], known_span=first.created_span)  # two tasks added since
+    instance = await second.engine().run(workflow.VALIDATE_JOB, JOB, "v11")
+    assert instance.output["action"] == "validated" and sorted(second.listed) == sorted(dense + [900, 901])
+    calls = lambda recorder: sum(call[0] == "page" for call in recorder.calls)  # noqa: E731
+    assert calls(second) < calls(first)
+    assert second.created_span == [500, 901]
+
+
+@settings(max_examples=200)
+@given(created=st.integers(0, 10**6), width=st.integers(1, 10**6), count=st.integers(1, 16),
+       span=st.none() | st.tuples(st.integers(-10, 2 * 10**6), st.integers(0, 10**6)), probe=st.integers(0, 10**6))
+def test_planned_slices_partition_the_job_whatever_the_last_pass_saw(created, width, count, span, probe):
+    started = created + width
+    known = None if span is None else [span[0], span[0] + span[1]]
+    pieces = workflow.planned_slices(created, started, count, known)
+    assert pieces[0]["low"] == created and pieces[-1]["high"] == max(started, created + 1)
+    assert all(a["high"] == b["low"] for a, b in zip(pieces, pieces[1:]))
+    assert all(piece["high"] > piece["low"] for piece in pieces)
+    tick = created + probe % width
+    assert sum(piece["low"] <= tick < piece["high"] for piece in pieces) == 1
 
 
 async def test_tasks_created_in_one_tick_page_in_order_within_their_slice():
