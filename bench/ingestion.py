@@ -33,6 +33,7 @@ from shared.config import Settings
 from shared.ingest import apply_service_log, handle_delivery
 from shared.store import CountsStore
 from tools.azurite import Azurite
+from tools.termination import stop_children_on_termination
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -282,7 +283,9 @@ async def main(events_per_run: int) -> dict:
 def cli() -> None:
     parser = argparse.ArgumentParser(description="ingestion benchmarks")
     parser.add_argument("--events", type=int, default=20_000, help="events per batched-ingestion run")
-    results = asyncio.run(main(parser.parse_args().events))
+    events = parser.parse_args().events
+    stop_children_on_termination()
+    results = asyncio.run(main(events))
     print(f"write ceiling: {results['write_ceiling_entities_per_s']} entities/s (100-op transactions, 8 in flight)")
     print("events/delivery | jobs | events | events/s | of ceiling | rows/partition")
     for run in results["batched"]:

@@ -33,6 +33,7 @@ from shared.events import task_status
 from shared.store import CountsStore, Observation
 from tools.azurite import Azurite, free_port
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
+from tools.termination import stop_children_on_termination
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--parallel-listings", type=int, nargs="+", default=[8])
     parser.add_argument("--batch-latency", type=float, default=0.0, help="seconds every Batch call is answered late")
     args = parser.parse_args()
+    stop_children_on_termination()
     rows = [row for n in args.tasks
             for row in run_size(n, args.partitions, args.drift, args.parallel_listings, args.batch_latency)]
     header = ["tasks", "partitions", "rows_per_partition", "parallel_listings", "batch_latency", "drifted",

@@ -32,6 +32,7 @@ from rich.text import Text
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
 from tools.cli import Api, CliError, counts_table, freshness, total_of
 from tools.stack import FUNCTION_KEY, MASTER_KEY, SERVICE_LOG_HUB, Stack
+from tools.termination import stop_children_on_termination
 
 JOB_ID = "Demo-Render"
 
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the stack running afterwards")
     parser.add_argument("--logs", type=Path, help="keep every process's log in this folder (one subfolder per source)")
     args = parser.parse_args(argv)
+    stop_children_on_termination()
     console = Console()
     storage = os.environ.get("AzureWebJobsStorage") or None
     console.print(f"Starting {'Azurite (in memory)' if storage is None else 'with the storage account from AzureWebJobsStorage'}, "
