@@ -38,11 +38,13 @@ def running(pid: int) -> bool:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_the_demo_stopped_by_a_signal_stops_every_process_it_started(signum):
-    demo = subprocess.Popen([sys.executable, "-m", "tools.demo", "--tasks", "300", "--keep"], cwd=REPO,
+    # without AzureWebJobsStorage (other tests set it in this process), so the demo starts its own Azurite
+    env = {name: value for name, value in os.environ.items() if name != "AzureWebJobsStorage"}
+    demo = subprocess.Popen([sys.executable, "-m", "tools.demo", "--tasks", "300", "--keep"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    children: list[int] = []
     try:
         deadline = time.monotonic() + 90
-        children: list[int] = []
         while time.monotonic() < deadline and len(children) < 4:  # Azurite, the simulator, two hosts
             time.sleep(0.2)
             children = children_of(demo.pid)
@@ -53,6 +55,13 @@ def test_the_demo_stopped_by_a_signal_stops_every_process_it_started(signum):
         while time.monotonic() < deadline and any(running(pid) for pid in children):
             time.sleep(0.2)
         assert not [pid for pid in children if running(pid)], "processes left running"
-    finally:
+    finally:  # whatever failed above, leave nothing running
         if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
+            demo.terminate()
+            try:
+                demo.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+        for pid in children:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
