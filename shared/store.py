@@ -316,14 +316,22 @@ class CountsStore:
 
     # ---- reads -----------------------------------------------------------------------------
 
+    async def get_job(self, job_key: str) -> JobRecord | None:
+        """The job's index row alone (no counter rows); None for a job not known here."""
+        await self.ensure_tables()
+        async with _storage_call("reading the job"):
+            try:
+                return _job_from_row(await self.jobs.get_entity(JOBS_PARTITION, job_key))
+            except ResourceNotFoundError:
+                return None
+
     async def get_job_counts(self, job_key: str) -> JobCounts | None:
         await self.ensure_tables()
         async with _storage_call("reading counts"):
             partitions = self._partition_counts.get(job_key)
             if partitions is None:  # first read of this job here: its row says how many counter rows
-                try:
-                    job = _job_from_row(await self.jobs.get_entity(JOBS_PARTITION, job_key))
-                except ResourceNotFoundError:
+                job = await self.get_job(job_key)
+                if job is None:
                     return None
                 self._partition_counts[job_key] = job.partitions
                 return await self._counts_of(job)

@@ -99,12 +99,12 @@ async def begin(deps: Deps, job: dict) -> dict:
     created = await deps.batch.job_creation_time(job_id)
     if created is None:
         return await remove_job(deps, {**job, "reason": "JobNotFound"})
-    known = await deps.store.get_job_counts(job_key)
+    known = await deps.store.get_job(job_key)
     started = datetime_to_ticks(deps.now)
     await deps.store.drop_scans(job_key, before=f"{datetime_to_ticks(deps.now - ABANDONED_SCAN_AGE):019d}")
     return {"jobId": job_id, "jobKey": job_key, "action": "validate", "scanId": f"{started:019d}",
             "scanStartedTicks": started, "createdTicks": ticks_of(created, "the job's creationTime", deps.now),
-            "partitions": partitions, "expectedTasks": size, "knownSpan": known.job.created_span if known else None,
+            "partitions": partitions, "expectedTasks": size, "knownSpan": known.created_span if known else None,
             "parallelListings": deps.settings.validation_parallel_listings}
 
 
@@ -126,13 +126,16 @@ async def list_page(deps: Deps, scan: dict) -> dict:
     for raw in page.tasks:
         try:
             task_id, status = task_status(raw, deps.now)
-            created.append(ticks_of(raw.get("creationTime"), "creationTime", deps.now))
         except InvalidEventError as error:
             invalid += 1
             logger.warning("listed task skipped: %s", error, extra={"job_id": scan["jobId"], "task_id": raw.get("id")})
             continue
         key = task_id.lower()
         by_shard[shard_of(key, scan["partitions"])].append((key, task_id, status))
+        try:  # only guides the next pass's slicing: a task without it is still checked
+            created.append(ticks_of(raw.get("creationTime"), "creationTime", deps.now))
+        except InvalidEventError:
+            pass
     await deps.store.record_listing(scan["jobKey"], scan["scanId"], f"{piece['low']:019d}-{piece['pages']:06d}",
                                     by_shard)
     return {"next": page.next_link, "listed": len(page.tasks) - invalid, "invalid": invalid,

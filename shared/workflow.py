@@ -45,6 +45,11 @@ def validate_counts(context) -> Generator[Any, Any, dict]:
 SPLIT_PARTS = 4  # a dense creation-time slice becomes this many
 
 
+def new_slice(low: int, high: int) -> dict:
+    """Tasks created in [low, high), not listed yet."""
+    return {"low": low, "high": high, "next": None, "pages": 0}
+
+
 def initial_slices(created_ticks: int, scan_started_ticks: int, count: int) -> list[dict]:
     """The job's creation times, [its creation, the scan's start), cut into ``count`` equal slices.
 
@@ -52,7 +57,7 @@ def initial_slices(created_ticks: int, scan_started_ticks: int, count: int) -> l
     move during the scan: each task is listed exactly once. Tasks created after the scan started
     are left out (their events are newer than the scan; the sweep keeps them)."""
     low, high = created_ticks, max(scan_started_ticks, created_ticks + 1)
-    return split_slice({"low": low, "high": high, "next": None, "pages": 0}, count)
+    return split_slice(new_slice(low, high), count)
 
 
 def planned_slices(created_ticks: int, scan_started_ticks: int, count: int, known_span: list | None) -> list[dict]:
@@ -63,10 +68,9 @@ def planned_slices(created_ticks: int, scan_started_ticks: int, count: int, know
     if not known_span or not created_ticks <= known_span[0] <= known_span[1] < scan_started_ticks:
         return initial_slices(created_ticks, scan_started_ticks, count)
     first, after_last = known_span[0], known_span[1] + 1
-    before = [{"low": created_ticks, "high": first, "next": None, "pages": 0}] if first > created_ticks else []
-    later = [{"low": after_last, "high": scan_started_ticks, "next": None, "pages": 0}] \
-        if after_last < scan_started_ticks else []
-    return before + split_slice({"low": first, "high": after_last, "next": None, "pages": 0}, count) + later
+    before = [new_slice(created_ticks, first)] if first > created_ticks else []
+    later = [new_slice(after_last, scan_started_ticks)] if after_last < scan_started_ticks else []
+    return before + split_slice(new_slice(first, after_last), count) + later
 
 
 def split_slice(piece: dict, parts: int) -> list[dict]:
@@ -75,7 +79,7 @@ def split_slice(piece: dict, parts: int) -> list[dict]:
     low, high = piece["low"], piece["high"]
     parts = max(1, min(parts, high - low))
     bounds = [low + (high - low) * n // parts for n in range(parts)] + [high]
-    return [{"low": bounds[n], "high": bounds[n + 1], "next": None, "pages": 0} for n in range(parts)]
+    return [new_slice(bounds[n], bounds[n + 1]) for n in range(parts)]
 
 
 def validate_job(context) -> Generator[Any, Any, dict]:

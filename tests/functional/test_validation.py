@@ -53,6 +53,13 @@ async def jobs_with_tasks(url, account, job_ids, tasks):
     await deliver(url, account)
 
 
+async def served_as_truth(url, account, job_id) -> dict:
+    """The API's body for a job, after asserting its task and slot counts equal the simulator's."""
+    body = await served(url, job_id)
+    assert (body["taskCounts"], body["taskSlotCounts"]) == truth(account, job_id)
+    return body
+
+
 def truth(account, job_id):
     counts = account.task_counts(job_id)
     return counts["taskCounts"], counts["taskSlotCounts"]
@@ -105,8 +112,7 @@ async def test_one_pass_closes_drops_and_keeps_events_that_overtook_the_scan(app
     # every task once, over more pages than 10 (the job's creation times fanned out into slices)
     assert result["pages"] >= 10 and result["tasksListed"] == len(account.job(job).tasks) - 25
 
-    after = await served(url, job)
-    assert (after["taskCounts"], after["taskSlotCounts"]) == truth(account, job)
+    after = await served_as_truth(url, account, job)
     assert after["validationStatus"] == "validated" and after["lastValidatedAt"].endswith("Z")
     corrected = after["lastValidation"]["corrected"]
     assert sum(corrected.values()) > 0 and corrected == result["corrected"]
@@ -133,8 +139,7 @@ async def test_removed_tasks_missing_tasks_and_a_broken_counter_are_corrected(ap
     assert result["action"] == "validated", result
     assert result["corrected"] == {"missing": 20, "stale": 50, "removed": 30}
     assert result["countersRepaired"] == 1
-    after = await served(url, job)
-    assert (after["taskCounts"], after["taskSlotCounts"]) == truth(account, job)
+    after = await served_as_truth(url, account, job)
 
     again = await engine_for(function_app).run(workflow.VALIDATE_JOB, {"jobKey": job, "jobId": job}, "v-repairs")
     assert again.output["corrected"] == {"missing": 0, "stale": 0, "removed": 0}

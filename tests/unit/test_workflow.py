@@ -214,7 +214,7 @@ async def test_resuming_from_a_history_cut_anywhere_finishes_without_redoing_fin
        probe=st.integers(0, 10**12))
 def test_slices_partition_creation_times_exactly(low, width, parts, probe):
     high = low + width
-    pieces = workflow.split_slice({"low": low, "high": high, "next": None, "pages": 0}, parts)
+    pieces = workflow.split_slice(workflow.new_slice(low, high), parts)
     assert pieces[0]["low"] == low and pieces[-1]["high"] == high
     assert all(a["high"] == b["low"] for a, b in zip(pieces, pieces[1:]))  # adjacent, no gap, no overlap
     assert all(piece["high"] > piece["low"] for piece in pieces) and len(pieces) == min(parts, width)
