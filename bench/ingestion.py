@@ -112,7 +112,7 @@ async def write_ceiling(store: CountsStore, entities: int) -> float:
         by_partition.setdefault(row["PartitionKey"], []).append(row)
     transactions = [[("upsert", r) for r in part[i:i + 100]] for part in by_partition.values()
                     for i in range(0, len(part), 100)]
-    seconds = await run_concurrently(store.tasks.submit_transaction, transactions, 8)
+    seconds = await run_concurrently(store.task_rows.table.submit_transaction, transactions, 8)
     return entities / seconds
 
 
@@ -128,7 +128,7 @@ async def batched(store: CountsStore, events: list[dict], per_delivery: int) -> 
 
 async def naive(store: CountsStore, events: list[dict]) -> tuple[float, float]:
     """One counter row per job, read-modify-write per event with ETag retry."""
-    table = store.tasks
+    table = store.task_rows.table
     attempts = conflicts = 0
 
     async def apply(event: dict):

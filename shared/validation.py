@@ -20,12 +20,12 @@ from shared.config import Settings, get_settings
 from shared.errors import InvalidEventError
 from shared.events import datetime_to_ticks, task_status, ticks_of, ticks_to_datetime, ticks_to_iso
 from shared.store import CountsStore, get_store, shard_of
+from shared.store.reconcile import DRIFT_KINDS
 
 logger = logging.getLogger(__name__)
 
 VALIDATED, UNVALIDATED = "validated", "unvalidated"
 ABANDONED_SCAN_AGE = timedelta(days=1)
-DRIFT_KINDS = ("missing", "stale", "removed")
 
 
 class Deps:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings as hyp_settings, strategies 
 from shared.counting import Counts, TaskResult, TaskState, counts_of
 from shared.events import Rejection
 from shared.store import COUNTER_ROW, CountsStore, raw_text_of
+from shared.store.codec import counts_of_row, status_of_row
 from tests.conftest import make_settings
 from tests.strategies import observations, observe
 from tools import faultproxy
@@ -27,12 +28,11 @@ async def counts(store, job_key):
 async def assert_counters_match_rows(store, job_key):
     """Every counter row equals the sum of the task rows in its partition."""
     job = (await store.get_job_counts(job_key)).job
-    from shared.store import _counts_from_row, _status_from_row  # the row codec under test
     for shard in range(job.partitions):
         rows = [row async for row in store.partition_rows(job_key, shard)]
         counter = [row for row in rows if row["RowKey"] == COUNTER_ROW]
-        tasks = [_status_from_row(row) for row in rows if row["RowKey"] != COUNTER_ROW]
-        assert _counts_from_row(counter[0] if counter else None) == counts_of(tasks)
+        tasks = [status_of_row(row) for row in rows if row["RowKey"] != COUNTER_ROW]
+        assert counts_of_row(counter[0] if counter else None) == counts_of(tasks)
 
 
 async def test_lifecycle_counts(store):

@@ -1,0 +1,161 @@
+"""The row codec, pure: how tasks, counters, jobs, listings and raw events look as Table entities.
+
+Nothing here does I/O, so every rule of the layout (README "Storage layout") can be tested alone.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from shared.counting import ZERO, Counts, TaskResult, TaskState, TaskStatus
+from shared.errors import InvalidContinuationError
+from shared.store.records import JobCounts, JobRecord
+
+COUNTER_ROW = "!counts"  # '!' sorts before every character a task key can hold
+JOBS_PARTITION = "jobs"
+LEASES_PARTITION = "leases"
+RAW_TEXT_LIMIT = 30_000  # characters kept as plain text; longer raw events are stored compressed
+RAW_CHUNK_BYTES = 64_000  # a binary property holds at most 64 KiB
+RAW_MAX_BYTES = 900_000  # an entity holds at most 1 MiB
+COUNT_FIELDS = ("active", "running", "completed", "succeeded", "failed")
+COUNTER_COLUMNS = [f"{name.capitalize()}{suffix}" for name in COUNT_FIELDS for suffix in ("", "Slots")]
+TASK_COLUMNS = ["RowKey", "State", "Result", "Slots", "Version"]
+
+
+def partition_key(job_key: str, shard: int) -> str:
+    return f"{job_key}|{shard:02x}"
+
+
+def shard_of(task_key: str, partitions: int) -> int:
+    return zlib.crc32(task_key.encode()) % partitions
+
+
+def task_row(pk: str, task_key: str, status: TaskStatus) -> dict[str, Any]:
+    return {
+        "PartitionKey": pk, "RowKey": task_key,
+        "State": "deleted" if status.state is None else status.state.value,
+        "Result": status.result.value if status.result else "",
+        "Slots": status.required_slots, "Version": status.version, "UpdatedAt": now(),
+    }
+
+
+def status_of_row(row: dict) -> TaskStatus:
+    state = None if row["State"] == "deleted" else TaskState(row["State"])
+    result = TaskResult(row["Result"]) if row.get("Result") else None
+    return TaskStatus(state, result, int(row["Slots"]), row["Version"])
+
+
+def counter_row(pk: str, tasks: Counts, slots: Counts) -> dict[str, Any]:
+    row: dict[str, Any] = {"PartitionKey": pk, "RowKey": COUNTER_ROW, "LastUpdatedAt": now()}
+    for name in COUNT_FIELDS:
+        row[name.capitalize()] = getattr(tasks, name)
+        row[f"{name.capitalize()}Slots"] = getattr(slots, name)
+    return row
+
+
+def counts_of_row(row: dict | None) -> tuple[Counts, Counts]:
+    if row is None:
+        return ZERO, ZERO
+    # `or 0`: a property missing from an entity may come back as null under $select
+    tasks = Counts(*(int(row.get(name.capitalize()) or 0) for name in COUNT_FIELDS))
+    slots = Counts(*(int(row.get(f"{name.capitalize()}Slots") or 0) for name in COUNT_FIELDS))
+    return tasks, slots
+
+
+def sum_counters(job: JobRecord, counters: Iterable[dict | None]) -> JobCounts:
+    tasks, slots, updated = ZERO, ZERO, None
+    for row in counters:
+        if row is None:
+            continue
+        row_tasks, row_slots = counts_of_row(row)
+        tasks, slots = tasks + row_tasks, slots + row_slots
+        row_updated = row.get("LastUpdatedAt")
+        if row_updated is not None and (updated is None or row_updated > updated):
+            updated = row_updated
+    return JobCounts(job, tasks, slots, updated)
+
+
+def job_of_row(row: dict) -> JobRecord:
+    return JobRecord(
+        job_key=row["RowKey"], job_id=row["JobId"], partitions=int(row["Partitions"]),
+        first_seen_at=row["FirstSeenAt"], validation_status=row.get("ValidationStatus", "unvalidated"),
+        last_validated_at=row.get("LastValidatedAt"), validation_note=row.get("ValidationNote") or None,
+        last_validation=json.loads(row["LastValidation"]) if row.get("LastValidation") else None,
+        created_span=tuple(int(part) for part in row["CreatedSpan"].split("-")) if row.get("CreatedSpan") else None,
+    )
+
+
+def ticks_text(ticks: int | None) -> str:
+    return "" if ticks is None else f"{ticks:019d}"  # text: sorts like the number, any size
+
+
+def optional_ticks(text: str | None) -> int | None:
+    return int(text) if text else None
+
+
+def scan_partition(job_key: str, scan_id: str) -> str:
+    return f"{job_key}|{scan_id}"
+
+
+def listing_blob(entries: Iterable[tuple[str, str, TaskStatus]]) -> bytes:
+    """One shard's part of a listed page: (task key, task id, status) triples, compressed JSON."""
+    return zlib.compress(json.dumps([[key, task_id, _status_to_list(status)] for key, task_id, status in entries],
+                                    separators=(",", ":")).encode())
+
+
+def listing_entries(blob: bytes) -> list[tuple[str, str, TaskStatus]]:
+    return [(key, task_id, _status_from_list(status)) for key, task_id, status in json.loads(zlib.decompress(blob))]
+
+
+def _status_to_list(status: TaskStatus) -> list:
+    return [status.state.value if status.state else None, status.result.value if status.result else None,
+            status.required_slots, status.version]
+
+
+def _status_from_list(values: list) -> TaskStatus:
+    state, result, slots, version = values
+    return TaskStatus(TaskState(state) if state else None, TaskResult(result) if result else None, slots, version)
+
+
+def raw_text_of(row: dict) -> str:
+    """The raw event text of a rejected-event row, whether stored plain or compressed."""
+    if "Raw" in row:
+        return row["Raw"]
+    data = b"".join(bytes(row[f"RawDeflate{i}"]) for i in range(int(row["RawChunks"])))
+    return zlib.decompress(data).decode()
+
+
+def raw_properties(raw: str) -> dict[str, Any]:
+    if len(raw) <= RAW_TEXT_LIMIT:
+        return {"Raw": raw, "RawLength": len(raw)}
+    packed = zlib.compress(raw.encode(), 6)
+    if len(packed) > RAW_MAX_BYTES:  # incompressible and huge: keep a readable head rather than fail the delivery
+        return {"Raw": raw[:RAW_TEXT_LIMIT], "RawLength": len(raw), "RawTruncated": True}
+    parts = [packed[i:i + RAW_CHUNK_BYTES] for i in range(0, len(packed), RAW_CHUNK_BYTES)]
+    return {"RawLength": len(raw), "RawChunks": len(parts),
+            **{f"RawDeflate{i}": part for i, part in enumerate(parts)}}
+
+
+def encode_token(token: Any) -> str | None:
+    if not token:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(token, sort_keys=True).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str | None) -> Any:
+    if token is None:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, TypeError):
+        raise InvalidContinuationError("the continuation token is not one this service issued") from None
+    if not isinstance(decoded, dict) or not all(isinstance(v, str) for v in decoded.values()):
+        raise InvalidContinuationError("the continuation token is not one this service issued")
+    return decoded
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,199 @@
+"""CountsStore: the one object callers use; each table's rows are handled by its own module."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from datetime import datetime
+from typing import Any, AsyncIterator, Iterable, Sequence
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables.aio import TableServiceClient
+
+from shared.config import Settings
+from shared.counting import TaskStatus
+from shared.store.codec import JOBS_PARTITION, job_of_row, sum_counters
+from shared.store.jobs import JobIndex
+from shared.store.records import ApplyOutcome, JobCounts, JobRecord, Observed, SyncPosition
+from shared.store.rejected import RejectedEvents
+from shared.store.scans import ScanListings
+from shared.store.tables import create_table, service_client, storage_call
+from shared.store.tasks import TaskRows
+
+logger = logging.getLogger(__name__)
+
+
+class CountsStore:
+    """Per-job task counts with exactly-once effect, the job index, validation listings and
+    rejected events, over four tables named ``{prefix}tasks|jobs|scans|rejected``."""
+
+    def __init__(self, service: TableServiceClient, table_prefix: str, job_partitions: int):
+        self._service = service
+        self.task_rows = TaskRows(service.get_table_client(f"{table_prefix}tasks"))
+        self.job_index = JobIndex(service.get_table_client(f"{table_prefix}jobs"), job_partitions)
+        self.scans = ScanListings(service.get_table_client(f"{table_prefix}scans"))
+        self.rejected = RejectedEvents(service.get_table_client(f"{table_prefix}rejected"))
+        self._tables = (self.task_rows.table, self.job_index.table, self.scans.table, self.rejected.table)
+        self._tables_ready = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "CountsStore":
+        return cls(service_client(settings), settings.table_prefix, settings.job_partitions)
+
+    async def close(self) -> None:
+        for client in (*self._tables, self._service):
+            await client.close()
+
+    async def ensure_tables(self) -> None:
+        if self._tables_ready:
+            return
+        async with storage_call("creating tables"):
+            for table in self._tables:
+                await create_table(table)
+        self._tables_ready = True
+
+    # ---- ingestion -------------------------------------------------------------------------
+
+    async def apply(self, observations: Sequence[Observed]) -> ApplyOutcome:
+        """Apply observations exactly once: older or repeated ones change nothing.
+
+        Raises StoreUnavailableError when storage fails or stays contended; retrying the same
+        observations later is always safe.
+        """
+        await self.ensure_tables()
+        by_job: dict[str, list[Observed]] = defaultdict(list)
+        for observation in observations:
+            by_job[observation.job_id.lower()].append(observation)
+        counts = await asyncio.gather(*(self.job_index.partitions_for(job_key, job_observations[0].job_id)
+                                        for job_key, job_observations in by_job.items()))
+        changes = await self.task_rows.apply({job_key: (count, job_observations)
+                                              for (job_key, job_observations), count in zip(by_job.items(), counts)})
+        return ApplyOutcome(
+            applied=len(changes), unchanged=len(observations) - len(changes),
+            created=sum(change.old is None for change in changes),
+            deleted=sum(change.new.deleted for change in changes),
+        )
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    async def get_job(self, job_key: str) -> JobRecord | None:
+        """The job's index row alone (no counter rows); None for a job not known here."""
+        await self.ensure_tables()
+        async with storage_call("reading the job"):
+            return await self.job_index.get(job_key)
+
+    async def get_job_counts(self, job_key: str) -> JobCounts | None:
+        await self.ensure_tables()
+        async with storage_call("reading counts"):
+            partitions = self.job_index.cached_partitions(job_key)
+            if partitions is None:  # first read of this job here: its row says how many counter rows
+                job = await self.job_index.get(job_key)
+                if job is None:
+                    return None
+                self.job_index.remember(job)
+                return await self._counts_of(job)
+            # A job's partition count never changes: read its row and counter rows in one round trip.
+            job_row, counters = await asyncio.gather(self.job_index.table.get_entity(JOBS_PARTITION, job_key),
+                                                     self.task_rows.counter_rows(job_key, partitions),
+                                                     return_exceptions=True)
+            if isinstance(job_row, ResourceNotFoundError):  # removed since (retention)
+                self.job_index.forget(job_key)
+                return None
+            for outcome in (job_row, counters):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            job = job_of_row(job_row)
+            if job.partitions != partitions:  # removed and registered again with another setting
+                self.job_index.remember(job)
+                return await self._counts_of(job)
+            return sum_counters(job, counters)
+
+    async def list_jobs(self, max_results: int, continuation: str | None) -> tuple[list[JobCounts], str | None]:
+        """One page of the job index with each job's counts; the token is opaque to callers."""
+        await self.ensure_tables()
+        async with storage_call("listing jobs"):
+            jobs, next_token = await self.job_index.page(max_results, continuation)
+            counts = await asyncio.gather(*(self._counts_of(job) for job in jobs))
+        return list(counts), next_token
+
+    async def all_jobs(self) -> AsyncIterator[JobCounts]:
+        token = None
+        while True:
+            page, token = await self.list_jobs(100, token)
+            for job in page:
+                yield job
+            if token is None:
+                return
+
+    async def _counts_of(self, job: JobRecord) -> JobCounts:
+        return sum_counters(job, await self.task_rows.counter_rows(job.job_key, job.partitions))
+
+    def partition_rows(self, job_key: str, shard: int) -> AsyncIterator[dict]:
+        return self.task_rows.partition_rows(job_key, shard)
+
+    # ---- validation ------------------------------------------------------------------------
+
+    async def register_job(self, job_id: str) -> int:
+        """Make sure the job is in the index (validation may meet a job before any event); partitions."""
+        await self.ensure_tables()
+        return await self.job_index.partitions_for(job_id.lower(), job_id)
+
+    async def mark_validation(self, job_key: str, status: str, note: str | None = None,
+                              validated_at: datetime | None = None, summary: dict | None = None,
+                              created_span: tuple[int, int] | None = None) -> None:
+        await self.job_index.mark_validation(job_key, status, note, validated_at, summary, created_span)
+
+    async def record_listing(self, job_key: str, scan_id: str, page_id: str,
+                             listed: dict[int, list[tuple[str, str, TaskStatus]]]) -> None:
+        await self.ensure_tables()
+        await self.scans.record(job_key, scan_id, page_id, listed)
+
+    async def listed_in_shard(self, job_key: str, scan_id: str, shard: int) -> dict[str, tuple[str, TaskStatus]]:
+        return await self.scans.in_shard(job_key, scan_id, shard)
+
+    async def drop_scans(self, job_key: str, before: str | None = None, scan_id: str | None = None) -> None:
+        await self.ensure_tables()
+        await self.scans.drop(job_key, before, scan_id)
+
+    async def reconcile_partition(self, job_key: str, shard: int, listed: dict[str, tuple[str, TaskStatus]],
+                                  scan_started_ticks: int, job_id: str) -> dict[str, int]:
+        return await self.task_rows.reconcile_partition(job_key, shard, listed, scan_started_ticks, job_id)
+
+    async def remove_job(self, job_key: str) -> int:
+        """Delete a job's task and counter rows, its listings and its index row; rows removed."""
+        await self.ensure_tables()
+        async with storage_call("removing a job"):
+            job = await self.job_index.get(job_key)
+            if job is None:
+                return 0
+            removed = await self.task_rows.delete_job_rows(job_key, job.partitions)
+            await self.scans.drop(job_key)
+            await self.job_index.delete(job_key)
+        logger.info("job removed", extra={"job_id": job.job_id, "rows": removed})
+        return removed
+
+    # ---- delta sync and leases -------------------------------------------------------------
+
+    async def sync_positions(self) -> dict[str, SyncPosition]:
+        await self.ensure_tables()
+        return await self.job_index.sync_positions()
+
+    async def record_sync(self, position: SyncPosition) -> None:
+        await self.job_index.record_sync(position)
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        await self.ensure_tables()
+        return await self.job_index.acquire_lease(name, holder, seconds)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        await self.job_index.release_lease(name, holder)
+
+    # ---- rejected events -------------------------------------------------------------------
+
+    async def keep_rejected(self, rejections: Iterable[Any], received_at: datetime) -> None:
+        """Store rejected events idempotently (a redelivery overwrites the same row)."""
+        await self.ensure_tables()
+        await self.rejected.keep(rejections, received_at)
+
+    async def list_rejected(self, day: datetime) -> list[dict]:
+        return await self.rejected.of_day(day)

@@ -1,0 +1,154 @@
+"""The job index (``{prefix}jobs``): one row per job (PartitionKey ``jobs``), which also holds the
+job's validation outcome and the delta sync's position; and leases (PartitionKey ``leases``)."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables.aio import TableClient
+
+from shared.store.codec import (
+    JOBS_PARTITION, LEASES_PARTITION, decode_token, encode_token, job_of_row, now, optional_ticks, ticks_text,
+)
+from shared.store.records import JobRecord, SyncPosition
+from shared.store.tables import RESENDABLE, if_match, storage_call
+
+logger = logging.getLogger(__name__)
+
+JOB_CACHE_SECONDS = 60.0  # how long a process trusts that a job's index row still exists
+
+
+class JobIndex:
+    def __init__(self, table: TableClient, default_partitions: int):
+        self.table = table
+        self._default_partitions = default_partitions
+        self._partition_counts: dict[str, int] = {}  # job key -> partitions (fixed when a job is first seen)
+        self._registered_at: dict[str, float] = {}  # job key -> when its index row was last known to exist
+
+    def cached_partitions(self, job_key: str) -> int | None:
+        return self._partition_counts.get(job_key)
+
+    def remember(self, job: JobRecord) -> None:
+        self._partition_counts[job.job_key] = job.partitions
+
+    def forget(self, job_key: str) -> None:
+        self._registered_at.pop(job_key, None)
+        self._partition_counts.pop(job_key, None)
+
+    async def partitions_for(self, job_key: str, job_id: str) -> int:
+        """The job's partition count, creating its index row on first sight (first-seen case wins)."""
+        checked = self._registered_at.get(job_key)
+        if checked is not None and time.monotonic() - checked < JOB_CACHE_SECONDS:
+            return self._partition_counts[job_key]
+        async with storage_call("registering the job"):
+            try:
+                await self.table.create_entity({
+                    "PartitionKey": JOBS_PARTITION, "RowKey": job_key, "JobId": job_id,
+                    "Partitions": self._default_partitions, "FirstSeenAt": now(),
+                }, **RESENDABLE)
+                partitions = self._default_partitions
+                logger.info("new job registered", extra={"job_id": job_id, "partitions": partitions})
+            except ResourceExistsError:
+                row = await self.table.get_entity(JOBS_PARTITION, job_key)
+                partitions = int(row["Partitions"])
+        self._partition_counts[job_key] = partitions
+        self._registered_at[job_key] = time.monotonic()
+        return partitions
+
+    async def get(self, job_key: str) -> JobRecord | None:
+        try:
+            return job_of_row(await self.table.get_entity(JOBS_PARTITION, job_key))
+        except ResourceNotFoundError:
+            return None
+
+    async def page(self, max_results: int, continuation: str | None) -> tuple[list[JobRecord], str | None]:
+        """One page of the job index; the token is opaque to callers."""
+        pages = self.table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": JOBS_PARTITION}, results_per_page=max_results,
+        ).by_page(continuation_token=decode_token(continuation))
+        rows: list = []
+        async for page in pages:
+            rows = [row async for row in page]
+            break
+        return [job_of_row(row) for row in rows], encode_token(pages.continuation_token)
+
+    async def mark_validation(self, job_key: str, status: str, note: str | None = None,
+                              validated_at: datetime | None = None, summary: dict | None = None,
+                              created_span: tuple[int, int] | None = None) -> None:
+        """Record a validation outcome on the job's index row (merge: other fields stay)."""
+        row: dict[str, Any] = {"PartitionKey": JOBS_PARTITION, "RowKey": job_key,
+                               "ValidationStatus": status, "ValidationNote": note or ""}
+        if validated_at is not None:
+            row["LastValidatedAt"] = validated_at
+        if summary is not None:
+            row["LastValidation"] = json.dumps(summary, separators=(",", ":"))
+        if created_span is not None:
+            row["CreatedSpan"] = f"{ticks_text(created_span[0])}-{ticks_text(created_span[1])}"
+        async with storage_call("recording validation"):
+            await self.table.update_entity(row, mode="merge", **RESENDABLE)
+
+    async def delete(self, job_key: str) -> None:
+        await self.table.delete_entity(JOBS_PARTITION, job_key)
+        self.forget(job_key)
+
+    # ---- delta sync ------------------------------------------------------------------------
+
+    async def sync_positions(self) -> dict[str, SyncPosition]:
+        """Every known job's sync position (one query over the job index)."""
+        positions = {}
+        async with storage_call("reading sync positions"):
+            async for row in self.table.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": JOBS_PARTITION},
+                    select=["RowKey", "JobId", "SyncWatermark", "SyncNextLink", "SyncListingStarted", "SyncedAt",
+                            "SyncFinished"]):
+                positions[row["RowKey"]] = SyncPosition(
+                    job_key=row["RowKey"], job_id=row["JobId"], watermark_ticks=optional_ticks(row.get("SyncWatermark")),
+                    next_link=row.get("SyncNextLink") or None,
+                    listing_started_ticks=optional_ticks(row.get("SyncListingStarted")),
+                    synced_at=row.get("SyncedAt"), finished=bool(row.get("SyncFinished")))
+        return positions
+
+    async def record_sync(self, position: SyncPosition) -> None:
+        """Save a job's sync position on its index row, stamped now (merge: other fields stay)."""
+        row = {"PartitionKey": JOBS_PARTITION, "RowKey": position.job_key,
+               "SyncWatermark": ticks_text(position.watermark_ticks), "SyncNextLink": position.next_link or "",
+               "SyncListingStarted": ticks_text(position.listing_started_ticks),
+               "SyncedAt": now(), "SyncFinished": position.finished}
+        async with storage_call("recording a sync position"):
+            await self.table.update_entity(row, mode="merge", **RESENDABLE)
+
+    # ---- leases ----------------------------------------------------------------------------
+
+    async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take (or extend, for its holder) a named lease; False while another holder has it."""
+        current_time = now()
+        row = {"PartitionKey": LEASES_PARTITION, "RowKey": name, "Holder": holder,
+               "ExpiresAt": datetime.fromtimestamp(current_time.timestamp() + seconds, timezone.utc)}
+        async with storage_call("taking a lease"):
+            try:
+                await self.table.create_entity(row, **RESENDABLE)
+                return True
+            except ResourceExistsError:
+                current = await self.table.get_entity(LEASES_PARTITION, name)
+            if current["Holder"] != holder and current["ExpiresAt"] > current_time:
+                return False
+            try:
+                await self.table.update_entity(row, **if_match(current.metadata["etag"]))
+                return True
+            except (ResourceModifiedError, ResourceNotFoundError):
+                return False  # another holder took it in between
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        async with storage_call("releasing a lease"):
+            try:
+                current = await self.table.get_entity(LEASES_PARTITION, name)
+                if current["Holder"] == holder:
+                    await self.table.delete_entity(LEASES_PARTITION, name, etag=current.metadata["etag"],
+                                                   match_condition=MatchConditions.IfNotModified)
+            except (ResourceNotFoundError, ResourceModifiedError):
+                pass  # gone or taken over after expiry: nothing of ours to release

@@ -1,0 +1,97 @@
+"""The azure-data-tables plumbing every table module shares: clients, resends, errors, batches."""
+from __future__ import annotations
+
+from collections import defaultdict
+from contextlib import asynccontextmanager
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.data.tables.aio import TableClient, TableServiceClient
+
+from shared.config import Settings
+from shared.errors import ConfigError, StoreUnavailableError
+
+# Azurite's well-known development account (public, documented by Microsoft).
+DEVELOPMENT_STORAGE = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+MAX_TRANSACTION_OPERATIONS = 100  # Azure's limit; Azurite answers a 101st with a malformed reply
+MAX_FILTER_COMPARISONS = 15  # Azure's limit on discrete comparisons in one query filter
+
+# Fail fast on storage trouble: the webhook answers 503 and Event Grid redelivers later.
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 3, "retry_backoff_factor": 0.2, "retry_backoff_max": 2,
+    "connection_timeout": 5, "read_timeout": 20,
+}
+# The SDK resends a request whose connection failed only for methods it knows to be idempotent, never
+# a POST (entity-group transactions, inserts) or a PATCH (merges): it cannot know whether storage got
+# it. Every call given this can be resent: upserts and merges of the same values are idempotent, and
+# an insert or ETag-guarded write that storage did get comes back 409/412 on the resend, which the
+# caller treats as "re-read" or "already there".
+RESENDABLE = {"retry_on_methods": frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"})}
+
+
+def development_connection(connection: str) -> str:
+    return DEVELOPMENT_STORAGE if connection.strip().rstrip(";").lower() == "usedevelopmentstorage=true" else connection
+
+
+def service_client(settings: Settings) -> TableServiceClient:
+    if settings.storage_connection:
+        try:
+            return TableServiceClient.from_connection_string(
+                development_connection(settings.storage_connection), **_CLIENT_OPTIONS)
+        except ValueError as error:
+            raise ConfigError(f"AzureWebJobsStorage is not a usable connection string: {error}") from None
+    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
+    credential = (ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
+                  if settings.managed_identity_client_id else DefaultAzureCredential())
+    return TableServiceClient(endpoint=settings.table_service_uri, credential=credential, **_CLIENT_OPTIONS)
+
+
+def if_match(etag: str) -> dict[str, Any]:
+    return {"mode": "replace", "etag": etag, "match_condition": MatchConditions.IfNotModified}
+
+
+def unavailable(error: AzureError, doing: str) -> StoreUnavailableError:
+    status = getattr(error, "status_code", None)
+    detail = f"HTTP {status}" if status else type(error).__name__
+    return StoreUnavailableError(f"Table Storage failed while {doing} ({detail})")
+
+
+@asynccontextmanager
+async def storage_call(doing: str):
+    """Turn any storage failure into StoreUnavailableError (HTTP 503: try again later)."""
+    try:
+        yield
+    except AzureError as error:
+        raise unavailable(error, doing) from error
+
+
+async def upsert_all(table: TableClient, rows: list[dict]) -> None:
+    """Upsert rows of one partition in transactions of <= 100 (idempotent: resent if cut)."""
+    for start in range(0, len(rows), MAX_TRANSACTION_OPERATIONS):
+        await table.submit_transaction([("upsert", row) for row in rows[start:start + MAX_TRANSACTION_OPERATIONS]],
+                                       **RESENDABLE)
+
+
+async def delete_rows(table: TableClient, rows: list) -> None:
+    """Delete rows (any partitions) in per-partition transactions of <= 100 (not resent: a resent
+    delete of a row already gone would fail the whole transaction)."""
+    by_partition: dict[str, list] = defaultdict(list)
+    for row in rows:
+        by_partition[row["PartitionKey"]].append(row)
+    for partition_rows in by_partition.values():
+        for start in range(0, len(partition_rows), MAX_TRANSACTION_OPERATIONS):
+            await table.submit_transaction([("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]})
+                                            for r in partition_rows[start:start + MAX_TRANSACTION_OPERATIONS]])
+
+
+async def create_table(table: TableClient) -> None:
+    try:
+        await table.create_table()
+    except ResourceExistsError:
+        pass
