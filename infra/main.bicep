@@ -43,9 +43,14 @@ param publisherPrincipalIds array = []
 
 param tablePrefix string = 'taskcounts'
 
+@description('Partitions of a new job that Batch cannot size (the least a job gets).')
 @minValue(1)
 @maxValue(256)
-param jobPartitions int = 4
+param jobPartitions int = 1
+
+@description('Task rows a partition is sized for: a job gets partitions for its size, and more as it grows.')
+@minValue(1)
+param jobPartitionRows int = 20000
 
 param validationMaxTasks int = 200000
 @minValue(1)
@@ -184,6 +189,7 @@ module app 'app/function.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     tablePrefix: tablePrefix
     jobPartitions: jobPartitions
+    jobPartitionRows: jobPartitionRows
     batchAccountUrl: batchAccess.outputs.accountUrl
     batchAccountName: batchAccountName
     validationMaxTasks: validationMaxTasks

@@ -17,6 +17,7 @@ STORAGE_TABLE_URI = "AzureWebJobsStorage__tableServiceUri"
 STORAGE_CLIENT_ID = "AzureWebJobsStorage__clientId"
 TABLE_PREFIX = "COUNTS_TABLE_PREFIX"
 JOB_PARTITIONS = "JOB_PARTITIONS"
+JOB_PARTITION_ROWS = "JOB_PARTITION_ROWS"
 BATCH_ACCOUNT_URL = "BATCH_ACCOUNT_URL"
 BATCH_ACCOUNT_NAME = "BATCH_ACCOUNT_NAME"
 BATCH_ACCOUNT_KEY = "BATCH_ACCOUNT_KEY"
@@ -40,7 +41,7 @@ BATCH_LOG_CLIENT_ID = "BATCH_LOG__clientId"
 
 # Every app setting the app reads (code, or the host via function.json).
 APP_SETTINGS = (
-    STORAGE_CONNECTION, STORAGE_TABLE_URI, STORAGE_CLIENT_ID, TABLE_PREFIX, JOB_PARTITIONS,
+    STORAGE_CONNECTION, STORAGE_TABLE_URI, STORAGE_CLIENT_ID, TABLE_PREFIX, JOB_PARTITIONS, JOB_PARTITION_ROWS,
     BATCH_ACCOUNT_URL, BATCH_ACCOUNT_NAME, BATCH_ACCOUNT_KEY, VALIDATION_MAX_TASKS, VALIDATION_PARALLEL_LISTINGS,
     RETENTION_DAYS,
     TASK_SYNC_MAX_JOBS, TASK_SYNC_MAX_PAGES, TASK_SYNC_OVERLAP_SECONDS,
@@ -53,7 +54,8 @@ APP_SETTINGS = (
 KEY_VAULT_REFERENCE = "@microsoft.keyvault("
 
 DEFAULT_TABLE_PREFIX = "taskcounts"
-DEFAULT_JOB_PARTITIONS = 4
+DEFAULT_JOB_PARTITIONS = 1
+DEFAULT_JOB_PARTITION_ROWS = 20_000
 MAX_JOB_PARTITIONS = 256
 DEFAULT_VALIDATION_MAX_TASKS = 200_000
 DEFAULT_VALIDATION_PARALLEL_LISTINGS = 8
@@ -72,7 +74,8 @@ class Settings:
     table_service_uri: str | None
     managed_identity_client_id: str | None
     table_prefix: str = DEFAULT_TABLE_PREFIX
-    job_partitions: int = DEFAULT_JOB_PARTITIONS
+    job_partitions: int = DEFAULT_JOB_PARTITIONS  # a new job's partitions when Batch cannot size it (the least)
+    job_partition_rows: int = DEFAULT_JOB_PARTITION_ROWS  # task rows a partition is sized for
     batch_account_url: str | None = None
     batch_account_name: str | None = None
     batch_account_key: str | None = None  # None: Microsoft Entra ID (managed identity)
@@ -107,6 +110,7 @@ class Settings:
             managed_identity_client_id=env.get(STORAGE_CLIENT_ID) or None,
             table_prefix=prefix,
             job_partitions=_int_setting(env, JOB_PARTITIONS, DEFAULT_JOB_PARTITIONS, 1, MAX_JOB_PARTITIONS),
+            job_partition_rows=_int_setting(env, JOB_PARTITION_ROWS, DEFAULT_JOB_PARTITION_ROWS, 1, 10**7),
             batch_account_url=(env.get(BATCH_ACCOUNT_URL) or "").rstrip("/") or None,
             batch_account_name=batch_name,
             batch_account_key=batch_key,

@@ -20,6 +20,7 @@ from shared.config import Settings, get_settings
 from shared.errors import InvalidEventError
 from shared.events import datetime_to_ticks, task_status, ticks_of, ticks_to_datetime, ticks_to_iso
 from shared.store import CountsStore, get_store, shard_of
+from shared.store.layout import partitions_for
 from shared.store.reconcile import DRIFT_KINDS
 
 logger = logging.getLogger(__name__)
@@ -84,12 +85,25 @@ async def remove_job(deps: Deps, job: dict) -> dict:
 
 
 async def begin(deps: Deps, job: dict) -> dict:
-    """Check the job's size cheaply (Batch's own counts) and open a scan."""
+    """Check the job's size cheaply (Batch's own counts), grow its partitions if it outgrew them,
+    and open a scan."""
     job_id, job_key = job["jobId"], job["jobKey"]
     size = await deps.batch.job_size(job_id)
     if size is None:
         return await remove_job(deps, {**job, "reason": "JobNotFound"})
-    partitions = await deps.store.register_job(job_id)  # validation may meet a job before any event
+    await deps.store.register_job(job_id)  # validation may meet a job before any event
+    known = await deps.store.get_job(job_key)  # read afresh: another process may have resharded it
+    if job.get("reshardedTo") and known.resharding_to == job["reshardedTo"]:
+        await deps.store.finish_reshard(job_key, job["reshardedTo"])
+        known = await deps.store.get_job(job_key)
+    # A reshard left unfinished (a failed pass) is finished as it began: its sources are sealed for it.
+    wanted = known.resharding_to or partitions_for(size, deps.settings.job_partition_rows, known.partitions)
+    if wanted > known.partitions:
+        await deps.store.begin_reshard(job_key, wanted)
+        logger.info("job outgrew its partitions; resharding", extra={
+            "job_id": job_id, "tasks": size, "partitions": known.partitions, "target": wanted})
+        return {"jobId": job_id, "jobKey": job_key, "action": "reshard", "partitions": known.partitions,
+                "target": wanted}
     limit = deps.settings.validation_max_tasks
     if size > limit:
         note = f"{size} tasks is over VALIDATION_MAX_TASKS ({limit}); counts come from events only"
@@ -99,13 +113,18 @@ async def begin(deps: Deps, job: dict) -> dict:
     created = await deps.batch.job_creation_time(job_id)
     if created is None:
         return await remove_job(deps, {**job, "reason": "JobNotFound"})
-    known = await deps.store.get_job(job_key)
     started = datetime_to_ticks(deps.now)
     await deps.store.drop_scans(job_key, before=f"{datetime_to_ticks(deps.now - ABANDONED_SCAN_AGE):019d}")
     return {"jobId": job_id, "jobKey": job_key, "action": "validate", "scanId": f"{started:019d}",
             "scanStartedTicks": started, "createdTicks": ticks_of(created, "the job's creationTime", deps.now),
-            "partitions": partitions, "expectedTasks": size, "knownSpan": known.created_span if known else None,
+            "partitions": known.partitions, "expectedTasks": size, "knownSpan": known.created_span,
             "parallelListings": deps.settings.validation_parallel_listings}
+
+
+async def reshard(deps: Deps, move: dict) -> dict:
+    """Move the rows of one of a job's partitions that belong to the new ones (ingestion goes on)."""
+    moved = await deps.store.reshard_partition(move["jobKey"], move["shard"], move["target"])
+    return {"shard": move["shard"], "moved": moved}
 
 
 async def list_page(deps: Deps, scan: dict) -> dict:
@@ -151,7 +170,7 @@ def creation_filter(low_ticks: int, high_ticks: int) -> str:
 async def sweep(deps: Deps, scan: dict) -> dict:
     """Reconcile one partition with what the scan listed for it."""
     listed = await deps.store.listed_in_shard(scan["jobKey"], scan["scanId"], scan["shard"])
-    return await deps.store.reconcile_partition(scan["jobKey"], scan["shard"], listed,
+    return await deps.store.reconcile_partition(scan["jobKey"], scan["shard"], scan["partitions"], listed,
                                                 scan["scanStartedTicks"], scan["jobId"])
 
 

@@ -14,6 +14,7 @@ SELECT_JOBS = "ValidateCountsSelectJobs"
 REMOVE_JOB = "ValidateCountsRemoveJob"
 VALIDATE_JOB = "ValidateJobOrchestrator"
 BEGIN = "ValidateJobBegin"
+RESHARD = "ValidateJobReshard"
 LIST_PAGE = "ValidateJobPage"
 SWEEP = "ValidateJobSweep"
 FINISH = "ValidateJobFinish"
@@ -43,6 +44,7 @@ def validate_counts(context) -> Generator[Any, Any, dict]:
 
 
 SPLIT_PARTS = 4  # a dense creation-time slice becomes this many
+MAX_RESHARDS = 3  # a job that grows while it is resharded is grown again, a few times per pass
 
 
 def new_slice(low: int, high: int) -> dict:
@@ -83,13 +85,22 @@ def split_slice(piece: dict, parts: int) -> list[dict]:
 
 
 def validate_job(context) -> Generator[Any, Any, dict]:
-    """One job: begin; List Tasks fanned out over creation-time slices, at most ``parallelListings``
+    """One job: begin (and, where the job outgrew its partitions, move rows to more, one activity per
+    partition, in parallel); List Tasks fanned out over creation-time slices, at most ``parallelListings``
     pages in flight, a slice whose first page is full split further, each slice paged in order with
     its next link carried here (a restart resumes after finished pages); the partitions' sweeps in
     parallel; finish."""
     job = context.get_input()
     try:
         scan = yield context.call_activity(BEGIN, job)
+        for _ in range(MAX_RESHARDS):  # the job outgrew its partitions: move rows, then begin again
+            if scan["action"] != "reshard":
+                break
+            context.set_custom_status({"jobId": scan["jobId"], "phase": "resharding",
+                                       "partitions": scan["partitions"], "target": scan["target"]})
+            yield context.task_all([context.call_activity(RESHARD, {**scan, "shard": shard})
+                                    for shard in range(scan["partitions"])])
+            scan = yield context.call_activity(BEGIN, {**job, "reshardedTo": scan["target"]})
         if scan["action"] != "validate":
             return scan
         parallel = scan["parallelListings"]

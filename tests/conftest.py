@@ -72,7 +72,8 @@ async def app_settings(azurite, simulator):
 
     env = {"AzureWebJobsStorage": azurite.connection_string, "COUNTS_TABLE_PREFIX": f"app{os.getpid()}",
            "BATCH_ACCOUNT_URL": simulator[1], "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
-           "VALIDATION_MAX_TASKS": str(APP_VALIDATION_MAX_TASKS)}
+           "VALIDATION_MAX_TASKS": str(APP_VALIDATION_MAX_TASKS),
+           "JOB_PARTITIONS": "2"}  # every job spread over partitions, as large jobs are
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     get_settings.cache_clear()

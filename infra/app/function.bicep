@@ -11,6 +11,7 @@ param deploymentContainerName string
 param applicationInsightsConnectionString string
 param tablePrefix string
 param jobPartitions int
+param jobPartitionRows int
 param batchAccountUrl string
 param batchAccountName string
 param validationMaxTasks int
@@ -127,6 +128,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'JOB_PARTITIONS'
           value: string(jobPartitions)
+        }
+        {
+          name: 'JOB_PARTITION_ROWS'
+          value: string(jobPartitionRows)
         }
         {
           name: 'BATCH_ACCOUNT_URL'

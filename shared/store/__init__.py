@@ -23,8 +23,17 @@ _stores: PerLoop[CountsStore] = PerLoop()
 
 
 def get_store(settings: Settings) -> CountsStore:
-    """The process's store for the running event loop: clients and connections are reused."""
-    return _stores.get(lambda: CountsStore.from_settings(settings))
+    """The process's store for the running event loop: clients and connections are reused. With a
+    Batch account configured, a job seen for the first time is sized by Batch's own count of its
+    tasks (one Get Task Counts call)."""
+    def build() -> CountsStore:
+        if not settings.batch_account_url:
+            return CountsStore.from_settings(settings)
+        from shared.batch import get_batch
+
+        return CountsStore.from_settings(settings, lambda job_id: get_batch(settings).job_size(job_id))
+
+    return _stores.get(build)
 
 
 async def close_store() -> None:

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from shared.counting import ZERO, Counts, TaskResult, TaskState, TaskStatus
 from shared.errors import InvalidContinuationError
+from shared.store.layout import NO_MARKS, Marks, mark_fields
 from shared.store.records import JobCounts, JobRecord
 
 COUNTER_ROW = "!counts"  # '!' sorts before every character a task key can hold
@@ -48,8 +49,9 @@ def status_of_row(row: dict) -> TaskStatus:
     return TaskStatus(state, result, int(row["Slots"]), row["Version"])
 
 
-def counter_row(pk: str, tasks: Counts, slots: Counts) -> dict[str, Any]:
-    row: dict[str, Any] = {"PartitionKey": pk, "RowKey": COUNTER_ROW, "LastUpdatedAt": now()}
+def counter_row(pk: str, tasks: Counts, slots: Counts, marks: Marks = NO_MARKS) -> dict[str, Any]:
+    """A partition's counter row; its reshard marks (shared.store.layout) travel with every write."""
+    row: dict[str, Any] = {"PartitionKey": pk, "RowKey": COUNTER_ROW, "LastUpdatedAt": now(), **mark_fields(marks)}
     for name in COUNT_FIELDS:
         row[name.capitalize()] = getattr(tasks, name)
         row[f"{name.capitalize()}Slots"] = getattr(slots, name)
@@ -65,8 +67,12 @@ def counts_of_row(row: dict | None) -> tuple[Counts, Counts]:
     return tasks, slots
 
 
-def sum_counters(job: JobRecord, counters: Iterable[dict | None]) -> JobCounts:
+def sum_counters(job: JobRecord, counters: Iterable[dict | None],
+                 counted_twice: Iterable[tuple[Counts, Counts]] = ()) -> JobCounts:
+    """A job's counts: its counter rows summed, less what a reshard's batch in flight put in two."""
     tasks, slots, updated = ZERO, ZERO, None
+    for twice_tasks, twice_slots in counted_twice:
+        tasks, slots = tasks - twice_tasks, slots - twice_slots
     for row in counters:
         if row is None:
             continue
@@ -85,6 +91,7 @@ def job_of_row(row: dict) -> JobRecord:
         last_validated_at=row.get("LastValidatedAt"), validation_note=row.get("ValidationNote") or None,
         last_validation=json.loads(row["LastValidation"]) if row.get("LastValidation") else None,
         created_span=tuple(int(part) for part in row["CreatedSpan"].split("-")) if row.get("CreatedSpan") else None,
+        resharding_to=int(row["ReshardingTo"]) if row.get("ReshardingTo") else None,
     )
 
 

@@ -13,7 +13,9 @@ from azure.data.tables.aio import TableServiceClient
 from shared.config import Settings
 from shared.counting import TaskStatus
 from shared.store.codec import JOBS_PARTITION, job_of_row, sum_counters
-from shared.store.jobs import JobIndex
+from shared.store import reshard
+from shared.store.jobs import JobIndex, JobSize
+from shared.store.layout import ROWS_PER_PARTITION
 from shared.store.records import ApplyOutcome, JobCounts, JobRecord, Observed, SyncPosition
 from shared.store.rejected import RejectedEvents
 from shared.store.scans import ScanListings
@@ -27,18 +29,23 @@ class CountsStore:
     """Per-job task counts with exactly-once effect, the job index, validation listings and
     rejected events, over four tables named ``{prefix}tasks|jobs|scans|rejected``."""
 
-    def __init__(self, service: TableServiceClient, table_prefix: str, job_partitions: int):
+    def __init__(self, service: TableServiceClient, table_prefix: str, job_partitions: int,
+                 rows_per_partition: int = ROWS_PER_PARTITION, job_size: JobSize | None = None):
         self._service = service
         self.task_rows = TaskRows(service.get_table_client(f"{table_prefix}tasks"))
-        self.job_index = JobIndex(service.get_table_client(f"{table_prefix}jobs"), job_partitions)
+        self.job_index = JobIndex(service.get_table_client(f"{table_prefix}jobs"), job_partitions, rows_per_partition,
+                                  job_size)
+        self.rows_per_partition = rows_per_partition
         self.scans = ScanListings(service.get_table_client(f"{table_prefix}scans"))
         self.rejected = RejectedEvents(service.get_table_client(f"{table_prefix}rejected"))
         self._tables = (self.task_rows.table, self.job_index.table, self.scans.table, self.rejected.table)
         self._tables_ready = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "CountsStore":
-        return cls(service_client(settings), settings.table_prefix, settings.job_partitions)
+    def from_settings(cls, settings: Settings, job_size: JobSize | None = None) -> "CountsStore":
+        """``job_size``: Batch's own count of a job's tasks, to size a job's partitions on first sight."""
+        return cls(service_client(settings), settings.table_prefix, settings.job_partitions,
+                   settings.job_partition_rows, job_size)
 
     async def close(self) -> None:
         for client in (*self._tables, self._service):
@@ -92,9 +99,10 @@ class CountsStore:
                     return None
                 self.job_index.remember(job)
                 return await self._counts_of(job)
-            # A job's partition count never changes: read its row and counter rows in one round trip.
+            # Read the job's row and counter rows in one round trip: a partition count that grew since it
+            # was cached is found from the counter rows themselves (their reshard marks).
             job_row, counters = await asyncio.gather(self.job_index.table.get_entity(JOBS_PARTITION, job_key),
-                                                     self.task_rows.counter_rows(job_key, partitions),
+                                                     self.task_rows.job_counters(job_key, partitions),
                                                      return_exceptions=True)
             if isinstance(job_row, ResourceNotFoundError):  # removed since (retention)
                 self.job_index.forget(job_key)
@@ -103,10 +111,11 @@ class CountsStore:
                 if isinstance(outcome, BaseException):
                     raise outcome
             job = job_of_row(job_row)
-            if job.partitions != partitions:  # removed and registered again with another setting
+            if job.partitions < partitions:  # removed and registered again with fewer partitions
                 self.job_index.remember(job)
                 return await self._counts_of(job)
-            return sum_counters(job, counters)
+            self.job_index.remember(job)
+            return sum_counters(job, *counters)
 
     async def list_jobs(self, max_results: int, continuation: str | None) -> tuple[list[JobCounts], str | None]:
         """One page of the job index with each job's counts; the token is opaque to callers."""
@@ -126,7 +135,7 @@ class CountsStore:
                 return
 
     async def _counts_of(self, job: JobRecord) -> JobCounts:
-        return sum_counters(job, await self.task_rows.counter_rows(job.job_key, job.partitions))
+        return sum_counters(job, *await self.task_rows.job_counters(job.job_key, job.partitions))
 
     def partition_rows(self, job_key: str, shard: int) -> AsyncIterator[dict]:
         return self.task_rows.partition_rows(job_key, shard)
@@ -137,6 +146,17 @@ class CountsStore:
         """Make sure the job is in the index (validation may meet a job before any event); partitions."""
         await self.ensure_tables()
         return await self.job_index.partitions_for(job_id.lower(), job_id)
+
+    async def begin_reshard(self, job_key: str, target: int) -> None:
+        """Note on the job's row that its rows move to ``target`` partitions (removal then covers them)."""
+        await self.job_index.begin_reshard(job_key, target)
+
+    async def reshard_partition(self, job_key: str, shard: int, target: int) -> int:
+        """Move one partition's rows that belong elsewhere under ``target`` partitions; rows moved."""
+        return await reshard.move_source(self.task_rows.table, job_key, shard, target)
+
+    async def finish_reshard(self, job_key: str, target: int) -> None:
+        await self.job_index.finish_reshard(job_key, target)
 
     async def mark_validation(self, job_key: str, status: str, note: str | None = None,
                               validated_at: datetime | None = None, summary: dict | None = None,
@@ -155,9 +175,10 @@ class CountsStore:
         await self.ensure_tables()
         await self.scans.drop(job_key, before, scan_id)
 
-    async def reconcile_partition(self, job_key: str, shard: int, listed: dict[str, tuple[str, TaskStatus]],
-                                  scan_started_ticks: int, job_id: str) -> dict[str, int]:
-        return await self.task_rows.reconcile_partition(job_key, shard, listed, scan_started_ticks, job_id)
+    async def reconcile_partition(self, job_key: str, shard: int, partitions: int,
+                                  listed: dict[str, tuple[str, TaskStatus]], scan_started_ticks: int,
+                                  job_id: str) -> dict[str, int]:
+        return await self.task_rows.reconcile_partition(job_key, shard, partitions, listed, scan_started_ticks, job_id)
 
     async def remove_job(self, job_key: str) -> int:
         """Delete a job's task and counter rows, its listings and its index row; rows removed."""
@@ -166,7 +187,7 @@ class CountsStore:
             job = await self.job_index.get(job_key)
             if job is None:
                 return 0
-            removed = await self.task_rows.delete_job_rows(job_key, job.partitions)
+            removed = await self.task_rows.delete_job_rows(job_key, max(job.partitions, job.resharding_to or 0))
             await self.scans.drop(job_key)
             await self.job_index.delete(job_key)
         logger.info("job removed", extra={"job_id": job.job_id, "rows": removed})

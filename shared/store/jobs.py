@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -15,19 +15,24 @@ from azure.data.tables.aio import TableClient
 from shared.store.codec import (
     JOBS_PARTITION, LEASES_PARTITION, decode_token, encode_token, job_of_row, now, optional_ticks, ticks_text,
 )
+from shared.store.layout import partitions_for
 from shared.store.records import JobRecord, SyncPosition
 from shared.store.tables import RESENDABLE, if_match, storage_call
 
 logger = logging.getLogger(__name__)
 
+JobSize = Callable[[str], Awaitable["int | None"]]  # tasks in a job by Batch's own count; None: no such job
 JOB_CACHE_SECONDS = 60.0  # how long a process trusts that a job's index row still exists
 
 
 class JobIndex:
-    def __init__(self, table: TableClient, default_partitions: int):
+    def __init__(self, table: TableClient, default_partitions: int, rows_per_partition: int,
+                 job_size: JobSize | None = None):
         self.table = table
         self._default_partitions = default_partitions
-        self._partition_counts: dict[str, int] = {}  # job key -> partitions (fixed when a job is first seen)
+        self._rows_per_partition = rows_per_partition
+        self._job_size = job_size
+        self._partition_counts: dict[str, int] = {}  # job key -> partitions (only ever grows)
         self._registered_at: dict[str, float] = {}  # job key -> when its index row was last known to exist
 
     def cached_partitions(self, job_key: str) -> int | None:
@@ -41,24 +46,52 @@ class JobIndex:
         self._partition_counts.pop(job_key, None)
 
     async def partitions_for(self, job_key: str, job_id: str) -> int:
-        """The job's partition count, creating its index row on first sight (first-seen case wins)."""
+        """The job's partition count, creating its index row on first sight (first-seen case wins),
+        sized by Batch's own count of its tasks where Batch can be asked."""
         checked = self._registered_at.get(job_key)
         if checked is not None and time.monotonic() - checked < JOB_CACHE_SECONDS:
             return self._partition_counts[job_key]
         async with storage_call("registering the job"):
-            try:
-                await self.table.create_entity({
-                    "PartitionKey": JOBS_PARTITION, "RowKey": job_key, "JobId": job_id,
-                    "Partitions": self._default_partitions, "FirstSeenAt": now(),
-                }, **RESENDABLE)
-                partitions = self._default_partitions
-                logger.info("new job registered", extra={"job_id": job_id, "partitions": partitions})
-            except ResourceExistsError:
-                row = await self.table.get_entity(JOBS_PARTITION, job_key)
-                partitions = int(row["Partitions"])
+            job = await self.get(job_key)
+            if job is None:
+                partitions = await self._partitions_for_new(job_id)
+                try:
+                    await self.table.create_entity({
+                        "PartitionKey": JOBS_PARTITION, "RowKey": job_key, "JobId": job_id,
+                        "Partitions": partitions, "FirstSeenAt": now(),
+                    }, **RESENDABLE)
+                    logger.info("new job registered", extra={"job_id": job_id, "partitions": partitions})
+                except ResourceExistsError:  # another instance registered it first
+                    job = await self.get(job_key)
+            if job is not None:
+                partitions = job.partitions
         self._partition_counts[job_key] = partitions
         self._registered_at[job_key] = time.monotonic()
         return partitions
+
+    async def _partitions_for_new(self, job_id: str) -> int:
+        if self._job_size is None:
+            return self._default_partitions
+        try:
+            size = await self._job_size(job_id)
+        except Exception as error:  # Batch unreachable: ingestion goes on; validation resizes the job later
+            logger.warning("could not size a new job from Batch: %s", error, extra={"job_id": job_id})
+            size = None
+        if size is None:
+            return self._default_partitions
+        return partitions_for(size, self._rows_per_partition, self._default_partitions)
+
+    async def begin_reshard(self, job_key: str, target: int) -> None:
+        row = {"PartitionKey": JOBS_PARTITION, "RowKey": job_key, "ReshardingTo": target}
+        async with storage_call("starting a reshard"):
+            await self.table.update_entity(row, mode="merge", **RESENDABLE)
+
+    async def finish_reshard(self, job_key: str, target: int) -> None:
+        """Every source has moved its rows: ``target`` is the job's partition count from now on."""
+        row = {"PartitionKey": JOBS_PARTITION, "RowKey": job_key, "Partitions": target, "ReshardingTo": 0}
+        async with storage_call("finishing a reshard"):
+            await self.table.update_entity(row, mode="merge", **RESENDABLE)
+        self._partition_counts[job_key] = target
 
     async def get(self, job_key: str) -> JobRecord | None:
         try:

@@ -36,6 +36,7 @@ class JobRecord:
     validation_note: str | None = None  # why a job is unvalidated, e.g. over the task limit
     last_validation: dict | None = None  # what the last pass checked and corrected
     created_span: tuple[int, int] | None = None  # ticks of the first and last task creation the last pass listed
+    resharding_to: int | None = None  # the partitions a reshard in progress moves rows to
 
 
 @dataclass(frozen=True)

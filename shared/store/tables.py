@@ -1,9 +1,10 @@
 """The azure-data-tables plumbing every table module shares: clients, resends, errors, batches."""
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Sequence
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError
@@ -95,3 +96,21 @@ async def create_table(table: TableClient) -> None:
         await table.create_table()
     except ResourceExistsError:
         pass
+
+
+async def read_rows(table: TableClient, pk: str, row_keys: Sequence[str]) -> dict[str, Any]:
+    """Point-read many rows of one partition with parameterised OR filters (never pasted ids)."""
+    per_query = MAX_FILTER_COMPARISONS - 1  # one comparison is the PartitionKey
+
+    async def read_chunk(keys: Sequence[str]) -> list:
+        parameters = {f"k{i}": key for i, key in enumerate(keys)}
+        parameters["pk"] = pk
+        # Spaces around the parentheses: the SDK's @name substitution splits on whitespace.
+        row_filter = " or ".join(f"RowKey eq @k{i}" for i in range(len(keys)))
+        return [entity async for entity in table.query_entities(
+            f"PartitionKey eq @pk and ( {row_filter} )", parameters=parameters)]
+
+    key_list = list(row_keys)
+    results = await asyncio.gather(*(read_chunk(key_list[i:i + per_query])
+                                     for i in range(0, len(key_list), per_query)))
+    return {entity["RowKey"]: entity for rows in results for entity in rows}

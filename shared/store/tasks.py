@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
-from typing import Any, AsyncIterator, Sequence
+from typing import AsyncIterator, Iterable, Sequence
 
 from azure.core.exceptions import (
     AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
@@ -20,20 +20,24 @@ from azure.data.tables.aio import TableClient
 
 from shared.counting import ZERO, Change, changes_to_apply, newest_per_task
 from shared.errors import StoreUnavailableError
-from shared.store import reconcile
+from shared.store import reconcile, reshard
 from shared.store.codec import (
     COUNTER_COLUMNS, COUNTER_ROW, TASK_COLUMNS, counter_row, counts_of_row, partition_key, shard_of, status_of_row,
     task_row,
 )
+from shared.store.layout import MARK_COLUMNS, CounterRead, Inconsistent, Marks, counted_twice, marks_of
 from shared.store.records import Observed
 from shared.store.tables import (
-    MAX_FILTER_COMPARISONS, MAX_TRANSACTION_OPERATIONS, RESENDABLE, delete_rows, if_match, storage_call, unavailable,
+    MAX_TRANSACTION_OPERATIONS, RESENDABLE, delete_rows, if_match, read_rows, storage_call, unavailable,
 )
 
 logger = logging.getLogger(__name__)
 
 CONFLICT_ATTEMPTS = 10
 PARTITIONS_IN_FLIGHT = 8
+MOVE_WAIT_SECONDS = 0.05  # a batch in flight takes two more transactions
+HELP_MOVER_AFTER = 20  # waits on a row in flight (~1 s) before a writer finishes the move itself
+READ_ATTEMPTS = 8
 # Transaction failures meaning "what was read is no longer what is stored": re-read, retry.
 _CONFLICT_STATUSES = frozenset({404, 409, 412})
 
@@ -46,38 +50,61 @@ class TaskRows:
     async def apply(self, jobs: dict[str, tuple[int, list[Observed]]]) -> list[Change]:
         """Apply each job's observations (job key -> (its partitions, observations)) exactly once;
         the changes made. Partitions are written concurrently, a few at a time."""
-        partitions: dict[str, list[Observed]] = defaultdict(list)
+        partitions: dict[tuple[str, int, int], list[Observed]] = defaultdict(list)
         for job_key, (count, observations) in jobs.items():
             for observation in observations:
-                partitions[partition_key(job_key, shard_of(observation.task_id.lower(), count))].append(observation)
+                partitions[(job_key, shard_of(observation.task_id.lower(), count), count)].append(observation)
         in_flight = asyncio.Semaphore(PARTITIONS_IN_FLIGHT)
 
-        async def apply_one(pk: str, items: list[Observed]) -> list[Change]:
+        async def apply_one(where: tuple[str, int, int], items: list[Observed]) -> list[Change]:
             async with in_flight:
-                return await self.apply_partition(pk, items)
+                return await self.apply_partition(*where, items)
 
-        results = await asyncio.gather(*(apply_one(pk, items) for pk, items in partitions.items()))
+        results = await asyncio.gather(*(apply_one(where, items) for where, items in partitions.items()))
         return [change for applied in results for change in applied]
 
-    async def apply_partition(self, pk: str, observations: Sequence[Observed]) -> list[Change]:
-        """Raises StoreUnavailableError when storage fails or stays contended; retrying the same
-        observations later is always safe."""
+    async def apply_partition(self, job_key: str, shard: int, partitions: int,
+                              observations: Sequence[Observed]) -> list[Change]:
+        """Apply observations to shard ``shard`` of ``partitions``; a task that partition no longer
+        holds since a reshard is followed to where it went (see shared.store.layout).
+
+        Raises StoreUnavailableError when storage fails or stays contended; retrying the same
+        observations later is always safe.
+        """
+        pk = partition_key(job_key, shard)
         newest = newest_per_task((o.task_id.lower(), o.status) for o in observations)
         display_ids: dict[str, str] = {}
         for observation in observations:
             display_ids.setdefault(observation.task_id.lower(), observation.task_id)
         applied: dict[str, Change] = {}
+        elsewhere: dict[int, set[str]] = {}
         # One writer per partition per process: this process never conflicts with itself.
         async with self._partition_locks[pk]:
-            for attempt in range(CONFLICT_ATTEMPTS):
+            attempt = waits = 0
+            while attempt < CONFLICT_ATTEMPTS:
                 async with storage_call("reading task rows"):
-                    rows = await self._read_rows(pk, [COUNTER_ROW, *newest])
+                    rows = await read_rows(self.table, pk, [COUNTER_ROW, *newest])
                 counter = rows.pop(COUNTER_ROW, None)
+                marks = marks_of(counter)
+                later = marks.next_layout(partitions)
+                elsewhere = {}
+                if later:  # sealed: a task without a row here that belongs elsewhere is looked for there
+                    for key in newest:
+                        if key not in rows and shard_of(key, later) != shard:
+                            elsewhere.setdefault(shard_of(key, later), set()).add(key)
+                here = {key: status for key, status in newest.items() if key in rows or not later
+                        or shard_of(key, later) == shard}
+                if any("MovingTo" in rows[key] for key in here if key in rows):  # a batch in flight
+                    waits += 1
+                    if waits % HELP_MOVER_AFTER == 0:  # the mover may have stopped: finish its batch
+                        await reshard.finish_batch(self.table, job_key, shard)
+                    await asyncio.sleep(MOVE_WAIT_SECONDS)
+                    continue
                 stored = {key: status_of_row(row) for key, row in rows.items()}
-                changes = changes_to_apply(stored, newest)
+                changes = changes_to_apply(stored, here)
                 try:
-                    await self._commit(pk, changes, rows, counter, display_ids, applied)
-                    return list(applied.values())
+                    await self._commit(pk, changes, rows, counter, marks, display_ids, applied)
+                    break
                 except HttpResponseError as error:
                     if error.status_code not in _CONFLICT_STATUSES:
                         raise unavailable(error, "writing task rows") from error
@@ -86,10 +113,16 @@ class TaskRows:
                 except AzureError as error:
                     raise unavailable(error, "writing task rows") from error
                 await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
-        raise StoreUnavailableError(f"partition {pk} stayed contended after {CONFLICT_ATTEMPTS} attempts")
+                attempt += 1
+            else:
+                raise StoreUnavailableError(f"partition {pk} stayed contended after {CONFLICT_ATTEMPTS} attempts")
+        followed = await asyncio.gather(*(
+            self.apply_partition(job_key, dest, later, [o for o in observations if o.task_id.lower() in keys])
+            for dest, keys in elsewhere.items()))
+        return [*applied.values(), *(change for changes in followed for change in changes)]
 
     async def _commit(self, pk: str, changes: list[Change], rows: dict[str, dict], counter: dict | None,
-                      display_ids: dict[str, str], applied: dict[str, Change]) -> None:
+                      marks: Marks, display_ids: dict[str, str], applied: dict[str, Change]) -> None:
         """Write changes in transactions of <= 100 operations, each moving the counter row too."""
         tasks, slots = counts_of_row(counter)
         counter_etag = counter.metadata["etag"] if counter is not None else None
@@ -107,41 +140,51 @@ class TaskRows:
                     row["TaskId"] = existing.get("TaskId", display_ids[change.task_key])
                     operations.append(("update", row, if_match(existing.metadata["etag"])))
                 tasks, slots = tasks + change.task_delta, slots + change.slot_delta
-            counter_update = counter_row(pk, tasks, slots)
+            counter_update = counter_row(pk, tasks, slots, marks)
             operations.append(("create", counter_update) if counter_etag is None
                               else ("update", counter_update, if_match(counter_etag)))
             results = await self.table.submit_transaction(operations, **RESENDABLE)
             counter_etag = results[-1]["etag"]
             applied.update((change.task_key, change) for change in chunk)
 
-    async def _read_rows(self, pk: str, row_keys: Sequence[str]) -> dict[str, Any]:
-        """Point-read many rows of one partition with parameterised OR filters (never pasted ids)."""
-        per_query = MAX_FILTER_COMPARISONS - 1  # one comparison is the PartitionKey
-
-        async def read_chunk(keys: Sequence[str]) -> list:
-            parameters = {f"k{i}": key for i, key in enumerate(keys)}
-            parameters["pk"] = pk
-            # Spaces around the parentheses: the SDK's @name substitution splits on whitespace.
-            row_filter = " or ".join(f"RowKey eq @k{i}" for i in range(len(keys)))
-            return [entity async for entity in self.table.query_entities(
-                f"PartitionKey eq @pk and ( {row_filter} )", parameters=parameters)]
-
-        key_list = list(row_keys)
-        results = await asyncio.gather(*(read_chunk(key_list[i:i + per_query])
-                                         for i in range(0, len(key_list), per_query)))
-        return {entity["RowKey"]: entity for rows in results for entity in rows}
-
     # ---- counts ----------------------------------------------------------------------------
 
-    async def counter_rows(self, job_key: str, partitions: int) -> list[dict | None]:
-        """The job's counter rows, read concurrently (None for a partition with none yet)."""
+    async def job_counters(self, job_key: str, partitions: int) -> tuple[list[dict | None], list[tuple]]:
+        """The job's counter rows, and the counts a reshard's batch in flight put in two of them.
+
+        Read in rounds: the ``partitions`` the caller knows of, then, where those were sealed for
+        more, the partitions rows moved to, and so on (a destination is always read after its
+        source). Read again while a move finishes between the reads (see layout.counted_twice).
+        """
+        for _ in range(READ_ATTEMPTS):
+            reads: list[CounterRead] = []
+            low, high, round_number = 0, partitions, 0
+            while low < high:
+                rows = await self._counter_rows(job_key, range(low, high))
+                reads += [CounterRead(shard, round_number, row) for shard, row in zip(range(low, high), rows)]
+                sealed_for = [count for read in reads if (count := marks_of(read.row).next_layout(high))]
+                low, high, round_number = high, min(sealed_for, default=high), round_number + 1
+            try:
+                twice = counted_twice(reads)
+            except Inconsistent:
+                continue
+            if twice:  # still in flight on the source, read again now: then the copies had not changed
+                sources = await self._counter_rows(job_key, sorted({source for source, _ in twice.values()}))
+                in_flight = {marks_of(row).move_out for row in sources}
+                if not all(batch in in_flight for _, batch in twice.values()):
+                    continue
+            return [read.row for read in reads], [marks_of(reads[dest].row).moved_in for dest in twice]
+        raise StoreUnavailableError(f"counts of job {job_key} kept moving during a reshard")
+
+    async def _counter_rows(self, job_key: str, shards: Iterable[int]) -> list[dict | None]:
+        """Counter rows, read concurrently (None for a partition with none yet)."""
         async def counter(shard: int):
             try:
                 return await self.table.get_entity(partition_key(job_key, shard), COUNTER_ROW)
             except ResourceNotFoundError:
                 return None
 
-        return list(await asyncio.gather(*(counter(shard) for shard in range(partitions))))
+        return list(await asyncio.gather(*(counter(shard) for shard in shards)))
 
     async def partition_rows(self, job_key: str, shard: int) -> AsyncIterator[dict]:
         """Every row of one of a job's partitions, as stored (tests check counter rows with it)."""
@@ -151,8 +194,8 @@ class TaskRows:
 
     # ---- validation ------------------------------------------------------------------------
 
-    async def reconcile_partition(self, job_key: str, shard: int, listed: dict, scan_started_ticks: int,
-                                  job_id: str) -> dict[str, int]:
+    async def reconcile_partition(self, job_key: str, shard: int, partitions: int, listed: dict,
+                                  scan_started_ticks: int, job_id: str) -> dict[str, int]:
         """Correct one partition from a listing; newer stored rows (events that overtook the scan) stay.
 
         1. Read the partition; if the counter row disagrees with the sum of its task rows and no
@@ -162,7 +205,7 @@ class TaskRows:
         pk = partition_key(job_key, shard)
         stored, counter_fixed = await self._check_counter(pk)
         observations = reconcile.corrections(job_id, listed, stored, scan_started_ticks)
-        changes = await self.apply_partition(pk, observations) if observations else []
+        changes = await self.apply_partition(job_key, shard, partitions, observations) if observations else []
         return {"checked": len(listed), **reconcile.drift(changes),
                 "countersRepaired": int(counter_fixed is True), "counterCheckDeferred": int(counter_fixed is None)}
 
@@ -179,7 +222,7 @@ class TaskRows:
             async with storage_call("checking a counter row"):
                 counter, versions, tasks, slots = None, {}, ZERO, ZERO
                 async for row in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk},
-                                                           select=TASK_COLUMNS + COUNTER_COLUMNS):
+                                                           select=TASK_COLUMNS + COUNTER_COLUMNS + MARK_COLUMNS):
                     if row["RowKey"] == COUNTER_ROW:
                         counter = row
                         continue
@@ -193,7 +236,7 @@ class TaskRows:
                 # consistent snapshot and the conditional write below proves it.
                 try:
                     async with self._partition_locks[pk]:
-                        row = counter_row(pk, tasks, slots)
+                        row = counter_row(pk, tasks, slots, marks_of(counter))
                         if counter is None:
                             await self.table.create_entity(row, **RESENDABLE)
                         else:

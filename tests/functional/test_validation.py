@@ -10,7 +10,7 @@ import pytest
 
 from shared import workflow
 from shared.config import get_settings
-from shared.store import COUNTER_ROW, get_store, partition_key
+from shared.store import COUNTER_ROW, get_store, partition_key, shard_of
 from tests.conftest import APP_VALIDATION_MAX_TASKS, FUNCTION_KEY as KEY
 from tools.batchsim.publisher import Faults, publish
 from tools.durable import DurableEngine
@@ -208,3 +208,29 @@ async def test_retention_removes_completed_jobs_validated_long_ago_and_keeps_the
     assert "old-active" not in removals
     soon = await select_jobs(Deps(get_store(settings), get_batch(settings), settings, datetime.now(timezone.utc)))
     assert "old-done" not in {job["jobId"] for job in soon["remove"]}
+
+
+async def test_a_job_that_outgrew_its_partitions_is_resharded_then_validated(app, simulator, monkeypatch):
+    """JOB_PARTITION_ROWS lowered under a 600-task job of 2 partitions: the pass moves its rows to 8
+    partitions (sources in parallel), then lists and sweeps those; counts stay the truth."""
+    function_app, url = app
+    account, _ = simulator
+    job = "outgrown"
+    new_job(account, job, 600)
+    await deliver(url, account)
+    store = get_store(get_settings())
+    assert (await store.get_job(job)).partitions == 2
+    monkeypatch.setenv("JOB_PARTITION_ROWS", "100")
+    get_settings.cache_clear()
+    try:
+        instance = await engine_for(function_app).run(workflow.VALIDATE_JOB, {"jobKey": job, "jobId": job}, "v-grown")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert instance.output["action"] == "validated", instance.output
+    assert instance.output["corrected"] == {"missing": 0, "stale": 0, "removed": 0}
+    assert (await store.get_job(job)).partitions == 8
+    for shard in range(8):
+        rows = [row async for row in store.partition_rows(job, shard) if row["RowKey"] != COUNTER_ROW]
+        assert rows and all(shard_of(row["RowKey"], 8) == shard for row in rows)
+    await served_as_truth(url, account, job)

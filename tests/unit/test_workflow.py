@@ -28,17 +28,20 @@ class Recorder:
     PAGE_SIZE at a time, and PARTITIONS partitions. Records what each page listed."""
 
     def __init__(self, tasks=SPREAD_TASKS, fail_page: int | None = None, gone_after: int | None = None,
-                 known_span=None):
+                 known_span=None, reshard_to: int | None = None):
         self.tasks = sorted(tasks)
+        self.reshard_to = reshard_to
         self.known_span = known_span
         self.calls: list[tuple] = []
         self.listed: list[int] = []
         self.fail_page, self.gone_after = fail_page, gone_after
 
     async def begin(self, job):
-        self.calls.append(("begin", job["jobId"]))
+        self.calls.append(("begin", job["jobId"], job.get("reshardedTo")))
+        if self.reshard_to and job.get("reshardedTo") != self.reshard_to:
+            return {**job, "action": "reshard", "partitions": PARTITIONS, "target": self.reshard_to}
         return {**job, "action": "validate", "scanId": "s1", "scanStartedTicks": SCAN_STARTED,
-                "createdTicks": CREATED, "partitions": PARTITIONS, "expectedTasks": len(self.tasks) * SCALE,
+                "createdTicks": CREATED, "partitions": self.reshard_to or PARTITIONS, "expectedTasks": len(self.tasks) * SCALE,
                 "parallelListings": PARALLEL, "knownSpan": self.known_span}
 
     async def page(self, scan):
@@ -59,6 +62,11 @@ class Recorder:
         self.listed += page
         return {"next": str(offset + PAGE_SIZE) if more else None, "listed": len(page), "invalid": 0,
                 "created": [min(page), max(page)] if page else None}
+
+    async def reshard(self, move):
+        self.calls.append(("reshard", move["shard"], move["target"]))
+        await asyncio.sleep(random.random() / 100)
+        return {"shard": move["shard"], "moved": 5}
 
     async def sweep(self, scan):
         self.calls.append(("sweep", scan["shard"]))
@@ -89,6 +97,7 @@ class Recorder:
             workflow.BEGIN: ("activityTrigger", self.begin),
             workflow.LIST_PAGE: ("activityTrigger", self.page),
             workflow.SWEEP: ("activityTrigger", self.sweep),
+            workflow.RESHARD: ("activityTrigger", self.reshard),
             workflow.FINISH: ("activityTrigger", self.finish),
         }, max_concurrent_activities=8)
 
@@ -120,6 +129,18 @@ async def test_listing_fans_out_over_slices_lists_every_task_once_then_sweeps_th
     [sweeps] = episodes(instance, workflow.SWEEP)  # scheduled together: a fan-out
     assert len(sweeps) == PARTITIONS
     assert instance.custom_status["phase"] == "sweeping" and instance.custom_status["tasksListed"] == len(SPREAD_TASKS)
+
+
+async def test_a_job_that_outgrew_its_partitions_is_resharded_in_parallel_then_validated_on_the_new_ones():
+    recorder = Recorder(reshard_to=12)
+    instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v-grow")
+    assert instance.output["action"] == "validated" and sorted(recorder.listed) == SPREAD_TASKS
+    [moves] = episodes(instance, workflow.RESHARD)  # every old partition at once
+    assert sorted(call[1:] for call in recorder.calls if call[0] == "reshard") == [(s, 12) for s in range(PARTITIONS)]
+    assert [call for call in recorder.calls if call[0] == "begin"] == [("begin", "Render-42", None),
+                                                                        ("begin", "Render-42", 12)]
+    assert len(moves) == PARTITIONS
+    assert sorted(call[1] for call in recorder.calls if call[0] == "sweep") == list(range(12))
 
 
 async def test_a_dense_slice_is_split_while_the_fan_out_has_room():

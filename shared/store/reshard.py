@@ -1,0 +1,168 @@
+"""Moving a job's rows to more partitions while deliveries keep arriving (the protocol and its marks
+are described in shared.store.layout). Every step reads, decides and writes under ETags, so any
+number of movers -- and writers that find a batch in flight and finish it -- can run at once, and a
+mover stopped anywhere is resumed by the next."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import replace
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.data.tables.aio import TableClient
+
+from shared.counting import ZERO
+from shared.errors import StoreUnavailableError
+from shared.store.codec import COUNTER_ROW, counter_row, counts_of_row, partition_key, shard_of, status_of_row
+from shared.store.layout import marks_of
+from shared.store.tables import MAX_TRANSACTION_OPERATIONS, RESENDABLE, if_match, read_rows, storage_call
+
+logger = logging.getLogger(__name__)
+
+MOVE_ATTEMPTS = 20
+_CONFLICT_STATUSES = frozenset({404, 409, 412})
+BATCH_ROWS = MAX_TRANSACTION_OPERATIONS - 1  # and the counter row
+
+
+async def _retry_pause(attempt: int) -> None:
+    await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
+
+
+def _conflict(error: Exception) -> bool:
+    return isinstance(error, HttpResponseError) and error.status_code in _CONFLICT_STATUSES
+
+
+async def _counter(table: TableClient, pk: str) -> dict | None:
+    try:
+        return await table.get_entity(pk, COUNTER_ROW)
+    except ResourceNotFoundError:
+        return None
+
+
+async def seal(table: TableClient, job_key: str, shard: int, target: int) -> None:
+    """Seal a source for ``target`` partitions: from now on no task bound elsewhere is created in it."""
+    pk = partition_key(job_key, shard)
+    for attempt in range(MOVE_ATTEMPTS):
+        async with storage_call("sealing a partition"):
+            counter = await _counter(table, pk)
+            marks = marks_of(counter)
+            if target in marks.splits:
+                return
+            tasks, slots = counts_of_row(counter)
+            row = counter_row(pk, tasks, slots, replace(marks, splits=tuple(sorted({*marks.splits, target}))))
+            try:
+                if counter is None:
+                    await table.create_entity(row, **RESENDABLE)
+                else:
+                    await table.update_entity(row, **if_match(counter.metadata["etag"]))
+                return
+            except HttpResponseError as error:
+                if not _conflict(error):
+                    raise
+        await _retry_pause(attempt)
+    raise StoreUnavailableError(f"partition {pk} stayed contended while sealing it")
+
+
+async def finish_batch(table: TableClient, job_key: str, shard: int) -> None:
+    """Finish the source's batch in flight, if any: copy it to its destination unless there already
+    (step 2), then delete it from the source (step 3)."""
+    pk = partition_key(job_key, shard)
+    for attempt in range(MOVE_ATTEMPTS):
+        async with storage_call("finishing a move"):
+            counter = await _counter(table, pk)
+            marks = marks_of(counter)
+            if not marks.move_out:
+                return
+            rows = await read_rows(table, pk, marks.move_keys)
+            moving = [rows[key] for key in marks.move_keys if key in rows]
+            moved_tasks, moved_slots = ZERO, ZERO
+            for row in moving:
+                status = status_of_row(row)
+                moved_tasks, moved_slots = moved_tasks + status.task_counts(), moved_slots + status.slot_counts()
+            try:
+                await _copy_in(table, job_key, shard, marks.move_to, marks.move_out, moving, (moved_tasks, moved_slots))
+                tasks, slots = counts_of_row(counter)
+                done = replace(marks, move_out=0, move_to=0, move_keys=(), move_done=marks.move_out)
+                await table.submit_transaction(
+                    [*(("delete", {"PartitionKey": pk, "RowKey": row["RowKey"]}) for row in moving),
+                     ("update", counter_row(pk, tasks - moved_tasks, slots - moved_slots, done),
+                      if_match(counter.metadata["etag"]))], **RESENDABLE)
+                return
+            except HttpResponseError as error:
+                if not _conflict(error):
+                    raise
+        await _retry_pause(attempt)
+    raise StoreUnavailableError(f"partition {pk} stayed contended while finishing a move")
+
+
+async def _copy_in(table: TableClient, job_key: str, source: int, dest: int, batch: int, rows: list[dict],
+                   moved: tuple) -> None:
+    """Step 2: the batch's rows into the destination with their counts, once (its MoveIn says)."""
+    pk = partition_key(job_key, dest)
+    counter = await _counter(table, pk)
+    marks = marks_of(counter)
+    if marks.move_in >= batch and marks.move_from == source:
+        return
+    tasks, slots = counts_of_row(counter)
+    arrived = replace(marks, move_in=batch, move_from=source, moved_in=moved)
+    counter_update = counter_row(pk, tasks + moved[0], slots + moved[1], arrived)
+    copies = [{**{name: value for name, value in row.items() if name != "MovingTo"}, "PartitionKey": pk}
+              for row in rows]
+    await table.submit_transaction(
+        [*(("create", copy) for copy in copies),
+         ("create", counter_update) if counter is None else ("update", counter_update, if_match(counter.metadata["etag"]))],
+        **RESENDABLE)
+
+
+async def _start_batch(table: TableClient, job_key: str, shard: int, dest: int, keys: list[str]) -> int:
+    """Step 1: mark the rows moving and the batch in flight on the source; how many (0: none left)."""
+    pk = partition_key(job_key, shard)
+    for attempt in range(MOVE_ATTEMPTS):
+        async with storage_call("starting a move"):
+            rows = await read_rows(table, pk, [COUNTER_ROW, *keys])
+            counter = rows.pop(COUNTER_ROW, None)
+            marks = marks_of(counter)
+            if marks.move_out:  # another mover's batch (or one left by a crash): finish it first
+                await finish_batch(table, job_key, shard)
+                continue
+            if not rows:
+                return 0
+            tasks, slots = counts_of_row(counter)
+            in_flight = replace(marks, move_out=marks.move_done + 1, move_to=dest, move_keys=tuple(sorted(rows)))
+            try:
+                await table.submit_transaction(
+                    [*(("update", {**row, "MovingTo": dest}, if_match(row.metadata["etag"])) for row in rows.values()),
+                     ("update", counter_row(pk, tasks, slots, in_flight), if_match(counter.metadata["etag"]))],
+                    **RESENDABLE)
+                return len(rows)
+            except HttpResponseError as error:
+                if not _conflict(error):
+                    raise
+        await _retry_pause(attempt)
+    raise StoreUnavailableError(f"partition {pk} stayed contended while starting a move")
+
+
+async def move_source(table: TableClient, job_key: str, shard: int, target: int) -> int:
+    """Move every row of one source partition that belongs elsewhere under ``target`` partitions;
+    rows moved. Sealed first, so no such row appears after the one scan of the partition."""
+    await seal(table, job_key, shard, target)
+    await finish_batch(table, job_key, shard)
+    pk = partition_key(job_key, shard)
+    by_dest: dict[int, list[str]] = {}
+    async with storage_call("scanning a partition to move"):
+        async for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey"]):
+            key = row["RowKey"]
+            if key != COUNTER_ROW and shard_of(key, target) != shard:
+                by_dest.setdefault(shard_of(key, target), []).append(key)
+    moved = 0
+    for dest, keys in sorted(by_dest.items()):
+        for start in range(0, len(keys), BATCH_ROWS):
+            batch = keys[start:start + BATCH_ROWS]
+            started = await _start_batch(table, job_key, shard, dest, batch)
+            if started:
+                await finish_batch(table, job_key, shard)
+                moved += started
+    logger.info("partition resharded", extra={"job_key": job_key, "shard": shard, "partitions": target,
+                                              "rows_moved": moved})
+    return moved

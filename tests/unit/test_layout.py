@@ -1,0 +1,62 @@
+"""The reshard layout rules, pure: how many partitions, the counter marks, and when counter rows
+read during a move can be trusted (shared.store.layout)."""
+import pytest
+from hypothesis import given, strategies as st
+
+from shared.counting import Counts
+from shared.store.codec import counter_row
+from shared.store.layout import (
+    MAX_PARTITIONS, NO_MARKS, CounterRead, Inconsistent, Marks, counted_twice, marks_of, partitions_for,
+)
+
+
+@given(st.integers(0, 10**8), st.integers(1, 50_000), st.sampled_from([1, 2, 3, 4, 8]))
+def test_partitions_grow_by_whole_multiples_to_fit_the_rows(tasks, per_partition, current):
+    count = partitions_for(tasks, per_partition, current)
+    assert count % current == 0 and count >= current  # rows only ever move to new partitions
+    assert count * per_partition >= tasks or count * 2 > MAX_PARTITIONS  # enough, unless at the cap
+    assert count == current or (count // 2) * per_partition < tasks  # and no more than needed
+
+
+def test_small_jobs_get_one_partition_and_a_million_tasks_get_sixty_four():
+    assert partitions_for(40, 20_000) == 1
+    assert partitions_for(200_000, 20_000) == 16
+    assert partitions_for(1_000_000, 20_000) == 64
+
+
+def test_marks_travel_through_a_counter_row():
+    marks = Marks(splits=(2, 8), move_out=3, move_to=5, move_done=2, move_in=4, move_from=1,
+                  move_keys=("t1", "t9"), moved_in=(Counts(active=2), Counts(active=3)))
+    row = counter_row("j|00", Counts(running=1), Counts(running=1), marks)
+    assert marks_of(row) == marks
+    assert marks_of(counter_row("j|00", Counts(), Counts())) == NO_MARKS
+    assert marks.next_layout(1) == 2 and marks.next_layout(2) == 8 and marks.next_layout(8) is None
+
+
+def read(shard, round_number, **marks):
+    row = counter_row(f"j|{shard:02x}", Counts(), Counts(), Marks(**marks)) if marks else None
+    return CounterRead(shard, round_number, row)
+
+
+def test_a_destination_whose_batches_the_source_finished_counts_once():
+    reads = [read(0, 0, splits=(2,), move_done=3), read(1, 1, move_in=3, move_from=0)]
+    assert counted_twice(reads) == {}
+
+
+def test_a_batch_still_in_flight_on_the_source_as_read_is_counted_twice():
+    reads = [read(0, 0, splits=(2,), move_out=4, move_done=3), read(1, 1, move_in=4, move_from=0)]
+    assert counted_twice(reads) == {1: (0, 4)}
+
+
+def test_batches_finished_between_the_reads_make_the_reader_read_again():
+    reads = [read(0, 0, splits=(2,), move_done=3), read(1, 1, move_in=5, move_from=0)]
+    with pytest.raises(Inconsistent):
+        counted_twice(reads)
+
+
+def test_a_destination_read_with_its_source_is_not_trusted_unless_in_the_settled_layout():
+    mid_move = [read(0, 1, splits=(4,), move_out=2, move_done=1), read(2, 1, move_in=2, move_from=0)]
+    with pytest.raises(Inconsistent):
+        counted_twice(mid_move)
+    settled = [read(0, 0, splits=(2,), move_done=7), read(1, 0, move_in=7, move_from=0)]
+    assert counted_twice(settled) == {}
