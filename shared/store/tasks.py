@@ -42,10 +42,28 @@ READ_ATTEMPTS = 8
 _CONFLICT_STATUSES = frozenset({404, 409, 412})
 
 
+def _hand_out(changes: list[Change], group: list[tuple[Sequence[Observed], asyncio.Future]]) -> None:
+    """Give each caller of a group the changes its own observations made (a change goes to a caller
+    that observed exactly the status written; a caller whose observation another's newer one
+    superseded made no change of its own)."""
+    owner: dict[tuple[str, str], int] = {}
+    for index, (observations, _) in enumerate(group):
+        for observation in observations:
+            owner.setdefault((observation.task_id.lower(), observation.status.version), index)
+    theirs: list[list[Change]] = [[] for _ in group]
+    for change in changes:
+        theirs[owner.get((change.task_key, change.new.version), 0)].append(change)
+    for (_, waiting), own in zip(group, theirs):
+        if not waiting.done():  # a caller cancelled meanwhile needs no answer
+            waiting.set_result(own)
+
+
 class TaskRows:
     def __init__(self, table: TableClient):
         self.table = table
         self._partition_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # partition key -> observations waiting for its lock, each with its caller's future
+        self._queued: dict[str, list[tuple[Sequence[Observed], asyncio.Future]]] = defaultdict(list)
 
     async def apply(self, jobs: dict[str, tuple[int, list[Observed]]]) -> list[Change]:
         """Apply each job's observations (job key -> (its partitions, observations)) exactly once;
@@ -65,12 +83,45 @@ class TaskRows:
 
     async def apply_partition(self, job_key: str, shard: int, partitions: int,
                               observations: Sequence[Observed]) -> list[Change]:
-        """Apply observations to shard ``shard`` of ``partitions``; a task that partition no longer
-        holds since a reshard is followed to where it went (see shared.store.layout).
+        """Apply observations to shard ``shard`` of ``partitions``; the changes they made. A task
+        that partition no longer holds since a reshard is followed to where it went (see
+        shared.store.layout).
+
+        One writer per partition per process, so this process never conflicts with itself; and
+        whatever queued for the partition meanwhile is applied together with it (one read, one
+        transaction per 99 rows): a busy partition folds its deliveries instead of queueing them.
 
         Raises StoreUnavailableError when storage fails or stays contended; retrying the same
         observations later is always safe.
         """
+        pk = partition_key(job_key, shard)
+        mine: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._queued[pk].append((observations, mine))
+        group: list = []
+        try:
+            async with self._partition_locks[pk]:
+                group = self._queued.pop(pk, [])  # empty when an earlier holder applied ours with its own
+                if group:
+                    applied, later, elsewhere = await self._apply_here(
+                        job_key, shard, partitions, [o for queued, _ in group for o in queued])
+            if group:  # outside the lock: tasks that moved away are applied where they are now
+                followed = await asyncio.gather(*(
+                    self.apply_partition(job_key, dest, later, [o for queued, _ in group for o in queued
+                                                                if o.task_id.lower() in keys])
+                    for dest, keys in elsewhere.items()))
+                _hand_out([*applied, *(change for changes in followed for change in changes)], group)
+        except BaseException as error:  # the group's callers wait on this one: tell them (they retry)
+            failure = error if isinstance(error, Exception) else StoreUnavailableError(f"writing {pk} was interrupted")
+            for _, waiting in group:
+                if waiting is not mine and not waiting.done():
+                    waiting.set_exception(failure)
+            raise
+        return await mine
+
+    async def _apply_here(self, job_key: str, shard: int, partitions: int, observations: list[Observed]
+                          ) -> tuple[list[Change], int | None, dict[int, set[str]]]:
+        """Under the partition's lock: apply what belongs here; return the changes, and where the
+        partition was sealed for (the tasks to follow there, by destination shard)."""
         pk = partition_key(job_key, shard)
         newest = newest_per_task((o.task_id.lower(), o.status) for o in observations)
         display_ids: dict[str, str] = {}
@@ -78,48 +129,43 @@ class TaskRows:
             display_ids.setdefault(observation.task_id.lower(), observation.task_id)
         applied: dict[str, Change] = {}
         elsewhere: dict[int, set[str]] = {}
-        # One writer per partition per process: this process never conflicts with itself.
-        async with self._partition_locks[pk]:
-            attempt = waits = 0
-            while attempt < CONFLICT_ATTEMPTS:
-                async with storage_call("reading task rows"):
-                    rows = await read_rows(self.table, pk, [COUNTER_ROW, *newest])
-                counter = rows.pop(COUNTER_ROW, None)
-                marks = marks_of(counter)
-                later = marks.next_layout(partitions)
-                elsewhere = {}
-                if later:  # sealed: a task without a row here that belongs elsewhere is looked for there
-                    for key in newest:
-                        if key not in rows and shard_of(key, later) != shard:
-                            elsewhere.setdefault(shard_of(key, later), set()).add(key)
-                here = {key: status for key, status in newest.items() if key in rows or not later
-                        or shard_of(key, later) == shard}
-                if any("MovingTo" in rows[key] for key in here if key in rows):  # a batch in flight
-                    waits += 1
-                    if waits % HELP_MOVER_AFTER == 0:  # the mover may have stopped: finish its batch
-                        await reshard.finish_batch(self.table, job_key, shard)
-                    await asyncio.sleep(MOVE_WAIT_SECONDS)
-                    continue
-                stored = {key: status_of_row(row) for key, row in rows.items()}
-                changes = changes_to_apply(stored, here)
-                try:
-                    await self._commit(pk, changes, rows, counter, marks, display_ids, applied)
-                    break
-                except HttpResponseError as error:
-                    if error.status_code not in _CONFLICT_STATUSES:
-                        raise unavailable(error, "writing task rows") from error
-                    logger.debug("partition changed under us; re-reading",
-                                 extra={"partition": pk, "attempt": attempt})
-                except AzureError as error:
+        attempt = waits = 0
+        while attempt < CONFLICT_ATTEMPTS:
+            async with storage_call("reading task rows"):
+                rows = await read_rows(self.table, pk, [COUNTER_ROW, *newest])
+            counter = rows.pop(COUNTER_ROW, None)
+            marks = marks_of(counter)
+            later = marks.next_layout(partitions)
+            elsewhere = {}
+            if later:  # sealed: a task without a row here that belongs elsewhere is looked for there
+                for key in newest:
+                    if key not in rows and shard_of(key, later) != shard:
+                        elsewhere.setdefault(shard_of(key, later), set()).add(key)
+            here = {key: status for key, status in newest.items() if key in rows or not later
+                    or shard_of(key, later) == shard}
+            if any("MovingTo" in rows[key] for key in here if key in rows):  # a batch in flight
+                waits += 1
+                if waits % HELP_MOVER_AFTER == 0:  # the mover may have stopped: finish its batch
+                    await reshard.finish_batch(self.table, job_key, shard)
+                await asyncio.sleep(MOVE_WAIT_SECONDS)
+                continue
+            stored = {key: status_of_row(row) for key, row in rows.items()}
+            changes = changes_to_apply(stored, here)
+            try:
+                await self._commit(pk, changes, rows, counter, marks, display_ids, applied)
+                break
+            except HttpResponseError as error:
+                if error.status_code not in _CONFLICT_STATUSES:
                     raise unavailable(error, "writing task rows") from error
-                await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
-                attempt += 1
-            else:
-                raise StoreUnavailableError(f"partition {pk} stayed contended after {CONFLICT_ATTEMPTS} attempts")
-        followed = await asyncio.gather(*(
-            self.apply_partition(job_key, dest, later, [o for o in observations if o.task_id.lower() in keys])
-            for dest, keys in elsewhere.items()))
-        return [*applied.values(), *(change for changes in followed for change in changes)]
+                logger.debug("partition changed under us; re-reading",
+                             extra={"partition": pk, "attempt": attempt})
+            except AzureError as error:
+                raise unavailable(error, "writing task rows") from error
+            await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
+            attempt += 1
+        else:
+            raise StoreUnavailableError(f"partition {pk} stayed contended after {CONFLICT_ATTEMPTS} attempts")
+        return list(applied.values()), later, elsewhere
 
     async def _commit(self, pk: str, changes: list[Change], rows: dict[str, dict], counter: dict | None,
                       marks: Marks, display_ids: dict[str, str], applied: dict[str, Change]) -> None:

@@ -217,3 +217,28 @@ async def test_an_upsert_transaction_cut_after_storage_answered_is_sent_again(az
     finally:
         await store.close()
         await proxy.cleanup()
+
+
+async def test_deliveries_queued_on_one_partition_are_applied_together_each_told_its_own(azurite):
+    """Twenty concurrent deliveries to one partition in one process: fewer storage round trips
+    than deliveries (they fold while the lock is held), every caller gets the changes it made."""
+    store = CountsStore.from_settings(make_settings(azurite, JOB_PARTITIONS=1))
+    await store.apply([observe("busy", "warm", ACTIVE, 1)])
+    transactions = 0
+    submit = store.task_rows.table.submit_transaction
+
+    async def counting_submit(*args, **kwargs):
+        nonlocal transactions
+        transactions += 1
+        return await submit(*args, **kwargs)
+
+    store.task_rows.table.submit_transaction = counting_submit
+    deliveries = [[observe("busy", f"d{d}-t{n}", ACTIVE, 1) for n in range(5)] for d in range(20)]
+    deliveries[3].append(observe("busy", "d2-t0", RUNNING, 2))  # supersedes delivery 2's observation of d2-t0
+    outcomes = await asyncio.gather(*(store.apply(delivery) for delivery in deliveries))
+    assert transactions < len(deliveries)
+    assert [outcome.applied for outcome in outcomes[:4]] == [5, 5, 4, 6]
+    assert sum(outcome.applied for outcome in outcomes) == 100
+    assert await counts(store, "busy") == Counts(active=100, running=1)
+    await assert_counters_match_rows(store, "busy")
+    await store.close()
