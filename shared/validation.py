@@ -19,7 +19,8 @@ from shared.batch import BatchReader, get_batch
 from shared.config import Settings, get_settings
 from shared.errors import InvalidEventError
 from shared.events import datetime_to_ticks, task_status, ticks_of, ticks_to_datetime, ticks_to_iso
-from shared.store import CountsStore, get_store, shard_of
+from shared import workflow
+from shared.store import CountsStore, JobCounts, get_store, shard_of
 from shared.store.layout import partitions_for
 from shared.store.reconcile import DRIFT_KINDS
 
@@ -58,17 +59,36 @@ def activity(work: Activity, deps: Callable[[], Deps] = default_deps) -> Callabl
     return main
 
 
-async def select_jobs(deps: Deps, _: Any = None) -> dict:
-    """Jobs to validate (never validated, or changed since) and jobs to remove (gone from Batch,
-    or completed and validated longer ago than the retention)."""
+TASKS_PER_MINUTE_APART = 10_000  # the cost rule: a job's passes are at least 1 minute per 10,000 of its tasks apart
+
+
+def due(job: JobCounts, now: datetime) -> bool:
+    """Whether a job should be validated now: never validated; or changed since its last pass and that
+    pass is old enough for its size (the cost rule: one minute per 10,000 tasks, so a pass costs each
+    job on average at most ~10 List Tasks calls a minute -- a 200,000-task job every 20 minutes, a
+    1,000,000-task job every 100 -- while small jobs are validated on every schedule tick)."""
+    validated_at = job.job.last_validated_at
+    if validated_at is None:
+        return True
+    if job.last_updated_at is None or job.last_updated_at <= validated_at:
+        return False
+    tasks = job.tasks.active + job.tasks.running + job.tasks.completed
+    return now - validated_at >= timedelta(minutes=tasks / TASKS_PER_MINUTE_APART)
+
+
+async def select_jobs(deps: Deps) -> dict:
+    """Jobs to validate (``due``) and jobs to remove (gone from Batch, or completed and validated
+    longer ago than the retention)."""
     validate, remove = [], []
     retention = timedelta(days=deps.settings.retention_days)
     async for job in deps.store.all_jobs():
         ref = {"jobKey": job.job.job_key, "jobId": job.job.job_id}
         validated_at = job.job.last_validated_at
-        if validated_at is None or (job.last_updated_at is not None and job.last_updated_at > validated_at):
+        if due(job, deps.now):
             validate.append(ref)
             continue
+        if validated_at is None or (job.last_updated_at is not None and job.last_updated_at > validated_at):
+            continue  # changed, but validated too recently for its size
         state = await deps.batch.job_state(job.job.job_id)
         if state is None:
             remove.append({**ref, "reason": "JobNotFound"})
@@ -76,6 +96,20 @@ async def select_jobs(deps: Deps, _: Any = None) -> dict:
             remove.append({**ref, "reason": f"completed and validated over {deps.settings.retention_days} days ago"})
     logger.info("validation planned", extra={"validate": len(validate), "remove": len(remove)})
     return {"validate": validate, "remove": remove}
+
+
+async def schedule(client: Any, deps: Deps) -> dict:
+    """The scheduled pass: start each due job's validation as its own orchestration (the id on-demand
+    validation uses, so one job never has two at once, and a long pass over a huge job delays no
+    other job), unless it is still running; hand removals to one clean-up orchestration."""
+    plan = await select_jobs(deps)
+    started = [job["jobId"] for job in plan["validate"]
+               if await start_unless_running(client, workflow.VALIDATE_JOB, workflow.on_demand_instance_id(job["jobKey"]),
+                                             job)]
+    removing = bool(plan["remove"]) and await start_unless_running(
+        client, workflow.REMOVE_JOBS, workflow.REMOVAL_INSTANCE_ID, plan["remove"])
+    return {"started": started, "stillRunning": len(plan["validate"]) - len(started),
+            "removing": [job["jobId"] for job in plan["remove"]] if removing else []}
 
 
 async def remove_job(deps: Deps, job: dict) -> dict:

@@ -9,8 +9,7 @@ from typing import Any, Generator
 
 from shared.batch import PAGE_SIZE
 
-VALIDATE_COUNTS = "ValidateCountsOrchestrator"
-SELECT_JOBS = "ValidateCountsSelectJobs"
+REMOVE_JOBS = "ValidateCountsCleanup"
 REMOVE_JOB = "ValidateCountsRemoveJob"
 VALIDATE_JOB = "ValidateJobOrchestrator"
 BEGIN = "ValidateJobBegin"
@@ -19,28 +18,16 @@ LIST_PAGE = "ValidateJobPage"
 SWEEP = "ValidateJobSweep"
 FINISH = "ValidateJobFinish"
 
-SCHEDULED_INSTANCE_ID = "validate-counts"  # one scheduled pass at a time
-PARALLEL_JOBS = 4  # job validations in flight at once
+REMOVAL_INSTANCE_ID = "validate-counts-removals"  # one clean-up at a time
 
 
 def on_demand_instance_id(job_key: str) -> str:
     return f"validate-job-{job_key}"
 
 
-def validate_counts(context) -> Generator[Any, Any, dict]:
-    """Validate every job that changed since its last validation; clean up jobs that are gone."""
-    plan = yield context.call_activity(SELECT_JOBS, None)
-    jobs = plan["validate"]
-    results: list[dict] = []
-    for start in range(0, len(jobs), PARALLEL_JOBS):
-        wave = jobs[start:start + PARALLEL_JOBS]
-        results += yield context.task_all([
-            context.call_sub_orchestrator(VALIDATE_JOB, job, f"{context.instance_id}:{job['jobKey']}") for job in wave
-        ])
-        context.set_custom_status({"jobs": len(jobs), "jobsDone": len(results)})
-    removed = (yield context.task_all([context.call_activity(REMOVE_JOB, job) for job in plan["remove"]])) \
-        if plan["remove"] else []
-    return {"jobs": results, "removed": removed}
+def remove_jobs(context) -> Generator[Any, Any, list]:
+    """Clean up the jobs the scheduled pass found gone from Batch or past retention, in parallel."""
+    return (yield context.task_all([context.call_activity(REMOVE_JOB, job) for job in context.get_input()]))
 
 
 SPLIT_PARTS = 4  # a dense creation-time slice becomes this many

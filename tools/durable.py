@@ -164,7 +164,12 @@ class DurableEngine:
             if not pending:
                 raise RuntimeError("the orchestrator waits for something this local engine does not provide "
                                    "(timers, external events and entities are not supported)")
-            done, _ = await asyncio.wait(pending.values(), return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait(pending.values(), return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:  # terminated: unlike the real host, stop its work in flight too,
+                for task in pending.values():  # so a test's terminated instance burns no CPU after it
+                    task.cancel()
+                raise
             history.append(_event(ORCHESTRATOR_STARTED))
             for index, task in list(pending.items()):
                 if task in done:

@@ -85,13 +85,15 @@ async def test_chaos_run(capsys):
                 async with session.post(f"{stack.app_url}/admin/functions/ValidateCounts",
                                         headers={"x-functions-key": MASTER_KEY}, json={}) as fired:
                     assert fired.status == 202
-                status_url = f"{stack.app_url}/runtime/webhooks/durabletask/instances/validate-counts?code={MASTER_KEY}"
-                for _ in range(1200):
-                    status, body = await get_json(session, status_url)
-                    if status not in (202, 404):
-                        break
-                    await asyncio.sleep(0.1)
-                assert status == 200, body
+                for name in names:  # each job's validation runs on its own, under the job's instance id
+                    status_url = (f"{stack.app_url}/runtime/webhooks/durabletask/instances/"
+                                  f"validate-job-{name.lower()}?code={MASTER_KEY}")
+                    for _ in range(1200):
+                        status, body = await get_json(session, status_url)
+                        if status not in (202, 404):
+                            break
+                        await asyncio.sleep(0.1)
+                    assert status == 200 and body["output"]["action"] == "validated", body
                 after = {}
                 for name in names:
                     _, counts = await get_json(session, f"{stack.app_url}/api/jobs/{name}/taskcounts", KEYED)

@@ -53,7 +53,7 @@ async def test_on_demand_validation_answers_202_and_can_be_followed(app_server, 
             assert keyless.status == 401
 
 
-async def test_admin_endpoint_fires_the_timer_which_starts_one_scheduled_pass(app_server, simulator):
+async def test_admin_endpoint_fires_the_timer_which_starts_each_due_job_on_its_own(app_server, simulator):
     await seed(app_server, simulator, "Scheduled", tasks=300)
     async with aiohttp.ClientSession() as session:
         admin = f"{app_server.url}/admin/functions/ValidateCounts"
@@ -61,34 +61,32 @@ async def test_admin_endpoint_fires_the_timer_which_starts_one_scheduled_pass(ap
             assert refused.status == 401  # the admin API takes the master key only
         async with session.post(admin, headers={"x-functions-key": MASTER_KEY}, json={}) as response:
             assert response.status == 202
-        status_url = (f"{app_server.url}/runtime/webhooks/durabletask/instances/{workflow.SCHEDULED_INSTANCE_ID}"
-                      f"?code={MASTER_KEY}")
-        for _ in range(50):
+        status_url = (f"{app_server.url}/runtime/webhooks/durabletask/instances/"
+                      f"{workflow.on_demand_instance_id('scheduled')}?code={MASTER_KEY}")
+        for _ in range(100):
             async with session.get(status_url) as probe:
                 if probe.status != 404:
                     break
             await asyncio.sleep(0.1)
         status, body = await wait_for_output(session, status_url)
-        assert status == 200, body
-        assert "Scheduled" in [job["jobId"] for job in body["output"]["jobs"]]
+        assert status == 200 and body["output"]["action"] == "validated", body
         async with session.get(status_url.replace(MASTER_KEY, "wrong")) as wrong:
             assert wrong.status == 401
 
 
-async def test_timer_fires_on_its_ncrontab_schedule(app_server, monkeypatch):
+async def test_timer_fires_on_its_ncrontab_schedule(app_server, simulator, monkeypatch):
+    await seed(app_server, simulator, "Ticked", tasks=10)
     monkeypatch.setenv("VALIDATION_SCHEDULE", "*/1 * * * * *")  # every second
     monkeypatch.setenv("TASK_SYNC_SCHEDULE", "0 0 0 1 1 *")
-    engine = app_server.local.engine
-    before = engine.instances.get(workflow.SCHEDULED_INSTANCE_ID)
+    engine, instance_id = app_server.local.engine, workflow.on_demand_instance_id("ticked")
     app_server.local.start_triggers()
     try:
-        for _ in range(50):
-            current = engine.instances.get(workflow.SCHEDULED_INSTANCE_ID)
-            if current is not None and current is not before:
+        for _ in range(100):
+            if engine.instances.get(instance_id) is not None:
                 break
             await asyncio.sleep(0.1)
-        assert current is not None and current is not before
-        await engine.wait(workflow.SCHEDULED_INSTANCE_ID)
+        assert engine.instances.get(instance_id) is not None
+        await engine.wait(instance_id)
     finally:
         for timer in app_server.local._timers:
             timer.cancel()

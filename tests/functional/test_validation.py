@@ -6,9 +6,10 @@ import random
 from datetime import datetime, timezone
 
 import aiohttp
+import azure.durable_functions as df
 import pytest
 
-from shared import workflow
+from shared import validation, workflow
 from shared.config import get_settings
 from shared.store import COUNTER_ROW, get_store, partition_key, shard_of
 from tests.conftest import APP_VALIDATION_MAX_TASKS, FUNCTION_KEY as KEY
@@ -169,22 +170,76 @@ async def test_a_job_over_the_limit_reads_unvalidated_and_is_skipped_cheaply(app
     assert f"over VALIDATION_MAX_TASKS ({APP_VALIDATION_MAX_TASKS})" in body["validationNote"]
 
 
-async def test_scheduled_pass_validates_changed_jobs_only_and_removes_jobs_batch_no_longer_has(app, simulator):
-    function_app, url = app
+async def scheduled_pass(app_server) -> dict:
+    """What the ValidateCounts timer does, through the local host's real durable client endpoints."""
+    client = df.DurableOrchestrationClient(app_server.local.client_binding())
+    return await validation.schedule(client, validation.default_deps())
+
+
+async def validated(app_server, job_ids, timeout=120) -> dict:
+    """Wait for each job's own validation instance; their outputs by job id."""
+    engine = app_server.local.engine
+    instances = await asyncio.wait_for(asyncio.gather(*(
+        engine.wait(workflow.on_demand_instance_id(job.lower())) for job in job_ids)), timeout)
+    return {job: instance.output for job, instance in zip(job_ids, instances)}
+
+
+async def test_scheduled_pass_validates_changed_jobs_only_and_removes_jobs_batch_no_longer_has(app_server, simulator):
+    url = app_server.url
     account, _ = simulator
     await jobs_with_tasks(url, account, ("keep-a", "gone-b"), 50)
-    first = await engine_for(function_app).run(workflow.VALIDATE_COUNTS, None, workflow.SCHEDULED_INSTANCE_ID)
-    validated = {job["jobId"] for job in first.output["jobs"] if job["action"] == "validated"}
-    assert {"keep-a", "gone-b"} <= validated
+    first = await scheduled_pass(app_server)
+    assert {"keep-a", "gone-b"} <= set(first["started"])
+    assert {output["action"] for output in (await validated(app_server, ["keep-a", "gone-b"])).values()} == {
+        "validated"}
 
     account.delete_job("gone-b")
-    second = await engine_for(function_app).run(workflow.VALIDATE_COUNTS, None, workflow.SCHEDULED_INSTANCE_ID)
-    assert {"keep-a", "gone-b"}.isdisjoint(job["jobId"] for job in second.output["jobs"])  # unchanged
-    assert [r["jobId"] for r in second.output["removed"]] == ["gone-b"]
+    second = await scheduled_pass(app_server)
+    assert {"keep-a", "gone-b"}.isdisjoint(second["started"])  # unchanged
+    assert "gone-b" in second["removing"]
+    await app_server.local.engine.wait(workflow.REMOVAL_INSTANCE_ID)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{url}/api/jobs/gone-b/taskcounts", headers={"x-functions-key": KEY}) as response:
             assert response.status == 404
     assert (await served(url, "keep-a"))["validationStatus"] == "validated"
+
+
+async def test_a_huge_jobs_pass_delays_no_small_job(app_server, simulator, monkeypatch):
+    """A 200,000-task job's pass runs on while 20 small jobs change: each schedule tick validates
+    every small job again, well within the period, and only the huge job skips ticks."""
+    url, engine = app_server.url, app_server.local.engine
+    account, _ = simulator
+    monkeypatch.setenv("VALIDATION_MAX_TASKS", "1000000")
+    get_settings.cache_clear()
+    huge_id = workflow.on_demand_instance_id("huge")
+    try:
+        account.create_job("huge")
+        account.add_tasks("huge", [f"t{n:06d}" for n in range(200_000)], publish=False)
+        account.start("huge", "t000000")  # one event: the service knows the job
+        small = [f"small-{n:02d}" for n in range(20)]
+        await jobs_with_tasks(url, account, small, 20)
+        first = await scheduled_pass(app_server)
+        assert {"huge", *small} <= set(first["started"])
+        assert {output["action"] for output in (await validated(app_server, small)).values()} == {"validated"}
+        assert engine.instances[huge_id].runtime_status == "Running"
+
+        changed_at = datetime.now(timezone.utc)
+        for job in small:
+            account.start(job, "t0")
+        await deliver(url, account)
+        second = await scheduled_pass(app_server)
+        assert set(small) <= set(second["started"]) and "huge" not in second["started"]
+        assert second["stillRunning"] >= 1
+        await validated(app_server, small)
+        for job in small:
+            body = await served_as_truth(url, account, job)
+            assert datetime.fromisoformat(body["lastValidatedAt"].replace("Z", "+00:00")) >= changed_at
+        assert engine.instances[huge_id].runtime_status == "Running"  # the huge pass is still going
+    finally:
+        engine.terminate(huge_id, "test over")
+        await engine.wait(huge_id)
+        monkeypatch.undo()
+        get_settings.cache_clear()
 
 
 async def test_retention_removes_completed_jobs_validated_long_ago_and_keeps_the_rest(app, simulator):

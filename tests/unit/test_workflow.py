@@ -10,7 +10,7 @@ import azure.durable_functions as df
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import ValidateCountsOrchestrator
+import ValidateCountsCleanup
 import ValidateJobOrchestrator
 from shared import workflow
 from tools.durable import COMPLETION_EVENTS, ORCHESTRATOR_STARTED, DurableEngine, Instance, NonDeterminismError
@@ -79,20 +79,14 @@ class Recorder:
         self.created_span = scan["createdSpan"]
         return {"jobId": scan["jobId"], "action": "validated", "tasksListed": scan["tasksListed"]}
 
-    async def select(self, _):
-        self.calls.append(("select",))
-        return {"validate": [{"jobKey": f"j{n}", "jobId": f"J{n}"} for n in range(6)],
-                "remove": [{"jobKey": "gone", "jobId": "Gone", "reason": "JobNotFound"}]}
-
     async def remove(self, job):
         self.calls.append(("remove", job["jobId"]))
         return {"jobId": job["jobId"], "action": "removed"}
 
     def engine(self) -> DurableEngine:
         return DurableEngine({
-            workflow.VALIDATE_COUNTS: ("orchestrationTrigger", ValidateCountsOrchestrator.main),
+            workflow.REMOVE_JOBS: ("orchestrationTrigger", ValidateCountsCleanup.main),
             workflow.VALIDATE_JOB: ("orchestrationTrigger", ValidateJobOrchestrator.main),
-            workflow.SELECT_JOBS: ("activityTrigger", self.select),
             workflow.REMOVE_JOB: ("activityTrigger", self.remove),
             workflow.BEGIN: ("activityTrigger", self.begin),
             workflow.LIST_PAGE: ("activityTrigger", self.page),
@@ -266,29 +260,21 @@ async def test_every_replay_schedules_the_same_actions():
     assert failed.runtime_status == "Failed" and NonDeterminismError.__name__ in failed.output
 
 
-async def test_scheduled_pass_validates_jobs_in_waves_and_removes_gone_jobs():
+async def test_the_clean_up_removes_every_job_it_is_given_at_once():
     recorder = Recorder()
-    instance = await recorder.engine().run(workflow.VALIDATE_COUNTS, None, workflow.SCHEDULED_INSTANCE_ID)
+    gone = [{"jobKey": f"g{n}", "jobId": f"G{n}", "reason": "JobNotFound"} for n in range(5)]
+    instance = await recorder.engine().run(workflow.REMOVE_JOBS, gone, workflow.REMOVAL_INSTANCE_ID)
     assert instance.runtime_status == "Completed", instance.output
-    assert [job["jobId"] for job in instance.output["jobs"]] == [f"J{n}" for n in range(6)]
-    assert instance.output["removed"] == [{"jobId": "Gone", "action": "removed"}]
-    children = [e for e in instance.history if e.get("Name") == workflow.VALIDATE_JOB]
-    assert [c["InstanceId"] for c in children] == [f"validate-counts:j{n}" for n in range(6)]
-    assert instance.custom_status == {"jobs": 6, "jobsDone": 6}
-    waves = {}
-    episode = 0
-    for event in instance.history:
-        episode += event["EventType"] == ORCHESTRATOR_STARTED
-        if event.get("Name") == workflow.VALIDATE_JOB:
-            waves.setdefault(episode, []).append(event["InstanceId"])
-    assert [len(wave) for wave in waves.values()] == [workflow.PARALLEL_JOBS, 6 - workflow.PARALLEL_JOBS]
+    assert instance.output == [{"jobId": f"G{n}", "action": "removed"} for n in range(5)]
+    [removals] = episodes(instance, workflow.REMOVE_JOB)  # scheduled together: a fan-out
+    assert len(removals) == 5
 
 
 def test_workflow_names_are_function_folders_with_the_right_trigger():
     from tools.funchost import FunctionApp
     app = FunctionApp.load()
-    expected = {workflow.VALIDATE_COUNTS: "orchestrationTrigger", workflow.VALIDATE_JOB: "orchestrationTrigger"}
-    expected.update({name: "activityTrigger" for name in (workflow.SELECT_JOBS, workflow.REMOVE_JOB, workflow.BEGIN,
+    expected = {workflow.REMOVE_JOBS: "orchestrationTrigger", workflow.VALIDATE_JOB: "orchestrationTrigger"}
+    expected.update({name: "activityTrigger" for name in (workflow.REMOVE_JOB, workflow.BEGIN, workflow.RESHARD,
                                                           workflow.LIST_PAGE, workflow.SWEEP, workflow.FINISH)})
     for name, trigger in expected.items():
         assert app.functions[name].trigger["type"] == trigger
