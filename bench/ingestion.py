@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path

@@ -4,9 +4,7 @@ number of movers -- and writers that find a batch in flight and finish it -- can
 mover stopped anywhere is resumed by the next."""
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from dataclasses import replace
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -16,21 +14,18 @@ from shared.counting import ZERO
 from shared.errors import StoreUnavailableError
 from shared.store.codec import COUNTER_ROW, counter_row, counts_of_row, partition_key, shard_of, status_of_row
 from shared.store.layout import marks_of
-from shared.store.tables import MAX_TRANSACTION_OPERATIONS, RESENDABLE, if_match, read_rows, storage_call
+from shared.store.tables import (
+    CONFLICT_STATUSES, MAX_TRANSACTION_OPERATIONS, RESENDABLE, if_match, read_rows, retry_pause, storage_call,
+)
 
 logger = logging.getLogger(__name__)
 
 MOVE_ATTEMPTS = 20
-_CONFLICT_STATUSES = frozenset({404, 409, 412})
 BATCH_ROWS = MAX_TRANSACTION_OPERATIONS - 1  # and the counter row
 
 
-async def _retry_pause(attempt: int) -> None:
-    await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
-
-
 def _conflict(error: Exception) -> bool:
-    return isinstance(error, HttpResponseError) and error.status_code in _CONFLICT_STATUSES
+    return isinstance(error, HttpResponseError) and error.status_code in CONFLICT_STATUSES
 
 
 async def _counter(table: TableClient, pk: str) -> dict | None:
@@ -60,7 +55,7 @@ async def seal(table: TableClient, job_key: str, shard: int, target: int) -> Non
             except HttpResponseError as error:
                 if not _conflict(error):
                     raise
-        await _retry_pause(attempt)
+        await retry_pause(attempt)
     raise StoreUnavailableError(f"partition {pk} stayed contended while sealing it")
 
 
@@ -92,7 +87,7 @@ async def finish_batch(table: TableClient, job_key: str, shard: int) -> None:
             except HttpResponseError as error:
                 if not _conflict(error):
                     raise
-        await _retry_pause(attempt)
+        await retry_pause(attempt)
     raise StoreUnavailableError(f"partition {pk} stayed contended while finishing a move")
 
 
@@ -139,7 +134,7 @@ async def _start_batch(table: TableClient, job_key: str, shard: int, dest: int, 
             except HttpResponseError as error:
                 if not _conflict(error):
                     raise
-        await _retry_pause(attempt)
+        await retry_pause(attempt)
     raise StoreUnavailableError(f"partition {pk} stayed contended while starting a move")
 
 

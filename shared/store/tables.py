@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import defaultdict
 from contextlib import asynccontextmanager
 from typing import Any, Sequence
@@ -32,6 +33,8 @@ _CLIENT_OPTIONS: dict[str, Any] = {
 # it. Every call given this can be resent: upserts and merges of the same values are idempotent, and
 # an insert or ETag-guarded write that storage did get comes back 409/412 on the resend, which the
 # caller treats as "re-read" or "already there".
+# Transaction failures meaning "what was read is no longer what is stored": re-read, retry.
+CONFLICT_STATUSES = frozenset({404, 409, 412})
 RESENDABLE = {"retry_on_methods": frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"})}
 
 
@@ -114,3 +117,8 @@ async def read_rows(table: TableClient, pk: str, row_keys: Sequence[str]) -> dic
     results = await asyncio.gather(*(read_chunk(key_list[i:i + per_query])
                                      for i in range(0, len(key_list), per_query)))
     return {entity["RowKey"]: entity for rows in results for entity in rows}
+
+
+async def retry_pause(attempt: int) -> None:
+    """Jittered, growing pause before re-reading after a conflict (at most 0.5 s)."""
+    await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))

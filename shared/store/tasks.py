@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import defaultdict
 from typing import AsyncIterator, Iterable, Sequence
 
@@ -28,7 +27,8 @@ from shared.store.codec import (
 from shared.store.layout import MARK_COLUMNS, CounterRead, Inconsistent, Marks, counted_twice, marks_of
 from shared.store.records import Observed
 from shared.store.tables import (
-    MAX_TRANSACTION_OPERATIONS, RESENDABLE, delete_rows, if_match, read_rows, storage_call, unavailable,
+    CONFLICT_STATUSES, MAX_TRANSACTION_OPERATIONS, RESENDABLE, delete_rows, if_match, read_rows, retry_pause,
+    storage_call, unavailable,
 )
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,6 @@ PARTITIONS_IN_FLIGHT = 8
 MOVE_WAIT_SECONDS = 0.05  # a batch in flight takes two more transactions
 HELP_MOVER_AFTER = 20  # waits on a row in flight (~1 s) before a writer finishes the move itself
 READ_ATTEMPTS = 8
-# Transaction failures meaning "what was read is no longer what is stored": re-read, retry.
-_CONFLICT_STATUSES = frozenset({404, 409, 412})
 
 
 def _hand_out(changes: list[Change], group: list[tuple[Sequence[Observed], asyncio.Future]]) -> None:
@@ -155,13 +153,13 @@ class TaskRows:
                 await self._commit(pk, changes, rows, counter, marks, display_ids, applied)
                 break
             except HttpResponseError as error:
-                if error.status_code not in _CONFLICT_STATUSES:
+                if error.status_code not in CONFLICT_STATUSES:
                     raise unavailable(error, "writing task rows") from error
                 logger.debug("partition changed under us; re-reading",
                              extra={"partition": pk, "attempt": attempt})
             except AzureError as error:
                 raise unavailable(error, "writing task rows") from error
-            await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
+            await retry_pause(attempt)
             attempt += 1
         else:
             raise StoreUnavailableError(f"partition {pk} stayed contended after {CONFLICT_ATTEMPTS} attempts")

@@ -58,9 +58,9 @@ def test_killed_while_applying_deliveries_nothing_is_lost_or_double_counted(stac
 
 def test_killed_during_a_validation_pass_the_next_pass_converges(stack):
     job = "crash-validate"
-    requests.post(f"{stack.simulator_url}/control/jobs", json={"id": job, "tasks": 30000, "publish": False},
+    requests.post(f"{stack.simulator_url}/control/jobs", json={"id": job, "tasks": 15000, "publish": False},
                   timeout=60).raise_for_status()
-    requests.post(f"{stack.simulator_url}/control/jobs/{job}/step", json={"moves": 30000, "seed": 1},
+    requests.post(f"{stack.simulator_url}/control/jobs/{job}/step", json={"moves": 15000, "seed": 1},
                   timeout=60).raise_for_status()
     requests.post(f"{stack.simulator_url}/control/publish", json={
         "url": f"{stack.app_url}/api/taskevents", "headers": KEYED, "drop": 0.3}, timeout=120).raise_for_status()

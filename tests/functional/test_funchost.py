@@ -1,6 +1,5 @@
 """tools.funchost's durable surface: the durableClient binding, status endpoints, timers, admin."""
 import asyncio
-import os
 
 import aiohttp
 import pytest

@@ -37,9 +37,9 @@ async def test_a_reshard_under_concurrent_deliveries_and_reads_stays_exact(azuri
     stores = [CountsStore.from_settings(settings) for _ in range(5)]
     mover, readers, writers = stores[0], stores[1], stores[2:]
     job = "growing"
-    await mover.apply([observe(job, f"t{n:05d}", ACTIVE, 1) for n in range(1000)])
-    generated = applied = 1000  # tasks created so far; of them, those whose delivery was applied
-    history = {f"t{n:05d}": [observe(job, f"t{n:05d}", ACTIVE, 1)] for n in range(1000)}
+    await mover.apply([observe(job, f"t{n:05d}", ACTIVE, 1) for n in range(600)])
+    generated = applied = 600  # tasks created so far; of them, those whose delivery was applied
+    history = {f"t{n:05d}": [observe(job, f"t{n:05d}", ACTIVE, 1)] for n in range(600)}
     moving = True
     reads, redeliveries = [], []
 
@@ -86,7 +86,7 @@ async def test_a_reshard_under_concurrent_deliveries_and_reads_stays_exact(azuri
             moving = False
 
     results = await asyncio.gather(move(), *(deliver(store, seed) for seed, store in enumerate(writers)), read())
-    assert results[0] > 800  # 7/8 of the rows moved
+    assert results[0] > 450  # 7/8 of the rows moved
     assert len(reads) > 10 and len(redeliveries) < 5, (len(reads), redeliveries)
     newest = {key: max((event.status for event in events), key=lambda status: status.version)
               for key, events in history.items()}

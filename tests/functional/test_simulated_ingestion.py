@@ -1,5 +1,4 @@
 """Simulator workloads delivered through the webhook over HTTP, with Event Grid's faults."""
-import asyncio
 import random
 
 import aiohttp

@@ -7,7 +7,6 @@ import copy
 import random
 
 import azure.durable_functions as df
-import pytest
 from hypothesis import given, settings, strategies as st
 
 import ValidateCountsCleanup
