@@ -5,7 +5,7 @@ with a fraction of tasks drifted (changed in Batch without an event).
         [--parallel-listings 1 8] [--batch-latency 0.3]
 
 Per size: a fresh Azurite and simulator; the job is created in the simulator and moved through its
-states, the store is seeded from it in bulk (timed apart; partitions sized by Batch's count as on
+states (one move per task on average), the store is seeded from it in bulk (timed apart; partitions sized by Batch's count as on
 first sight: 100,000 tasks -> 8, 1,000,000 -> 64), 1% of tasks then move silently, and one pass
 runs in a child process (so its peak memory is its own), once per ``--parallel-listings`` value
 (List Tasks pages in flight; the first pass corrects the drift, later ones find none). With
@@ -47,13 +47,14 @@ async def seed(settings: Settings, sim_url: str, job: str, tasks: int, drift: fl
     (as if every event had arrived), written in bulk: upsert transactions of 100 rows per partition, 8
     in flight, counter rows last -- no read-before-write, which is what makes seeding 1,000,000 tasks
     take minutes rather than the half hour the ingestion path would. Then 1% drift silently."""
-    async with aiohttp.ClientSession() as session:
+    # no client timeout: the simulator builds a 1,000,000-task job for minutes
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
         async def control(path, body):
             async with session.post(f"{sim_url}/control/{path}", json=body) as response:
                 assert response.status < 300, await response.text()
                 return await response.json(content_type=None)
         await control("jobs", {"id": job, "tasks": tasks, "publish": False})
-        await control(f"jobs/{job}/step", {"moves": tasks * 2, "seed": 1, "publish": False})
+        await control(f"jobs/{job}/step", {"moves": tasks, "seed": 1, "publish": False})
         reader = BatchReader.from_settings(settings)
         store = CountsStore.from_settings(settings, reader.job_size)
         started = time.perf_counter()
