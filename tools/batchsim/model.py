@@ -358,9 +358,7 @@ class BatchAccount:
             elif task.result == "failure" and roll < 0.2:
                 self.reactivate(job.id, task.id, publish=publish)
             elif roll < 0.02 and deletes:
-                self.delete_task(job.id, task.id, publish=publish)
-                job._sorted = False
-                keys = job.ordered_keys()
+                self.delete_task(job.id, task.id, publish=publish)  # its key stays in ``keys``: skipped above
             else:
                 continue
             made += 1
