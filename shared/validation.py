@@ -70,10 +70,15 @@ def due(job: JobCounts, now: datetime) -> bool:
     validated_at = job.job.last_validated_at
     if validated_at is None:
         return True
-    if job.last_updated_at is None or job.last_updated_at <= validated_at:
+    if not changed_since_validated(job):
         return False
     tasks = job.tasks.active + job.tasks.running + job.tasks.completed
     return now - validated_at >= timedelta(minutes=tasks / TASKS_PER_MINUTE_APART)
+
+
+def changed_since_validated(job: JobCounts) -> bool:
+    validated_at = job.job.last_validated_at
+    return validated_at is not None and job.last_updated_at is not None and job.last_updated_at > validated_at
 
 
 async def select_jobs(deps: Deps) -> dict:
@@ -83,12 +88,12 @@ async def select_jobs(deps: Deps) -> dict:
     retention = timedelta(days=deps.settings.retention_days)
     async for job in deps.store.all_jobs():
         ref = {"jobKey": job.job.job_key, "jobId": job.job.job_id}
-        validated_at = job.job.last_validated_at
         if due(job, deps.now):
             validate.append(ref)
             continue
-        if validated_at is None or (job.last_updated_at is not None and job.last_updated_at > validated_at):
+        if changed_since_validated(job):
             continue  # changed, but validated too recently for its size
+        validated_at = job.job.last_validated_at
         state = await deps.batch.job_state(job.job.job_id)
         if state is None:
             remove.append({**ref, "reason": "JobNotFound"})

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Any, Awaitable, Callable
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
-from shared.counting import ZERO
+from shared.counting import counts_of
 from shared.errors import StoreUnavailableError
 from shared.store.codec import COUNTER_ROW, counter_row, counts_of_row, partition_key, shard_of, status_of_row
 from shared.store.layout import marks_of
@@ -24,78 +25,82 @@ MOVE_ATTEMPTS = 20
 BATCH_ROWS = MAX_TRANSACTION_OPERATIONS - 1  # and the counter row
 
 
-def _conflict(error: Exception) -> bool:
-    return isinstance(error, HttpResponseError) and error.status_code in CONFLICT_STATUSES
+_AGAIN = object()  # a step's answer: the state moved under it, read again (no pause)
 
 
-async def _counter(table: TableClient, pk: str) -> dict | None:
+async def read_counter(table: TableClient, pk: str) -> dict | None:
+    """A partition's counter row; None for a partition with none yet."""
     try:
         return await table.get_entity(pk, COUNTER_ROW)
     except ResourceNotFoundError:
         return None
 
 
+async def _until_written(pk: str, doing: str, step: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a read-decide-write step until it writes (or finds nothing to do): a conflicting write
+    (another mover, a writer) is read again after a pause; bounded, then StoreUnavailableError."""
+    for attempt in range(MOVE_ATTEMPTS):
+        async with storage_call(doing):
+            try:
+                outcome = await step()
+                if outcome is not _AGAIN:
+                    return outcome
+                continue
+            except HttpResponseError as error:
+                if error.status_code not in CONFLICT_STATUSES:
+                    raise
+        await retry_pause(attempt)
+    raise StoreUnavailableError(f"partition {pk} stayed contended while {doing}")
+
+
 async def seal(table: TableClient, job_key: str, shard: int, target: int) -> None:
     """Seal a source for ``target`` partitions: from now on no task bound elsewhere is created in it."""
     pk = partition_key(job_key, shard)
-    for attempt in range(MOVE_ATTEMPTS):
-        async with storage_call("sealing a partition"):
-            counter = await _counter(table, pk)
-            marks = marks_of(counter)
-            if target in marks.splits:
-                return
-            tasks, slots = counts_of_row(counter)
-            row = counter_row(pk, tasks, slots, replace(marks, splits=tuple(sorted({*marks.splits, target}))))
-            try:
-                if counter is None:
-                    await table.create_entity(row, **RESENDABLE)
-                else:
-                    await table.update_entity(row, **if_match(counter.metadata["etag"]))
-                return
-            except HttpResponseError as error:
-                if not _conflict(error):
-                    raise
-        await retry_pause(attempt)
-    raise StoreUnavailableError(f"partition {pk} stayed contended while sealing it")
+
+    async def step() -> None:
+        counter = await read_counter(table, pk)
+        marks = marks_of(counter)
+        if target in marks.splits:
+            return
+        tasks, slots = counts_of_row(counter)
+        row = counter_row(pk, tasks, slots, replace(marks, splits=tuple(sorted({*marks.splits, target}))))
+        if counter is None:
+            await table.create_entity(row, **RESENDABLE)
+        else:
+            await table.update_entity(row, **if_match(counter.metadata["etag"]))
+
+    await _until_written(pk, "sealing a partition", step)
 
 
 async def finish_batch(table: TableClient, job_key: str, shard: int) -> None:
     """Finish the source's batch in flight, if any: copy it to its destination unless there already
     (step 2), then delete it from the source (step 3)."""
     pk = partition_key(job_key, shard)
-    for attempt in range(MOVE_ATTEMPTS):
-        async with storage_call("finishing a move"):
-            counter = await _counter(table, pk)
-            marks = marks_of(counter)
-            if not marks.move_out:
-                return
-            rows = await read_rows(table, pk, marks.move_keys)
-            moving = [rows[key] for key in marks.move_keys if key in rows]
-            moved_tasks, moved_slots = ZERO, ZERO
-            for row in moving:
-                status = status_of_row(row)
-                moved_tasks, moved_slots = moved_tasks + status.task_counts(), moved_slots + status.slot_counts()
-            try:
-                await _copy_in(table, job_key, shard, marks.move_to, marks.move_out, moving, (moved_tasks, moved_slots))
-                tasks, slots = counts_of_row(counter)
-                done = replace(marks, move_out=0, move_to=0, move_keys=(), move_done=marks.move_out)
-                await table.submit_transaction(
-                    [*(("delete", {"PartitionKey": pk, "RowKey": row["RowKey"]}) for row in moving),
-                     ("update", counter_row(pk, tasks - moved_tasks, slots - moved_slots, done),
-                      if_match(counter.metadata["etag"]))], **RESENDABLE)
-                return
-            except HttpResponseError as error:
-                if not _conflict(error):
-                    raise
-        await retry_pause(attempt)
-    raise StoreUnavailableError(f"partition {pk} stayed contended while finishing a move")
+
+    async def step() -> None:
+        counter = await read_counter(table, pk)
+        marks = marks_of(counter)
+        if not marks.move_out:
+            return
+        rows = await read_rows(table, pk, marks.move_keys)
+        moving = [rows[key] for key in marks.move_keys if key in rows]
+        moved_tasks, moved_slots = counts_of(status_of_row(row) for row in moving)
+        await _copy_in(table, job_key, shard, marks.move_to, marks.move_out, moving, (moved_tasks, moved_slots))
+        tasks, slots = counts_of_row(counter)
+        done = replace(marks, move_out=0, move_to=0, move_keys=(), move_done=marks.move_out)
+        await table.submit_transaction(
+            [*(("delete", {"PartitionKey": pk, "RowKey": row["RowKey"]}) for row in moving),
+             ("update", counter_row(pk, tasks - moved_tasks, slots - moved_slots, done),
+              if_match(counter.metadata["etag"]))], **RESENDABLE)
+
+    await _until_written(pk, "finishing a move", step)
 
 
 async def _copy_in(table: TableClient, job_key: str, source: int, dest: int, batch: int, rows: list[dict],
                    moved: tuple) -> None:
     """Step 2: the batch's rows into the destination with their counts, once (its MoveIn says)."""
     pk = partition_key(job_key, dest)
-    counter = await _counter(table, pk)
+    counter = await read_counter(table, pk)
     marks = marks_of(counter)
     if marks.move_in >= batch and marks.move_from == source:
         return
@@ -113,29 +118,25 @@ async def _copy_in(table: TableClient, job_key: str, source: int, dest: int, bat
 async def _start_batch(table: TableClient, job_key: str, shard: int, dest: int, keys: list[str]) -> int:
     """Step 1: mark the rows moving and the batch in flight on the source; how many (0: none left)."""
     pk = partition_key(job_key, shard)
-    for attempt in range(MOVE_ATTEMPTS):
-        async with storage_call("starting a move"):
-            rows = await read_rows(table, pk, [COUNTER_ROW, *keys])
-            counter = rows.pop(COUNTER_ROW, None)
-            marks = marks_of(counter)
-            if marks.move_out:  # another mover's batch (or one left by a crash): finish it first
-                await finish_batch(table, job_key, shard)
-                continue
-            if not rows:
-                return 0
-            tasks, slots = counts_of_row(counter)
-            in_flight = replace(marks, move_out=marks.move_done + 1, move_to=dest, move_keys=tuple(sorted(rows)))
-            try:
-                await table.submit_transaction(
-                    [*(("update", {**row, "MovingTo": dest}, if_match(row.metadata["etag"])) for row in rows.values()),
-                     ("update", counter_row(pk, tasks, slots, in_flight), if_match(counter.metadata["etag"]))],
-                    **RESENDABLE)
-                return len(rows)
-            except HttpResponseError as error:
-                if not _conflict(error):
-                    raise
-        await retry_pause(attempt)
-    raise StoreUnavailableError(f"partition {pk} stayed contended while starting a move")
+
+    async def step() -> Any:
+        rows = await read_rows(table, pk, [COUNTER_ROW, *keys])
+        counter = rows.pop(COUNTER_ROW, None)
+        marks = marks_of(counter)
+        if marks.move_out:  # another mover's batch (or one left by a crash): finish it first
+            await finish_batch(table, job_key, shard)
+            return _AGAIN
+        if not rows:
+            return 0
+        tasks, slots = counts_of_row(counter)
+        in_flight = replace(marks, move_out=marks.move_done + 1, move_to=dest, move_keys=tuple(sorted(rows)))
+        await table.submit_transaction(
+            [*(("update", {**row, "MovingTo": dest}, if_match(row.metadata["etag"])) for row in rows.values()),
+             ("update", counter_row(pk, tasks, slots, in_flight), if_match(counter.metadata["etag"]))],
+            **RESENDABLE)
+        return len(rows)
+
+    return await _until_written(pk, "starting a move", step)
 
 
 async def move_source(table: TableClient, job_key: str, shard: int, target: int) -> int:

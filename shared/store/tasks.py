@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import AsyncIterator, Iterable, Sequence
 
 from azure.core.exceptions import (
-    AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
+    AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError,
 )
 from azure.data.tables.aio import TableClient
 
@@ -222,13 +222,8 @@ class TaskRows:
 
     async def _counter_rows(self, job_key: str, shards: Iterable[int]) -> list[dict | None]:
         """Counter rows, read concurrently (None for a partition with none yet)."""
-        async def counter(shard: int):
-            try:
-                return await self.table.get_entity(partition_key(job_key, shard), COUNTER_ROW)
-            except ResourceNotFoundError:
-                return None
-
-        return list(await asyncio.gather(*(counter(shard) for shard in shards)))
+        return list(await asyncio.gather(*(reshard.read_counter(self.table, partition_key(job_key, shard))
+                                           for shard in shards)))
 
     async def partition_rows(self, job_key: str, shard: int) -> AsyncIterator[dict]:
         """Every row of one of a job's partitions, as stored (tests check counter rows with it)."""
