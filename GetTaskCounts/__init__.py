@@ -13,9 +13,10 @@ logger = logging.getLogger(__name__)
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     job_id = req.route_params.get("jobId", "")
-    reply = await guarded(logger, _handle(job_id), job_id=job_id[:64])
+    reply = await guarded(logger, _handle(job_id, req.headers.get("If-None-Match")), job_id=job_id[:64])
     return func.HttpResponse(reply.text, status_code=reply.status, headers=reply.all_headers)
 
 
-async def _handle(job_id: str):
-    return await api.get_task_counts(get_store(get_settings()), job_id)
+async def _handle(job_id: str, if_none_match: str | None):
+    settings = get_settings()
+    return await api.get_task_counts(get_store(settings), job_id, api.Reading.now_for(settings, if_none_match))

@@ -1,4 +1,4 @@
-"""GET /api/jobs: the job index with counts, paged; binding glue over shared.api."""
+"""GET /api/jobs: the job index with counts and progress, paged; binding glue over shared.api."""
 import logging
 
 import azure.functions as func
@@ -17,4 +17,6 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
 
 
 async def _handle(req: func.HttpRequest):
-    return await api.list_jobs(get_store(get_settings()), dict(req.params), req.url)
+    settings = get_settings()
+    return await api.list_jobs(get_store(settings), dict(req.params), req.url,
+                               api.Reading.now_for(settings, req.headers.get("If-None-Match")))

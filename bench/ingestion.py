@@ -194,7 +194,7 @@ async def steady_load(store: CountsStore, seconds: float, rate: int) -> dict:
         seen = 0
         while seen < deliveries:
             started = time.perf_counter()
-            reply = await api.get_task_counts(store, job)
+            reply = await api.get_task_counts(store, job, api.Reading.now_for(Settings(None, None), None))
             ended = time.perf_counter()
             reads.append(ended - started)
             if reply.status == 200:
@@ -218,7 +218,7 @@ def _reader_process(connection: str, job: str, seconds: float, queue) -> None:
         latencies, deadline = [], time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            await api.get_task_counts(store, job)
+            await api.get_task_counts(store, job, api.Reading.now_for(Settings(None, None), None))
             latencies.append(time.perf_counter() - started)
             await asyncio.sleep(0.005)
         await store.close()

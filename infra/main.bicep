@@ -72,6 +72,23 @@ param taskSyncMaxPages int = 20
 @minValue(0)
 param taskSyncOverlapSeconds int = 30
 
+@description('How often each job\'s progress point is recorded and stalls are checked: six-field NCRONTAB.')
+param progressSchedule string = '*/30 * * * * *'
+@minValue(1)
+param progressWindowMinutes int = 10
+@minValue(10)
+@maxValue(10000)
+param progressMaxPoints int = 1000
+@minValue(1)
+@description('Tasks left and nothing completed for this long: the job is stalled (alerted once per stall).')
+param stallMinutes int = 15
+@minValue(1)
+@maxValue(100)
+@description('Recent failed / completed at or above this percentage: the job is failing (alerted once per spell).')
+param failureAlertPercent int = 20
+@description('E-mail addresses the stalled and failing alerts go to.')
+param alertEmails array = []
+
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
@@ -114,6 +131,18 @@ module monitoring 'app/monitoring.bicep' = {
     applicationInsightsName: 'appi-taskcounts-${resourceToken}'
     location: location
     tags: tags
+  }
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    actionGroupName: 'ag-taskcounts-${resourceToken}'
+    location: location
+    tags: tags
+    alertEmails: alertEmails
   }
 }
 
@@ -200,6 +229,11 @@ module app 'app/function.bicep' = {
     taskSyncMaxJobs: taskSyncMaxJobs
     taskSyncMaxPages: taskSyncMaxPages
     taskSyncOverlapSeconds: taskSyncOverlapSeconds
+    progressSchedule: progressSchedule
+    progressWindowMinutes: progressWindowMinutes
+    progressMaxPoints: progressMaxPoints
+    stallMinutes: stallMinutes
+    failureAlertPercent: failureAlertPercent
     serviceLogNamespace: serviceLogHub.outputs.fullyQualifiedNamespace
     serviceLogHubName: serviceLogHub.outputs.hubName
     serviceLogConsumerGroup: serviceLogHub.outputs.consumerGroupName

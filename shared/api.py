@@ -1,14 +1,19 @@
-"""The counts API: Batch's Get Task Counts body plus freshness and validation, and job listing."""
+"""The counts API: Batch's Get Task Counts body plus freshness, validation and progress; job
+listing; a job's progress history. Every GET answers with an ETag and honours If-None-Match."""
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Mapping
 from urllib.parse import urlencode
 
+from shared.config import Settings
 from shared.counting import ID_RULE, is_batch_id
 from shared.errors import InvalidContinuationError
-from shared.replies import Reply, error, ok
+from shared.progress import Point, Progress, ProgressRules, iso, progress_of
+from shared.replies import Reply, conditional, error
 from shared.store import CountsStore, JobCounts
 
 logger = logging.getLogger(__name__)
@@ -17,14 +22,43 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What a GET is answered with besides the store: the progress rules, the time, the caller's ETag."""
+
+    rules: ProgressRules
+    now: datetime
+    if_none_match: str | None = None
+
+    @classmethod
+    def now_for(cls, settings: Settings, if_none_match: str | None) -> "Reading":
+        return cls(ProgressRules.from_settings(settings), datetime.now(timezone.utc), if_none_match)
+
+
+@dataclass(frozen=True)
+class JobView:
+    counts: JobCounts
+    progress: Progress
+    newest_point: datetime | None
+
+    def body(self) -> dict[str, Any]:
+        return {**counts_body(self.counts), "progress": self.progress.as_dict()}
+
+    def version(self) -> dict[str, Any]:
+        """What the ETag covers: the counts and validation, the newest history point and the flags.
+        Rate and ETA are recomputed whenever one of these changes, not as the clock moves."""
+        return {**counts_body(self.counts), "newestPoint": iso(self.newest_point),
+                "stalledSince": iso(self.progress.stalled_since), "failing": self.progress.failing}
+
+
 def counts_body(job: JobCounts) -> dict[str, Any]:
     """Batch's GetTaskCounts body (api-version 2025-06-01) with this service's extras."""
     return {
         "taskCounts": job.tasks.as_dict(),
         "taskSlotCounts": job.slots.as_dict(),
         "validationStatus": job.job.validation_status,
-        "lastUpdatedAt": _iso(job.last_updated_at),
-        "lastValidatedAt": _iso(job.job.last_validated_at),
+        "lastUpdatedAt": iso(job.last_updated_at),
+        "lastValidatedAt": iso(job.job.last_validated_at),
         "validationNote": job.job.validation_note,
         "lastValidation": job.job.last_validation,
     }
@@ -37,17 +71,37 @@ def invalid_job_id(job_id: str) -> Reply | None:
     return error(400, "InvalidUri", f"The job id must be {ID_RULE}.", {"jobId": job_id[:100]})
 
 
-async def get_task_counts(store: CountsStore, job_id: str) -> Reply:
+async def get_task_counts(store: CountsStore, job_id: str, reading: Reading) -> Reply:
     invalid = invalid_job_id(job_id)
     if invalid is not None:
         return invalid
-    job = await store.get_job_counts(job_id.lower())
+    job, recent = await asyncio.gather(store.get_job_counts(job_id.lower()),
+                                       store.recent_progress(job_id.lower(), reading.now - reading.rules.window))
     if job is None:
-        return error(404, "JobNotFound", f"The specified job does not exist. Job id: {job_id}")
-    return ok(counts_body(job))
+        return _job_not_found(job_id)
+    view = _view(job, recent[2], reading)
+    return conditional(view.body(), view.version(), reading.if_none_match)
 
 
-async def list_jobs(store: CountsStore, query: Mapping[str, str], url: str) -> Reply:
+async def job_history(store: CountsStore, job_id: str, query: Mapping[str, str], reading: Reading) -> Reply:
+    """``GET /api/jobs/{jobId}/history?since=T`` -> the job's points after T (all held without), oldest first."""
+    invalid = invalid_job_id(job_id)
+    if invalid is not None:
+        return invalid
+    raw_since = query.get("since")
+    since = None
+    if raw_since is not None:
+        since = _parse_time(raw_since)
+        if since is None:
+            return _bad_query("since", raw_since, "must be an ISO 8601 time with a time zone, e.g. 2026-11-25T12:00:00Z")
+    job, points = await asyncio.gather(store.get_job(job_id.lower()), store.progress_since(job_id.lower(), since))
+    if job is None:
+        return _job_not_found(job_id)
+    body = {"jobId": job.job_id, "value": [_point_body(point) for point in points]}
+    return conditional(body, body, reading.if_none_match)
+
+
+async def list_jobs(store: CountsStore, query: Mapping[str, str], url: str, reading: Reading) -> Reply:
     """``GET /api/jobs?maxresults=N&$skiptoken=T`` -> ``{"value": [...], "odata.nextLink": ...}``."""
     raw_size = query.get("maxresults", str(DEFAULT_PAGE_SIZE))
     if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
@@ -57,11 +111,37 @@ async def list_jobs(store: CountsStore, query: Mapping[str, str], url: str) -> R
         jobs, next_token = await store.list_jobs(int(raw_size), token)
     except InvalidContinuationError as failure:
         return _bad_query("$skiptoken", token or "", str(failure))
-    body: dict[str, Any] = {"value": [{"id": job.job.job_id, **counts_body(job)} for job in jobs]}
+    start = reading.now - reading.rules.window
+    recents = await asyncio.gather(*(store.recent_progress(job.job.job_key, start) for job in jobs))
+    views = [_view(job, recent[2], reading) for job, recent in zip(jobs, recents)]
+    body: dict[str, Any] = {"value": [{"id": view.counts.job.job_id, **view.body()} for view in views]}
+    version: dict[str, Any] = {"value": [{"id": view.counts.job.job_id, **view.version()} for view in views]}
     if next_token:
         base = url.split("?", 1)[0]
-        body["odata.nextLink"] = f"{base}?{urlencode({'maxresults': raw_size, '$skiptoken': next_token}, safe='$')}"
-    return ok(body)
+        body["odata.nextLink"] = version["odata.nextLink"] = \
+            f"{base}?{urlencode({'maxresults': raw_size, '$skiptoken': next_token}, safe='$')}"
+    return conditional(body, version, reading.if_none_match)
+
+
+def _view(job: JobCounts, series: list[Point], reading: Reading) -> JobView:
+    return JobView(job, progress_of(series, job.tasks, reading.now, reading.rules),
+                   series[-1].at if series else None)
+
+
+def _point_body(point: Point) -> dict[str, Any]:
+    return {"at": iso(point.at), **point.counts.as_dict()}
+
+
+def _job_not_found(job_id: str) -> Reply:
+    return error(404, "JobNotFound", f"The specified job does not exist. Job id: {job_id}")
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _bad_query(name: str, value: str, reason: str) -> Reply:
@@ -69,6 +149,3 @@ def _bad_query(name: str, value: str, reason: str) -> Reply:
                  "Value for one of the query parameters specified in the request URI is invalid.",
                  {"QueryParameterName": name, "QueryParameterValue": value[:100], "Reason": reason})
 
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")

@@ -27,9 +27,14 @@ RETENTION_DAYS = "RETENTION_DAYS"
 TASK_SYNC_MAX_JOBS = "TASK_SYNC_MAX_JOBS"
 TASK_SYNC_MAX_PAGES = "TASK_SYNC_MAX_PAGES"
 TASK_SYNC_OVERLAP_SECONDS = "TASK_SYNC_OVERLAP_SECONDS"
+PROGRESS_WINDOW_MINUTES = "PROGRESS_WINDOW_MINUTES"
+PROGRESS_MAX_POINTS = "PROGRESS_MAX_POINTS"
+STALL_MINUTES = "STALL_MINUTES"
+FAILURE_ALERT_PERCENT = "FAILURE_ALERT_PERCENT"
 # Read by the Functions host, not by code: function.json says "%NAME%" (schedules, the hub).
 VALIDATION_SCHEDULE = "VALIDATION_SCHEDULE"
 TASK_SYNC_SCHEDULE = "TASK_SYNC_SCHEDULE"
+PROGRESS_SCHEDULE = "PROGRESS_SCHEDULE"
 BATCH_LOG_HUB = "BATCH_LOG_HUB"
 BATCH_LOG_CONSUMER_GROUP = "BATCH_LOG_CONSUMER_GROUP"
 # The Event Hubs connection named "BATCH_LOG" in BatchServiceLogs/function.json: identity-based
@@ -45,7 +50,8 @@ APP_SETTINGS = (
     BATCH_ACCOUNT_URL, BATCH_ACCOUNT_NAME, BATCH_ACCOUNT_KEY, VALIDATION_MAX_TASKS, VALIDATION_PARALLEL_LISTINGS,
     RETENTION_DAYS,
     TASK_SYNC_MAX_JOBS, TASK_SYNC_MAX_PAGES, TASK_SYNC_OVERLAP_SECONDS,
-    VALIDATION_SCHEDULE, TASK_SYNC_SCHEDULE, BATCH_LOG_HUB, BATCH_LOG_CONSUMER_GROUP,
+    PROGRESS_WINDOW_MINUTES, PROGRESS_MAX_POINTS, STALL_MINUTES, FAILURE_ALERT_PERCENT,
+    VALIDATION_SCHEDULE, TASK_SYNC_SCHEDULE, PROGRESS_SCHEDULE, BATCH_LOG_HUB, BATCH_LOG_CONSUMER_GROUP,
     BATCH_LOG_CONNECTION, BATCH_LOG_NAMESPACE, BATCH_LOG_CREDENTIAL, BATCH_LOG_CLIENT_ID,
 )
 
@@ -64,6 +70,10 @@ DEFAULT_TASK_SYNC_SCHEDULE = "*/30 * * * * *"  # every 30 s (six-field NCRONTAB)
 DEFAULT_TASK_SYNC_MAX_JOBS = 100
 DEFAULT_TASK_SYNC_MAX_PAGES = 20
 DEFAULT_TASK_SYNC_OVERLAP_SECONDS = 30
+DEFAULT_PROGRESS_WINDOW_MINUTES = 10
+DEFAULT_PROGRESS_MAX_POINTS = 1000
+DEFAULT_STALL_MINUTES = 15
+DEFAULT_FAILURE_ALERT_PERCENT = 20
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,10 @@ class Settings:
     task_sync_max_jobs: int = DEFAULT_TASK_SYNC_MAX_JOBS  # jobs one sync run reaches
     task_sync_max_pages: int = DEFAULT_TASK_SYNC_MAX_PAGES  # List Tasks pages per job per run
     task_sync_overlap_seconds: int = DEFAULT_TASK_SYNC_OVERLAP_SECONDS  # re-listed window behind a watermark
+    progress_window_minutes: int = DEFAULT_PROGRESS_WINDOW_MINUTES  # the window of rates and recent failures
+    progress_max_points: int = DEFAULT_PROGRESS_MAX_POINTS  # history points kept per job (older ones thinned)
+    stall_minutes: int = DEFAULT_STALL_MINUTES  # tasks left, nothing completed this long: stalled
+    failure_alert_percent: int = DEFAULT_FAILURE_ALERT_PERCENT  # recent failures at or above this: failing
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -122,6 +136,11 @@ class Settings:
             task_sync_max_pages=_int_setting(env, TASK_SYNC_MAX_PAGES, DEFAULT_TASK_SYNC_MAX_PAGES, 1, 10_000),
             task_sync_overlap_seconds=_int_setting(env, TASK_SYNC_OVERLAP_SECONDS, DEFAULT_TASK_SYNC_OVERLAP_SECONDS,
                                                    0, 3600),
+            progress_window_minutes=_int_setting(env, PROGRESS_WINDOW_MINUTES, DEFAULT_PROGRESS_WINDOW_MINUTES,
+                                                 1, 24 * 60),
+            progress_max_points=_int_setting(env, PROGRESS_MAX_POINTS, DEFAULT_PROGRESS_MAX_POINTS, 10, 10_000),
+            stall_minutes=_int_setting(env, STALL_MINUTES, DEFAULT_STALL_MINUTES, 1, 7 * 24 * 60),
+            failure_alert_percent=_int_setting(env, FAILURE_ALERT_PERCENT, DEFAULT_FAILURE_ALERT_PERCENT, 1, 100),
         )
 
 

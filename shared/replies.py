@@ -5,6 +5,7 @@ headers=reply.headers)``; ``guarded`` is the edge's one place that logs an unexp
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -32,6 +33,19 @@ class Reply:
 
 def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
     return Reply(status, body, headers or {})
+
+
+def conditional(body: Any, version: Any, if_none_match: str | None) -> Reply:
+    """A 200 with an ETag of ``version`` (what the body is made of), or a bodiless 304 when the
+    caller's If-None-Match already names it: dashboards poll, and an unchanged job costs no body."""
+    digest = hashlib.sha256(json.dumps(version, sort_keys=True, separators=(",", ":"), default=str).encode())
+    etag = f'"{digest.hexdigest()[:32]}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if if_none_match is not None:
+        offered = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        if etag in offered or "*" in offered:
+            return Reply(304, None, headers)
+    return Reply(200, body, headers)
 
 
 def error(status: int, code: str, message: str, values: dict[str, str] | None = None) -> Reply:

@@ -34,6 +34,8 @@ class Stack:
     job_partitions: int = 4
     service_log: bool = True  # BatchServiceLogs reads the simulator's hub
     task_sync_schedule: str | None = "*/30 * * * * *"  # None: SyncTasks disabled
+    progress_schedule: str = "*/5 * * * * *"  # history points every 5 s: a dashboard moves on a short demo
+    stall_minutes: int = 15
     table_prefix: str = "taskcounts"
     retry_interval_scale: float = 0.05  # function.json retry waits (5 s ...) shortened for local runs
     storage_faults: tuple[float, float] | None = None  # (before, after): a tools.faultproxy in front of Azurite
@@ -96,6 +98,7 @@ class Stack:
             "BATCH_ACCOUNT_KEY": DEFAULT_KEY, "VALIDATION_MAX_TASKS": str(self.validation_max_tasks),
             "VALIDATION_SCHEDULE": self.validation_schedule, "RETENTION_DAYS": "7",
             "TASK_SYNC_SCHEDULE": self.task_sync_schedule or "0 0 0 1 1 *",
+            "PROGRESS_SCHEDULE": self.progress_schedule, "STALL_MINUTES": str(self.stall_minutes),
             "BATCH_LOG_HUB": SERVICE_LOG_HUB, "BATCH_LOG_CONSUMER_GROUP": "taskcounts",
         }
         if self.service_log:

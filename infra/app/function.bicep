@@ -22,6 +22,11 @@ param taskSyncSchedule string
 param taskSyncMaxJobs int
 param taskSyncMaxPages int
 param taskSyncOverlapSeconds int
+param progressSchedule string
+param progressWindowMinutes int
+param progressMaxPoints int
+param stallMinutes int
+param failureAlertPercent int
 param serviceLogNamespace string
 param serviceLogHubName string
 param serviceLogConsumerGroup string
@@ -172,6 +177,26 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'TASK_SYNC_OVERLAP_SECONDS'
           value: string(taskSyncOverlapSeconds)
+        }
+        {
+          name: 'PROGRESS_SCHEDULE'
+          value: progressSchedule
+        }
+        {
+          name: 'PROGRESS_WINDOW_MINUTES'
+          value: string(progressWindowMinutes)
+        }
+        {
+          name: 'PROGRESS_MAX_POINTS'
+          value: string(progressMaxPoints)
+        }
+        {
+          name: 'STALL_MINUTES'
+          value: string(stallMinutes)
+        }
+        {
+          name: 'FAILURE_ALERT_PERCENT'
+          value: string(failureAlertPercent)
         }
         {
           name: 'BATCH_LOG_HUB'

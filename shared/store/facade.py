@@ -14,6 +14,8 @@ from shared.config import Settings
 from shared.counting import TaskStatus
 from shared.store.codec import JOBS_PARTITION, job_of_row, sum_counters
 from shared.store import reshard
+from shared.progress import Episodes, Point
+from shared.store.history import ProgressHistory
 from shared.store.jobs import JobIndex, JobSize
 from shared.store.layout import ROWS_PER_PARTITION
 from shared.store.records import ApplyOutcome, JobCounts, JobRecord, Observed, SyncPosition
@@ -26,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 
 class CountsStore:
-    """Per-job task counts with exactly-once effect, the job index, validation listings and
-    rejected events, over four tables named ``{prefix}tasks|jobs|scans|rejected``."""
+    """Per-job task counts with exactly-once effect, the job index, validation listings, rejected
+    events and progress history, over five tables named ``{prefix}tasks|jobs|scans|rejected|history``."""
 
     def __init__(self, service: TableServiceClient, table_prefix: str, job_partitions: int,
                  rows_per_partition: int = ROWS_PER_PARTITION, job_size: JobSize | None = None):
@@ -38,7 +40,9 @@ class CountsStore:
         self.rows_per_partition = rows_per_partition
         self.scans = ScanListings(service.get_table_client(f"{table_prefix}scans"))
         self.rejected = RejectedEvents(service.get_table_client(f"{table_prefix}rejected"))
-        self._tables = (self.task_rows.table, self.job_index.table, self.scans.table, self.rejected.table)
+        self.history = ProgressHistory(service.get_table_client(f"{table_prefix}history"))
+        self._tables = (self.task_rows.table, self.job_index.table, self.scans.table, self.rejected.table,
+                        self.history.table)
         self._tables_ready = False
 
     @classmethod
@@ -189,6 +193,7 @@ class CountsStore:
                 return 0
             removed = await self.task_rows.delete_job_rows(job_key, max(job.partitions, job.resharding_to or 0))
             await self.scans.drop(job_key)
+            await self.history.delete_job(job_key)
             await self.job_index.delete(job_key)
         logger.info("job removed", extra={"job_id": job.job_id, "rows": removed})
         return removed
@@ -208,6 +213,26 @@ class CountsStore:
 
     async def release_lease(self, name: str, holder: str) -> None:
         await self.job_index.release_lease(name, holder)
+
+    # ---- progress history ------------------------------------------------------------------
+
+    async def recent_progress(self, job_key: str, start: datetime) -> tuple[Episodes, int, list[Point]]:
+        """Alerts raised, points held, and the points since ``start`` plus the one in force then."""
+        await self.ensure_tables()
+        return await self.history.recent(job_key, start)
+
+    async def progress_since(self, job_key: str, start: datetime | None) -> list[Point]:
+        await self.ensure_tables()
+        return await self.history.since(job_key, start)
+
+    async def record_progress(self, job_key: str, point: Point | None, episodes: Episodes, held: int) -> None:
+        await self.history.record(job_key, point, episodes, held)
+
+    async def progress_point_times(self, job_key: str) -> list[datetime]:
+        return await self.history.point_times(job_key)
+
+    async def drop_progress_points(self, job_key: str, times: list[datetime]) -> None:
+        await self.history.drop_points(job_key, times)
 
     # ---- rejected events -------------------------------------------------------------------
 

@@ -77,6 +77,7 @@ async def test_timer_fires_on_its_ncrontab_schedule(app_server, simulator, monke
     await seed(app_server, simulator, "Ticked", tasks=10)
     monkeypatch.setenv("VALIDATION_SCHEDULE", "*/1 * * * * *")  # every second
     monkeypatch.setenv("TASK_SYNC_SCHEDULE", "0 0 0 1 1 *")
+    monkeypatch.setenv("PROGRESS_SCHEDULE", "0 0 0 1 1 *")
     engine, instance_id = app_server.local.engine, workflow.on_demand_instance_id("ticked")
     app_server.local.start_triggers()
     try:
@@ -94,6 +95,7 @@ async def test_timer_fires_on_its_ncrontab_schedule(app_server, simulator, monke
 def test_a_bad_schedule_is_refused_with_the_setting_named(app_server, monkeypatch):
     monkeypatch.setenv("VALIDATION_SCHEDULE", "every five minutes")
     monkeypatch.setenv("TASK_SYNC_SCHEDULE", "0 0 0 1 1 *")
+    monkeypatch.setenv("PROGRESS_SCHEDULE", "0 0 0 1 1 *")
     with pytest.raises(ValueError, match="six-field NCRONTAB"):
         app_server.local.start_triggers()
     monkeypatch.delenv("VALIDATION_SCHEDULE")

@@ -10,6 +10,8 @@ import pytest
 from pycep import BicepParser
 
 from shared.config import APP_SETTINGS, BATCH_ACCOUNT_KEY, BATCH_LOG_CONNECTION, STORAGE_CONNECTION
+from shared.monitoring import ALERT_PREFIX
+from shared.progress import ALERT_KINDS
 
 REPO = Path(__file__).resolve().parent.parent.parent
 INFRA = REPO / "infra"
@@ -33,6 +35,8 @@ ALLOWED_TYPES = {
     "Microsoft.EventHub/namespaces/eventhubs/consumergroups": "2024-01-01",
     "Microsoft.EventHub/namespaces/authorizationRules": "2024-01-01",
     "Microsoft.Insights/diagnosticSettings": "2021-05-01-preview",
+    "Microsoft.Insights/actionGroups": "2023-01-01",
+    "Microsoft.Insights/scheduledQueryRules": "2023-03-15-preview",
 }
 ROLES = {
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
@@ -256,3 +260,41 @@ def test_azd_files_match_main_bicep():
     assert required <= set(parameters)
     azure_yaml = (REPO / "azure.yaml").read_text()
     assert "host: function" in azure_yaml and "language: python" in azure_yaml
+
+
+def test_stalled_and_failing_records_raise_log_alerts_that_mail_the_action_group():
+    path, _, rules = one_with_path("Microsoft.Insights/scheduledQueryRules")
+    text = path.read_text()
+    rule = body(rules)
+    assert rule["kind"] == "LogAlert"
+    properties = rule["properties"]
+    assert accessor("applicationInsights", "id") in json.dumps(properties["scopes"])
+    assert accessor("actionGroup", "id") in json.dumps(properties["actions"])
+    [criterion] = properties["criteria"]["allOf"]
+    assert criterion["operator"] == "GreaterThan" and criterion["threshold"] == 0
+    assert "jobId" in json.dumps(criterion["dimensions"])  # one alert per job, not one per rule
+    # The rules are one per kind the app raises, and search the exact prefix the app logs.
+    kinds = re.findall(r"kind: '([a-z]+)'\n\s+severity", text)
+    assert sorted(kinds) == sorted(ALERT_KINDS)
+    assert f"var alertPrefix = '{ALERT_PREFIX}'" in text
+    query = alert_query(criterion["query"], "stalled")
+    assert query.startswith(f'traces | where message startswith "{ALERT_PREFIX}"')
+    assert f"substring(message, {len(ALERT_PREFIX)})" in query and 'tostring(record.alert) == "stalled"' in query
+    _, _, group = one_with_path("Microsoft.Insights/actionGroups")
+    receivers = body(group)["properties"]["emailReceivers"]
+    assert receivers["loop_type"]["detail"]["array_name"] == "alertEmails"
+    assert receivers["config"]["emailAddress"] == "address" and receivers["config"]["useCommonAlertSchema"] is True
+    main = parse(INFRA / "main.bicep")
+    assert "alertEmails" in main["parameters"]
+    assert "alertEmails" in json.dumps(main["modules"]["alerts"])
+
+
+def accessor(name: str, member: str) -> str:
+    """How pycep renders ``name.member`` (JSON text)."""
+    return json.dumps({"type": "property_accessor", "operands": {"operand_1": name, "operand_2": member}})
+
+
+def alert_query(template: str, kind: str) -> str:
+    """alerts.bicep's KQL with its interpolations done as Bicep would."""
+    return (template.replace("${length(alertPrefix)}", str(len(ALERT_PREFIX)))
+            .replace("${alertPrefix}", ALERT_PREFIX).replace("${alert.kind}", kind))

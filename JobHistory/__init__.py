@@ -1,0 +1,23 @@
+"""GET /api/jobs/{jobId}/history?since=T: a job's progress points; binding glue over shared.api."""
+import logging
+
+import azure.functions as func
+
+from shared import api
+from shared.config import get_settings
+from shared.replies import guarded
+from shared.store import get_store
+
+logger = logging.getLogger(__name__)
+
+
+async def main(req: func.HttpRequest) -> func.HttpResponse:
+    job_id = req.route_params.get("jobId", "")
+    reply = await guarded(logger, _handle(req, job_id), job_id=job_id[:64])
+    return func.HttpResponse(reply.text, status_code=reply.status, headers=reply.all_headers)
+
+
+async def _handle(req: func.HttpRequest, job_id: str):
+    settings = get_settings()
+    return await api.job_history(get_store(settings), job_id, dict(req.params),
+                                 api.Reading.now_for(settings, req.headers.get("If-None-Match")))

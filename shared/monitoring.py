@@ -1,0 +1,84 @@
+"""The progress timer's work: record each job's history point, thin old points, raise alerts.
+
+Alerts are warnings logged once per episode. The message itself carries the alert as JSON after
+``ALERT_PREFIX``, because that is what reaches Application Insights' ``traces`` from any Python
+worker (``extra`` fields may not become customDimensions); the Bicep log alert rules search it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.config import Settings
+from shared.progress import Alert, ProgressRules, alerts_due, iso, next_point, points_to_drop, progress_of
+from shared.store import CountsStore, JobCounts
+
+logger = logging.getLogger(__name__)
+
+ALERT_PREFIX = "TASKCOUNTS_ALERT "
+JOBS_AT_ONCE = 16  # jobs whose history one run reads and writes concurrently
+
+
+@dataclass(frozen=True)
+class ProgressRun:
+    jobs: int  # jobs looked at
+    points: int  # points written
+    alerts: int  # alerts raised
+    thinned: int  # old points removed
+
+
+async def record_progress(store: CountsStore, settings: Settings, now: datetime) -> ProgressRun:
+    """One timer run over every job; a job's failure is logged and does not stop the others."""
+    rules, gate = ProgressRules.from_settings(settings), asyncio.Semaphore(JOBS_AT_ONCE)
+    totals = [0, 0, 0, 0]
+
+    async def one(job: JobCounts) -> None:
+        async with gate:
+            points, alerts, thinned = await _record_job(store, settings, rules, job, now)
+        for index, value in enumerate((1, points, alerts, thinned)):
+            totals[index] += value
+
+    jobs = [job async for job in store.all_jobs()]
+    outcomes = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
+    failed = [(job, outcome) for job, outcome in zip(jobs, outcomes) if isinstance(outcome, BaseException)]
+    for job, failure in failed:
+        logger.warning("could not record progress: %s", failure, extra={"job_id": job.job.job_id})
+    if failed and len(failed) == len(jobs):
+        raise failed[0][1]  # nothing recorded at all: let the host count a failed run
+    run = ProgressRun(*totals)
+    logger.info("progress recorded", extra={"jobs": run.jobs, "points": run.points, "alerts": run.alerts})
+    return run
+
+
+async def _record_job(store: CountsStore, settings: Settings, rules: ProgressRules, job: JobCounts,
+                      now: datetime) -> tuple[int, int, int]:
+    key = job.job.job_key
+    episodes, held, series = await store.recent_progress(key, now - rules.window)
+    point = next_point(series[-1] if series else None, job.tasks, now)
+    if point is not None:
+        series.append(point)
+        held += 1
+    progress = progress_of(series, job.tasks, now, rules)
+    after, alerts = alerts_due(episodes, progress)
+    for alert in alerts:
+        _log_alert(job, alert)
+    thinned = 0
+    if held > settings.progress_max_points:
+        times = await store.progress_point_times(key)
+        if point is not None and point.at not in times:
+            times.append(point.at)
+        dropped = points_to_drop(times, settings.progress_max_points)
+        await store.drop_progress_points(key, dropped)
+        held, thinned = len(times) - len(dropped), len(dropped)
+    if point is not None or after != episodes or thinned:
+        await store.record_progress(key, point, after, held)
+    return int(point is not None), len(alerts), thinned
+
+
+def _log_alert(job: JobCounts, alert: Alert) -> None:
+    record = {"alert": alert.kind, "jobId": job.job.job_id, "since": iso(alert.since), **job.tasks.as_dict()}
+    logger.warning("%s%s", ALERT_PREFIX, json.dumps(record, separators=(",", ":")),
+                   extra={"job_id": job.job.job_id, "alert": alert.kind, "since": record["since"]})

@@ -1,0 +1,143 @@
+"""Progress history, the progress object, ETags and alerts, through the store against Azurite."""
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+
+from shared import api
+from shared.counting import TaskResult, TaskState
+from shared.monitoring import ALERT_PREFIX, record_progress
+from shared.progress import ProgressRules
+from shared.store import CountsStore
+from tests.conftest import make_settings
+from tests.strategies import observe
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def reading(settings, now, if_none_match=None) -> api.Reading:
+    return api.Reading(ProgressRules.from_settings(settings), now, if_none_match)
+
+
+async def run_tasks(store, job, tasks, state, tick, result=None):
+    await store.apply([observe(job, f"t{n}", state, tick, result) for n in tasks])
+
+
+async def test_points_rate_eta_and_history(azurite):
+    settings = make_settings(azurite, PROGRESS_WINDOW_MINUTES=10)
+    store = CountsStore.from_settings(settings)
+    try:
+        await run_tasks(store, "Job-P", range(100), TaskState.ACTIVE, 1)
+        first = await record_progress(store, settings, T0)
+        assert (first.jobs, first.points) == (1, 1)
+        assert (await record_progress(store, settings, T0 + timedelta(seconds=30))).points == 0  # unchanged
+        await run_tasks(store, "Job-P", range(40), TaskState.COMPLETED, 2, TaskResult.SUCCESS)
+        await record_progress(store, settings, T0 + timedelta(minutes=2))
+        await run_tasks(store, "Job-P", range(40, 60), TaskState.COMPLETED, 3, TaskResult.FAILURE)
+        await record_progress(store, settings, T0 + timedelta(minutes=4))
+
+        now = T0 + timedelta(minutes=4)
+        reply = await api.get_task_counts(store, "job-p", reading(settings, now))
+        progress = reply.body["progress"]
+        assert reply.status == 200 and reply.body["taskCounts"]["completed"] == 60
+        assert progress["completionsPerMinute"] == 15.0  # 60 completions in the job's first 4 minutes
+        assert progress["eta"] == "2026-11-25T12:06:40Z"  # 40 left at 15 a minute
+        assert progress["failureRatio"] == round(20 / 60, 4) and progress["failing"] is True
+        assert progress["stalledSince"] is None
+
+        history = await api.job_history(store, "JOB-P", {}, reading(settings, now))
+        assert [point["completed"] for point in history.body["value"]] == [0, 40, 60]
+        assert history.body["value"][0]["at"] == "2026-11-25T12:00:00Z"
+        later = await api.job_history(store, "job-p", {"since": "2026-11-25T12:01:00Z"}, reading(settings, now))
+        assert [point["completed"] for point in later.body["value"]] == [40, 60]
+    finally:
+        await store.close()
+
+
+async def test_etags_answer_304_until_something_changes(azurite):
+    settings = make_settings(azurite)
+    store = CountsStore.from_settings(settings)
+    try:
+        await run_tasks(store, "job-e", range(5), TaskState.RUNNING, 1)
+        await record_progress(store, settings, T0)
+        first = await api.get_task_counts(store, "job-e", reading(settings, T0 + timedelta(seconds=5)))
+        etag = first.headers["ETag"]
+        again = await api.get_task_counts(store, "job-e", reading(settings, T0 + timedelta(seconds=10), etag))
+        assert again.status == 304 and again.body is None and again.headers["ETag"] == etag
+        listing = await api.list_jobs(store, {}, "http://x/api/jobs", reading(settings, T0))
+        assert (await api.list_jobs(store, {}, "http://x/api/jobs",
+                                    reading(settings, T0, listing.headers["ETag"]))).status == 304
+        history = await api.job_history(store, "job-e", {}, reading(settings, T0))
+        assert (await api.job_history(store, "job-e", {}, reading(settings, T0, history.headers["ETag"]))).status == 304
+
+        await run_tasks(store, "job-e", range(2), TaskState.COMPLETED, 2, TaskResult.SUCCESS)
+        changed = await api.get_task_counts(store, "job-e", reading(settings, T0 + timedelta(seconds=15), etag))
+        assert changed.status == 200 and changed.headers["ETag"] != etag
+        assert (await api.list_jobs(store, {}, "http://x/api/jobs",
+                                    reading(settings, T0, listing.headers["ETag"]))).status == 200
+    finally:
+        await store.close()
+
+
+async def test_a_stall_is_alerted_once_flagged_in_the_api_and_ends_when_tasks_complete(azurite, caplog):
+    settings = make_settings(azurite, STALL_MINUTES=15)
+    store = CountsStore.from_settings(settings)
+    caplog.set_level(logging.WARNING, logger="shared.monitoring")
+    try:
+        await run_tasks(store, "job-s", range(10), TaskState.RUNNING, 1)
+        await record_progress(store, settings, T0)
+        before = await api.get_task_counts(store, "job-s", reading(settings, T0 + timedelta(minutes=14)))
+        quiet = await record_progress(store, settings, T0 + timedelta(minutes=14))
+        assert quiet.alerts == 0 and before.body["progress"]["stalledSince"] is None
+        etag = before.headers["ETag"]
+
+        stalled = [await record_progress(store, settings, T0 + timedelta(minutes=m)) for m in (15, 16, 30)]
+        assert [run.alerts for run in stalled] == [1, 0, 0]  # once per episode
+        flagged = await api.get_task_counts(store, "job-s", reading(settings, T0 + timedelta(minutes=15), etag))
+        assert flagged.status == 200 and flagged.body["progress"]["stalledSince"] == "2026-11-25T12:00:00Z"
+
+        [record] = [r for r in caplog.records if r.getMessage().startswith(ALERT_PREFIX)]
+        alert = json.loads(record.getMessage()[len(ALERT_PREFIX):])  # what the Bicep log alert parses
+        assert record.levelno == logging.WARNING
+        assert alert == {"alert": "stalled", "jobId": "job-s", "since": "2026-11-25T12:00:00Z", "active": 0,
+                         "running": 10, "completed": 0, "succeeded": 0, "failed": 0}
+
+        await run_tasks(store, "job-s", range(1), TaskState.COMPLETED, 2, TaskResult.SUCCESS)
+        assert (await record_progress(store, settings, T0 + timedelta(minutes=31))).alerts == 0
+        moving = await api.get_task_counts(store, "job-s", reading(settings, T0 + timedelta(minutes=31)))
+        assert moving.body["progress"]["stalledSince"] is None
+        again = await record_progress(store, settings, T0 + timedelta(minutes=46))  # a second stall
+        assert again.alerts == 1
+    finally:
+        await store.close()
+
+
+async def test_history_is_thinned_to_its_bound_and_removed_with_the_job(azurite):
+    settings = make_settings(azurite, PROGRESS_MAX_POINTS=10)
+    store = CountsStore.from_settings(settings)
+    try:
+        for minute in range(25):
+            await run_tasks(store, "job-t", [minute], TaskState.ACTIVE, 1)
+            await record_progress(store, settings, T0 + timedelta(minutes=minute))
+        history = await api.job_history(store, "job-t", {}, reading(settings, T0 + timedelta(minutes=30)))
+        points = history.body["value"]
+        assert len(points) <= 10
+        assert points[0]["active"] == 1 and points[-1]["active"] == 25  # still spans the job
+        await store.remove_job("job-t")
+        assert await store.progress_since("job-t", None) == []
+    finally:
+        await store.close()
+
+
+async def test_bad_history_requests_get_batch_style_errors(azurite):
+    settings = make_settings(azurite)
+    store = CountsStore.from_settings(settings)
+    try:
+        await run_tasks(store, "job-b", range(1), TaskState.ACTIVE, 1)
+        for since in ("yesterday", "2026-11-25T12:00:00"):  # not a time; no time zone
+            reply = await api.job_history(store, "job-b", {"since": since}, reading(settings, T0))
+            assert reply.status == 400 and reply.body["code"] == "InvalidQueryParameterValue"
+            assert {"key": "QueryParameterName", "value": "since"} in reply.body["values"]
+        assert (await api.job_history(store, "no-such-job", {}, reading(settings, T0))).status == 404
+        assert (await api.job_history(store, "bad/id", {}, reading(settings, T0))).status == 400
+    finally:
+        await store.close()
