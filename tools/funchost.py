@@ -50,7 +50,8 @@ REPO = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)
 
 DURABLE_TRIGGERS = ("orchestrationTrigger", "activityTrigger")
-_PLAIN_ROUTE = re.compile(r"[A-Za-z0-9_\-./]*(\{[A-Za-z_][A-Za-z0-9_]*\}[A-Za-z0-9_\-./]*)*")
+_PLAIN_ROUTE = re.compile(r"[A-Za-z0-9_\-./]*(\{[A-Za-z_][A-Za-z0-9_]*\}[A-Za-z0-9_\-./]*)*(/\{\*[A-Za-z_][A-Za-z0-9_]*\})?")
+_CATCH_ALL = re.compile(r"/\{\*([A-Za-z_][A-Za-z0-9_]*)\}$")
 _SETTING = re.compile(r"%([A-Za-z0-9_]+)%")
 WEBHOOKS = "/runtime/webhooks/durabletask"
 RPC = "/durabletask"  # the host's loopback-only endpoint the Python durable client calls
@@ -131,6 +132,15 @@ class FunctionApp:
             raise ValueError(f"{spec.name}: route {route!r} uses constraints this local host does not support")
         return "/" + "/".join(part for part in (self.route_prefix, route) if part)
 
+    def paths_of(self, spec: FunctionSpec) -> list[str]:
+        """aiohttp paths for a route; a trailing catch-all ``/{*rest}`` also matches nothing at all, as in Azure."""
+        route = self.route_of(spec)
+        catch_all = _CATCH_ALL.search(route)
+        if catch_all is None:
+            return [route]
+        base = route[:catch_all.start()]
+        return [base, f"{base}/{{{catch_all.group(1)}:.*}}"]
+
     def durable_engine(self) -> DurableEngine:
         functions = {spec.name: (spec.trigger["type"], spec.entry) for spec in self.with_trigger(*DURABLE_TRIGGERS)}
         return DurableEngine(functions, int(self.durable_config.get("maxConcurrentActivityFunctions", 10)))
@@ -164,7 +174,8 @@ class LocalHost:
         for spec in self.app.with_trigger("httpTrigger"):
             handler = self._http_handler(spec)
             for method in spec.trigger.get("methods", ["get", "post"]):
-                web_app.router.add_route(method.upper(), self.app.route_of(spec), handler)
+                for path in self.app.paths_of(spec):
+                    web_app.router.add_route(method.upper(), path, handler)
         web_app.router.add_post("/admin/functions/{name}", self._admin_invoke)
         for prefix, guard in ((WEBHOOKS, self._require_master), (RPC, _require_loopback)):
             web_app.router.add_post(prefix + "/orchestrators/{name}", self._durable(guard, self._start))

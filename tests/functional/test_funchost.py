@@ -1,5 +1,6 @@
 """tools.funchost's durable surface: the durableClient binding, status endpoints, timers, admin."""
 import asyncio
+import re
 
 import aiohttp
 import pytest
@@ -121,3 +122,24 @@ async def test_terminate_through_the_management_url(app_server):
         assert instance.runtime_status == "Terminated"
     finally:
         engine.functions[workflow.BEGIN] = ("activityTrigger", app_server.app.functions[workflow.BEGIN].entry)
+
+
+async def test_the_dashboard_is_served_without_a_key_from_its_catch_all_route(app_server):
+    base = f"{app_server.url}/api/dashboard"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base, allow_redirects=False) as bare:
+            assert bare.status == 301 and bare.headers["Location"] == "dashboard/"
+        async with session.get(f"{base}/") as page:
+            html = await page.text()
+            assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+            assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+        for asset in re.findall(r'(?:src|href)="([a-z]+\.(?:js|css))"', html):
+            async with session.get(f"{base}/{asset}") as served:
+                assert served.status == 200, asset
+                etag = served.headers["ETag"]
+            async with session.get(f"{base}/{asset}", headers={"If-None-Match": etag}) as again:
+                assert again.status == 304 and await again.read() == b""
+        async with session.get(f"{base}/secrets.txt") as missing:
+            assert missing.status == 404 and (await missing.json())["code"] == "ResourceNotFound"
+        async with session.get(f"{app_server.url}/api/jobs") as unkeyed:  # the data still needs a key
+            assert unkeyed.status == 401

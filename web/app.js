@@ -1,0 +1,268 @@
+// The taskcounts dashboard: every job as a card (#), one job with its history (#job/<id>).
+// It polls the API every REFRESH_MS with If-None-Match, so an unchanged job costs a bodiless 304.
+"use strict";
+
+const REFRESH_MS = 5000;
+const KEY_STORAGE = "taskcounts.functionKey";
+const API = "../"; // the page is served at <app>/api/dashboard/
+const SVG = "http://www.w3.org/2000/svg";
+const STATES = ["active", "running", "succeeded", "failed"];
+
+const cached = new Map(); // url -> {etag, body}: the last 200 of each URL, reused on a 304
+const stats = { ok: 0, notModified: 0 };
+let timer = null;
+
+class KeyRefused extends Error {}
+
+// ---- the API, with conditional requests --------------------------------------------------------
+
+async function getJson(url) {
+  const headers = { "x-functions-key": localStorage.getItem(KEY_STORAGE) || "" };
+  const last = cached.get(url);
+  if (last) headers["If-None-Match"] = last.etag;
+  const response = await fetch(url, { headers, cache: "no-store" });
+  if (response.status === 304 && last) {
+    stats.notModified += 1;
+    return last.body;
+  }
+  if (response.status === 401) throw new KeyRefused("the function key was refused");
+  if (!response.ok) {
+    let message = `HTTP ${response.status}`;
+    try { message += `: ${(await response.json()).message.value}`; } catch (ignored) { /* not a Batch error body */ }
+    throw new Error(message);
+  }
+  stats.ok += 1;
+  const body = await response.json();
+  const etag = response.headers.get("ETag");
+  if (etag) cached.set(url, { etag, body });
+  return body;
+}
+
+async function allJobs() {
+  const jobs = [];
+  let url = `${API}jobs?maxresults=1000`;
+  while (url) {
+    const page = await getJson(url);
+    jobs.push(...page.value);
+    url = page["odata.nextLink"] ? relativeTo(page["odata.nextLink"]) : null;
+  }
+  return jobs;
+}
+
+function relativeTo(absolute) {
+  const link = new URL(absolute, location.href);
+  return `${API}jobs${link.search}`;
+}
+
+// ---- building elements (no innerHTML: ids and notes are data, not markup) ------------------------
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  return fill(node, attributes, children);
+}
+
+function svg(tag, attributes = {}, ...children) {
+  return fill(document.createElementNS(SVG, tag), attributes, children);
+}
+
+function fill(node, attributes, children) {
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== null && value !== undefined && value !== false) node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+// ---- formatting ------------------------------------------------------------------------------------
+
+const number = new Intl.NumberFormat();
+
+function clock(iso) {
+  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+function span(milliseconds) {
+  const minutes = Math.round(Math.abs(milliseconds) / 60000);
+  if (minutes < 1) return "<1 min";
+  if (minutes < 120) return `${minutes} min`;
+  const hours = Math.round(minutes / 60);
+  return hours < 48 ? `${hours} h` : `${Math.round(hours / 24)} days`;
+}
+
+function ago(iso) {
+  return iso ? `${span(Date.now() - new Date(iso))} ago` : "never";
+}
+
+function eta(progress) {
+  if (!progress.eta) return "—";
+  return `in ${span(new Date(progress.eta) - Date.now())} (${clock(progress.eta)})`;
+}
+
+function rate(progress) {
+  const value = progress.completionsPerMinute;
+  return value === null || value === undefined ? "—" : `${number.format(Math.round(value * 10) / 10)} /min`;
+}
+
+// ---- a job's card ----------------------------------------------------------------------------------
+
+function bar(counts) {
+  const total = STATES.reduce((sum, state) => sum + counts[state], 0);
+  const image = svg("svg", { class: "bar", viewBox: "0 0 1000 10", preserveAspectRatio: "none", role: "img",
+                             "aria-label": STATES.map((s) => `${s} ${counts[s]}`).join(", ") });
+  let x = 0;
+  for (const state of STATES) {
+    const width = total ? (1000 * counts[state]) / total : 0;
+    image.append(svg("rect", { class: state, x, y: 0, width, height: 10, "data-state": state },
+                     svg("title", {}, `${state}: ${number.format(counts[state])}`)));
+    x += width;
+  }
+  return image;
+}
+
+function badges(job) {
+  const progress = job.progress || {};
+  const status = job.validationStatus;
+  return [
+    progress.stalledSince ? el("span", { class: "badge stalled", "data-badge": "stalled",
+                                         title: `nothing completed since ${progress.stalledSince}` },
+                               `stalled since ${clock(progress.stalledSince)}`) : null,
+    progress.failing ? el("span", { class: "badge failing", "data-badge": "failing" },
+                          `failing ${Math.round(progress.recentFailureRatio * 100)}%`) : null,
+    el("span", { class: `badge validation ${status}`, "data-field": "validation",
+                 title: job.validationNote || "" },
+       status === "unvalidated" ? "unvalidated" : `${status} ${ago(job.lastValidatedAt)}`),
+  ];
+}
+
+function numbers(job) {
+  const counts = job.taskCounts;
+  const progress = job.progress || {};
+  const cell = (label, field, value, swatch) => el("div", {},
+    el("dt", {}, swatch ? el("span", { class: `swatch ${swatch}` }) : null, label),
+    el("dd", { "data-field": field }, value));
+  return el("dl", { class: "numbers" },
+    ...STATES.map((state) => cell(state, state, number.format(counts[state]), state)),
+    cell("rate", "rate", rate(progress)),
+    cell("ETA", "eta", eta(progress)));
+}
+
+function card(job, linked) {
+  const title = linked ? el("a", { href: `#job/${encodeURIComponent(job.id)}` }, job.id) : job.id;
+  return el("article", { class: "card", "data-job": job.id },
+    el("h2", {}, title, badges(job)), bar(job.taskCounts), numbers(job),
+    el("p", { class: "meta" }, "counts changed ", el("span", { "data-field": "updated" }, ago(job.lastUpdatedAt))));
+}
+
+// ---- a job's history chart -------------------------------------------------------------------------
+
+function chart(points) {
+  const width = 720, height = 260, left = 50, bottom = 24, top = 10;
+  const image = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img",
+                             "aria-label": "completed and failed tasks over time" });
+  if (points.length === 0) {
+    image.append(svg("text", { x: left, y: height / 2 }, "No history yet: a point is recorded when counts change."));
+    return image;
+  }
+  const times = points.map((p) => new Date(p.at).getTime());
+  const first = times[0], last = Math.max(times[times.length - 1], first + 1);
+  const highest = Math.max(1, ...points.map((p) => p.completed));
+  const x = (t) => left + ((t - first) / (last - first)) * (width - left - 10);
+  const y = (value) => height - bottom - (value / highest) * (height - bottom - top);
+  const line = (field) => points.map((p, i) => `${x(times[i]).toFixed(1)},${y(p[field]).toFixed(1)}`).join(" ");
+  image.append(
+    svg("line", { class: "axis", x1: left, y1: height - bottom, x2: width - 10, y2: height - bottom }),
+    svg("line", { class: "axis", x1: left, y1: top, x2: left, y2: height - bottom }),
+    svg("text", { x: 4, y: top + 10 }, number.format(highest)),
+    svg("text", { x: 4, y: height - bottom }, "0"),
+    svg("text", { x: left, y: height - 6 }, clock(points[0].at)),
+    svg("text", { x: width - 60, y: height - 6 }, clock(points[points.length - 1].at)),
+    svg("polyline", { class: "completed", points: line("completed") }, svg("title", {}, "completed")),
+    svg("polyline", { class: "failed", points: line("failed") }, svg("title", {}, "failed")));
+  return image;
+}
+
+function lastValidation(job) {
+  const summary = job.lastValidation;
+  if (!summary) return el("p", { class: "empty" }, "Not validated yet.");
+  const corrected = summary.corrected || {};
+  const rows = [
+    ["finished", summary.finishedAt ? ago(summary.finishedAt) : "—"],
+    ["tasks listed", number.format(summary.tasksListed ?? 0)],
+    ...Object.entries(corrected).map(([kind, count]) => [`corrected: ${kind}`, number.format(count)]),
+    ["counter rows repaired", number.format(summary.countersRepaired ?? 0)],
+  ];
+  return el("dl", { class: "numbers", "data-field": "last-validation" },
+    ...rows.map(([label, value]) => el("div", {}, el("dt", {}, label), el("dd", {}, value))));
+}
+
+// ---- views -----------------------------------------------------------------------------------------
+
+async function showJobs() {
+  const jobs = await allJobs();
+  const section = document.getElementById("jobs");
+  section.replaceChildren(...(jobs.length ? jobs.map((job) => card(job, true))
+                                          : [el("p", { class: "empty" }, "No jobs yet.")]));
+  show(section);
+}
+
+async function showJob(jobId) {
+  const path = `${API}jobs/${encodeURIComponent(jobId)}`;
+  const [job, history] = await Promise.all([getJson(`${path}/taskcounts`), getJson(`${path}/history`)]);
+  const section = document.getElementById("job");
+  section.replaceChildren(
+    card({ id: history.jobId, ...job }, false),
+    el("article", { class: "card" }, el("h2", {}, "Completed and failed over time"), chart(history.value)),
+    el("article", { class: "card" }, el("h2", {}, "Last validation"), lastValidation(job)));
+  show(section);
+}
+
+function show(section) {
+  for (const id of ["jobs", "job", "key-form"]) document.getElementById(id).hidden = id !== section.id;
+  document.getElementById("change-key").hidden = false;
+}
+
+function setStatus(text, isError = false) {
+  const status = document.getElementById("status");
+  status.textContent = text;
+  status.classList.toggle("error", isError);
+}
+
+function askForKey(reason) {
+  clearTimeout(timer);
+  show(document.getElementById("key-form"));
+  document.getElementById("change-key").hidden = true;
+  setStatus(reason || "Enter a function key to read the API.", Boolean(reason));
+  document.getElementById("key").focus();
+}
+
+async function refresh() {
+  clearTimeout(timer);
+  if (!localStorage.getItem(KEY_STORAGE)) return askForKey();
+  const route = location.hash.match(/^#job\/(.+)$/);
+  try {
+    await (route ? showJob(decodeURIComponent(route[1])) : showJobs());
+    setStatus(`updated ${new Date().toLocaleTimeString()} · every ${REFRESH_MS / 1000} s`);
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+    document.body.dataset.notModified = String(stats.notModified);
+  } catch (failure) {
+    if (failure instanceof KeyRefused) return askForKey("That key was refused; enter another.");
+    setStatus(`Cannot read the API (${failure.message}); retrying.`, true);
+  }
+  timer = setTimeout(refresh, REFRESH_MS);
+}
+
+document.getElementById("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  localStorage.setItem(KEY_STORAGE, document.getElementById("key").value.trim());
+  document.getElementById("key").value = "";
+  cached.clear();
+  refresh();
+});
+document.getElementById("change-key").addEventListener("click", () => {
+  localStorage.removeItem(KEY_STORAGE);
+  askForKey();
+});
+window.addEventListener("hashchange", refresh);
+refresh();
