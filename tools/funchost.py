@@ -139,7 +139,7 @@ class FunctionApp:
         if catch_all is None:
             return [route]
         base = route[:catch_all.start()]
-        return [base, f"{base}/{{{catch_all.group(1)}:.*}}"]
+        return [base, f"{base}/{{{catch_all.group(1)}:[\\s\\S]*}}"]
 
     def durable_engine(self) -> DurableEngine:
         functions = {spec.name: (spec.trigger["type"], spec.entry) for spec in self.with_trigger(*DURABLE_TRIGGERS)}

@@ -1,8 +1,8 @@
-"""The web dashboard's files (``web/``), served by the app itself: no CDN, no build step.
+"""Files the app serves as they are: the web dashboard (``web/``) and the OpenAPI document.
 
-The page is plain HTML, CSS and JavaScript with hand-drawn SVG (bars and a line chart): a few
-hundred lines the app serves as they are, rather than a charting library bundled at build time,
-so the deployed package has no front-end toolchain or third-party script. The page holds no data
+The dashboard is plain HTML, CSS and JavaScript with hand-drawn SVG (bars and a line chart): a few
+hundred lines the app serves unchanged, rather than a charting library bundled at build time, so
+the deployed package has no front-end toolchain and no third-party script. The page holds no data
 and no key: its script asks for a function key once, keeps it in the browser's local storage and
 sends it as the ``x-functions-key`` header, so the key never appears in a URL.
 """
@@ -17,10 +17,12 @@ from pathlib import Path
 from shared.errors import batch_error_body
 from shared.replies import JSON
 
-WEB = Path(__file__).resolve().parent.parent / "web"
+ROOT = Path(__file__).resolve().parent.parent
+WEB = ROOT / "web"
+OPENAPI = ROOT / "openapi.json"
 INDEX = "index.html"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+                 ".css": "text/css; charset=utf-8", ".json": "application/json"}
 # The page talks to this app only; nothing inline, nothing framed.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -37,30 +39,37 @@ class WebReply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def serve(asset: str, path: str, if_none_match: str | None) -> WebReply:
+def dashboard(asset: str, path: str, if_none_match: str | None) -> WebReply:
     """``asset``: the route's ``{*asset}`` ("" for the page); ``path``: the request's URL path."""
     if asset == "" and not path.endswith("/"):
         # The page lives at .../dashboard/ so that its relative links reach its files and the API.
         return WebReply(301, headers={"Location": path.rsplit("/", 1)[-1] + "/"})
     name = asset or INDEX
-    files = _files()
-    if name not in files:
+    if name not in _web_files():
         body = batch_error_body("ResourceNotFound", f"The dashboard has no file {name[:100]!r}.")
         return WebReply(404, json.dumps(body).encode(), {"Content-Type": JSON})
-    content, etag = files[name]
-    headers = {**SECURITY_HEADERS, "ETag": etag, "Cache-Control": "no-cache",
-               "Content-Type": CONTENT_TYPES[Path(name).suffix]}
+    return _file(WEB / name, if_none_match, SECURITY_HEADERS)
+
+
+def openapi(if_none_match: str | None) -> WebReply:
+    return _file(OPENAPI, if_none_match, {"X-Content-Type-Options": "nosniff"})
+
+
+def _file(path: Path, if_none_match: str | None, extra_headers: dict[str, str]) -> WebReply:
+    content, etag = _read(path)
+    headers = {**extra_headers, "ETag": etag, "Cache-Control": "no-cache", "Content-Type": CONTENT_TYPES[path.suffix]}
     if if_none_match is not None and etag in {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}:
         return WebReply(304, headers=headers)
     return WebReply(200, content, headers)
 
 
 @lru_cache(maxsize=1)
-def _files() -> dict[str, tuple[bytes, str]]:
-    """The dashboard's files by name, with their ETags (read once per process)."""
-    found = {}
-    for path in sorted(WEB.iterdir()):
-        if path.is_file() and path.suffix in CONTENT_TYPES:
-            content = path.read_bytes()
-            found[path.name] = (content, f'"{hashlib.sha256(content).hexdigest()[:32]}"')
-    return found
+def _web_files() -> frozenset[str]:
+    return frozenset(path.name for path in WEB.iterdir() if path.is_file() and path.suffix in CONTENT_TYPES)
+
+
+@lru_cache(maxsize=None)
+def _read(path: Path) -> tuple[bytes, str]:
+    """A file's bytes and ETag, read once per process (they change only with a deployment)."""
+    content = path.read_bytes()
+    return content, f'"{hashlib.sha256(content).hexdigest()[:32]}"'
