@@ -42,7 +42,9 @@ def test_the_app_serves_the_document_in_the_repo(stack):
 
 
 def test_schemathesis_finds_no_5xx_and_no_response_outside_the_document(stack):
-    command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{stack.app_url}/api/openapi.json",
+    # The repo's file (the app serves the same bytes, tested above): loaded from the app's URL,
+    # schemathesis 4.32 ran 8 of the 9 operations (why was not looked into).
+    command = [str(Path(sys.executable).parent / "schemathesis"), "run", str(REPO / "openapi.json"),
                "--url", f"{stack.app_url}/api", "-H", f"x-functions-key: {FUNCTION_KEY}", "--checks", CHECKS,
                "--phases", "examples,coverage,fuzzing", "--max-examples", os.environ.get("SCHEMATHESIS_EXAMPLES", "30"),
                "--seed", os.environ.get("SCHEMATHESIS_SEED", "1"), "--generation-database", "none", "--no-color"]
