@@ -2,7 +2,9 @@
 
     taskcounts get JOB_ID [--json]       the counts once (JSON for scripts)
     taskcounts watch JOB_ID              live progress bars until no task is active or running
-    taskcounts jobs                      every job with its counts
+    taskcounts jobs                      every job with its counts, rate, ETA and alerts
+
+Rate, ETA and the stalled and failing flags are the API's "progress" object, as the dashboard shows them.
 
 --url (or TASKCOUNTS_URL) is the function app's base URL, e.g. https://contoso-taskcounts.azurewebsites.net;
 --key (or TASKCOUNTS_KEY) a function key.
@@ -120,8 +122,34 @@ def counts_table(title: str, body: dict, compare: dict[str, dict] | None = None,
     return table
 
 
+def rate_text(progress: dict) -> str:
+    rate = progress.get("completionsPerMinute")
+    return "-" if rate is None else f"{rate:,.1f}/min"
+
+
+def eta_text(progress: dict) -> str:
+    eta = progress.get("eta")
+    return "-" if eta is None else f"{_local_clock(eta)} (in {_age_until(eta)})"
+
+
+def alerts_text(progress: dict) -> str:
+    flags = []
+    if progress.get("stalledSince"):
+        flags.append(f"stalled since {_local_clock(progress['stalledSince'])}")
+    if progress.get("failing"):
+        flags.append(f"failing {round(100 * progress['recentFailureRatio'])}%")
+    return ", ".join(flags)
+
+
+def progress_text(body: dict) -> str:
+    progress = body.get("progress") or {}
+    parts = [f"rate {rate_text(progress)}", f"ETA {eta_text(progress)}"]
+    alerts = alerts_text(progress)
+    return " | ".join(parts + ([alerts.upper()] if alerts else []))
+
+
 def freshness(body: dict) -> str:
-    parts = [f"validation: {body.get('validationStatus', '?')}"]
+    parts = [progress_text(body), f"validation: {body.get('validationStatus', '?')}"]
     if body.get("lastValidatedAt"):
         parts.append(f"validated {_age(body['lastValidatedAt'])} ago")
     if body.get("validationNote"):
@@ -135,9 +163,20 @@ def freshness(body: dict) -> str:
 
 
 def _age(iso: str) -> str:
-    moment = parse_timestamp(iso)
-    seconds = max(0, int((datetime.now(timezone.utc) - moment).total_seconds()))
+    return _duration((datetime.now(timezone.utc) - parse_timestamp(iso)).total_seconds())
+
+
+def _age_until(iso: str) -> str:
+    return _duration((parse_timestamp(iso) - datetime.now(timezone.utc)).total_seconds())
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
     return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
+
+
+def _local_clock(iso: str) -> str:
+    return parse_timestamp(iso).astimezone().strftime("%H:%M")
 
 
 def done(counts: dict) -> bool:
@@ -187,9 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "watch":
             return watch(api, args.job_id, args.interval, console)
         else:
-            table = Table("job", *BUCKETS, "validation", show_edge=False)
+            table = Table("job", *BUCKETS, "rate", "ETA", "validation", "alerts", show_edge=False)
             for job in api.jobs():
-                table.add_row(job["id"], *(str(job["taskCounts"][b]) for b in BUCKETS), job["validationStatus"])
+                progress = job.get("progress") or {}
+                table.add_row(job["id"], *(str(job["taskCounts"][b]) for b in BUCKETS), rate_text(progress),
+                              eta_text(progress), job["validationStatus"],
+                              Text(alerts_text(progress), style="bold red"))
             console.print(table)
         return 0
     except CliError as error:

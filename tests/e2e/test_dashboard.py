@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+from tests.e2e.cli import run_cli
 from tools.browser import chromium, open_dashboard
 from tools.screenshot import capture
 from tools.stack import FUNCTION_KEY, Stack
@@ -189,6 +190,12 @@ async def test_a_job_the_simulator_stops_moving_gets_the_stalled_badge(page, sta
     assert await moving.count() == 0 or sum(shown(api_counts(stack, "Shown")).values()) == 0
     log = stack.log_text("funchost")
     assert re.search(r'TASKCOUNTS_ALERT \{"alert":"stalled","jobId":"Stopped"', log)
+    # The terminal client shows the same flag, in its job list and for the one job.
+    code, out, err = run_cli("--url", stack.app_url, "--key", FUNCTION_KEY, "jobs")
+    [row] = [line for line in out.splitlines() if "Stopped" in line]
+    assert code == 0 and "stalled since" in row, out + err
+    code, out, err = run_cli("--url", stack.app_url, "--key", FUNCTION_KEY, "get", "Stopped")
+    assert code == 0 and "STALLED SINCE" in out and "rate " in out, out + err
 
 
 async def _count_positive(locator) -> bool:

@@ -12,6 +12,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 
 from shared.config import Settings
 from shared.store import CountsStore, raw_text_of
+from tests.e2e.cli import run_cli
 from tests.sample_files import event_grid, sample_bytes, task_data, validation_handshake
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
 from tools.stack import FUNCTION_KEY, MASTER_KEY, Stack
@@ -135,14 +136,6 @@ def test_on_demand_validation_followed_through_the_status_endpoint(stack):
     status, body = follow(started.headers["Location"])
     assert status == 200 and body["output"]["corrected"]["stale"] == 40
     assert counts(stack, "E2E-Now")["taskCounts"] == truth(stack, "E2E-Now")
-
-
-def run_cli(*args):
-    import subprocess
-    import sys
-    result = subprocess.run([sys.executable, "-m", "tools.cli", *args], capture_output=True, text=True, timeout=60,
-                            env={"PATH": "/usr/bin:/bin", "COLUMNS": "120"})
-    return result.returncode, result.stdout, result.stderr
 
 
 def test_cli_reads_counts_and_explains_wrong_urls_keys_and_jobs(stack):
