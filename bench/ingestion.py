@@ -11,7 +11,11 @@
    ETag retry, 8 concurrent deliveries;
 4. freshness and 5. read latency: a steady 1,000 events/s (100-event deliveries every 100 ms);
    freshness = from a delivery's arrival to the first GetTaskCounts that shows it; read latency =
-   GetTaskCounts while that runs, from the ingesting process and from a second worker process.
+   GetTaskCounts while that runs, from the ingesting process and from a second worker process;
+6. polls: what a dashboard's poll costs the server answered 200 (no ETag, or a stale one) against
+   304 (If-None-Match current): server time through shared.api (storage reads included, HTTP framing
+   not) and bytes on the wire (status line, headers, body), for one job's counts (16 partitions and
+   1) and for a page of 100 jobs.
 Prints a table and writes bench/results/ingestion.json.
 """
 from __future__ import annotations
@@ -31,12 +35,23 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from shared import api
 from shared.config import Settings
 from shared.ingest import apply_service_log, handle_delivery
+from shared.monitoring import record_progress
+from shared.progress import ProgressRules
+from shared.replies import Reply
 from shared.store import CountsStore
 from shared.store.layout import ROWS_PER_PARTITION, partitions_for
 from tools.azurite import Azurite
 from tools.termination import stop_children_on_termination
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+DEFAULT_SETTINGS = Settings(None, None, None)
+
+
+def reading(etag: str | None) -> api.Reading:
+    """A GET as the app reads it now, with default progress rules; ``etag``: the caller's If-None-Match."""
+    return api.Reading(ProgressRules.from_settings(DEFAULT_SETTINGS), datetime.now(timezone.utc), etag)
 
 
 HOT_JOB_TASKS = 200_000  # the one hot job stands for a large job: Batch's count of it sizes its partitions
@@ -194,7 +209,7 @@ async def steady_load(store: CountsStore, seconds: float, rate: int) -> dict:
         seen = 0
         while seen < deliveries:
             started = time.perf_counter()
-            reply = await api.get_task_counts(store, job, api.Reading.now_for(Settings(None, None), None))
+            reply = await api.get_task_counts(store, job, reading(None))
             ended = time.perf_counter()
             reads.append(ended - started)
             if reply.status == 200:
@@ -218,7 +233,7 @@ def _reader_process(connection: str, job: str, seconds: float, queue) -> None:
         latencies, deadline = [], time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            await api.get_task_counts(store, job, api.Reading.now_for(Settings(None, None), None))
+            await api.get_task_counts(store, job, reading(None))
             latencies.append(time.perf_counter() - started)
             await asyncio.sleep(0.005)
         await store.close()
@@ -236,6 +251,38 @@ async def steady_load_with_reader_process(store: CountsStore, connection: str, s
     latencies = await asyncio.to_thread(queue.get)
     reader.join()
     return {"read_p50_ms": _pct(latencies, 50), "read_p99_ms": _pct(latencies, 99), "reads": len(latencies)}
+
+
+async def polls(store: CountsStore, iterations: int) -> dict:
+    """Each poll twice: without an ETag (answered 200, full body) and with the current one (304)."""
+    await record_progress(store, DEFAULT_SETTINGS, datetime.now(timezone.utc))  # the progress object has history
+    polled = {
+        "counts, 16-partition job": lambda etag: api.get_task_counts(store, "b1000x1-0", reading(etag)),
+        "counts, 1-partition job": lambda etag: api.get_task_counts(store, "b1000x50-0", reading(etag)),
+        "jobs, page of 100": lambda etag: api.list_jobs(store, {"maxresults": "100"}, "http://app/api/jobs",
+                                                        reading(etag)),
+    }
+    results = {}
+    for name, poll in polled.items():
+        etag = (await poll(None)).headers["ETag"]
+        times: dict[int, list[float]] = {200: [], 304: []}
+        sizes: dict[int, int] = {}
+        for _ in range(iterations):
+            for offered in (None, etag):
+                started = time.perf_counter()
+                reply = await poll(offered)
+                times[reply.status].append(time.perf_counter() - started)
+                sizes[reply.status] = _wire_bytes(reply)
+        results[name] = {str(status): {"server_ms_p50": _pct(spent, 50), "server_ms_p99": _pct(spent, 99),
+                                       "bytes": sizes[status], "polls": len(spent)}
+                         for status, spent in times.items()}
+    return results
+
+
+def _wire_bytes(reply: Reply) -> int:
+    """An HTTP/1.1 response's size: status line, headers, blank line, body."""
+    head = f"HTTP/1.1 {reply.status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in reply.all_headers.items()) + "\r\n"
+    return len(head.encode()) + len(reply.text.encode())
 
 
 def _pct(values: list[float], percentile: int) -> float:
@@ -289,6 +336,7 @@ async def main(events_per_run: int) -> dict:
         results["steady_1000_per_s"] = await steady_load(store, 20, 1000)
         results["steady_1000_per_s_reader_in_own_process"] = await steady_load_with_reader_process(
             store, azurite.connection_string, 20, 1000)
+        results["polls"] = await polls(store, 100)
         await store.close()
     return results
 
@@ -316,6 +364,10 @@ def cli() -> None:
     print(f"steady 1,000 events/s, reads in the ingesting process: {results['steady_1000_per_s']}")
     print(f"steady 1,000 events/s, reads from a second worker process: "
           f"{results['steady_1000_per_s_reader_in_own_process']}")
+    print("poll | answered | server ms p50 | p99 | bytes")
+    for name, answers in results["polls"].items():
+        for status, figures in answers.items():
+            print(f"{name} | {status} | {figures['server_ms_p50']} | {figures['server_ms_p99']} | {figures['bytes']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingestion.json").write_text(json.dumps(results, indent=2))
 
