@@ -191,6 +191,7 @@ class Demo:
         self.console.print(f"""
 [bold]The stack keeps running (Ctrl-C stops it).[/bold] One function host per source, each with its own tables:
 {hosts}
+  dashboard      {{host}}/api/dashboard/   (paste the function key {FUNCTION_KEY} when the page asks)
   counts API     {{host}}/api/jobs/{{jobId}}/taskcounts   (function key: {FUNCTION_KEY}, master key: {MASTER_KEY})
   webhook        {{host}}/api/taskevents
   simulator      {self.simulator_url}   (account {DEFAULT_ACCOUNT}, key {DEFAULT_KEY})
@@ -235,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             stacks[name] = running.enter_context(Stack(**{"storage_connection": storage, "log_dir": log_dir,
                                                           **shared_parts, **SOURCES[name].stack_options}))
         demo = Demo(stacks, args.tasks, args.drop, args.duplicate, console)
+        for name, stack in stacks.items():
+            console.print(f"Watch {SOURCES[name].title} in a browser: {stack.app_url}/api/dashboard/ "
+                          f"(function key {FUNCTION_KEY})")
         matched = demo.run()
         if args.keep:
             demo.print_usage()
