@@ -33,22 +33,21 @@ class ProgressRun:
 async def record_progress(store: CountsStore, settings: Settings, now: datetime) -> ProgressRun:
     """One timer run over every job; a job's failure is logged and does not stop the others."""
     rules, gate = ProgressRules.from_settings(settings), asyncio.Semaphore(JOBS_AT_ONCE)
-    totals = [0, 0, 0, 0]
 
-    async def one(job: JobCounts) -> None:
+    async def one(job: JobCounts) -> tuple[int, int, int]:
         async with gate:
-            points, alerts, thinned = await _record_job(store, settings, rules, job, now)
-        for index, value in enumerate((1, points, alerts, thinned)):
-            totals[index] += value
+            return await _record_job(store, settings, rules, job, now)
 
     jobs = [job async for job in store.all_jobs()]
     outcomes = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
-    failed = [(job, outcome) for job, outcome in zip(jobs, outcomes) if isinstance(outcome, BaseException)]
-    for job, failure in failed:
-        logger.warning("could not record progress: %s", failure, extra={"job_id": job.job.job_id})
-    if failed and len(failed) == len(jobs):
-        raise failed[0][1]  # nothing recorded at all: let the host count a failed run
-    run = ProgressRun(*totals)
+    recorded = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
+    for job, outcome in zip(jobs, outcomes):
+        if isinstance(outcome, BaseException):
+            logger.warning("could not record progress: %s", outcome, extra={"job_id": job.job.job_id})
+    if jobs and not recorded:
+        raise next(outcome for outcome in outcomes if isinstance(outcome, BaseException))  # the host counts a failed run
+    # Column sums of (points, alerts, thinned); the zero row keeps a run with no job at zeros.
+    run = ProgressRun(len(recorded), *(sum(column) for column in zip((0, 0, 0), *recorded)))
     logger.info("progress recorded", extra={"jobs": run.jobs, "points": run.points, "alerts": run.alerts})
     return run
 

@@ -1,6 +1,7 @@
 """Progress history, the progress object, ETags and alerts, through the store against Azurite."""
 import json
 import logging
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 
 from shared import api
@@ -14,6 +15,17 @@ from tests.strategies import observe
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
+@asynccontextmanager
+async def store_of(azurite, **overrides):
+    """A store over fresh tables, with its settings."""
+    settings = make_settings(azurite, **overrides)
+    store = CountsStore.from_settings(settings)
+    try:
+        yield store, settings
+    finally:
+        await store.close()
+
+
 def reading(settings, now, if_none_match=None) -> api.Reading:
     return api.Reading(ProgressRules.from_settings(settings), now, if_none_match)
 
@@ -23,9 +35,7 @@ async def run_tasks(store, job, tasks, state, tick, result=None):
 
 
 async def test_points_rate_eta_and_history(azurite):
-    settings = make_settings(azurite, PROGRESS_WINDOW_MINUTES=10)
-    store = CountsStore.from_settings(settings)
-    try:
+    async with store_of(azurite, PROGRESS_WINDOW_MINUTES=10) as (store, settings):
         await run_tasks(store, "Job-P", range(100), TaskState.ACTIVE, 1)
         first = await record_progress(store, settings, T0)
         assert (first.jobs, first.points) == (1, 1)
@@ -49,14 +59,10 @@ async def test_points_rate_eta_and_history(azurite):
         assert history.body["value"][0]["at"] == "2026-11-25T12:00:00Z"
         later = await api.job_history(store, "job-p", {"since": "2026-11-25T12:01:00Z"}, reading(settings, now))
         assert [point["completed"] for point in later.body["value"]] == [40, 60]
-    finally:
-        await store.close()
 
 
 async def test_etags_answer_304_until_something_changes(azurite):
-    settings = make_settings(azurite)
-    store = CountsStore.from_settings(settings)
-    try:
+    async with store_of(azurite) as (store, settings):
         await run_tasks(store, "job-e", range(5), TaskState.RUNNING, 1)
         await record_progress(store, settings, T0)
         first = await api.get_task_counts(store, "job-e", reading(settings, T0 + timedelta(seconds=5)))
@@ -74,15 +80,11 @@ async def test_etags_answer_304_until_something_changes(azurite):
         assert changed.status == 200 and changed.headers["ETag"] != etag
         assert (await api.list_jobs(store, {}, "http://x/api/jobs",
                                     reading(settings, T0, listing.headers["ETag"]))).status == 200
-    finally:
-        await store.close()
 
 
 async def test_a_stall_is_alerted_once_flagged_in_the_api_and_ends_when_tasks_complete(azurite, caplog):
-    settings = make_settings(azurite, STALL_MINUTES=15)
-    store = CountsStore.from_settings(settings)
     caplog.set_level(logging.WARNING, logger="shared.monitoring")
-    try:
+    async with store_of(azurite, STALL_MINUTES=15) as (store, settings):
         await run_tasks(store, "job-s", range(10), TaskState.RUNNING, 1)
         await record_progress(store, settings, T0)
         before = await api.get_task_counts(store, "job-s", reading(settings, T0 + timedelta(minutes=14)))
@@ -107,14 +109,10 @@ async def test_a_stall_is_alerted_once_flagged_in_the_api_and_ends_when_tasks_co
         assert moving.body["progress"]["stalledSince"] is None
         again = await record_progress(store, settings, T0 + timedelta(minutes=46))  # a second stall
         assert again.alerts == 1
-    finally:
-        await store.close()
 
 
 async def test_history_is_thinned_to_its_bound_and_removed_with_the_job(azurite):
-    settings = make_settings(azurite, PROGRESS_MAX_POINTS=10)
-    store = CountsStore.from_settings(settings)
-    try:
+    async with store_of(azurite, PROGRESS_MAX_POINTS=10) as (store, settings):
         for minute in range(25):
             await run_tasks(store, "job-t", [minute], TaskState.ACTIVE, 1)
             await record_progress(store, settings, T0 + timedelta(minutes=minute))
@@ -124,14 +122,10 @@ async def test_history_is_thinned_to_its_bound_and_removed_with_the_job(azurite)
         assert points[0]["active"] == 1 and points[-1]["active"] == 25  # still spans the job
         await store.remove_job("job-t")
         assert await store.progress_since("job-t", None) == []
-    finally:
-        await store.close()
 
 
 async def test_bad_history_requests_get_batch_style_errors(azurite):
-    settings = make_settings(azurite)
-    store = CountsStore.from_settings(settings)
-    try:
+    async with store_of(azurite) as (store, settings):
         await run_tasks(store, "job-b", range(1), TaskState.ACTIVE, 1)
         for since in ("yesterday", "2026-11-25T12:00:00"):  # not a time; no time zone
             reply = await api.job_history(store, "job-b", {"since": since}, reading(settings, T0))
@@ -139,5 +133,3 @@ async def test_bad_history_requests_get_batch_style_errors(azurite):
             assert {"key": "QueryParameterName", "value": "since"} in reply.body["values"]
         assert (await api.job_history(store, "no-such-job", {}, reading(settings, T0))).status == 404
         assert (await api.job_history(store, "bad/id", {}, reading(settings, T0))).status == 400
-    finally:
-        await store.close()
