@@ -15,7 +15,9 @@
 6. polls: what a dashboard's poll costs the server answered 200 (no ETag, or a stale one) against
    304 (If-None-Match current): server time through shared.api (storage reads included, HTTP framing
    not) and bytes on the wire (status line, headers, body), for one job's counts (16 partitions and
-   1) and for a page of 100 jobs.
+   1) and for a page of 100 jobs;
+7. transaction cost: where a write's time goes, client against Azurite: wall time, this process's
+   CPU and Azurite's CPU per entity-group transaction of 1, 10 and 99 upserts, one at a time.
 Prints a table and writes bench/results/ingestion.json.
 """
 from __future__ import annotations
@@ -279,6 +281,31 @@ async def polls(store: CountsStore, iterations: int) -> dict:
     return results
 
 
+async def transaction_cost(store: CountsStore, azurite: Azurite, transactions: int = 60) -> dict:
+    """Per transaction, one at a time: wall ms, this process's CPU ms, Azurite's CPU ms, rows/s."""
+    table = store.task_rows.table
+    results = {}
+    for size in (1, 10, 99):
+        batches = [[("upsert", {"PartitionKey": "cost", "RowKey": f"{size}-{b:03d}-{i:03d}", "State": "active",
+                                "Version": "0" * 40, "Slots": 1}) for i in range(size)] for b in range(transactions)]
+        cpu, azurite_cpu, wall = time.process_time(), _cpu_seconds(azurite.process.pid), time.perf_counter()
+        for batch in batches:
+            await table.submit_transaction(batch)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        azurite_cpu = _cpu_seconds(azurite.process.pid) - azurite_cpu
+        results[str(size)] = {"wall_ms": round(1000 * wall / transactions, 1),
+                              "client_cpu_ms": round(1000 * cpu / transactions, 1),
+                              "azurite_cpu_ms": round(1000 * azurite_cpu / transactions, 1),
+                              "rows_per_s": round(size * transactions / wall)}
+    return results
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wire_bytes(reply: Reply) -> int:
     """An HTTP/1.1 response's size: status line, headers, blank line, body."""
     head = f"HTTP/1.1 {reply.status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in reply.all_headers.items()) + "\r\n"
@@ -337,6 +364,7 @@ async def main(events_per_run: int) -> dict:
         results["steady_1000_per_s_reader_in_own_process"] = await steady_load_with_reader_process(
             store, azurite.connection_string, 20, 1000)
         results["polls"] = await polls(store, 100)
+        results["transaction_cost"] = await transaction_cost(store, azurite)
         await store.close()
     return results
 
@@ -368,6 +396,10 @@ def cli() -> None:
     for name, answers in results["polls"].items():
         for status, figures in answers.items():
             print(f"{name} | {status} | {figures['server_ms_p50']} | {figures['server_ms_p99']} | {figures['bytes']}")
+    print("transaction of | wall ms | client CPU ms | Azurite CPU ms | rows/s")
+    for size, figures in results["transaction_cost"].items():
+        print(f"{size} upserts | {figures['wall_ms']} | {figures['client_cpu_ms']} | {figures['azurite_cpu_ms']} | "
+              f"{figures['rows_per_s']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingestion.json").write_text(json.dumps(results, indent=2))
 
