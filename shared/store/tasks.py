@@ -19,7 +19,7 @@ from azure.data.tables.aio import TableClient
 
 from shared.counting import ZERO, Change, changes_to_apply, newest_per_task
 from shared.errors import StoreUnavailableError
-from shared.store import reconcile, reshard
+from shared.store import reconcile, reshard, transactions
 from shared.store.codec import (
     COUNTER_COLUMNS, COUNTER_ROW, TASK_COLUMNS, counter_row, counts_of_row, partition_key, shard_of, status_of_row,
     task_row,
@@ -187,7 +187,7 @@ class TaskRows:
             counter_update = counter_row(pk, tasks, slots, marks)
             operations.append(("create", counter_update) if counter_etag is None
                               else ("update", counter_update, if_match(counter_etag)))
-            results = await self.table.submit_transaction(operations, **RESENDABLE)
+            results = await transactions.submit(self.table, operations, **RESENDABLE)
             counter_etag = results[-1]["etag"]
             applied.update((change.task_key, change) for change in chunk)
 
