@@ -4,6 +4,8 @@ number of movers -- and writers that find a batch in flight and finish it -- can
 mover stopped anywhere is resumed by the next."""
 from __future__ import annotations
 
+import asyncio
+
 import logging
 from dataclasses import replace
 from typing import Any, Awaitable, Callable
@@ -120,8 +122,7 @@ async def _start_batch(table: TableClient, job_key: str, shard: int, dest: int, 
     pk = partition_key(job_key, shard)
 
     async def step() -> Any:
-        rows = await read_rows(table, pk, [COUNTER_ROW, *keys])
-        counter = rows.pop(COUNTER_ROW, None)
+        counter, rows = await asyncio.gather(read_counter(table, pk), read_rows(table, pk, keys))
         marks = marks_of(counter)
         if marks.move_out:  # another mover's batch (or one left by a crash): finish it first
             await finish_batch(table, job_key, shard)

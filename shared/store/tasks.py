@@ -130,8 +130,9 @@ class TaskRows:
         attempt = waits = 0
         while attempt < CONFLICT_ATTEMPTS:
             async with storage_call("reading task rows"):
-                rows = await read_rows(self.table, pk, [COUNTER_ROW, *newest])
-            counter = rows.pop(COUNTER_ROW, None)
+                # The counter row apart: it sorts first, and a range read of the task keys must not span to it.
+                counter, rows = await asyncio.gather(reshard.read_counter(self.table, pk),
+                                                     read_rows(self.table, pk, list(newest)))
             marks = marks_of(counter)
             later = marks.next_layout(partitions)
             elsewhere = {}
