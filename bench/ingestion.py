@@ -45,6 +45,7 @@ from shared.replies import Reply
 from shared.store import CountsStore
 from shared.store import transactions as direct_transaction
 from shared.store.layout import ROWS_PER_PARTITION, partitions_for
+from shared.store.tables import RESENDABLE
 from tools.azurite import Azurite
 from tools.termination import stop_children_on_termination
 
@@ -143,8 +144,8 @@ async def write_ceiling(store: CountsStore, entities: int) -> float:
     transactions = [[("create", r) for r in part[i:i + 100]] for part in by_partition.values()
                     for i in range(0, len(part), 100)]
     # Sent as the write path sends them (its own $batch body): the ceiling is storage's, not azure-core's.
-    seconds = await run_concurrently(lambda operations: direct_transaction.submit(store.task_rows.table, operations),
-                                     transactions, 8)
+    seconds = await run_concurrently(
+        lambda operations: direct_transaction.submit(store.task_rows.table, operations, **RESENDABLE), transactions, 8)
     return entities / seconds
 
 
@@ -291,8 +292,8 @@ async def transaction_cost(store: CountsStore, azurite: Azurite, transactions: i
     write path's own $batch (shared.store.transactions): wall ms, this process's CPU ms, Azurite's CPU
     ms, rows/s."""
     table = store.task_rows.table
-    senders = {"sdk": table.submit_transaction,
-               "direct": lambda operations: direct_transaction.submit(table, operations)}
+    senders = {"sdk": lambda operations: table.submit_transaction(operations, **RESENDABLE),
+               "direct": lambda operations: direct_transaction.submit(table, operations, **RESENDABLE)}
     results: dict = {}
     for sender, submit in senders.items():
         for size in (1, 10, 99):
