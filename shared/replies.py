@@ -35,17 +35,25 @@ def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> R
     return Reply(status, body, headers or {})
 
 
+def etag_of(content: bytes) -> str:
+    """A strong ETag naming these bytes."""
+    return f'"{hashlib.sha256(content).hexdigest()[:32]}"'
+
+
+def not_modified(etag: str, if_none_match: str | None) -> bool:
+    """Whether a GET's If-None-Match names ``etag`` (weak or strong, or ``*``)."""
+    if if_none_match is None:
+        return False
+    offered = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return etag in offered or "*" in offered
+
+
 def conditional(body: Any, version: Any, if_none_match: str | None) -> Reply:
     """A 200 with an ETag of ``version`` (what the body is made of), or a bodiless 304 when the
     caller's If-None-Match already names it: dashboards poll, and an unchanged job costs no body."""
-    digest = hashlib.sha256(json.dumps(version, sort_keys=True, separators=(",", ":"), default=str).encode())
-    etag = f'"{digest.hexdigest()[:32]}"'
+    etag = etag_of(json.dumps(version, sort_keys=True, separators=(",", ":"), default=str).encode())
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if if_none_match is not None:
-        offered = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-        if etag in offered or "*" in offered:
-            return Reply(304, None, headers)
-    return Reply(200, body, headers)
+    return Reply(304, None, headers) if not_modified(etag, if_none_match) else Reply(200, body, headers)
 
 
 def error(status: int, code: str, message: str, values: dict[str, str] | None = None) -> Reply:

@@ -8,14 +8,13 @@ sends it as the ``x-functions-key`` header, so the key never appears in a URL.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from shared.errors import batch_error_body
-from shared.replies import JSON
+from shared.replies import JSON, etag_of, not_modified
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
@@ -58,7 +57,7 @@ def openapi(if_none_match: str | None) -> WebReply:
 def _file(path: Path, if_none_match: str | None, extra_headers: dict[str, str]) -> WebReply:
     content, etag = _read(path)
     headers = {**extra_headers, "ETag": etag, "Cache-Control": "no-cache", "Content-Type": CONTENT_TYPES[path.suffix]}
-    if if_none_match is not None and etag in {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}:
+    if not_modified(etag, if_none_match):
         return WebReply(304, headers=headers)
     return WebReply(200, content, headers)
 
@@ -72,4 +71,4 @@ def _web_files() -> frozenset[str]:
 def _read(path: Path) -> tuple[bytes, str]:
     """A file's bytes and ETag, read once per process (they change only with a deployment)."""
     content = path.read_bytes()
-    return content, f'"{hashlib.sha256(content).hexdigest()[:32]}"'
+    return content, etag_of(content)

@@ -6,25 +6,24 @@ newest points: the recent window costs one query page.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from azure.data.tables.aio import TableClient
 
 from shared.counting import Counts
+from shared.events import datetime_to_ticks
 from shared.progress import Episodes, Point
-from shared.store.tables import RESENDABLE, delete_rows, storage_call
+from shared.store.tables import RESENDABLE, delete_partition, delete_rows, storage_call
 
 HEAD_ROW = "head"
 POINT_PREFIX = "p"
 MAX_TICKS = 10**19 - 1  # 100-ns ticks since the epoch stay below this until the year 33658
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 RECENT_PAGE = 100  # points read per page of a job's recent window
 
 
 def point_key(at: datetime) -> str:
-    ticks = (at - EPOCH) // timedelta(microseconds=1) * 10
-    return f"{POINT_PREFIX}{MAX_TICKS - ticks:019d}"
+    return f"{POINT_PREFIX}{MAX_TICKS - datetime_to_ticks(at):019d}"
 
 
 def point_row(job_key: str, point: Point) -> dict[str, Any]:
@@ -92,10 +91,7 @@ class ProgressHistory:
 
     async def delete_job(self, job_key: str) -> int:
         async with storage_call("removing progress"):
-            rows = [row async for row in self.table.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": job_key}, select=["PartitionKey", "RowKey"])]
-            await delete_rows(self.table, rows)
-        return len(rows)
+            return await delete_partition(self.table, job_key)
 
 
 def _episodes_of(row: dict) -> Episodes:

@@ -5,7 +5,6 @@ mover stopped anywhere is resumed by the next."""
 from __future__ import annotations
 
 import asyncio
-
 import logging
 from dataclasses import replace
 from typing import Any, Awaitable, Callable

@@ -24,6 +24,7 @@ MAX_TRANSACTION_OPERATIONS = 100  # Azure's limit; Azurite answers a 101st with 
 MAX_FILTER_COMPARISONS = 15  # Azure's limit on discrete comparisons in one query filter
 MAX_PAGE = 1000  # entities in one query page
 RANGE_SLACK = 4  # rows a range read may pass per key asked before it reads key by key
+KEYS_PER_QUERY = MAX_FILTER_COMPARISONS - 1  # one comparison is the PartitionKey
 
 # Fail fast on storage trouble: the webhook answers 503 and Event Grid redelivers later.
 _CLIENT_OPTIONS: dict[str, Any] = {
@@ -96,6 +97,14 @@ async def delete_rows(table: TableClient, rows: list) -> None:
                                             for r in partition_rows[start:start + MAX_TRANSACTION_OPERATIONS]])
 
 
+async def delete_partition(table: TableClient, pk: str) -> int:
+    """Delete every row of one partition; rows removed."""
+    rows = [row async for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": pk},
+                                                      select=["PartitionKey", "RowKey"])]
+    await delete_rows(table, rows)
+    return len(rows)
+
+
 async def create_table(table: TableClient) -> None:
     try:
         await table.create_table()
@@ -112,8 +121,7 @@ async def read_rows(table: TableClient, pk: str, row_keys: Sequence[str]) -> dic
     passed are then read with OR-filtered queries, several at a time.
     """
     keys = sorted(set(row_keys))
-    per_query = MAX_FILTER_COMPARISONS - 1  # one comparison is the PartitionKey
-    if len(keys) <= per_query or not all(key.isascii() for key in keys):  # ASCII: Python's order is storage's
+    if len(keys) <= KEYS_PER_QUERY or not all(key.isascii() for key in keys):  # ASCII: Python's order is storage's
         return await _read_by_or(table, pk, keys)
     wanted, found, scanned = set(keys), {}, 0
     rows = table.query_entities("PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
@@ -130,8 +138,6 @@ async def read_rows(table: TableClient, pk: str, row_keys: Sequence[str]) -> dic
 
 
 async def _read_by_or(table: TableClient, pk: str, keys: Sequence[str]) -> dict[str, Any]:
-    per_query = MAX_FILTER_COMPARISONS - 1
-
     async def read_chunk(chunk: Sequence[str]) -> list:
         parameters = {f"k{i}": key for i, key in enumerate(chunk)}
         parameters["pk"] = pk
@@ -140,7 +146,8 @@ async def _read_by_or(table: TableClient, pk: str, keys: Sequence[str]) -> dict[
         return [entity async for entity in table.query_entities(
             f"PartitionKey eq @pk and ( {row_filter} )", parameters=parameters)]
 
-    results = await asyncio.gather(*(read_chunk(keys[i:i + per_query]) for i in range(0, len(keys), per_query)))
+    results = await asyncio.gather(*(read_chunk(keys[i:i + KEYS_PER_QUERY])
+                                     for i in range(0, len(keys), KEYS_PER_QUERY)))
     return {entity["RowKey"]: entity for rows in results for entity in rows}
 
 

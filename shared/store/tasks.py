@@ -27,7 +27,7 @@ from shared.store.codec import (
 from shared.store.layout import MARK_COLUMNS, CounterRead, Inconsistent, Marks, counted_twice, marks_of
 from shared.store.records import Observed
 from shared.store.tables import (
-    CONFLICT_STATUSES, MAX_TRANSACTION_OPERATIONS, RESENDABLE, delete_rows, if_match, read_rows, retry_pause,
+    CONFLICT_STATUSES, MAX_TRANSACTION_OPERATIONS, RESENDABLE, delete_partition, if_match, read_rows, retry_pause,
     storage_call, unavailable,
 )
 
@@ -290,11 +290,4 @@ class TaskRows:
 
     async def delete_job_rows(self, job_key: str, partitions: int) -> int:
         """Delete every task and counter row of a job; rows removed."""
-        removed = 0
-        for shard in range(partitions):
-            rows = [row async for row in self.table.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": partition_key(job_key, shard)},
-                select=["PartitionKey", "RowKey"])]
-            await delete_rows(self.table, rows)
-            removed += len(rows)
-        return removed
+        return sum([await delete_partition(self.table, partition_key(job_key, shard)) for shard in range(partitions)])
