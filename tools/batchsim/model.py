@@ -75,14 +75,22 @@ class SimJob:
         return self._order
 
     def keys_created_between(self, low: int | None, high: int | None, after: str | None) -> Iterator[str]:
-        """The keys of tasks created in [low, high), in key order, after ``after`` (an index, so a
-        listing of one creation-time slice does not walk the whole job)."""
+        """The keys of tasks created in [low, high), in (creation time, key) order, after the position
+        ``after`` (``creation_position`` of the last key listed): an index walk, so a page of one
+        creation-time slice costs the same in a job of any size, as in Batch."""
         self.ordered_keys()
         index = self._by_creation
         start = 0 if low is None else bisect.bisect_left(index, (low, ""))
+        if after is not None:
+            start = max(start, bisect.bisect_right(index, parse_creation_position(after)))
         end = len(index) if high is None else bisect.bisect_left(index, (high, ""))
-        keys = sorted(key for _, key in index[start:end] if after is None or key > after)
-        return (key for key in keys if key in self.tasks)
+        for position in range(start, end):
+            key = index[position][1]
+            if key in self.tasks and self.tasks[key].creation_ticks == index[position][0]:
+                yield key
+
+    def creation_position(self, key: str) -> str:
+        return f"{self.tasks[key].creation_ticks}:{key}"
 
     def keys_after(self, after: str | None) -> Iterator[str]:
         keys = self.ordered_keys()
@@ -91,6 +99,15 @@ class SimJob:
             key = keys[index]
             if key in self.tasks:  # deleted tasks leave stale keys until the next re-sort
                 yield key
+
+
+def parse_creation_position(position: str) -> tuple[int, str]:
+    ticks, _, key = position.partition(":")
+    if not ticks.isdigit() or not key:
+        raise SimError(400, "InvalidQueryParameterValue",
+                       "Value for one of the query parameters specified in the request URI is invalid.",
+                       {"QueryParameterName": "$skiptoken", "QueryParameterValue": position})
+    return int(ticks), key
 
 
 @dataclass(frozen=True, slots=True)

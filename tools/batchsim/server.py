@@ -131,8 +131,9 @@ def _max_results(request: web.Request) -> int:
     return int(raw)
 
 
-def _page(request: web.Request, keys, lookup, fields, render, path: str) -> web.Response:
-    """One page in key order; the nextLink carries every parameter (the SDK only follows it)."""
+def _page(request: web.Request, keys, lookup, fields, render, path: str, position=lambda key: key) -> web.Response:
+    """One page in the order of ``keys``; the nextLink carries every parameter (the SDK only follows
+    it) and, as ``$skiptoken``, the ``position`` of the last key listed."""
     limit = _max_results(request)
     filter_text = request.query.get("$filter")
     predicate = parse_filter(filter_text, fields) if filter_text else None
@@ -156,7 +157,7 @@ def _page(request: web.Request, keys, lookup, fields, render, path: str) -> web.
             params["$filter"] = filter_text
         if select:
             params["$select"] = ",".join(select)
-        params["$skiptoken"] = last_key
+        params["$skiptoken"] = position(last_key)
         body["odata.nextLink"] = f"{_base(request)}{path}?{urlencode(params, quote_via=quote, safe='')}"
     return _reply(body)
 
@@ -184,9 +185,12 @@ async def list_tasks(request: web.Request) -> web.Response:
     job_url = f"{_base(request)}/jobs/{job.id}"
     after = request.query.get("$skiptoken")
     bounds = creation_range(request.query.get("$filter", ""))
-    keys = job.keys_after(after) if bounds is None else job.keys_created_between(*bounds, after)
+    if bounds is None:
+        keys, position = job.keys_after(after), (lambda key: key)
+    else:  # a creation-time slice pages through the creation index, as an indexed listing would
+        keys, position = job.keys_created_between(*bounds, after), job.creation_position
     return _page(request, keys, job.tasks.get, TASK_FIELDS, lambda task: SimTask.to_json(task, job_url),
-                 f"/jobs/{quote(job.id)}/tasks")
+                 f"/jobs/{quote(job.id)}/tasks", position)
 
 
 async def task_counts(request: web.Request) -> web.Response:
