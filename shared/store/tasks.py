@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import AsyncIterator, Iterable, Sequence
 
 from azure.core.exceptions import (
@@ -56,6 +57,18 @@ def _hand_out(changes: list[Change], group: list[tuple[Sequence[Observed], async
             waiting.set_result(own)
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A partition as a sweep read it: its counter row and the task rows it may correct."""
+
+    counter: dict | None
+    rows: dict[str, dict]
+
+
+# What a sweep reads of each row: counts, marks, and what a correction rewrites (TaskId, MovingTo).
+SWEEP_COLUMNS = TASK_COLUMNS + COUNTER_COLUMNS + MARK_COLUMNS + ["TaskId", "MovingTo"]
+
+
 class TaskRows:
     def __init__(self, table: TableClient):
         self.table = table
@@ -80,7 +93,7 @@ class TaskRows:
         return [change for applied in results for change in applied]
 
     async def apply_partition(self, job_key: str, shard: int, partitions: int,
-                              observations: Sequence[Observed]) -> list[Change]:
+                              observations: Sequence[Observed], snapshot: Snapshot | None = None) -> list[Change]:
         """Apply observations to shard ``shard`` of ``partitions``; the changes they made. A task
         that partition no longer holds since a reshard is followed to where it went (see
         shared.store.layout).
@@ -88,6 +101,8 @@ class TaskRows:
         One writer per partition per process, so this process never conflicts with itself; and
         whatever queued for the partition meanwhile is applied together with it (one read, one
         transaction per 99 rows): a busy partition folds its deliveries instead of queueing them.
+
+        ``snapshot``: the partition as its caller just read it, tried first instead of reading again.
 
         Raises StoreUnavailableError when storage fails or stays contended; retrying the same
         observations later is always safe.
@@ -101,7 +116,7 @@ class TaskRows:
                 group = self._queued.pop(pk, [])  # empty when an earlier holder applied ours with its own
                 if group:
                     applied, later, elsewhere = await self._apply_here(
-                        job_key, shard, partitions, [o for queued, _ in group for o in queued])
+                        job_key, shard, partitions, [o for queued, _ in group for o in queued], snapshot)
             if group:  # outside the lock: tasks that moved away are applied where they are now
                 followed = await asyncio.gather(*(
                     self.apply_partition(job_key, dest, later, [o for queued, _ in group for o in queued
@@ -116,10 +131,14 @@ class TaskRows:
             raise
         return await mine
 
-    async def _apply_here(self, job_key: str, shard: int, partitions: int, observations: list[Observed]
-                          ) -> tuple[list[Change], int | None, dict[int, set[str]]]:
+    async def _apply_here(self, job_key: str, shard: int, partitions: int, observations: list[Observed],
+                          snapshot: Snapshot | None = None) -> tuple[list[Change], int | None, dict[int, set[str]]]:
         """Under the partition's lock: apply what belongs here; return the changes, and where the
-        partition was sealed for (the tasks to follow there, by destination shard)."""
+        partition was sealed for (the tasks to follow there, by destination shard).
+
+        A ``snapshot`` is used for the first attempt unless the partition is sealed (there a task
+        without a row is followed elsewhere, so absent rows must really be absent): its counter
+        ETag and the rows' conditions make a stale one fail and be read afresh, never apply."""
         pk = partition_key(job_key, shard)
         newest = newest_per_task((o.task_id.lower(), o.status) for o in observations)
         display_ids: dict[str, str] = {}
@@ -129,10 +148,13 @@ class TaskRows:
         elsewhere: dict[int, set[str]] = {}
         attempt = waits = 0
         while attempt < CONFLICT_ATTEMPTS:
-            async with storage_call("reading task rows"):
-                # The counter row apart: it sorts first, and a range read of the task keys must not span to it.
-                counter, rows = await asyncio.gather(reshard.read_counter(self.table, pk),
-                                                     read_rows(self.table, pk, list(newest)))
+            if snapshot is not None and attempt == 0 and not marks_of(snapshot.counter).next_layout(partitions):
+                counter, rows = snapshot.counter, {key: snapshot.rows[key] for key in newest if key in snapshot.rows}
+            else:
+                async with storage_call("reading task rows"):
+                    # The counter row apart: it sorts first, and a range read of the task keys must not span to it.
+                    counter, rows = await asyncio.gather(reshard.read_counter(self.table, pk),
+                                                         read_rows(self.table, pk, list(newest)))
             marks = marks_of(counter)
             later = marks.next_layout(partitions)
             elsewhere = {}
@@ -243,34 +265,40 @@ class TaskRows:
         2. Apply what ``reconcile.corrections`` decides through the same ETag-guarded path as events.
         """
         pk = partition_key(job_key, shard)
-        stored, counter_fixed = await self._check_counter(pk)
+        stored, counter_fixed, snapshot = await self._check_counter(pk, listed)
         observations = reconcile.corrections(job_id, listed, stored, scan_started_ticks)
-        changes = await self.apply_partition(job_key, shard, partitions, observations) if observations else []
+        changes = await self.apply_partition(job_key, shard, partitions, observations, snapshot) if observations else []
         return {"checked": len(listed), **reconcile.drift(changes),
                 "countersRepaired": int(counter_fixed is True), "counterCheckDeferred": int(counter_fixed is None)}
 
-    async def _check_counter(self, pk: str) -> tuple[dict[str, tuple[str, bool]], bool | None]:
+    async def _check_counter(self, pk: str, listed: dict
+                             ) -> tuple[dict[str, tuple[str, bool]], bool | None, Snapshot | None]:
         """Stream a partition; repair its counter row if it disagrees with the task rows.
 
         Returns each task row's (version, deleted) -- all a sweep needs to compare with a listing;
-        rows are not kept, so memory stays small for large partitions -- and True (repaired),
-        False (it was right) or None (writes kept landing while reading, so there was no
-        consistent snapshot: the check is deferred to a later pass).
+        only the rows that differ from ``listed`` are kept (the corrections' first attempt writes
+        from them, without reading them again), so memory stays small for large partitions --
+        True (repaired), False (it was right) or None (writes kept landing while reading, so there
+        was no consistent snapshot: the check is deferred to a later pass), and the snapshot.
         """
         versions: dict[str, tuple[str, bool]] = {}
         for _ in range(3):
             async with storage_call("checking a counter row"):
-                counter, versions, tasks, slots = None, {}, ZERO, ZERO
+                counter, versions, differing, tasks, slots = None, {}, {}, ZERO, ZERO
                 async for row in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk},
-                                                           select=TASK_COLUMNS + COUNTER_COLUMNS + MARK_COLUMNS):
+                                                           select=SWEEP_COLUMNS):
+                    for name in [name for name, value in row.items() if value is None]:
+                        del row[name]  # Azure answers a selected column a row lacks with null
                     if row["RowKey"] == COUNTER_ROW:
                         counter = row
                         continue
                     status = status_of_row(row)
                     tasks, slots = tasks + status.task_counts(), slots + status.slot_counts()
                     versions[row["RowKey"]] = (status.version, status.deleted)
+                    if row["RowKey"] not in listed or listed[row["RowKey"]][1].version != status.version:
+                        differing[row["RowKey"]] = row
                 if counts_of_row(counter) == (tasks, slots):
-                    return versions, False
+                    return versions, False, Snapshot(counter, differing)
                 # The counter row sorts first, so it was read before every task row, and every
                 # write to a partition moves it: if its ETag still holds, the rows read are one
                 # consistent snapshot and the conditional write below proves it.
@@ -283,10 +311,10 @@ class TaskRows:
                             await self.table.update_entity(row, **if_match(counter.metadata["etag"]))
                     logger.warning("counter row repaired", extra={
                         "partition": pk, "was": str(counts_of_row(counter)[0]), "now": str(tasks)})
-                    return versions, True
+                    return versions, True, None
                 except (ResourceModifiedError, ResourceExistsError):
                     continue
-        return versions, None
+        return versions, None, None
 
     async def delete_job_rows(self, job_key: str, partitions: int) -> int:
         """Delete every task and counter row of a job; rows removed."""

@@ -13,7 +13,7 @@ from shared.events import Rejection
 from shared.store import COUNTER_ROW, CountsStore, raw_text_of
 from shared.store.codec import counts_of_row, status_of_row
 from tests.conftest import make_settings
-from tests.strategies import observations, observe
+from tests.strategies import BASE_TICKS, observations, observe
 from tools import faultproxy
 from tools.azurite import free_port
 
@@ -242,3 +242,36 @@ async def test_deliveries_queued_on_one_partition_are_applied_together_each_told
     assert await counts(store, "busy") == Counts(active=100, running=1)
     await assert_counters_match_rows(store, "busy")
     await store.close()
+
+
+async def test_a_sweep_corrects_from_the_rows_it_streamed_and_rereads_only_a_stale_snapshot(store, monkeypatch):
+    """The sweep keeps the rows that differ from the listing and writes its corrections from them
+    (no second read of the partition); a snapshot a write overtook fails its conditions and is read
+    afresh, so nothing is lost or counted twice."""
+    from shared.store import tasks as task_rows_module
+
+    await store.apply([observe("Snap", f"t{n}", RUNNING, 1) for n in range(30)])
+    assert (await store.get_job("snap")).partitions == 1
+    listed_status = observe("Snap", "x", COMPLETED, 5, SUCCESS).status
+    listed = {f"t{n}": (f"t{n}", listed_status) for n in range(10)}  # t0-t9 completed in Batch; t10-t29 gone
+    reads = []
+    real_read_rows = task_rows_module.read_rows
+
+    async def counting_read_rows(*args, **kwargs):
+        reads.append(args[1])
+        return await real_read_rows(*args, **kwargs)
+    monkeypatch.setattr(task_rows_module, "read_rows", counting_read_rows)
+    result = await store.reconcile_partition("snap", 0, 1, listed, BASE_TICKS + 10, "Snap")
+    assert (result["stale"], result["removed"]) == (10, 20) and reads == []
+    assert await counts(store, "snap") == Counts(completed=10, succeeded=10)
+    await assert_counters_match_rows(store, "snap")
+
+    # A stale snapshot: taken, then an event lands before the sweep writes from it.
+    _, _, snapshot = await store.task_rows._check_counter("snap|00", {})
+    await store.apply([observe("Snap", "t0", COMPLETED, 20, FAILURE), observe("Snap", "new", ACTIVE, 20)])
+    reads.clear()
+    later = [observe("Snap", "t1", ACTIVE, 30, attempt=1), observe("Snap", "t0", ACTIVE, 30, attempt=1)]
+    changes = await store.task_rows.apply_partition("snap", 0, 1, later, snapshot)
+    assert len(changes) == 2 and reads == ["snap|00"]  # the snapshot's write failed; one fresh read
+    assert await counts(store, "snap") == Counts(active=3, completed=8, succeeded=8)
+    await assert_counters_match_rows(store, "snap")
