@@ -12,6 +12,7 @@ from shared.batch import PAGE_SIZE
 REMOVE_JOBS = "ValidateCountsCleanup"
 REMOVE_JOB = "ValidateCountsRemoveJob"
 VALIDATE_JOB = "ValidateJobOrchestrator"
+LIST_SLICES = "ValidateJobListing"
 BEGIN = "ValidateJobBegin"
 RESHARD = "ValidateJobReshard"
 LIST_PAGE = "ValidateJobPage"
@@ -31,6 +32,10 @@ def remove_jobs(context) -> Generator[Any, Any, list]:
 
 
 SPLIT_PARTS = 4  # a dense creation-time slice becomes this many
+# Pages one listing sub-orchestration lists before handing back. An orchestration's whole history is
+# replayed at every step, so one history holding a 1,000,000-task job's ~1,000 pages made the listing
+# cost grow with the square of the job's size; in rounds, each history stays short.
+PAGES_PER_ROUND = 128
 MAX_RESHARDS = 3  # a job that grows while it is resharded is grown again, a few times per pass
 
 
@@ -75,8 +80,8 @@ def validate_job(context) -> Generator[Any, Any, dict]:
     """One job: begin (and, where the job outgrew its partitions, move rows to more, one activity per
     partition, in parallel); List Tasks fanned out over creation-time slices, at most ``parallelListings``
     pages in flight, a slice whose first page is full split further, each slice paged in order with
-    its next link carried here (a restart resumes after finished pages); the partitions' sweeps in
-    parallel; finish."""
+    its next link carried from round to round (``list_slices``; a restart resumes after finished
+    pages); the partitions' sweeps in parallel; finish."""
     job = context.get_input()
     try:
         scan = yield context.call_activity(BEGIN, job)
@@ -97,31 +102,17 @@ def validate_job(context) -> Generator[Any, Any, dict]:
         # leaving room to split the slice the tasks turn out to crowd into.
         pages_needed = max(1, -(-scan["expectedTasks"] // PAGE_SIZE))
         count = min(parallel if known_span else max(1, parallel // 2), pages_needed)
-        pending = planned_slices(scan["createdTicks"], scan["scanStartedTicks"], count, known_span)
-        pages = listed = splits = 0
-        span: list[int] | None = None  # first and last creation tick listed, for the next pass
-        while pending:
-            wave, pending = pending[:parallel], pending[parallel:]
-            may_split = len(wave) + len(pending) < min(parallel, pages_needed)  # each split costs one page
-            results = yield context.task_all([
-                context.call_activity(LIST_PAGE, {**scan, "slice": piece, "maySplit": may_split}) for piece in wave
-            ])
-            for piece, result in zip(wave, results):
-                if result.get("gone"):  # Batch deleted the job mid-scan
-                    return (yield context.call_activity(REMOVE_JOB, {**job, "reason": "JobNotFound"}))
-                if result.get("split"):
-                    splits += 1
-                    pending += split_slice(piece, SPLIT_PARTS)
-                    continue
-                pages, listed = pages + 1, listed + result["listed"]
-                if result.get("created"):
-                    low, high = result["created"]
-                    span = [low, high] if span is None else [min(span[0], low), max(span[1], high)]
-                if result["next"]:
-                    pending.append({**piece, "next": result["next"], "pages": piece["pages"] + 1})
-            context.set_custom_status({"jobId": scan["jobId"], "phase": "listing", "pages": pages,
-                                       "tasksListed": listed, "expectedTasks": scan["expectedTasks"],
-                                       "slicesPending": len(pending), "splits": splits})
+        listing = {"pending": planned_slices(scan["createdTicks"], scan["scanStartedTicks"], count, known_span),
+                   "pagesNeeded": pages_needed, "pages": 0, "listed": 0, "splits": 0,
+                   "span": None}  # span: first and last creation tick listed, for the next pass
+        while listing["pending"]:
+            listing = yield context.call_sub_orchestrator(LIST_SLICES, {"scan": scan, **listing})
+            if listing.get("gone"):  # Batch deleted the job mid-scan
+                return (yield context.call_activity(REMOVE_JOB, {**job, "reason": "JobNotFound"}))
+            context.set_custom_status({"jobId": scan["jobId"], "phase": "listing", "pages": listing["pages"],
+                                       "tasksListed": listing["listed"], "expectedTasks": scan["expectedTasks"],
+                                       "slicesPending": len(listing["pending"]), "splits": listing["splits"]})
+        pages, listed, span = listing["pages"], listing["listed"], listing["span"]
         context.set_custom_status({"jobId": scan["jobId"], "phase": "sweeping", "pages": pages,
                                    "tasksListed": listed, "partitions": scan["partitions"]})
         sweeps = yield context.task_all([
@@ -131,3 +122,36 @@ def validate_job(context) -> Generator[Any, Any, dict]:
                                                      "createdSpan": span}))
     except Exception as error:  # a failed activity: report it, so sibling jobs in a wave still finish
         return {"jobId": job["jobId"], "action": "failed", "error": str(error).strip()[:500]}
+
+
+def list_slices(context) -> Generator[Any, Any, dict]:
+    """One round of a job's listing (a sub-orchestration of ``validate_job``): waves of at most
+    ``parallelListings`` pages until ``PAGES_PER_ROUND`` pages are listed or no slice is pending; a
+    slice whose first page is full is split instead (while fewer slices are pending than pages in
+    flight allow), each slice pages on in order with its next link carried in the returned state."""
+    state = context.get_input()
+    scan, pending = state.pop("scan"), state["pending"]
+    parallel, pages_needed = scan["parallelListings"], state["pagesNeeded"]
+    listed_here = 0
+    while pending and listed_here < PAGES_PER_ROUND:
+        wave, pending = pending[:parallel], pending[parallel:]
+        may_split = len(wave) + len(pending) < min(parallel, pages_needed)  # each split costs one page
+        results = yield context.task_all([
+            context.call_activity(LIST_PAGE, {**scan, "slice": piece, "maySplit": may_split}) for piece in wave
+        ])
+        for piece, result in zip(wave, results):
+            if result.get("gone"):
+                return {**state, "pending": [], "gone": True}
+            if result.get("split"):
+                state["splits"] += 1
+                pending += split_slice(piece, SPLIT_PARTS)
+                continue
+            listed_here += 1
+            state["pages"], state["listed"] = state["pages"] + 1, state["listed"] + result["listed"]
+            if result.get("created"):
+                low, high = result["created"]
+                span = state["span"]
+                state["span"] = [low, high] if span is None else [min(span[0], low), max(span[1], high)]
+            if result["next"]:
+                pending.append({**piece, "next": result["next"], "pages": piece["pages"] + 1})
+    return {**state, "pending": pending}

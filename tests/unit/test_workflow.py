@@ -10,6 +10,7 @@ import azure.durable_functions as df
 from hypothesis import given, settings, strategies as st
 
 import ValidateCountsCleanup
+import ValidateJobListing
 import ValidateJobOrchestrator
 from shared import workflow
 from tools.durable import COMPLETION_EVENTS, ORCHESTRATOR_STARTED, DurableEngine, Instance, NonDeterminismError
@@ -83,9 +84,10 @@ class Recorder:
         return {"jobId": job["jobId"], "action": "removed"}
 
     def engine(self) -> DurableEngine:
-        return DurableEngine({
+        self.last_engine = DurableEngine({
             workflow.REMOVE_JOBS: ("orchestrationTrigger", ValidateCountsCleanup.main),
             workflow.VALIDATE_JOB: ("orchestrationTrigger", ValidateJobOrchestrator.main),
+            workflow.LIST_SLICES: ("orchestrationTrigger", ValidateJobListing.main),
             workflow.REMOVE_JOB: ("activityTrigger", self.remove),
             workflow.BEGIN: ("activityTrigger", self.begin),
             workflow.LIST_PAGE: ("activityTrigger", self.page),
@@ -93,6 +95,12 @@ class Recorder:
             workflow.RESHARD: ("activityTrigger", self.reshard),
             workflow.FINISH: ("activityTrigger", self.finish),
         }, max_concurrent_activities=8)
+        return self.last_engine
+
+    def rounds(self, instance) -> list:
+        """The listing rounds (sub-orchestrations) of an instance, in order."""
+        engine = self.last_engine
+        return [engine.instances[key] for key in sorted(engine.instances) if key.startswith(f"{instance.instance_id}:")]
 
 
 JOB = {"jobKey": "render-42", "jobId": "Render-42"}
@@ -108,13 +116,19 @@ def episodes(instance, name):
     return list(grouped.values())
 
 
-async def test_listing_fans_out_over_slices_lists_every_task_once_then_sweeps_then_finish():
+async def test_listing_fans_out_over_slices_lists_every_task_once_then_sweeps_then_finish(monkeypatch):
+    monkeypatch.setattr(workflow, "PAGES_PER_ROUND", 2)  # several rounds for a job this small
     recorder = Recorder()
     instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v1")
     assert instance.runtime_status == "Completed", instance.output
     assert sorted(recorder.listed) == SPREAD_TASKS  # every task exactly once
     assert instance.output == {"jobId": "Render-42", "action": "validated", "tasksListed": len(SPREAD_TASKS)}
-    waves = episodes(instance, workflow.LIST_PAGE)
+    rounds = recorder.rounds(instance)
+    assert len(rounds) >= 3 and not episodes(instance, workflow.LIST_PAGE)  # pages live in the rounds' histories
+    for listing in rounds:  # each round stops once it listed its pages: its history stays short
+        waves = episodes(listing, workflow.LIST_PAGE)
+        assert sum(len(wave) for wave in waves) < 2 + PARALLEL
+    waves = [wave for listing in rounds for wave in episodes(listing, workflow.LIST_PAGE)]
     assert max(len(wave) for wave in waves) == PARALLEL and all(len(wave) <= PARALLEL for wave in waves)
     assert any(call[0] == "page" and call[3] is not None for call in recorder.calls)  # a slice paged on
     assert sorted(call for call in recorder.calls if call[0] == "sweep") == [("sweep", s) for s in range(PARTITIONS)]
@@ -206,9 +220,12 @@ async def test_a_job_deleted_mid_scan_is_removed_not_swept():
     assert not any(call[0] in ("sweep", "finish") for call in recorder.calls)
 
 
-async def test_resuming_from_a_history_cut_anywhere_finishes_without_redoing_finished_pages():
+async def test_resuming_a_listing_round_cut_anywhere_finishes_without_redoing_finished_pages():
+    """A host restarted mid-round replays that round's history: pages it finished are not listed again."""
     random.seed(3)
-    full = await Recorder().engine().run(workflow.VALIDATE_JOB, JOB, "v6")
+    recorder = Recorder()
+    await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v6")
+    [full] = recorder.rounds(Instance("v6", workflow.VALIDATE_JOB, None))
     page_calls = len([e for e in full.history if e.get("Name") == workflow.LIST_PAGE])
     cuts = [i for i, e in enumerate(full.history) if e["EventType"] == ORCHESTRATOR_STARTED]
     assert len(cuts) >= 6
@@ -216,11 +233,32 @@ async def test_resuming_from_a_history_cut_anywhere_finishes_without_redoing_fin
         history = copy.deepcopy(full.history[:cut])
         scheduled = {e["EventId"] for e in history if e.get("Name") == workflow.LIST_PAGE}
         finished = {e["TaskScheduledId"] for e in history if e["EventType"] in COMPLETION_EVENTS} & scheduled
-        recorder = Recorder()
-        resumed = await recorder.engine().resume(Instance("v6", workflow.VALIDATE_JOB, full.input, history=history))
+        again = Recorder()
+        resumed = await again.engine().resume(Instance(full.instance_id, workflow.LIST_SLICES, full.input,
+                                                       history=history))
         assert resumed.output == full.output, f"cut at event {cut}"
-        redone = [call for call in recorder.calls if call[0] == "page"]
+        redone = [call for call in again.calls if call[0] == "page"]
         assert len(redone) == page_calls - len(finished), f"cut at event {cut}"
+
+
+async def test_resuming_the_job_cut_anywhere_gives_the_same_result_and_redoes_no_finished_round(monkeypatch):
+    monkeypatch.setattr(workflow, "PAGES_PER_ROUND", 4)
+    random.seed(4)
+    recorder = Recorder()
+    full = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v12")
+    pages_of = {listing.instance_id: sum(e.get("Name") == workflow.LIST_PAGE for e in listing.history)
+                for listing in recorder.rounds(full)}
+    cuts = [i for i, e in enumerate(full.history) if e["EventType"] == ORCHESTRATOR_STARTED]
+    for cut in cuts:
+        history = copy.deepcopy(full.history[:cut])
+        finished = {e["TaskScheduledId"] for e in history if e["EventType"] in COMPLETION_EVENTS}
+        done_rounds = [e["InstanceId"] for e in history if e.get("Name") == workflow.LIST_SLICES
+                       and e["EventId"] in finished]
+        again = Recorder()
+        resumed = await again.engine().resume(Instance("v12", workflow.VALIDATE_JOB, full.input, history=history))
+        assert resumed.output == full.output, f"cut at event {cut}"
+        redone = sum(call[0] == "page" for call in again.calls)
+        assert redone == sum(pages_of.values()) - sum(pages_of[key] for key in done_rounds), f"cut at event {cut}"
 
 
 @settings(max_examples=200)
@@ -272,7 +310,8 @@ async def test_the_clean_up_removes_every_job_it_is_given_at_once():
 def test_workflow_names_are_function_folders_with_the_right_trigger():
     from tools.funchost import FunctionApp
     app = FunctionApp.load()
-    expected = {workflow.REMOVE_JOBS: "orchestrationTrigger", workflow.VALIDATE_JOB: "orchestrationTrigger"}
+    expected = {workflow.REMOVE_JOBS: "orchestrationTrigger", workflow.VALIDATE_JOB: "orchestrationTrigger",
+                workflow.LIST_SLICES: "orchestrationTrigger"}
     expected.update({name: "activityTrigger" for name in (workflow.REMOVE_JOB, workflow.BEGIN, workflow.RESHARD,
                                                           workflow.LIST_PAGE, workflow.SWEEP, workflow.FINISH)})
     for name, trigger in expected.items():
