@@ -69,10 +69,10 @@ async def batch_job_size(job_id: str) -> int:
     return HOT_JOB_TASKS if jobs == "1" else 1_000
 
 
-def lifecycle_events(count: int, jobs: int, prefix: str) -> list[dict]:
-    """Events of tasks moving active -> running -> completed, interleaved across tasks."""
+def lifecycle_events(count: int, jobs: int, prefix: str, start: int = 0) -> list[dict]:
+    """Events ``start``..``count`` of tasks moving active -> running -> completed, interleaved across tasks."""
     events, states = [], ("active", "running", "completed")
-    for n in range(count):
+    for n in range(start, count):
         task, step = divmod(n, 3)
         job = f"{prefix}-{task % jobs}"
         at = f"2025-06-01T{step:02d}:00:00.{task % 10_000_000:07d}Z"
