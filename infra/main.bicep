@@ -86,6 +86,10 @@ param stallMinutes int = 15
 @maxValue(100)
 @description('Recent failed / completed at or above this percentage: the job is failing (alerted once per spell).')
 param failureAlertPercent int = 20
+@minValue(0)
+@maxValue(5000)
+@description('A job\'s counts may be answered from a read this many milliseconds old, refreshed in the background while polled (0: always read).')
+param countsMaxAgeMs int = 250
 @description('E-mail addresses the stalled and failing alerts go to.')
 param alertEmails array = []
 
@@ -234,6 +238,7 @@ module app 'app/function.bicep' = {
     progressMaxPoints: progressMaxPoints
     stallMinutes: stallMinutes
     failureAlertPercent: failureAlertPercent
+    countsMaxAgeMs: countsMaxAgeMs
     serviceLogNamespace: serviceLogHub.outputs.fullyQualifiedNamespace
     serviceLogHubName: serviceLogHub.outputs.hubName
     serviceLogConsumerGroup: serviceLogHub.outputs.consumerGroupName

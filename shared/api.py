@@ -75,11 +75,10 @@ async def get_task_counts(store: CountsStore, job_id: str, reading: Reading) -> 
     invalid = invalid_job_id(job_id)
     if invalid is not None:
         return invalid
-    job, recent = await asyncio.gather(store.get_job_counts(job_id.lower()),
-                                       store.recent_progress(job_id.lower(), reading.now - reading.rules.window))
+    job, points = await store.job_reading(job_id.lower(), reading.now - reading.rules.window)
     if job is None:
         return _job_not_found(job_id)
-    view = _view(job, recent[2], reading)
+    view = _view(job, points, reading)
     return conditional(view.body(), view.version(), reading.if_none_match)
 
 

@@ -31,6 +31,7 @@ PROGRESS_WINDOW_MINUTES = "PROGRESS_WINDOW_MINUTES"
 PROGRESS_MAX_POINTS = "PROGRESS_MAX_POINTS"
 STALL_MINUTES = "STALL_MINUTES"
 FAILURE_ALERT_PERCENT = "FAILURE_ALERT_PERCENT"
+COUNTS_MAX_AGE_MS = "COUNTS_MAX_AGE_MS"
 # Read by the Functions host, not by code: function.json says "%NAME%" (schedules, the hub).
 VALIDATION_SCHEDULE = "VALIDATION_SCHEDULE"
 TASK_SYNC_SCHEDULE = "TASK_SYNC_SCHEDULE"
@@ -50,7 +51,7 @@ APP_SETTINGS = (
     BATCH_ACCOUNT_URL, BATCH_ACCOUNT_NAME, BATCH_ACCOUNT_KEY, VALIDATION_MAX_TASKS, VALIDATION_PARALLEL_LISTINGS,
     RETENTION_DAYS,
     TASK_SYNC_MAX_JOBS, TASK_SYNC_MAX_PAGES, TASK_SYNC_OVERLAP_SECONDS,
-    PROGRESS_WINDOW_MINUTES, PROGRESS_MAX_POINTS, STALL_MINUTES, FAILURE_ALERT_PERCENT,
+    PROGRESS_WINDOW_MINUTES, PROGRESS_MAX_POINTS, STALL_MINUTES, FAILURE_ALERT_PERCENT, COUNTS_MAX_AGE_MS,
     VALIDATION_SCHEDULE, TASK_SYNC_SCHEDULE, PROGRESS_SCHEDULE, BATCH_LOG_HUB, BATCH_LOG_CONSUMER_GROUP,
     BATCH_LOG_CONNECTION, BATCH_LOG_NAMESPACE, BATCH_LOG_CREDENTIAL, BATCH_LOG_CLIENT_ID,
 )
@@ -74,6 +75,7 @@ DEFAULT_PROGRESS_WINDOW_MINUTES = 10
 DEFAULT_PROGRESS_MAX_POINTS = 1000
 DEFAULT_STALL_MINUTES = 15
 DEFAULT_FAILURE_ALERT_PERCENT = 20
+DEFAULT_COUNTS_MAX_AGE_MS = 250
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Settings:
     progress_max_points: int = DEFAULT_PROGRESS_MAX_POINTS  # history points kept per job (older ones thinned)
     stall_minutes: int = DEFAULT_STALL_MINUTES  # tasks left, nothing completed this long: stalled
     failure_alert_percent: int = DEFAULT_FAILURE_ALERT_PERCENT  # recent failures at or above this: failing
+    counts_max_age_ms: int = DEFAULT_COUNTS_MAX_AGE_MS  # a job's counts may be answered from a read this recent
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -141,6 +144,7 @@ class Settings:
             progress_max_points=_int_setting(env, PROGRESS_MAX_POINTS, DEFAULT_PROGRESS_MAX_POINTS, 10, 10_000),
             stall_minutes=_int_setting(env, STALL_MINUTES, DEFAULT_STALL_MINUTES, 1, 7 * 24 * 60),
             failure_alert_percent=_int_setting(env, FAILURE_ALERT_PERCENT, DEFAULT_FAILURE_ALERT_PERCENT, 1, 100),
+            counts_max_age_ms=_int_setting(env, COUNTS_MAX_AGE_MS, DEFAULT_COUNTS_MAX_AGE_MS, 0, 5000),
         )
 
 

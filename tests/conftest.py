@@ -27,9 +27,12 @@ def azurite():
 
 
 def make_settings(azurite: Azurite, **overrides) -> Settings:
-    """Settings for an isolated set of tables (a fresh prefix per call)."""
+    """Settings for an isolated set of tables (a fresh prefix per call). Counts are read afresh on every
+    request (COUNTS_MAX_AGE_MS=0), so a test sees its own writes at once; the recent-read window is
+    tested on its own (tests/unit/test_recent.py, test_functions.py) and runs at its default in the
+    local stack (tests/e2e)."""
     env = {"AzureWebJobsStorage": azurite.connection_string,
-           "COUNTS_TABLE_PREFIX": f"t{os.getpid()}n{next(_prefixes)}"}
+           "COUNTS_TABLE_PREFIX": f"t{os.getpid()}n{next(_prefixes)}", "COUNTS_MAX_AGE_MS": "0"}
     env.update({key: str(value) for key, value in overrides.items()})
     return Settings.from_env(env)
 

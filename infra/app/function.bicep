@@ -27,6 +27,7 @@ param progressWindowMinutes int
 param progressMaxPoints int
 param stallMinutes int
 param failureAlertPercent int
+param countsMaxAgeMs int
 param serviceLogNamespace string
 param serviceLogHubName string
 param serviceLogConsumerGroup string
@@ -197,6 +198,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'FAILURE_ALERT_PERCENT'
           value: string(failureAlertPercent)
+        }
+        {
+          name: 'COUNTS_MAX_AGE_MS'
+          value: string(countsMaxAgeMs)
         }
         {
           name: 'BATCH_LOG_HUB'

@@ -18,6 +18,7 @@ from shared.progress import Episodes, Point
 from shared.store.history import ProgressHistory
 from shared.store.jobs import JobIndex, JobSize
 from shared.store.layout import ROWS_PER_PARTITION
+from shared.store.recent import RecentReads
 from shared.store.records import ApplyOutcome, JobCounts, JobRecord, Observed, SyncPosition
 from shared.store.rejected import RejectedEvents
 from shared.store.scans import ScanListings
@@ -32,8 +33,10 @@ class CountsStore:
     events and progress history, over five tables named ``{prefix}tasks|jobs|scans|rejected|history``."""
 
     def __init__(self, service: TableServiceClient, table_prefix: str, job_partitions: int,
-                 rows_per_partition: int = ROWS_PER_PARTITION, job_size: JobSize | None = None):
+                 rows_per_partition: int = ROWS_PER_PARTITION, job_size: JobSize | None = None,
+                 counts_max_age: float = 0.0):
         self._service = service
+        self._recent_readings: RecentReads[tuple[JobCounts | None, list[Point]]] = RecentReads(counts_max_age)
         self.task_rows = TaskRows(service.get_table_client(f"{table_prefix}tasks"))
         self.job_index = JobIndex(service.get_table_client(f"{table_prefix}jobs"), job_partitions, rows_per_partition,
                                   job_size)
@@ -49,9 +52,10 @@ class CountsStore:
     def from_settings(cls, settings: Settings, job_size: JobSize | None = None) -> "CountsStore":
         """``job_size``: Batch's own count of a job's tasks, to size a job's partitions on first sight."""
         return cls(service_client(settings), settings.table_prefix, settings.job_partitions,
-                   settings.job_partition_rows, job_size)
+                   settings.job_partition_rows, job_size, settings.counts_max_age_ms / 1000)
 
     async def close(self) -> None:
+        await self._recent_readings.close()
         for client in (*self._tables, self._service):
             await client.close()
 
@@ -120,6 +124,14 @@ class CountsStore:
                 return await self._counts_of(job)
             self.job_index.remember(job)
             return sum_counters(job, *counters)
+
+    async def job_reading(self, job_key: str, window_start: datetime) -> tuple[JobCounts | None, list[Point]]:
+        """What a poll of the job's counts is answered from: its counts and its progress points since
+        ``window_start``, from a read at most ``COUNTS_MAX_AGE_MS`` old (see shared.store.recent)."""
+        async def read() -> tuple[JobCounts | None, list[Point]]:
+            job, recent = await asyncio.gather(self.get_job_counts(job_key), self.recent_progress(job_key, window_start))
+            return job, recent[2]
+        return await self._recent_readings.get(job_key, read)
 
     async def list_jobs(self, max_results: int, continuation: str | None) -> tuple[list[JobCounts], str | None]:
         """One page of the job index with each job's counts; the token is opaque to callers."""

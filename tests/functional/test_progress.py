@@ -133,3 +133,24 @@ async def test_bad_history_requests_get_batch_style_errors(azurite):
             assert {"key": "QueryParameterName", "value": "since"} in reply.body["values"]
         assert (await api.job_history(store, "no-such-job", {}, reading(settings, T0))).status == 404
         assert (await api.job_history(store, "bad/id", {}, reading(settings, T0))).status == 400
+
+
+async def test_polls_are_answered_from_a_recent_read_and_see_a_change_within_its_age(azurite):
+    """COUNTS_MAX_AGE_MS: a poll right after a change may show the counts before it; a job polled on
+    sees the change within the age (plus one read), never waiting for storage itself."""
+    import asyncio
+    import time
+
+    async with store_of(azurite, COUNTS_MAX_AGE_MS=300) as (store, settings):
+        await run_tasks(store, "Job-R", range(3), TaskState.ACTIVE, 1)
+        first = await api.get_task_counts(store, "job-r", reading(settings, T0))
+        await run_tasks(store, "Job-R", range(3), TaskState.RUNNING, 2)
+        changed_at = time.monotonic()
+        assert (await api.get_task_counts(store, "job-r", reading(settings, T0))).body == first.body
+        while True:
+            reply = await api.get_task_counts(store, "job-r", reading(settings, T0))
+            if reply.body["taskCounts"]["running"] == 3:
+                break
+            assert time.monotonic() - changed_at < 0.3 + 0.5, "the change did not show within the age"
+            await asyncio.sleep(0.01)
+        assert reply.body["taskCounts"]["active"] == 0
