@@ -59,6 +59,11 @@ def service_client(settings: Settings) -> TableServiceClient:
     return TableServiceClient(endpoint=settings.table_service_uri, credential=credential, **_CLIENT_OPTIONS)
 
 
+def row_etag(row: Any) -> str | None:
+    """The ETag a row was read with (None for no row)."""
+    return None if row is None else row.metadata["etag"]
+
+
 def if_match(etag: str) -> dict[str, Any]:
     return {"mode": "replace", "etag": etag, "match_condition": MatchConditions.IfNotModified}
 

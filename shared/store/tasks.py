@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import AsyncIterator, Iterable, Sequence
 
@@ -29,7 +29,7 @@ from shared.store.layout import MARK_COLUMNS, CounterRead, Inconsistent, Marks, 
 from shared.store.records import Observed
 from shared.store.tables import (
     CONFLICT_STATUSES, MAX_TRANSACTION_OPERATIONS, RESENDABLE, delete_partition, if_match, read_rows, retry_pause,
-    storage_call, unavailable,
+    row_etag, storage_call, unavailable,
 )
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ PARTITIONS_IN_FLIGHT = 8
 MOVE_WAIT_SECONDS = 0.05  # a batch in flight takes two more transactions
 HELP_MOVER_AFTER = 20  # waits on a row in flight (~1 s) before a writer finishes the move itself
 READ_ATTEMPTS = 8
+COUNTERS_KEPT = 4096  # partitions whose counter row, as last written here, saves the next write a read
 
 
 def _hand_out(changes: list[Change], group: list[tuple[Sequence[Observed], asyncio.Future]]) -> None:
@@ -75,6 +76,9 @@ class TaskRows:
         self._partition_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # partition key -> observations waiting for its lock, each with its caller's future
         self._queued: dict[str, list[tuple[Sequence[Observed], asyncio.Future]]] = defaultdict(list)
+        # partition key -> (counter row, its ETag) as this process last wrote or read it. Every write
+        # to a partition is conditional on that ETag, so a stale one fails (412) and is read afresh.
+        self._counters: OrderedDict[str, tuple[dict, str]] = OrderedDict()
 
     async def apply(self, jobs: dict[str, tuple[int, list[Observed]]]) -> list[Change]:
         """Apply each job's observations (job key -> (its partitions, observations)) exactly once;
@@ -148,13 +152,20 @@ class TaskRows:
         elsewhere: dict[int, set[str]] = {}
         attempt = waits = 0
         while attempt < CONFLICT_ATTEMPTS:
+            known = self._counters.get(pk) if attempt == 0 else None
             if snapshot is not None and attempt == 0 and not marks_of(snapshot.counter).next_layout(partitions):
-                counter, rows = snapshot.counter, {key: snapshot.rows[key] for key in newest if key in snapshot.rows}
+                counter, counter_etag = snapshot.counter, row_etag(snapshot.counter)
+                rows = {key: snapshot.rows[key] for key in newest if key in snapshot.rows}
+            elif known is not None:
+                counter, counter_etag = known
+                async with storage_call("reading task rows"):
+                    rows = await read_rows(self.table, pk, list(newest))
             else:
                 async with storage_call("reading task rows"):
                     # The counter row apart: it sorts first, and a range read of the task keys must not span to it.
                     counter, rows = await asyncio.gather(reshard.read_counter(self.table, pk),
                                                          read_rows(self.table, pk, list(newest)))
+                counter_etag = row_etag(counter)
             marks = marks_of(counter)
             later = marks.next_layout(partitions)
             elsewhere = {}
@@ -173,14 +184,18 @@ class TaskRows:
             stored = {key: status_of_row(row) for key, row in rows.items()}
             changes = changes_to_apply(stored, here)
             try:
-                await self._commit(pk, changes, rows, counter, marks, display_ids, applied)
+                counter, counter_etag = await self._commit(pk, changes, rows, counter, counter_etag, marks,
+                                                           display_ids, applied)
+                self._keep_counter(pk, counter, counter_etag)
                 break
             except HttpResponseError as error:
+                self._counters.pop(pk, None)
                 if error.status_code not in CONFLICT_STATUSES:
                     raise unavailable(error, "writing task rows") from error
                 logger.debug("partition changed under us; re-reading",
                              extra={"partition": pk, "attempt": attempt})
             except AzureError as error:
+                self._counters.pop(pk, None)
                 raise unavailable(error, "writing task rows") from error
             await retry_pause(attempt)
             attempt += 1
@@ -188,11 +203,20 @@ class TaskRows:
             raise StoreUnavailableError(f"partition {pk} stayed contended after {CONFLICT_ATTEMPTS} attempts")
         return list(applied.values()), later, elsewhere
 
+    def _keep_counter(self, pk: str, counter: dict | None, etag: str | None) -> None:
+        if counter is None or etag is None:
+            return
+        self._counters[pk] = (counter, etag)
+        self._counters.move_to_end(pk)
+        while len(self._counters) > COUNTERS_KEPT:
+            self._counters.popitem(last=False)
+
     async def _commit(self, pk: str, changes: list[Change], rows: dict[str, dict], counter: dict | None,
-                      marks: Marks, display_ids: dict[str, str], applied: dict[str, Change]) -> None:
-        """Write changes in transactions of <= 100 operations, each moving the counter row too."""
+                      counter_etag: str | None, marks: Marks, display_ids: dict[str, str],
+                      applied: dict[str, Change]) -> tuple[dict | None, str | None]:
+        """Write changes in transactions of <= 100 operations, each moving the counter row too; the
+        counter row and its ETag as they now are."""
         tasks, slots = counts_of_row(counter)
-        counter_etag = counter.metadata["etag"] if counter is not None else None
         per_transaction = MAX_TRANSACTION_OPERATIONS - 1
         for start in range(0, len(changes), per_transaction):
             chunk = changes[start:start + per_transaction]
@@ -211,8 +235,9 @@ class TaskRows:
             operations.append(("create", counter_update) if counter_etag is None
                               else ("update", counter_update, if_match(counter_etag)))
             results = await transactions.submit(self.table, operations, **RESENDABLE)
-            counter_etag = results[-1]["etag"]
+            counter, counter_etag = counter_update, results[-1]["etag"]
             applied.update((change.task_key, change) for change in chunk)
+        return counter, counter_etag
 
     # ---- counts ----------------------------------------------------------------------------
 

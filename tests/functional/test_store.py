@@ -275,3 +275,33 @@ async def test_a_sweep_corrects_from_the_rows_it_streamed_and_rereads_only_a_sta
     assert len(changes) == 2 and reads == ["snap|00"]  # the snapshot's write failed; one fresh read
     assert await counts(store, "snap") == Counts(active=3, completed=8, succeeded=8)
     await assert_counters_match_rows(store, "snap")
+
+
+async def test_a_writer_keeps_the_counter_it_wrote_and_a_stale_one_is_read_again(azurite, monkeypatch):
+    """The next write to a partition skips reading its counter row (this process wrote it last); when
+    another process wrote in between, the kept ETag fails and the counter is read afresh: exact counts."""
+    from shared.store import reshard
+
+    settings = make_settings(azurite)
+    first, second = CountsStore.from_settings(settings), CountsStore.from_settings(settings)
+    counter_reads = []
+    real_read_counter = reshard.read_counter
+
+    async def counting_read_counter(table, pk):
+        counter_reads.append(pk)
+        return await real_read_counter(table, pk)
+    monkeypatch.setattr(reshard, "read_counter", counting_read_counter)
+    try:
+        await first.apply([observe("Kept", f"t{n}", ACTIVE, 1) for n in range(5)])
+        assert counter_reads == ["kept|00"]
+        await first.apply([observe("Kept", f"t{n}", RUNNING, 2) for n in range(3)])
+        assert counter_reads == ["kept|00"]  # the counter as written last time
+        await second.apply([observe("Kept", "t9", ACTIVE, 1), observe("Kept", "t0", COMPLETED, 3, SUCCESS)])
+        counter_reads.clear()
+        outcome = await first.apply([observe("Kept", "t1", COMPLETED, 4, FAILURE), observe("Kept", "t5", ACTIVE, 1)])
+        assert outcome.applied == 2 and counter_reads == ["kept|00"]  # kept ETag failed: read again
+        assert await counts(first, "kept") == Counts(active=4, running=1, completed=2, succeeded=1, failed=1)
+        await assert_counters_match_rows(first, "kept")
+    finally:
+        await first.close()
+        await second.close()
