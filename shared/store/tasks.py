@@ -26,6 +26,7 @@ from shared.store.codec import (
     task_row,
 )
 from shared.store.layout import MARK_COLUMNS, CounterRead, Inconsistent, Marks, counted_twice, marks_of
+from shared.store.queries import stream_rows
 from shared.store.records import Observed
 from shared.store.tables import (
     CONFLICT_STATUSES, MAX_TRANSACTION_OPERATIONS, RESENDABLE, delete_partition, if_match, read_rows, retry_pause,
@@ -310,8 +311,7 @@ class TaskRows:
         for _ in range(3):
             async with storage_call("checking a counter row"):
                 counter, versions, differing, tasks, slots = None, {}, {}, ZERO, ZERO
-                async for row in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk},
-                                                           select=SWEEP_COLUMNS):
+                async for row in stream_rows(self.table, "PartitionKey eq @pk", {"pk": pk}, SWEEP_COLUMNS):
                     for name in [name for name, value in row.items() if value is None]:
                         del row[name]  # Azure answers a selected column a row lacks with null
                     if row["RowKey"] == COUNTER_ROW:

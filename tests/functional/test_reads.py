@@ -48,3 +48,35 @@ async def test_a_sparse_span_stops_scanning_and_reads_the_rest_by_key(table, mon
     assert set(rows) == expected(keys)
     assert "RowKey ge @low" in scanned[0] and any(" or " in query for query in scanned[1:])
     assert RANGE_SLACK * len(keys) + 1000 < 3000  # the span really was too sparse to scan through
+
+
+async def test_streamed_rows_are_the_sdks_rows_with_their_etags_across_pages(table):
+    """shared.store.queries.stream_rows reads what the SDK's query reads: every row of a partition over
+    several pages, the selected properties and each row's ETag; a quote in a key is quoted."""
+    from azure.data.tables import EdmType, EntityProperty
+
+    from shared.store.queries import stream_rows
+
+    odd = "job-'r|00"
+    await upsert_all(table, [{"PartitionKey": odd, "RowKey": f"t-{n:05d}", "N": n,
+                              "Big": EntityProperty(2**40 + n, EdmType.INT64), "S": f"s{n}"}
+                             for n in range(1005)])
+    for pk, select in ((PK, ["RowKey", "N"]), (odd, ["RowKey", "N", "Big", "S", "Missing"])):
+        ours = [row async for row in stream_rows(table, "PartitionKey eq @pk", {"pk": pk}, select)]
+        sdk = [row async for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": pk}, select=select)]
+        assert len(ours) == len(sdk) > 1000
+        assert [row.metadata["etag"] for row in ours] == [row.metadata["etag"] for row in sdk]
+        assert [row["RowKey"] for row in ours] == [row["RowKey"] for row in sdk]
+        assert all(row["N"] == int(row["RowKey"][2:]) for row in ours)
+    assert int(ours[7]["Big"]) == 2**40 + 7 and ours[7]["S"] == "s7"  # an Int64 comes as its decimal string
+
+
+async def test_streaming_a_missing_table_raises_not_found(settings):
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.data.tables.aio import TableClient
+
+    from shared.store.queries import stream_rows
+    async with TableClient.from_connection_string(settings.storage_connection, "nosuchtable") as missing:
+        with pytest.raises(ResourceNotFoundError):
+            async for _ in stream_rows(missing, "PartitionKey eq @pk", {"pk": "x"}, ["RowKey"]):
+                pass
