@@ -36,7 +36,7 @@ from shared.store.tables import (
 logger = logging.getLogger(__name__)
 
 CONFLICT_ATTEMPTS = 10
-PARTITIONS_IN_FLIGHT = 8
+PARTITIONS_IN_FLIGHT = 32  # a delivery over many small jobs touches as many partitions: overlap their round trips
 MOVE_WAIT_SECONDS = 0.05  # a batch in flight takes two more transactions
 HELP_MOVER_AFTER = 20  # waits on a row in flight (~1 s) before a writer finishes the move itself
 READ_ATTEMPTS = 8
