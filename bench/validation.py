@@ -71,21 +71,23 @@ async def seed(settings: Settings, sim_url: str, job: str, tasks: int, drift: fl
             next_link = page.next_link
             if next_link is None:
                 break
-        table = store.task_rows.table
+        tables = store.task_rows.tables
         transactions = []
         for shard, listed in by_shard.items():
             pk = partition_key(job_key, shard)
+            await tables.create(pk)
             rows = [{**task_row(pk, task_id.lower(), status), "TaskId": task_id} for task_id, status in listed]
-            transactions += [[("upsert", row) for row in rows[i:i + 100]] for i in range(0, len(rows), 100)]
+            transactions += [(pk, [("upsert", row) for row in rows[i:i + 100]]) for i in range(0, len(rows), 100)]
         in_flight = asyncio.Semaphore(8)
 
-        async def submit(operations):
+        async def submit(pk, operations):
             async with in_flight:
-                await table.submit_transaction(operations)
-        await asyncio.gather(*(submit(operations) for operations in transactions))
+                await tables.of(pk).submit_transaction(operations)
+        await asyncio.gather(*(submit(pk, operations) for pk, operations in transactions))
         for shard, listed in by_shard.items():
+            pk = partition_key(job_key, shard)
             tasks_counts, slot_counts = counts_of(status for _, status in listed)
-            await table.upsert_entity(counter_row(partition_key(job_key, shard), tasks_counts, slot_counts))
+            await tables.of(pk).upsert_entity(counter_row(pk, tasks_counts, slot_counts))
         seeded = time.perf_counter() - started
         moved = (await control(f"jobs/{job}/step", {"moves": int(tasks * drift), "seed": 2, "publish": False}))["moves"]
         await reader.close()

@@ -118,9 +118,9 @@ async def schedule(client: Any, deps: Deps) -> dict:
 
 
 async def remove_job(deps: Deps, job: dict) -> dict:
-    rows = await deps.store.remove_job(job["jobKey"])
-    logger.info("job cleaned up", extra={"job_id": job["jobId"], "reason": job.get("reason"), "rows": rows})
-    return {"jobId": job["jobId"], "action": "removed", "reason": job.get("reason"), "rows": rows}
+    partitions = await deps.store.remove_job(job["jobKey"])
+    logger.info("job cleaned up", extra={"job_id": job["jobId"], "reason": job.get("reason"), "partitions": partitions})
+    return {"jobId": job["jobId"], "action": "removed", "reason": job.get("reason"), "partitions": partitions}
 
 
 async def begin(deps: Deps, job: dict) -> dict:

@@ -18,6 +18,7 @@ from shared.progress import Episodes, Point
 from shared.store.history import ProgressHistory
 from shared.store.jobs import JobIndex, JobSize
 from shared.store.layout import ROWS_PER_PARTITION
+from shared.store.partitions import PartitionTables
 from shared.store.recent import RecentReads
 from shared.store.records import ApplyOutcome, JobCounts, JobRecord, Observed, SyncPosition
 from shared.store.rejected import RejectedEvents
@@ -30,22 +31,22 @@ logger = logging.getLogger(__name__)
 
 class CountsStore:
     """Per-job task counts with exactly-once effect, the job index, validation listings, rejected
-    events and progress history, over five tables named ``{prefix}tasks|jobs|scans|rejected|history``."""
+    events and progress history: four tables named ``{prefix}jobs|scans|rejected|history``, and a
+    table per job partition for task and counter rows (shared.store.partitions)."""
 
     def __init__(self, service: TableServiceClient, table_prefix: str, job_partitions: int,
                  rows_per_partition: int = ROWS_PER_PARTITION, job_size: JobSize | None = None,
                  counts_max_age: float = 0.0):
         self._service = service
         self._recent_readings: RecentReads[tuple[JobCounts | None, list[Point]]] = RecentReads(counts_max_age)
-        self.task_rows = TaskRows(service.get_table_client(f"{table_prefix}tasks"))
+        self.task_rows = TaskRows(PartitionTables(service, table_prefix))
         self.job_index = JobIndex(service.get_table_client(f"{table_prefix}jobs"), job_partitions, rows_per_partition,
                                   job_size)
         self.rows_per_partition = rows_per_partition
         self.scans = ScanListings(service.get_table_client(f"{table_prefix}scans"))
         self.rejected = RejectedEvents(service.get_table_client(f"{table_prefix}rejected"))
         self.history = ProgressHistory(service.get_table_client(f"{table_prefix}history"))
-        self._tables = (self.task_rows.table, self.job_index.table, self.scans.table, self.rejected.table,
-                        self.history.table)
+        self._tables = (self.job_index.table, self.scans.table, self.rejected.table, self.history.table)
         self._tables_ready = False
 
     @classmethod
@@ -169,7 +170,7 @@ class CountsStore:
 
     async def reshard_partition(self, job_key: str, shard: int, target: int) -> int:
         """Move one partition's rows that belong elsewhere under ``target`` partitions; rows moved."""
-        return await reshard.move_source(self.task_rows.table, job_key, shard, target)
+        return await reshard.move_source(self.task_rows.tables, job_key, shard, target)
 
     async def finish_reshard(self, job_key: str, target: int) -> None:
         await self.job_index.finish_reshard(job_key, target)
@@ -197,17 +198,19 @@ class CountsStore:
         return await self.task_rows.reconcile_partition(job_key, shard, partitions, listed, scan_started_ticks, job_id)
 
     async def remove_job(self, job_key: str) -> int:
-        """Delete a job's task and counter rows, its listings and its index row; rows removed."""
+        """Delete a job's task and counter rows (its partitions' tables), its listings and its index
+        row; the partitions removed."""
         await self.ensure_tables()
         async with storage_call("removing a job"):
             job = await self.job_index.get(job_key)
             if job is None:
                 return 0
-            removed = await self.task_rows.delete_job_rows(job_key, max(job.partitions, job.resharding_to or 0))
+            removed = max(job.partitions, job.resharding_to or 0)
+            await self.task_rows.drop_job(job_key, removed)
             await self.scans.drop(job_key)
             await self.history.delete_job(job_key)
             await self.job_index.delete(job_key)
-        logger.info("job removed", extra={"job_id": job.job_id, "rows": removed})
+        logger.info("job removed", extra={"job_id": job.job_id, "partitions": removed})
         return removed
 
     # ---- delta sync and leases -------------------------------------------------------------

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Sequence
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.config import Settings
@@ -124,8 +124,16 @@ async def read_rows(table: TableClient, pk: str, row_keys: Sequence[str]) -> dic
     one scan of the partition instead of one per 14 keys, and new tasks' keys are mostly adjacent --
     until the span shows itself sparse (more than RANGE_SLACK rows per key asked): the keys not yet
     passed are then read with OR-filtered queries, several at a time.
+
+    A partition whose table does not exist (yet) has no rows.
     """
-    keys = sorted(set(row_keys))
+    try:
+        return await _read_rows(table, pk, sorted(set(row_keys)))
+    except ResourceNotFoundError:
+        return {}
+
+
+async def _read_rows(table: TableClient, pk: str, keys: list[str]) -> dict[str, Any]:
     if len(keys) <= KEYS_PER_QUERY or not all(key.isascii() for key in keys):  # ASCII: Python's order is storage's
         return await _read_by_or(table, pk, keys)
     wanted, found, scanned = set(keys), {}, 0

@@ -1,7 +1,7 @@
-"""Task rows and counter rows (``{prefix}tasks``): the exactly-once write path, counts, sweeps.
+"""Task rows and counter rows: the exactly-once write path, counts, sweeps.
 
 A job's tasks are spread over its partitions ``{jobKey}|{shard:02x}`` (shard = crc32(taskKey) mod
-partitions). Each partition holds its task rows (RowKey = task key) and one counter row (RowKey
+partitions), each in a table of its own (shared.store.partitions). Each partition holds its task rows (RowKey = task key) and one counter row (RowKey
 ``!counts``, sorting first) with that partition's counts. A task row and the counter row it moves
 change together in one entity-group transaction under ETag conditions: the exactly-once mechanism.
 """
@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Iterable, Sequence
 
 from azure.core.exceptions import (
-    AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError,
+    AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
 )
-from azure.data.tables.aio import TableClient
 
 from shared.counting import ZERO, Change, changes_to_apply, newest_per_task
 from shared.errors import StoreUnavailableError
@@ -26,11 +25,12 @@ from shared.store.codec import (
     task_row,
 )
 from shared.store.layout import MARK_COLUMNS, CounterRead, Inconsistent, Marks, counted_twice, marks_of
+from shared.store.partitions import PartitionTables
 from shared.store.queries import stream_rows
 from shared.store.records import Observed
 from shared.store.tables import (
-    CONFLICT_STATUSES, MAX_TRANSACTION_OPERATIONS, RESENDABLE, delete_partition, if_match, read_rows, retry_pause,
-    row_etag, storage_call, unavailable,
+    CONFLICT_STATUSES, MAX_TRANSACTION_OPERATIONS, RESENDABLE, if_match, read_rows, retry_pause, row_etag,
+    storage_call, unavailable,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,8 @@ SWEEP_COLUMNS = TASK_COLUMNS + COUNTER_COLUMNS + MARK_COLUMNS + ["TaskId", "Movi
 
 
 class TaskRows:
-    def __init__(self, table: TableClient):
-        self.table = table
+    def __init__(self, tables: PartitionTables):
+        self.tables = tables
         self._partition_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # partition key -> observations waiting for its lock, each with its caller's future
         self._queued: dict[str, list[tuple[Sequence[Observed], asyncio.Future]]] = defaultdict(list)
@@ -160,12 +160,12 @@ class TaskRows:
             elif known is not None:
                 counter, counter_etag = known
                 async with storage_call("reading task rows"):
-                    rows = await read_rows(self.table, pk, list(newest))
+                    rows = await read_rows(self.tables.of(pk), pk, list(newest))
             else:
                 async with storage_call("reading task rows"):
                     # The counter row apart: it sorts first, and a range read of the task keys must not span to it.
-                    counter, rows = await asyncio.gather(reshard.read_counter(self.table, pk),
-                                                         read_rows(self.table, pk, list(newest)))
+                    counter, rows = await asyncio.gather(reshard.read_counter(self.tables, pk),
+                                                         read_rows(self.tables.of(pk), pk, list(newest)))
                 counter_etag = row_etag(counter)
             marks = marks_of(counter)
             later = marks.next_layout(partitions)
@@ -179,7 +179,7 @@ class TaskRows:
             if any("MovingTo" in rows[key] for key in here if key in rows):  # a batch in flight
                 waits += 1
                 if waits % HELP_MOVER_AFTER == 0:  # the mover may have stopped: finish its batch
-                    await reshard.finish_batch(self.table, job_key, shard)
+                    await reshard.finish_batch(self.tables, job_key, shard)
                 await asyncio.sleep(MOVE_WAIT_SECONDS)
                 continue
             stored = {key: status_of_row(row) for key, row in rows.items()}
@@ -217,6 +217,8 @@ class TaskRows:
                       applied: dict[str, Change]) -> tuple[dict | None, str | None]:
         """Write changes in transactions of <= 100 operations, each moving the counter row too; the
         counter row and its ETag as they now are."""
+        if counter_etag is None:  # the partition's first write: its table may not exist yet
+            await self.tables.create(pk)
         tasks, slots = counts_of_row(counter)
         per_transaction = MAX_TRANSACTION_OPERATIONS - 1
         for start in range(0, len(changes), per_transaction):
@@ -235,7 +237,7 @@ class TaskRows:
             counter_update = counter_row(pk, tasks, slots, marks)
             operations.append(("create", counter_update) if counter_etag is None
                               else ("update", counter_update, if_match(counter_etag)))
-            results = await transactions.submit(self.table, operations, **RESENDABLE)
+            results = await transactions.submit(self.tables.of(pk), operations, **RESENDABLE)
             counter, counter_etag = counter_update, results[-1]["etag"]
             applied.update((change.task_key, change) for change in chunk)
         return counter, counter_etag
@@ -271,14 +273,17 @@ class TaskRows:
 
     async def _counter_rows(self, job_key: str, shards: Iterable[int]) -> list[dict | None]:
         """Counter rows, read concurrently (None for a partition with none yet)."""
-        return list(await asyncio.gather(*(reshard.read_counter(self.table, partition_key(job_key, shard))
+        return list(await asyncio.gather(*(reshard.read_counter(self.tables, partition_key(job_key, shard))
                                            for shard in shards)))
 
     async def partition_rows(self, job_key: str, shard: int) -> AsyncIterator[dict]:
         """Every row of one of a job's partitions, as stored (tests check counter rows with it)."""
-        async for row in self.table.query_entities("PartitionKey eq @pk",
-                                                   parameters={"pk": partition_key(job_key, shard)}):
-            yield row
+        pk = partition_key(job_key, shard)
+        try:
+            async for row in self.tables.of(pk).query_entities("PartitionKey eq @pk", parameters={"pk": pk}):
+                yield row
+        except ResourceNotFoundError:  # no table: never written
+            return
 
     # ---- validation ------------------------------------------------------------------------
 
@@ -311,17 +316,20 @@ class TaskRows:
         for _ in range(3):
             async with storage_call("checking a counter row"):
                 counter, versions, differing, tasks, slots = None, {}, {}, ZERO, ZERO
-                async for row in stream_rows(self.table, "PartitionKey eq @pk", {"pk": pk}, SWEEP_COLUMNS):
-                    for name in [name for name, value in row.items() if value is None]:
-                        del row[name]  # Azure answers a selected column a row lacks with null
-                    if row["RowKey"] == COUNTER_ROW:
-                        counter = row
-                        continue
-                    status = status_of_row(row)
-                    tasks, slots = tasks + status.task_counts(), slots + status.slot_counts()
-                    versions[row["RowKey"]] = (status.version, status.deleted)
-                    if row["RowKey"] not in listed or listed[row["RowKey"]][1].version != status.version:
-                        differing[row["RowKey"]] = row
+                try:
+                    async for row in stream_rows(self.tables.of(pk), "PartitionKey eq @pk", {"pk": pk}, SWEEP_COLUMNS):
+                        for name in [name for name, value in row.items() if value is None]:
+                            del row[name]  # Azure answers a selected column a row lacks with null
+                        if row["RowKey"] == COUNTER_ROW:
+                            counter = row
+                            continue
+                        status = status_of_row(row)
+                        tasks, slots = tasks + status.task_counts(), slots + status.slot_counts()
+                        versions[row["RowKey"]] = (status.version, status.deleted)
+                        if row["RowKey"] not in listed or listed[row["RowKey"]][1].version != status.version:
+                            differing[row["RowKey"]] = row
+                except ResourceNotFoundError:  # no table: the partition was never written
+                    pass
                 if counts_of_row(counter) == (tasks, slots):
                     return versions, False, Snapshot(counter, differing)
                 # The counter row sorts first, so it was read before every task row, and every
@@ -330,10 +338,11 @@ class TaskRows:
                 try:
                     async with self._partition_locks[pk]:
                         row = counter_row(pk, tasks, slots, marks_of(counter))
+                        table = self.tables.of(pk)
                         if counter is None:
-                            await self.table.create_entity(row, **RESENDABLE)
+                            await table.create_entity(row, **RESENDABLE)
                         else:
-                            await self.table.update_entity(row, **if_match(counter.metadata["etag"]))
+                            await table.update_entity(row, **if_match(counter.metadata["etag"]))
                     logger.warning("counter row repaired", extra={
                         "partition": pk, "was": str(counts_of_row(counter)[0]), "now": str(tasks)})
                     return versions, True, None
@@ -341,6 +350,9 @@ class TaskRows:
                     continue
         return versions, None, None
 
-    async def delete_job_rows(self, job_key: str, partitions: int) -> int:
-        """Delete every task and counter row of a job; rows removed."""
-        return sum([await delete_partition(self.table, partition_key(job_key, shard)) for shard in range(partitions)])
+    async def drop_job(self, job_key: str, partitions: int) -> None:
+        """Delete every task and counter row of a job: its partitions' tables."""
+        for shard in range(partitions):
+            pk = partition_key(job_key, shard)
+            self._counters.pop(pk, None)
+            await self.tables.drop(pk)

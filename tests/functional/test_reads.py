@@ -11,8 +11,8 @@ PK = "job-r|00"
 
 @pytest.fixture
 async def table(store):
-    await create_table(store.task_rows.table)
-    table = store.task_rows.table
+    table = store.task_rows.tables.of(PK)
+    await create_table(table)
     await upsert_all(table, [{"PartitionKey": PK, "RowKey": f"t-{n:05d}", "N": n} for n in range(0, 6000, 2)])
     return table
 

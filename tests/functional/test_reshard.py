@@ -106,12 +106,12 @@ async def test_a_move_stopped_mid_batch_is_finished_by_a_writer_then_resumed(azu
     job = "stopped"
     await store.apply([observe(job, f"t{n}", ACTIVE, 1) for n in range(300)])
     away = sorted(key for key in (f"t{n}" for n in range(300)) if shard_of(key, 2) == 1)
-    await reshard.seal(store.task_rows.table, job, 0, 2)
-    assert await reshard._start_batch(store.task_rows.table, job, 0, 1, away[:50]) == 50  # then "crashes"
+    await reshard.seal(store.task_rows.tables, job, 0, 2)
+    assert await reshard._start_batch(store.task_rows.tables, job, 0, 1, away[:50]) == 50  # then "crashes"
     assert (await store.get_job_counts(job)).tasks == Counts(active=300)
 
     await store.apply([observe(job, away[0], RUNNING, 2)])  # waits on the row in flight, then finishes the move
-    source = await store.task_rows.table.get_entity(f"{job}|00", COUNTER_ROW)
+    source = await reshard.read_counter(store.task_rows.tables, f"{job}|00")
     assert marks_of(source).move_done == 1 and not marks_of(source).move_out
     assert (await store.get_job_counts(job)).tasks == Counts(active=299, running=1)
 

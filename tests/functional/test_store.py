@@ -219,24 +219,26 @@ async def test_an_upsert_transaction_cut_after_storage_answered_is_sent_again(az
         await proxy.cleanup()
 
 
-async def test_deliveries_queued_on_one_partition_are_applied_together_each_told_its_own(azurite):
+async def test_deliveries_queued_on_one_partition_are_applied_together_each_told_its_own(azurite, monkeypatch):
     """Twenty concurrent deliveries to one partition in one process: fewer storage round trips
     than deliveries (they fold while the lock is held), every caller gets the changes it made."""
+    from shared.store import transactions as transactions_module
+
     store = CountsStore.from_settings(make_settings(azurite, JOB_PARTITIONS=1))
     await store.apply([observe("busy", "warm", ACTIVE, 1)])
     transactions = 0
-    submit = store.task_rows.table.submit_transaction
+    submit = transactions_module.submit
 
     async def counting_submit(*args, **kwargs):
         nonlocal transactions
         transactions += 1
         return await submit(*args, **kwargs)
 
-    store.task_rows.table.submit_transaction = counting_submit
+    monkeypatch.setattr(transactions_module, "submit", counting_submit)
     deliveries = [[observe("busy", f"d{d}-t{n}", ACTIVE, 1) for n in range(5)] for d in range(20)]
     deliveries[3].append(observe("busy", "d2-t0", RUNNING, 2))  # supersedes delivery 2's observation of d2-t0
     outcomes = await asyncio.gather(*(store.apply(delivery) for delivery in deliveries))
-    assert transactions < len(deliveries)
+    assert 0 < transactions < len(deliveries)
     assert [outcome.applied for outcome in outcomes[:4]] == [5, 5, 4, 6]
     assert sum(outcome.applied for outcome in outcomes) == 100
     assert await counts(store, "busy") == Counts(active=100, running=1)
@@ -305,3 +307,36 @@ async def test_a_writer_keeps_the_counter_it_wrote_and_a_stale_one_is_read_again
     finally:
         await first.close()
         await second.close()
+
+
+async def test_removing_a_job_drops_its_partition_tables_and_a_writer_that_knew_them_starts_afresh(azurite,
+                                                                                                 monkeypatch):
+    """Each partition lives in a table of its own: removal deletes the job's tables (not row by row)
+    and leaves other jobs alone; a process still holding the removed job's counter rows writes the
+    job's next events into new tables, counted from zero."""
+    from shared.store import jobs
+    from shared.store.partitions import table_name
+
+    monkeypatch.setattr(jobs, "JOB_CACHE_SECONDS", 0)  # the writer registers the job again at once
+
+    settings = make_settings(azurite, JOB_PARTITIONS=2)
+    remover, writer = CountsStore.from_settings(settings), CountsStore.from_settings(settings)
+    await writer.apply([observe("Gone", f"t{n}", RUNNING, 1) for n in range(40)]
+                       + [observe("Kept", f"t{n}", ACTIVE, 1) for n in range(10)])
+    names = {table_name(settings.table_prefix, f"gone|{shard:02x}") for shard in range(2)}
+    assert names <= await table_names(remover)
+
+    assert await remover.remove_job("gone") == 2
+    assert not names & await table_names(remover)
+    assert await remover.get_job_counts("gone") is None
+    assert await counts(remover, "kept") == Counts(active=10)
+
+    await writer.apply([observe("Gone", "t0", COMPLETED, 2, SUCCESS), observe("Gone", "t1", ACTIVE, 2)])
+    assert await counts(remover, "gone") == Counts(active=1, completed=1, succeeded=1)
+    await assert_counters_match_rows(remover, "gone")
+    await remover.close()
+    await writer.close()
+
+
+async def table_names(store):
+    return {table.name async for table in store._service.list_tables()}

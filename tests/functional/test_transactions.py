@@ -15,8 +15,9 @@ PK = "job-x|0a"  # a key that needs percent-encoding in an entity URL
 
 @pytest.fixture
 async def table(store):
-    await create_table(store.task_rows.table)
-    return store.task_rows.table
+    table = store.task_rows.tables.of(PK)
+    await create_table(table)
+    return table
 
 
 async def test_creates_and_a_conditional_replace_commit_together_with_their_etags(table):

@@ -131,9 +131,10 @@ async def test_removed_tasks_missing_tasks_and_a_broken_counter_are_corrected(ap
     for n in range(100, 150):
         account.start(job, f"t{n:03d}", publish=False)  # moved on, unreported
     store = get_store(get_settings())
-    broken = await store.task_rows.table.get_entity(partition_key(job, 1), COUNTER_ROW)
+    table = store.task_rows.tables.of(partition_key(job, 1))
+    broken = await table.get_entity(partition_key(job, 1), COUNTER_ROW)
     broken["Active"] += 7  # a counter row that disagrees with its task rows
-    await store.task_rows.table.update_entity(broken)
+    await table.update_entity(broken)
 
     instance = await engine_for(function_app).run(workflow.VALIDATE_JOB, {"jobKey": job, "jobId": job}, "v-repairs")
     result = instance.output

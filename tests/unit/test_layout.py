@@ -1,5 +1,7 @@
 """The reshard layout rules, pure: how many partitions, the counter marks, and when counter rows
 read during a move can be trusted (shared.store.layout)."""
+import re
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -60,3 +62,18 @@ def test_a_destination_read_with_its_source_is_not_trusted_unless_in_the_settled
         counted_twice(mid_move)
     settled = [read(0, 0, splits=(2,), move_done=7), read(1, 0, move_in=7, move_from=0)]
     assert counted_twice(settled) == {}
+
+
+JOB_IDS = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-_"), min_size=1, max_size=64)
+
+
+@given(JOB_IDS, st.integers(0, MAX_PARTITIONS - 1), st.text(st.sampled_from("abcXYZ019"), max_size=39))
+def test_every_partition_has_a_valid_table_name_of_its_own(job_key, shard, prefix_tail):
+    from shared.store.codec import partition_key
+    from shared.store.partitions import table_name
+
+    prefix = "t" + prefix_tail  # COUNTS_TABLE_PREFIX: 1-40 letters and digits, a letter first
+    name = table_name(prefix, partition_key(job_key, shard))
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", name), name  # Azure's rule for table names
+    assert name != table_name(prefix, partition_key(job_key, (shard + 1) % MAX_PARTITIONS))
+    assert name != table_name(prefix, partition_key(job_key + "x", shard))
