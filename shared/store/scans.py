@@ -2,10 +2,13 @@
 kept until that shard's sweep (PartitionKey ``{jobKey}|{scanId}``, RowKey ``{shard:02x}-{pageId}``)."""
 from __future__ import annotations
 
+import base64
+
 from azure.data.tables.aio import TableClient
 
 from shared.counting import TaskStatus
 from shared.store.codec import listing_blob, listing_entries, scan_partition
+from shared.store.queries import stream_rows
 from shared.store.tables import delete_rows, storage_call, upsert_all
 
 
@@ -26,11 +29,10 @@ class ScanListings:
         """Everything the scan listed for one shard: task key -> (task id, status)."""
         listed: dict[str, tuple[str, TaskStatus]] = {}
         async with storage_call("reading a listing"):
-            async for row in self.table.query_entities(
-                    "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
-                    parameters={"pk": scan_partition(job_key, scan_id), "low": f"{shard:02x}-",
-                                "high": f"{shard:02x}."}):
-                for key, task_id, status in listing_entries(bytes(row["Listed"])):
+            async for row in stream_rows(self.table, "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                                         {"pk": scan_partition(job_key, scan_id), "low": f"{shard:02x}-",
+                                          "high": f"{shard:02x}."}, ["Listed"]):
+                for key, task_id, status in listing_entries(base64.b64decode(row["Listed"])):  # Edm.Binary
                     listed[key] = (task_id, status)
         return listed
 

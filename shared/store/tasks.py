@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import AsyncIterator, Iterable, Sequence
 
@@ -17,12 +17,12 @@ from azure.core.exceptions import (
     AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
 )
 
-from shared.counting import ZERO, Change, changes_to_apply, newest_per_task
+from shared.counting import Change, changes_to_apply, newest_per_task
 from shared.errors import StoreUnavailableError
 from shared.store import reconcile, reshard, transactions
 from shared.store.codec import (
-    COUNTER_COLUMNS, COUNTER_ROW, TASK_COLUMNS, counter_row, counts_of_row, partition_key, shard_of, status_of_row,
-    task_row,
+    COUNTER_COLUMNS, COUNTER_ROW, DELETED, TASK_COLUMNS, counter_row, counts_of_row, counts_of_rows, partition_key,
+    shard_of, status_of_row, task_row,
 )
 from shared.store.layout import MARK_COLUMNS, CounterRead, Inconsistent, Marks, counted_twice, marks_of
 from shared.store.partitions import PartitionTables
@@ -315,21 +315,23 @@ class TaskRows:
         versions: dict[str, tuple[str, bool]] = {}
         for _ in range(3):
             async with storage_call("checking a counter row"):
-                counter, versions, differing, tasks, slots = None, {}, {}, ZERO, ZERO
+                counter, versions, differing, tally = None, {}, {}, Counter()
                 try:
                     async for row in stream_rows(self.tables.of(pk), "PartitionKey eq @pk", {"pk": pk}, SWEEP_COLUMNS):
                         for name in [name for name, value in row.items() if value is None]:
                             del row[name]  # Azure answers a selected column a row lacks with null
-                        if row["RowKey"] == COUNTER_ROW:
+                        key = row["RowKey"]
+                        if key == COUNTER_ROW:
                             counter = row
                             continue
-                        status = status_of_row(row)
-                        tasks, slots = tasks + status.task_counts(), slots + status.slot_counts()
-                        versions[row["RowKey"]] = (status.version, status.deleted)
-                        if row["RowKey"] not in listed or listed[row["RowKey"]][1].version != status.version:
-                            differing[row["RowKey"]] = row
+                        tally[(row["State"], row.get("Result") or "", row["Slots"])] += 1
+                        version = row["Version"]
+                        versions[key] = (version, row["State"] == DELETED)
+                        if key not in listed or listed[key][1].version != version:
+                            differing[key] = row
                 except ResourceNotFoundError:  # no table: the partition was never written
                     pass
+                tasks, slots = counts_of_rows(tally)
                 if counts_of_row(counter) == (tasks, slots):
                     return versions, False, Snapshot(counter, differing)
                 # The counter row sorts first, so it was read before every task row, and every
