@@ -31,8 +31,9 @@ logger = logging.getLogger(__name__)
 
 class CountsStore:
     """Per-job task counts with exactly-once effect, the job index, validation listings, rejected
-    events and progress history: four tables named ``{prefix}jobs|scans|rejected|history``, and a
-    table per job partition for task and counter rows (shared.store.partitions)."""
+    events and progress history: four tables named ``{prefix}jobs|scans|rejected|history``, a table
+    per job partition for task and counter rows (shared.store.partitions) and one per validation
+    scan for its listing (shared.store.scans)."""
 
     def __init__(self, service: TableServiceClient, table_prefix: str, job_partitions: int,
                  rows_per_partition: int = ROWS_PER_PARTITION, job_size: JobSize | None = None,
@@ -43,7 +44,7 @@ class CountsStore:
         self.job_index = JobIndex(service.get_table_client(f"{table_prefix}jobs"), job_partitions, rows_per_partition,
                                   job_size)
         self.rows_per_partition = rows_per_partition
-        self.scans = ScanListings(service.get_table_client(f"{table_prefix}scans"))
+        self.scans = ScanListings(service, table_prefix)
         self.rejected = RejectedEvents(service.get_table_client(f"{table_prefix}rejected"))
         self.history = ProgressHistory(service.get_table_client(f"{table_prefix}history"))
         self._tables = (self.job_index.table, self.scans.table, self.rejected.table, self.history.table)

@@ -13,22 +13,20 @@ reads of a partition whose table does not exist see no rows.
 """
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 
 from azure.data.tables.aio import TableClient, TableServiceClient
 
-from shared.store.tables import create_table
+from shared.store.tables import create_table, hashed_table_name
 
 CLIENTS_KEPT = 4096  # table clients share the service's connections; keeping them saves rebuilding pipelines
-HASH_BYTES = 10  # 20 hex digits: with a prefix of up to 40 characters, a name stays within Azure's 63
 
 
 def table_name(prefix: str, pk: str) -> str:
     """The table holding partition ``pk`` (``{jobKey}|{shard:02x}``): a valid Azure table name
     (letters and digits) for any job id."""
     job_key, shard = pk.rsplit("|", 1)
-    return f"{prefix}p{hashlib.blake2b(job_key.encode(), digest_size=HASH_BYTES).hexdigest()}{shard}"
+    return hashed_table_name(prefix, "p", job_key) + shard
 
 
 class PartitionTables:

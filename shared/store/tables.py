@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from collections import defaultdict
 from contextlib import asynccontextmanager
@@ -39,6 +40,12 @@ _CLIENT_OPTIONS: dict[str, Any] = {
 # Transaction failures meaning "what was read is no longer what is stored": re-read, retry.
 CONFLICT_STATUSES = frozenset({404, 409, 412})
 RESENDABLE = {"retry_on_methods": frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"})}
+
+
+def hashed_table_name(prefix: str, kind: str, key: str) -> str:
+    """``{prefix}{kind}`` and 20 hex digits of a hash of ``key``: a valid Azure table name (letters and
+    digits, at most 63 with a prefix of up to 40, a one-letter kind and two more characters) for any key."""
+    return f"{prefix}{kind}{hashlib.blake2b(key.encode(), digest_size=10).hexdigest()}"
 
 
 def development_connection(connection: str) -> str:

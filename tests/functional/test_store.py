@@ -340,3 +340,26 @@ async def test_removing_a_job_drops_its_partition_tables_and_a_writer_that_knew_
 
 async def table_names(store):
     return {table.name async for table in store._service.list_tables()}
+
+
+async def test_each_scans_listing_is_a_table_dropped_whole_when_done_abandoned_or_the_job_removed(store):
+    """A scan's listing lives in a table of its own, indexed by job: finishing drops that scan's,
+    a new pass drops the job's scans older than its cut-off, removal drops the rest; other jobs'
+    listings stay."""
+    status = observe("j", "t", RUNNING, 1).status
+    scans = {("j", f"{n:019d}") for n in (1, 2, 3, 4)} | {("other", f"{1:019d}")}
+    await store.ensure_tables()
+    for job_key, scan_id in scans:
+        await store.record_listing(job_key, scan_id, "page-0", {0: [(f"{scan_id}-t", "T", status)]})
+    before = await table_names(store)
+
+    def listed(job_key, scan_id):
+        return store.listed_in_shard(job_key, scan_id, 0)
+
+    await store.drop_scans("j", scan_id=f"{4:019d}")  # a finished pass
+    await store.drop_scans("j", before=f"{3:019d}")  # abandoned scans: 1 and 2
+    assert [bool(await listed("j", f"{n:019d}")) for n in (1, 2, 3, 4)] == [False, False, True, False]
+    assert len(before - await table_names(store)) == 3
+    await store.drop_scans("j")  # as removing the job does
+    assert not await listed("j", f"{3:019d}") and await listed("other", f"{1:019d}")
+    assert len(before - await table_names(store)) == 4
