@@ -14,6 +14,7 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.config import Settings
 from shared.errors import ConfigError, StoreUnavailableError
+from shared.store import transactions
 
 # Azurite's well-known development account (public, documented by Microsoft).
 DEVELOPMENT_STORAGE = (
@@ -91,10 +92,11 @@ async def storage_call(doing: str):
 
 
 async def upsert_all(table: TableClient, rows: list[dict]) -> None:
-    """Upsert rows of one partition in transactions of <= 100 (idempotent: resent if cut)."""
+    """Upsert (insert or replace) rows of one partition in transactions of <= 100 (idempotent: resent
+    if cut), sent through the write path's own ``$batch``."""
     for start in range(0, len(rows), MAX_TRANSACTION_OPERATIONS):
-        await table.submit_transaction([("upsert", row) for row in rows[start:start + MAX_TRANSACTION_OPERATIONS]],
-                                       **RESENDABLE)
+        await transactions.submit(table, [("upsert", row) for row in rows[start:start + MAX_TRANSACTION_OPERATIONS]],
+                                  **RESENDABLE)
 
 
 async def delete_rows(table: TableClient, rows: list) -> None:

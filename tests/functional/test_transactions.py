@@ -56,8 +56,18 @@ async def test_a_failing_operation_raises_its_status_and_writes_nothing(table, f
 
 
 async def test_unknown_operations_are_refused_before_anything_is_sent(table):
-    with pytest.raises(ValueError, match="upsert"):
-        await submit(table, [("upsert", {"PartitionKey": PK, "RowKey": "r"})])
+    with pytest.raises(ValueError, match="merge"):
+        await submit(table, [("merge", {"PartitionKey": PK, "RowKey": "r"})])
+
+
+async def test_an_upsert_inserts_or_replaces_whatever_is_stored(table):
+    old = await table.create_entity({"PartitionKey": PK, "RowKey": "kept", "State": "active", "Extra": 1})
+    results = await submit(table, [("upsert", {"PartitionKey": PK, "RowKey": "kept", "State": "running"}),
+                                   ("upsert", {"PartitionKey": PK, "RowKey": "new", "State": "active"})])
+    stored = {row["RowKey"]: dict(row) async for row in table.query_entities("PartitionKey eq @pk",
+                                                                             parameters={"pk": PK})}
+    assert stored["kept"] == {"PartitionKey": PK, "RowKey": "kept", "State": "running"}  # replaced, not merged
+    assert stored["new"]["State"] == "active" and results[0]["etag"] not in (None, old["etag"])
 
 
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=60)
