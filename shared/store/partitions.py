@@ -34,16 +34,15 @@ class PartitionTables:
 
     def __init__(self, service: TableServiceClient, prefix: str):
         self._service, self._prefix = service, prefix
-        self._clients: OrderedDict[str, TableClient] = OrderedDict()
+        self._clients: OrderedDict[str, TableClient] = OrderedDict()  # by partition key: no hashing per call
 
     def of(self, pk: str) -> TableClient:
-        name = table_name(self._prefix, pk)
-        client = self._clients.get(name)
+        client = self._clients.get(pk)
         if client is None:
-            client = self._clients[name] = self._service.get_table_client(name)
+            client = self._clients[pk] = self._service.get_table_client(table_name(self._prefix, pk))
             while len(self._clients) > CLIENTS_KEPT:
                 self._clients.popitem(last=False)
-        self._clients.move_to_end(name)
+        self._clients.move_to_end(pk)
         return client
 
     async def create(self, pk: str) -> None:
