@@ -55,7 +55,8 @@ class BatchReader:
             from azure.identity.aio import DefaultAzureCredential
 
             credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
-        return cls(BatchClient(settings.batch_account_url, credential, **_CLIENT_OPTIONS))
+        return cls(BatchClient(settings.batch_account_url, credential, **_CLIENT_OPTIONS,
+                               use_env_settings=settings.proxy_from_environment))
 
     async def close(self) -> None:
         await self._client.close()

@@ -2,6 +2,7 @@
 job's validation outcome and the delta sync's position; and leases (PartitionKey ``leases``)."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -34,6 +35,7 @@ class JobIndex:
         self._job_size = job_size
         self._partition_counts: dict[str, int] = {}  # job key -> partitions (only ever grows)
         self._registered_at: dict[str, float] = {}  # job key -> when its index row was last known to exist
+        self._registering: dict[str, asyncio.Future[int]] = {}  # job key -> its registration under way
 
     def cached_partitions(self, job_key: str) -> int | None:
         return self._partition_counts.get(job_key)
@@ -47,10 +49,23 @@ class JobIndex:
 
     async def partitions_for(self, job_key: str, job_id: str) -> int:
         """The job's partition count, creating its index row on first sight (first-seen case wins),
-        sized by Batch's own count of its tasks where Batch can be asked."""
+        sized by Batch's own count of its tasks where Batch can be asked. Concurrent deliveries of a
+        new job share one registration (one read, one Batch call, one insert), not one each."""
         checked = self._registered_at.get(job_key)
         if checked is not None and time.monotonic() - checked < JOB_CACHE_SECONDS:
             return self._partition_counts[job_key]
+        registering = self._registering.get(job_key)
+        if registering is None:
+            registering = self._registering[job_key] = asyncio.ensure_future(self._register(job_key, job_id))
+            registering.add_done_callback(lambda done: self._registration_done(job_key, done))
+        return await asyncio.shield(registering)  # a caller cancelled leaves the others' registration running
+
+    def _registration_done(self, job_key: str, done: asyncio.Future[int]) -> None:
+        self._registering.pop(job_key, None)
+        if not done.cancelled():
+            done.exception()  # its waiters raise it; when all were cancelled, it is not left unretrieved
+
+    async def _register(self, job_key: str, job_id: str) -> int:
         async with storage_call("registering the job"):
             job = await self.get(job_key)
             if job is None:

@@ -57,14 +57,16 @@ def service_client(settings: Settings) -> TableServiceClient:
     if settings.storage_connection:
         try:
             return TableServiceClient.from_connection_string(
-                development_connection(settings.storage_connection), **_CLIENT_OPTIONS)
+                development_connection(settings.storage_connection), **_CLIENT_OPTIONS,
+                use_env_settings=settings.proxy_from_environment)
         except ValueError as error:
             raise ConfigError(f"AzureWebJobsStorage is not a usable connection string: {error}") from None
     from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
     credential = (ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
                   if settings.managed_identity_client_id else DefaultAzureCredential())
-    return TableServiceClient(endpoint=settings.table_service_uri, credential=credential, **_CLIENT_OPTIONS)
+    return TableServiceClient(endpoint=settings.table_service_uri, credential=credential, **_CLIENT_OPTIONS,
+                              use_env_settings=settings.proxy_from_environment)
 
 
 def row_etag(row: Any) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import AsyncIterator, Iterable, Sequence
 
@@ -22,8 +22,9 @@ from shared.errors import StoreUnavailableError
 from shared.store import reconcile, reshard, transactions
 from shared.store.codec import (
     COUNTER_COLUMNS, COUNTER_ROW, DELETED, TASK_COLUMNS, counter_row, counts_of_row, counts_of_rows, partition_key,
-    shard_of, status_of_row, task_row,
+    shard_of, task_row,
 )
+from shared.store.kept import KeptPartitions, KeptRow
 from shared.store.layout import MARK_COLUMNS, CounterRead, Inconsistent, Marks, counted_twice, marks_of
 from shared.store.partitions import PartitionTables
 from shared.store.queries import stream_rows
@@ -40,7 +41,6 @@ PARTITIONS_IN_FLIGHT = 32  # a delivery over many small jobs touches as many par
 MOVE_WAIT_SECONDS = 0.05  # a batch in flight takes two more transactions
 HELP_MOVER_AFTER = 20  # waits on a row in flight (~1 s) before a writer finishes the move itself
 READ_ATTEMPTS = 8
-COUNTERS_KEPT = 4096  # partitions whose counter row, as last written here, saves the next write a read
 
 
 def _hand_out(changes: list[Change], group: list[tuple[Sequence[Observed], asyncio.Future]]) -> None:
@@ -77,9 +77,8 @@ class TaskRows:
         self._partition_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # partition key -> observations waiting for its lock, each with its caller's future
         self._queued: dict[str, list[tuple[Sequence[Observed], asyncio.Future]]] = defaultdict(list)
-        # partition key -> (counter row, its ETag) as this process last wrote or read it. Every write
-        # to a partition is conditional on that ETag, so a stale one fails (412) and is read afresh.
-        self._counters: OrderedDict[str, tuple[dict, str]] = OrderedDict()
+        # Partitions as this process last wrote them: a write of kept rows reads nothing first.
+        self._kept = KeptPartitions()
 
     async def apply(self, jobs: dict[str, tuple[int, list[Observed]]]) -> list[Change]:
         """Apply each job's observations (job key -> (its partitions, observations)) exactly once;
@@ -153,20 +152,30 @@ class TaskRows:
         elsewhere: dict[int, set[str]] = {}
         attempt = waits = 0
         while attempt < CONFLICT_ATTEMPTS:
-            known = self._counters.get(pk) if attempt == 0 else None
+            kept = self._kept.get(pk) if attempt == 0 else None
+            complete = False  # whether ``rows`` are all the partition's task rows
             if snapshot is not None and attempt == 0 and not marks_of(snapshot.counter).next_layout(partitions):
                 counter, counter_etag = snapshot.counter, row_etag(snapshot.counter)
-                rows = {key: snapshot.rows[key] for key in newest if key in snapshot.rows}
-            elif known is not None:
-                counter, counter_etag = known
-                async with storage_call("reading task rows"):
-                    rows = await read_rows(self.tables.of(pk), pk, list(newest))
+                rows = {key: KeptRow.of_entity(snapshot.rows[key]) for key in newest if key in snapshot.rows}
+            elif kept is not None:
+                counter, counter_etag = kept.counter, kept.etag
+                rows = {key: kept.rows[key] for key in newest if key in kept.rows}
+                # In a sealed partition a task without a row is sent elsewhere, with no write here to
+                # prove the row absent: there only a read says so.
+                complete = kept.complete and not marks_of(counter).next_layout(partitions)
+                missing = [] if complete else [key for key in newest if key not in rows]
+                if missing:
+                    async with storage_call("reading task rows"):
+                        read = await read_rows(self.tables.of(pk), pk, missing)
+                    rows.update((key, KeptRow.of_entity(row)) for key, row in read.items())
             else:
                 async with storage_call("reading task rows"):
                     # The counter row apart: it sorts first, and a range read of the task keys must not span to it.
-                    counter, rows = await asyncio.gather(reshard.read_counter(self.tables, pk),
+                    counter, read = await asyncio.gather(reshard.read_counter(self.tables, pk),
                                                          read_rows(self.tables.of(pk), pk, list(newest)))
                 counter_etag = row_etag(counter)
+                rows = {key: KeptRow.of_entity(row) for key, row in read.items()}
+                complete = counter is None  # every write moves the counter row: none, no task rows
             marks = marks_of(counter)
             later = marks.next_layout(partitions)
             elsewhere = {}
@@ -176,27 +185,26 @@ class TaskRows:
                         elsewhere.setdefault(shard_of(key, later), set()).add(key)
             here = {key: status for key, status in newest.items() if key in rows or not later
                     or shard_of(key, later) == shard}
-            if any("MovingTo" in rows[key] for key in here if key in rows):  # a batch in flight
+            if any(rows[key].moving for key in here if key in rows):  # a batch in flight
                 waits += 1
                 if waits % HELP_MOVER_AFTER == 0:  # the mover may have stopped: finish its batch
                     await reshard.finish_batch(self.tables, job_key, shard)
                 await asyncio.sleep(MOVE_WAIT_SECONDS)
                 continue
-            stored = {key: status_of_row(row) for key, row in rows.items()}
-            changes = changes_to_apply(stored, here)
+            changes = changes_to_apply({key: row.status for key, row in rows.items()}, here)
             try:
-                counter, counter_etag = await self._commit(pk, changes, rows, counter, counter_etag, marks,
-                                                           display_ids, applied)
-                self._keep_counter(pk, counter, counter_etag)
+                written_counter, written_etag, written = await self._commit(
+                    pk, changes, rows, counter, counter_etag, marks, display_ids, applied)
+                self._kept.keep(pk, written_counter, written_etag, {**rows, **written}, complete, since=counter_etag)
                 break
             except HttpResponseError as error:
-                self._counters.pop(pk, None)
+                self._kept.forget(pk)
                 if error.status_code not in CONFLICT_STATUSES:
                     raise unavailable(error, "writing task rows") from error
                 logger.debug("partition changed under us; re-reading",
                              extra={"partition": pk, "attempt": attempt})
             except AzureError as error:
-                self._counters.pop(pk, None)
+                self._kept.forget(pk)
                 raise unavailable(error, "writing task rows") from error
             await retry_pause(attempt)
             attempt += 1
@@ -204,22 +212,15 @@ class TaskRows:
             raise StoreUnavailableError(f"partition {pk} stayed contended after {CONFLICT_ATTEMPTS} attempts")
         return list(applied.values()), later, elsewhere
 
-    def _keep_counter(self, pk: str, counter: dict | None, etag: str | None) -> None:
-        if counter is None or etag is None:
-            return
-        self._counters[pk] = (counter, etag)
-        self._counters.move_to_end(pk)
-        while len(self._counters) > COUNTERS_KEPT:
-            self._counters.popitem(last=False)
-
-    async def _commit(self, pk: str, changes: list[Change], rows: dict[str, dict], counter: dict | None,
+    async def _commit(self, pk: str, changes: list[Change], rows: dict[str, KeptRow], counter: dict | None,
                       counter_etag: str | None, marks: Marks, display_ids: dict[str, str],
-                      applied: dict[str, Change]) -> tuple[dict | None, str | None]:
+                      applied: dict[str, Change]) -> tuple[dict | None, str | None, dict[str, KeptRow]]:
         """Write changes in transactions of <= 100 operations, each moving the counter row too; the
-        counter row and its ETag as they now are."""
+        counter row and its ETag as they now are, and the task rows written."""
         if counter_etag is None:  # the partition's first write: its table may not exist yet
             await self.tables.create(pk)
         tasks, slots = counts_of_row(counter)
+        written: dict[str, KeptRow] = {}
         per_transaction = MAX_TRANSACTION_OPERATIONS - 1
         for start in range(0, len(changes), per_transaction):
             chunk = changes[start:start + per_transaction]
@@ -231,8 +232,8 @@ class TaskRows:
                     row["TaskId"] = display_ids[change.task_key]
                     operations.append(("create", row))
                 else:
-                    row["TaskId"] = existing.get("TaskId", display_ids[change.task_key])
-                    operations.append(("update", row, if_match(existing.metadata["etag"])))
+                    row["TaskId"] = existing.display_id(change.task_key)
+                    operations.append(("update", row, if_match(existing.etag)))
                 tasks, slots = tasks + change.task_delta, slots + change.slot_delta
             counter_update = counter_row(pk, tasks, slots, marks)
             operations.append(("create", counter_update) if counter_etag is None
@@ -240,7 +241,11 @@ class TaskRows:
             results = await transactions.submit(self.tables.of(pk), operations, **RESENDABLE)
             counter, counter_etag = counter_update, results[-1]["etag"]
             applied.update((change.task_key, change) for change in chunk)
-        return counter, counter_etag
+            for change, (_, row, *_), result in zip(chunk, operations, results):
+                if result["etag"] is not None:
+                    task_id = None if row["TaskId"] == change.task_key else row["TaskId"]
+                    written[change.task_key] = KeptRow(change.new, task_id, result["etag"], False)
+        return counter, counter_etag, written
 
     # ---- counts ----------------------------------------------------------------------------
 
@@ -345,6 +350,7 @@ class TaskRows:
                             await table.create_entity(row, **RESENDABLE)
                         else:
                             await table.update_entity(row, **if_match(counter.metadata["etag"]))
+                        self._kept.forget(pk)
                     logger.warning("counter row repaired", extra={
                         "partition": pk, "was": str(counts_of_row(counter)[0]), "now": str(tasks)})
                     return versions, True, None
@@ -356,5 +362,5 @@ class TaskRows:
         """Delete every task and counter row of a job: its partitions' tables."""
         for shard in range(partitions):
             pk = partition_key(job_key, shard)
-            self._counters.pop(pk, None)
+            self._kept.forget(pk)
             await self.tables.drop(pk)

@@ -143,3 +143,19 @@ async def test_a_new_job_is_sized_by_batchs_own_count(azurite):
     assert partitions == {"small": 2, "large": 4, "unknown": 2, "flaky": 2}
     assert sorted(asked) == ["flaky", "large", "small", "unknown"]  # once per job, on first sight
     await store.close()
+
+
+async def test_concurrent_deliveries_of_a_new_job_share_one_registration(azurite):
+    """Deliveries in flight together for a job not seen yet ask Batch once and write its index row once."""
+    asked = []
+
+    async def job_size(job_id):
+        asked.append(job_id)
+        await asyncio.sleep(0.05)  # every delivery arrives while the first is still asking
+        return 50_000
+
+    store = CountsStore.from_settings(make_settings(azurite, JOB_PARTITION_ROWS=20000), job_size)
+    await asyncio.gather(*(store.apply([observe("Burst", f"t{n}", ACTIVE, 1)]) for n in range(8)))
+    assert asked == ["Burst"] and (await store.get_job("burst")).partitions == 4
+    assert (await store.get_job_counts("burst")).tasks == Counts(active=8)
+    await store.close()

@@ -309,6 +309,49 @@ async def test_a_writer_keeps_the_counter_it_wrote_and_a_stale_one_is_read_again
         await second.close()
 
 
+async def test_a_writer_that_created_a_partition_writes_it_without_reading_until_another_writes(azurite,
+                                                                                                monkeypatch):
+    """The writer that created a partition knows all its rows: later deliveries, new tasks and known
+    ones alike, are written without a read. Once another process writes it, the first one's next
+    transaction fails on the counter's ETag and it reads afresh; duplicates stay duplicates; exact counts."""
+    from shared.store import tasks
+
+    settings = make_settings(azurite)
+    first, second = CountsStore.from_settings(settings), CountsStore.from_settings(settings)
+    reads = []
+    real_read_rows = tasks.read_rows
+
+    async def counting_read_rows(table, pk, keys):
+        reads.append(sorted(keys))
+        return await real_read_rows(table, pk, keys)
+    monkeypatch.setattr(tasks, "read_rows", counting_read_rows)
+    try:
+        await first.apply([observe("Known", f"t{n}", ACTIVE, 1) for n in range(5)])
+        assert len(reads) == 1  # the partition's first write: nothing there yet, one read says so
+        reads.clear()
+        outcome = await first.apply([observe("Known", "t0", RUNNING, 2), observe("Known", "T5", ACTIVE, 1),
+                                     observe("Known", "t1", ACTIVE, 1)])  # a move, a new task, a duplicate
+        assert (outcome.applied, outcome.unchanged, outcome.created) == (2, 1, 1) and reads == []
+        await second.apply([observe("Known", "t2", COMPLETED, 3, SUCCESS), observe("Known", "t6", ACTIVE, 1)])
+        reads.clear()
+        outcome = await first.apply([observe("Known", "t2", RUNNING, 2), observe("Known", "t6", ACTIVE, 1),
+                                     observe("Known", "t3", RUNNING, 2)])
+        # Kept rows said t6 was new and t2 older: the transaction failed on the counter; read again,
+        # only t3 moved.
+        assert (outcome.applied, outcome.unchanged) == (1, 2) and reads == [["t2", "t3", "t6"]]
+        reads.clear()
+        await first.apply([observe("Known", "t4", RUNNING, 2)])
+        assert reads == [["t4"]]  # another process wrote here: a task not kept since is read
+        assert await counts(second, "known") == Counts(active=3, running=3, completed=1, succeeded=1)
+        job = await first.get_job_counts("known")
+        assert job.job.partitions == 1
+        assert [row["TaskId"] async for row in first.partition_rows("known", 0) if row["RowKey"] == "t5"] == ["T5"]
+        await assert_counters_match_rows(first, "known")
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_removing_a_job_drops_its_partition_tables_and_a_writer_that_knew_them_starts_afresh(azurite,
                                                                                                  monkeypatch):
     """Each partition lives in a table of its own: removal deletes the job's tables (not row by row)
