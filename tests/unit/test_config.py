@@ -50,3 +50,12 @@ def test_a_value_that_merely_mentions_key_vault_is_a_value():
 def test_bad_settings_are_refused_with_the_setting_named(environment, named):
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(environment)
+
+
+@pytest.mark.parametrize("environment, trusted", [
+    ({}, False), ({"HTTPS_PROXY": ""}, False), ({"HTTPS_PROXY": "http://proxy:3128"}, True),
+    ({"http_proxy": "http://proxy:3128"}, True), ({"ALL_PROXY": "socks5://proxy:1080"}, True),
+])
+def test_the_clients_read_the_environment_per_request_only_when_a_proxy_is_set(environment, trusted):
+    settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", **environment})
+    assert settings.proxy_from_environment is trusted

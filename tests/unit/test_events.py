@@ -112,6 +112,27 @@ def test_timestamps_keep_seven_digits_and_honour_offsets():
     assert parse_timestamp("2025-06-01T12:00:00Z") == datetime(2025, 6, 1, 12, tzinfo=timezone.utc)
 
 
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2025, 6, 1)), st.integers(0, 9_999_999),
+       st.integers(-14 * 60, 14 * 60), st.sampled_from(["", "x", "١", " "]))
+def test_batchs_own_timestamp_form_reads_as_any_other_form_of_the_same_instant(moment, fraction, offset_minutes, junk):
+    """Batch's seven-digit Z form is read by a shortcut; it must agree with the general reading, and
+    anything not exactly that form (a stray character, a non-ASCII digit) takes the general path."""
+    from datetime import timedelta
+
+    from shared.events import InvalidEventError, ticks_of
+
+    utc = moment.replace(microsecond=0, tzinfo=timezone.utc)
+    batch_form = utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:07d}Z"
+    local = utc + timedelta(minutes=offset_minutes)
+    sign, minutes = ("+" if offset_minutes >= 0 else "-"), abs(offset_minutes)
+    offset_form = local.strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:07d}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    assert ticks_of(batch_form, "t", NOW) == ticks_of(offset_form, "t", NOW)
+    if junk:
+        altered = batch_form[:22] + junk + batch_form[23:] if len(junk) == 1 else batch_form
+        with pytest.raises(InvalidEventError):
+            ticks_of(altered, "t", NOW)
+
+
 @settings(max_examples=300)
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
