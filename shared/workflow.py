@@ -35,7 +35,7 @@ SPLIT_PARTS = 4  # a dense creation-time slice becomes this many
 # Pages one listing sub-orchestration lists before handing back. An orchestration's whole history is
 # replayed at every step, so one history holding a 1,000,000-task job's ~1,000 pages made the listing
 # cost grow with the square of the job's size; in rounds, each history stays short.
-PAGES_PER_ROUND = 128
+PAGES_PER_ROUND = 32
 MAX_RESHARDS = 3  # a job that grows while it is resharded is grown again, a few times per pass
 
 
@@ -125,33 +125,37 @@ def validate_job(context) -> Generator[Any, Any, dict]:
 
 
 def list_slices(context) -> Generator[Any, Any, dict]:
-    """One round of a job's listing (a sub-orchestration of ``validate_job``): waves of at most
-    ``parallelListings`` pages until ``PAGES_PER_ROUND`` pages are listed or no slice is pending; a
-    slice whose first page is full is split instead (while fewer slices are pending than pages in
-    flight allow), each slice pages on in order with its next link carried in the returned state."""
+    """One round of a job's listing (a sub-orchestration of ``validate_job``): at most
+    ``parallelListings`` pages in flight, the next one started as soon as any finishes (a slow page
+    holds no other back), until ``PAGES_PER_ROUND`` pages were started or no slice is pending; a slice
+    whose first page is full is split instead (while fewer slices are pending than pages in flight
+    allow), each slice pages on in order with its next link carried in the returned state."""
     state = context.get_input()
     scan, pending = state.pop("scan"), state["pending"]
     parallel, pages_needed = scan["parallelListings"], state["pagesNeeded"]
-    listed_here = 0
-    while pending and listed_here < PAGES_PER_ROUND:
-        wave, pending = pending[:parallel], pending[parallel:]
-        may_split = len(wave) + len(pending) < min(parallel, pages_needed)  # each split costs one page
-        results = yield context.task_all([
-            context.call_activity(LIST_PAGE, {**scan, "slice": piece, "maySplit": may_split}) for piece in wave
-        ])
-        for piece, result in zip(wave, results):
-            if result.get("gone"):
-                return {**state, "pending": [], "gone": True}
-            if result.get("split"):
-                state["splits"] += 1
-                pending += split_slice(piece, SPLIT_PARTS)
-                continue
-            listed_here += 1
-            state["pages"], state["listed"] = state["pages"] + 1, state["listed"] + result["listed"]
-            if result.get("created"):
-                low, high = result["created"]
-                span = state["span"]
-                state["span"] = [low, high] if span is None else [min(span[0], low), max(span[1], high)]
-            if result["next"]:
-                pending.append({**piece, "next": result["next"], "pages": piece["pages"] + 1})
+    in_flight: dict = {}  # page task -> the slice it lists
+    started = 0
+    while in_flight or (pending and started < PAGES_PER_ROUND):
+        while pending and len(in_flight) < parallel and started < PAGES_PER_ROUND:
+            piece = pending.pop(0)
+            may_split = len(in_flight) + 1 + len(pending) < min(parallel, pages_needed)  # each split costs one page
+            in_flight[context.call_activity(LIST_PAGE, {**scan, "slice": piece, "maySplit": may_split})] = piece
+            started += 1
+        done = yield context.task_any(list(in_flight))
+        piece, result = in_flight.pop(done), done.result
+        if isinstance(result, Exception):  # task_any hands back a failed page too, its error as the result
+            raise result
+        if result.get("gone"):
+            return {**state, "pending": [], "gone": True}
+        if result.get("split"):
+            state["splits"] += 1
+            pending += split_slice(piece, SPLIT_PARTS)
+            continue
+        state["pages"], state["listed"] = state["pages"] + 1, state["listed"] + result["listed"]
+        if result.get("created"):
+            low, high = result["created"]
+            span = state["span"]
+            state["span"] = [low, high] if span is None else [min(span[0], low), max(span[1], high)]
+        if result["next"]:
+            pending.append({**piece, "next": result["next"], "pages": piece["pages"] + 1})
     return {**state, "pending": pending}
