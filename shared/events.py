@@ -90,8 +90,12 @@ def parse_timestamp(value: Any) -> datetime:
 def ticks_to_iso(ticks: int) -> str:
     """100 ns ticks since the epoch -> ISO 8601 with Batch's 7 fractional digits."""
     seconds, fraction = divmod(ticks, TICKS_PER_SECOND)
-    moment = _EPOCH + timedelta(seconds=seconds)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:07d}Z"
+    return f"{_second_iso(seconds)}.{fraction:07d}Z"
+
+
+@lru_cache(maxsize=4096)  # strftime is slow, and a listing's tasks share few seconds
+def _second_iso(seconds: int) -> str:
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def ticks_to_datetime(ticks: int) -> datetime:

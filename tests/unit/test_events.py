@@ -115,7 +115,7 @@ def test_timestamps_keep_seven_digits_and_honour_offsets():
 @given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2025, 6, 1)), st.integers(0, 9_999_999),
        st.integers(-14 * 60, 14 * 60), st.sampled_from(["", "x", "١", " "]))
 def test_batchs_own_timestamp_form_reads_as_any_other_form_of_the_same_instant(moment, fraction, offset_minutes, junk):
-    """Batch's seven-digit Z form is read by a shortcut; it must agree with the general reading, and
+    """Batch's seven-digit Z form is read (and written) by a shortcut; it must agree with the general reading, and
     anything not exactly that form (a stray character, a non-ASCII digit) takes the general path."""
     from datetime import timedelta
 
@@ -127,6 +127,7 @@ def test_batchs_own_timestamp_form_reads_as_any_other_form_of_the_same_instant(m
     sign, minutes = ("+" if offset_minutes >= 0 else "-"), abs(offset_minutes)
     offset_form = local.strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:07d}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
     assert ticks_of(batch_form, "t", NOW) == ticks_of(offset_form, "t", NOW)
+    assert ticks_to_iso(ticks_of(offset_form, "t", NOW)) == batch_form  # and written back in Batch's form
     if junk:
         altered = batch_form[:22] + junk + batch_form[23:] if len(junk) == 1 else batch_form
         with pytest.raises(InvalidEventError):
