@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from shared.counting import (
-    ID_RULE, MAX_ATTEMPT, MAX_REQUIRED_SLOTS, TaskResult, TaskState, TaskStatus, is_batch_id,
+    ID_RULE, MAX_ATTEMPT, MAX_REQUIRED_SLOTS, STATE_OF_VALUE, TaskResult, TaskState, TaskStatus, is_batch_id,
 )
 from shared.errors import InvalidEventError
 
@@ -125,11 +125,8 @@ def task_id_of(data: dict) -> str:
     return batch_id(data.get("id", data.get("taskId")), "task id (id or taskId)")
 
 
-_STATES = {state.value: state for state in TaskState}  # looked up: calling an Enum is ~10x slower
-
-
 def state_of(value: Any) -> TaskState:
-    state = _STATES.get(value) if isinstance(value, str) else None
+    state = STATE_OF_VALUE.get(value) if isinstance(value, str) else None
     if state is None:
         allowed = ", ".join(state.value for state in TaskState)
         raise InvalidEventError(f"state must be one of {allowed}, got {short(value)}")
