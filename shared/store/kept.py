@@ -35,9 +35,12 @@ class KeptRow(NamedTuple):
 
     @classmethod
     def of_entity(cls, row: dict) -> "KeptRow":
-        task_id = row.get("TaskId")
-        return cls(status_of_row(row), None if task_id == row["RowKey"] else task_id, row.metadata["etag"],
-                   "MovingTo" in row)
+        return cls.written(row["RowKey"], status_of_row(row), row.get("TaskId"), row.metadata["etag"],
+                           "MovingTo" in row)
+
+    @classmethod
+    def written(cls, key: str, status: TaskStatus, task_id: str | None, etag: str, moving: bool = False) -> "KeptRow":
+        return cls(status, None if task_id == key else task_id, etag, moving)
 
     def display_id(self, key: str) -> str:
         return key if self.task_id is None else self.task_id

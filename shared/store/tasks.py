@@ -243,8 +243,8 @@ class TaskRows:
             applied.update((change.task_key, change) for change in chunk)
             for change, (_, row, *_), result in zip(chunk, operations, results):
                 if result["etag"] is not None:
-                    task_id = None if row["TaskId"] == change.task_key else row["TaskId"]
-                    written[change.task_key] = KeptRow(change.new, task_id, result["etag"], False)
+                    written[change.task_key] = KeptRow.written(change.task_key, change.new, row["TaskId"],
+                                                               result["etag"])
         return counter, counter_etag, written
 
     # ---- counts ----------------------------------------------------------------------------
