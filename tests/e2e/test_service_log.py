@@ -18,7 +18,8 @@ from tools.stack import FUNCTION_KEY, SERVICE_LOG_HUB, Stack
 
 pytestmark = pytest.mark.e2e
 KEYED = {"x-functions-key": FUNCTION_KEY}
-FAULTS = (0.2, 0.2)  # storage calls failed before / after Azurite did the work (the store resends most)
+FAULTS = (0.3, 0.3)  # storage calls failed before / after Azurite did the work (the store resends most;
+# since writes keep their rows, an invocation makes fewer calls: at 0.2 some runs saw no invocation fail)
 NAMES = ("active", "running", "completed", "succeeded", "failed")
 
 
