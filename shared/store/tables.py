@@ -131,10 +131,12 @@ async def create_table(table: TableClient) -> None:
 async def read_rows(table: TableClient, pk: str, row_keys: Sequence[str]) -> dict[str, Any]:
     """Point-read many rows of one partition (never pasted ids: parameterised filters).
 
-    Up to 14 keys are one OR-filtered query. More are read as one range query over their span --
-    one scan of the partition instead of one per 14 keys, and new tasks' keys are mostly adjacent --
-    until the span shows itself sparse (more than RANGE_SLACK rows per key asked): the keys not yet
-    passed are then read with OR-filtered queries, several at a time.
+    Two keys or more are read as one range query over their span, in pages of at most RANGE_SLACK
+    rows per key asked, until the span shows itself sparse (more rows passed than that): the keys
+    not yet passed are then read with OR-filtered queries of up to 14 keys, several at a time. A
+    range is an index seek, where storage answers an OR filter by scanning the whole partition
+    (Azurite: ~10 ms for 8 keys in a 16,000-row partition against ~4 ms for their range), and the
+    tasks of one delivery are mostly adjacent (Batch runs a job's tasks roughly in the order added).
 
     A partition whose table does not exist (yet) has no rows.
     """
@@ -145,18 +147,20 @@ async def read_rows(table: TableClient, pk: str, row_keys: Sequence[str]) -> dic
 
 
 async def _read_rows(table: TableClient, pk: str, keys: list[str]) -> dict[str, Any]:
-    if len(keys) <= KEYS_PER_QUERY or not all(key.isascii() for key in keys):  # ASCII: Python's order is storage's
+    if len(keys) < 2 or not all(key.isascii() for key in keys):  # ASCII: Python's order is storage's
         return await _read_by_or(table, pk, keys)
-    wanted, found, scanned = set(keys), {}, 0
+    wanted, found, scanned, passable = set(keys), {}, 0, RANGE_SLACK * len(keys)
     rows = table.query_entities("PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
-                                parameters={"pk": pk, "low": keys[0], "high": keys[-1]})
+                                parameters={"pk": pk, "low": keys[0], "high": keys[-1]},
+                                results_per_page=min(MAX_PAGE, passable))  # a sparse span costs one short page
     async for row in rows:
         if row["RowKey"] in wanted:
             found[row["RowKey"]] = row
         scanned += 1
-        if scanned > RANGE_SLACK * len(keys) + MAX_PAGE:
+        if scanned == passable:
             rest = [key for key in keys if key > row["RowKey"]]
-            found.update(await _read_by_or(table, pk, rest))
+            if rest:
+                found.update(await _read_by_or(table, pk, rest))
             break
     return found
 

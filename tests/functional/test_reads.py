@@ -22,7 +22,9 @@ def expected(keys):
 
 
 @pytest.mark.parametrize("keys", [
-    [f"t-{n:05d}" for n in (4, 5, 10)],  # a few: one OR-filtered query
+    [f"t-{n:05d}" for n in (4, 5, 10)],  # a few, adjacent: one range read
+    [f"t-{n:05d}" for n in (8, 2400, 5998)],  # a few, far apart: a short range page, then by key
+    ["t-00042"],  # one: a point query
     [f"t-{n:05d}" for n in range(1000, 1300)],  # adjacent, half absent: one range read
     [f"t-{n:05d}" for n in range(5900, 6100)],  # running past the last row
     [f"t-{n:05d}" for n in random.Random(1).sample(range(0, 7000), 40)],  # thin over 3,000 rows: range, then by key
@@ -47,7 +49,26 @@ async def test_a_sparse_span_stops_scanning_and_reads_the_rest_by_key(table, mon
     rows = await read_rows(table, PK, keys)
     assert set(rows) == expected(keys)
     assert "RowKey ge @low" in scanned[0] and any(" or " in query for query in scanned[1:])
-    assert RANGE_SLACK * len(keys) + 1000 < 3000  # the span really was too sparse to scan through
+    assert RANGE_SLACK * len(keys) < 3000  # the span really was too sparse to scan through
+
+
+@pytest.mark.parametrize("keys, queries", [
+    ([f"t-{n:05d}" for n in range(200, 216)], 1),  # adjacent (half absent): the range alone
+    ([f"t-{n:05d}" for n in (100, 3000, 5000)], 2),  # 2,450 rows apart: one short page, then by key
+])
+async def test_a_few_keys_are_a_range_read_unless_far_apart(table, monkeypatch, keys, queries):
+    sent = []
+    original = table.query_entities
+
+    def counting(query, **kwargs):
+        sent.append((query, kwargs.get("results_per_page")))
+        return original(query, **kwargs)
+
+    monkeypatch.setattr(table, "query_entities", counting)
+    assert set(await read_rows(table, PK, keys)) == expected(keys)
+    assert len(sent) == queries
+    assert "RowKey ge @low" in sent[0][0] and sent[0][1] == RANGE_SLACK * len(keys)
+    assert all(" or " in query or "RowKey eq @k0" in query for query, _ in sent[1:])
 
 
 async def test_streamed_rows_are_the_sdks_rows_with_their_etags_across_pages(table):
