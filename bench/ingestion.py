@@ -8,6 +8,9 @@
    from JSON bytes to committed rows) for deliveries of 1, 100 and 1,000 events, 4 in flight,
    (a) one hot job (Batch counts 200,000 tasks in it: 16 partitions), (b) spread over 50 small jobs
    (one partition each); and both again with every job in 4 partitions, the design before sizing;
+   and the hot job once more through the code as it was when issue #11 was filed (commit
+   ``THEN_COMMIT``, extracted with ``git archive``, run by bench/ingestion_then.py in a subprocess
+   against the same Azurite with the same deliveries);
 3. naive baseline: the same events as one read-modify-write of one counter row per event, with
    ETag retry, 8 concurrent deliveries;
 4. freshness and 5. read latency: a steady 1,000 events/s (100-event deliveries every 100 ms);
@@ -26,9 +29,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import platform
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,10 +57,28 @@ from shared.store.tables import RESENDABLE
 from tools.azurite import Azurite
 from tools.termination import stop_children_on_termination
 
-RESULTS = Path(__file__).resolve().parent / "results"
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+THEN_COMMIT = "e6ae035"  # main when issue #11 was filed: every job in 4 partitions, azure-core's $batch
 
 
 DEFAULT_SETTINGS = Settings(None, None, None)
+
+
+def hot_job_then(connection_string: str, events: list[dict], per_delivery: int) -> dict:
+    """The hot-job deliveries through the code at THEN_COMMIT: events/s, or why it was not measured."""
+    with tempfile.TemporaryDirectory() as tree:
+        archive = subprocess.run(["git", "-C", str(BENCH.parent), "archive", THEN_COMMIT, "shared"],
+                                 capture_output=True)
+        if archive.returncode != 0:  # e.g. a shallow clone without that commit
+            return {"not_measured": archive.stderr.decode(errors="replace").strip()}
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as extracted:
+            extracted.extractall(tree, filter="data")
+        deliveries = Path(tree) / "deliveries.json"
+        deliveries.write_text(json.dumps([body.decode() for body in bodies(events, per_delivery)]))
+        run = subprocess.run([sys.executable, str(BENCH / "ingestion_then.py"), connection_string, str(deliveries)],
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": tree}, check=True)
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def reading(etag: str | None) -> api.Reading:
@@ -370,6 +396,10 @@ async def main(events_per_run: int) -> dict:
             results["fixed_four_partitions"][f"{jobs}_jobs"] = {"events_per_s": round(rate),
                                                                "of_ceiling": round(rate / ceiling, 2)}
         await fixed.close()
+        then = hot_job_then(azurite.connection_string, lifecycle_events(events_per_run, 1, "then1"), 1000)
+        if "events_per_s" in then:
+            then["of_ceiling"] = round(then["events_per_s"] / ceiling, 2)
+        results["hot_job_at_filing"] = {"commit": THEN_COMMIT, **then}
         records, _ = start_and_complete(events_per_run, 10, "log")
         log_rate = await service_log(store, records, 1000)
         _, webhook_events = start_and_complete(events_per_run, 10, "hook")
@@ -406,6 +436,9 @@ def cli() -> None:
     for jobs, fixed in results["fixed_four_partitions"].items():
         print(f"1000 | {jobs} | every job in 4 partitions (before sizing) | {fixed['events_per_s']} | "
               f"{fixed['of_ceiling']}")
+    then = results["hot_job_at_filing"]
+    print(f"1000 | 1 | the code when #11 was filed ({then['commit']}) | "
+          f"{then.get('events_per_s', 'not measured: ' + then.get('not_measured', ''))} | {then.get('of_ceiling', '')}")
     compared = results["service_log_vs_webhook"]
     print(f"service log, 1,000-record invocations (messages of 50), {compared['jobs']} jobs: "
           f"{compared['service_log_records_per_s']} records/s ({compared['service_log_of_ceiling']:.0%} of ceiling); "
