@@ -6,6 +6,7 @@ with backoff by the SDK's pipeline (honouring Retry-After).
 """
 from __future__ import annotations
 
+import json
 import logging
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ class BatchReader:
             if response.status_code == 404:
                 raise ResourceNotFoundError(response=response)
             response.raise_for_status()
-            return response.json()
+            return json.loads(response.content)  # bytes: no text decoding and charset sniffing first
         except ResourceNotFoundError:
             raise
         except AzureError as error:

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from shared.counting import (
-    ID_RULE, MAX_ATTEMPT, MAX_REQUIRED_SLOTS, STATE_OF_VALUE, TaskResult, TaskState, TaskStatus, is_batch_id,
+    ID_RULE, MAX_ATTEMPT, MAX_REQUIRED_SLOTS, RESULT_OF_VALUE, STATE_OF_VALUE, TaskResult, TaskState, TaskStatus,
+    is_batch_id,
 )
 from shared.errors import InvalidEventError
 
@@ -137,10 +138,11 @@ def result_of(execution: dict) -> TaskResult | None:
     """A completed task's result; older producers send only exitCode or failureInfo."""
     raw = execution.get("result")
     if raw is not None:
-        try:  # any case: the REST API says "success", Batch's service log "Success"
-            return TaskResult(raw.lower() if isinstance(raw, str) else raw)
-        except ValueError:
-            raise InvalidEventError(f"executionInfo.result must be success or failure, got {short(raw)}") from None
+        # any case: the REST API says "success", Batch's service log "Success"
+        result = RESULT_OF_VALUE.get(raw.lower()) if isinstance(raw, str) else None
+        if result is None:
+            raise InvalidEventError(f"executionInfo.result must be success or failure, got {short(raw)}")
+        return result
     if execution.get("failureInfo") is not None:
         return TaskResult.FAILURE
     exit_code = execution.get("exitCode")

@@ -32,6 +32,20 @@ def remove_jobs(context) -> Generator[Any, Any, list]:
 
 
 SPLIT_PARTS = 4  # a dense creation-time slice becomes this many
+# Slices a large job's listing may be split into, per page in flight. Tasks are added in bursts, so
+# equal cuts of their creation times are unequal in tasks, and a slice that has begun paging cannot
+# be cut (List Tasks' order is undocumented): with as many slices as pages in flight, a
+# 1,000,000-task job added at once listed with ~4.8 of 8 pages in flight; with four times as many,
+# ~6.4. Each split re-lists a page and leaves empty slices, so a job gets more slices than pages in
+# flight only where each would still hold this many pages.
+SLICES_PER_LISTING = 4
+
+
+def slice_limit(parallel: int, pages_needed: int) -> int:
+    """How many slices a listing may be split into (splitting stops there): as many as pages in
+    flight, up to SLICES_PER_LISTING times that for a job of enough pages; never more than its pages."""
+    more = min(parallel * SLICES_PER_LISTING, pages_needed // SLICES_PER_LISTING)
+    return min(pages_needed, max(parallel, more))
 # Pages one listing sub-orchestration lists before handing back. An orchestration's whole history is
 # replayed at every step, so one history holding a 1,000,000-task job's ~1,000 pages made the listing
 # cost grow with the square of the job's size; in rounds, each history stays short.
@@ -128,8 +142,8 @@ def list_slices(context) -> Generator[Any, Any, dict]:
     """One round of a job's listing (a sub-orchestration of ``validate_job``): at most
     ``parallelListings`` pages in flight, the next one started as soon as any finishes (a slow page
     holds no other back), until ``PAGES_PER_ROUND`` pages were started or no slice is pending; a slice
-    whose first page is full is split instead (while fewer slices are pending than pages in flight
-    allow), each slice pages on in order with its next link carried in the returned state."""
+    whose first page is full is split instead (while fewer slices are left than ``slice_limit``
+    allows), each slice pages on in order with its next link carried in the returned state."""
     state = context.get_input()
     scan, pending = state.pop("scan"), state["pending"]
     parallel, pages_needed = scan["parallelListings"], state["pagesNeeded"]
@@ -138,7 +152,8 @@ def list_slices(context) -> Generator[Any, Any, dict]:
     while in_flight or (pending and started < PAGES_PER_ROUND):
         while pending and len(in_flight) < parallel and started < PAGES_PER_ROUND:
             piece = pending.pop(0)
-            may_split = len(in_flight) + 1 + len(pending) < min(parallel, pages_needed)  # each split costs one page
+            # each split costs one page (listed again by the parts); never more slices than pages
+            may_split = len(in_flight) + 1 + len(pending) < slice_limit(parallel, pages_needed)
             in_flight[context.call_activity(LIST_PAGE, {**scan, "slice": piece, "maySplit": may_split})] = piece
             started += 1
         done = yield context.task_any(list(in_flight))

@@ -135,6 +135,7 @@ def in_flight(instance, name) -> tuple[int, bool]:
 
 async def test_listing_fans_out_over_slices_lists_every_task_once_then_sweeps_then_finish(monkeypatch):
     monkeypatch.setattr(workflow, "PAGES_PER_ROUND", 5)  # several rounds for a job this small
+    monkeypatch.setattr(workflow, "SLICES_PER_LISTING", 1)  # no more slices than pages in flight: slices page on
     recorder = Recorder()
     instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v1")
     assert instance.runtime_status == "Completed", instance.output
@@ -176,6 +177,28 @@ async def test_a_dense_slice_is_split_while_the_fan_out_has_room():
     assert instance.custom_status["tasksListed"] == len(dense)
     widths = {call[2] - call[1] for call in recorder.calls if call[0] == "page"}
     assert min(widths) < SCAN_STARTED - CREATED  # the full slice holding them was cut
+
+
+async def test_a_large_job_added_at_once_is_cut_into_more_slices_than_pages_in_flight(monkeypatch):
+    """4,000 tasks (400 pages here) created within 100 ticks: split beyond the fan-out, so that no few
+    dense slices page on alone while the window stands half empty; still never more in flight."""
+    dense = [500 + tick % 100 for tick in range(4000)]
+    paged_on = []
+    for slices_per_listing in (1, workflow.SLICES_PER_LISTING):  # as many slices as pages in flight, then more
+        monkeypatch.setattr(workflow, "SLICES_PER_LISTING", slices_per_listing)
+        recorder = Recorder(tasks=dense)
+        instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, f"v-burst-{slices_per_listing}")
+        assert instance.output["action"] == "validated" and sorted(recorder.listed) == sorted(dense)
+        assert max(in_flight(listing, workflow.LIST_PAGE)[0] for listing in recorder.rounds(instance)) == PARALLEL
+        paged_on.append(len({call[1:3] for call in recorder.calls if call[0] == "page" and call[3] is not None}))
+    assert paged_on[1] > 2 * paged_on[0], paged_on  # smaller slices, so the window stays full to the end
+
+
+@given(parallel=st.integers(1, 64), pages=st.integers(1, 10**5))
+def test_a_listing_is_never_cut_into_more_slices_than_pages_nor_fewer_than_pages_in_flight(parallel, pages):
+    limit = workflow.slice_limit(parallel, pages)
+    assert min(parallel, pages) <= limit <= min(pages, parallel * workflow.SLICES_PER_LISTING)
+    assert limit == min(parallel, pages) or pages >= limit * workflow.SLICES_PER_LISTING  # extra slices: big ones
 
 
 async def test_a_job_of_one_page_is_listed_with_one_call():
