@@ -36,19 +36,25 @@ async def test_exactly_the_rows_asked_for(table, keys):
     assert all(row["N"] == int(key[2:]) for key, row in rows.items())
 
 
-async def test_a_sparse_span_stops_scanning_and_reads_the_rest_by_key(table, monkeypatch):
-    keys = [f"t-{n:05d}" for n in range(0, 6000, 200)]  # 30 keys over 3,000 rows: sparse
-    scanned = []
+@pytest.fixture
+def queries_sent(table, monkeypatch):
+    """The queries ``table`` is sent from here on: (filter, results_per_page) each."""
+    sent = []
     original = table.query_entities
 
-    def counting(query, **kwargs):
-        scanned.append(query)
+    def recording(query, **kwargs):
+        sent.append((query, kwargs.get("results_per_page")))
         return original(query, **kwargs)
 
-    monkeypatch.setattr(table, "query_entities", counting)
+    monkeypatch.setattr(table, "query_entities", recording)
+    return sent
+
+
+async def test_a_sparse_span_stops_scanning_and_reads_the_rest_by_key(table, queries_sent):
+    keys = [f"t-{n:05d}" for n in range(0, 6000, 200)]  # 30 keys over 3,000 rows: sparse
     rows = await read_rows(table, PK, keys)
     assert set(rows) == expected(keys)
-    assert "RowKey ge @low" in scanned[0] and any(" or " in query for query in scanned[1:])
+    assert "RowKey ge @low" in queries_sent[0][0] and any(" or " in query for query, _ in queries_sent[1:])
     assert RANGE_SLACK * len(keys) < 3000  # the span really was too sparse to scan through
 
 
@@ -56,19 +62,11 @@ async def test_a_sparse_span_stops_scanning_and_reads_the_rest_by_key(table, mon
     ([f"t-{n:05d}" for n in range(200, 216)], 1),  # adjacent (half absent): the range alone
     ([f"t-{n:05d}" for n in (100, 3000, 5000)], 2),  # 2,450 rows apart: one short page, then by key
 ])
-async def test_a_few_keys_are_a_range_read_unless_far_apart(table, monkeypatch, keys, queries):
-    sent = []
-    original = table.query_entities
-
-    def counting(query, **kwargs):
-        sent.append((query, kwargs.get("results_per_page")))
-        return original(query, **kwargs)
-
-    monkeypatch.setattr(table, "query_entities", counting)
+async def test_a_few_keys_are_a_range_read_unless_far_apart(table, queries_sent, keys, queries):
     assert set(await read_rows(table, PK, keys)) == expected(keys)
-    assert len(sent) == queries
-    assert "RowKey ge @low" in sent[0][0] and sent[0][1] == RANGE_SLACK * len(keys)
-    assert all(" or " in query or "RowKey eq @k0" in query for query, _ in sent[1:])
+    assert len(queries_sent) == queries
+    assert "RowKey ge @low" in queries_sent[0][0] and queries_sent[0][1] == RANGE_SLACK * len(keys)
+    assert all(" or " in query or "RowKey eq @k0" in query for query, _ in queries_sent[1:])
 
 
 async def test_streamed_rows_are_the_sdks_rows_with_their_etags_across_pages(table):
