@@ -14,7 +14,7 @@ from shared.errors import batch_error_body
 from tools import serving
 from tools.batchsim import auth
 from tools.batchsim.hub import EventHub, LogFaults, pump
-from tools.batchsim.model import BatchAccount, SimError, SimTask
+from tools.batchsim.model import BatchAccount, SimError
 from tools.batchsim.odata import creation_range, parse_filter
 from tools.batchsim.publisher import Faults, publish
 
@@ -131,13 +131,19 @@ def _max_results(request: web.Request) -> int:
     return int(raw)
 
 
+def _selected(request: web.Request) -> list[str] | None:
+    """The properties ``$select`` asks for; None: all of them."""
+    return [name for name in request.query.get("$select", "").split(",") if name] or None
+
+
 def _page(request: web.Request, keys, lookup, fields, render, path: str, position=lambda key: key) -> web.Response:
-    """One page in the order of ``keys``; the nextLink carries every parameter (the SDK only follows
-    it) and, as ``$skiptoken``, the ``position`` of the last key listed."""
+    """One page in the order of ``keys``, each item as ``render(item, selected properties or None)``;
+    the nextLink carries every parameter (the SDK only follows it) and, as ``$skiptoken``, the
+    ``position`` of the last key listed."""
     limit = _max_results(request)
     filter_text = request.query.get("$filter")
     predicate = parse_filter(filter_text, fields) if filter_text else None
-    select = [name for name in request.query.get("$select", "").split(",") if name]
+    select = _selected(request)
     items, last_key, more = [], None, False
     for key in keys:
         item = lookup(key)
@@ -146,16 +152,14 @@ def _page(request: web.Request, keys, lookup, fields, render, path: str, positio
         if len(items) == limit:
             more = True
             break
-        items.append(render(item))
+        items.append(render(item, select))
         last_key = key
-    if select:
-        items = [{name: value for name, value in item.items() if name in select} for item in items]
     body: dict[str, Any] = {"odata.metadata": f"{_base(request)}/$metadata#{path.rsplit('/', 1)[-1]}", "value": items}
     if more:
         params = {"api-version": request.query.get("api-version", ""), "maxresults": str(limit)}
         if filter_text:
             params["$filter"] = filter_text
-        if select:
+        if select is not None:
             params["$select"] = ",".join(select)
         params["$skiptoken"] = position(last_key)
         body["odata.nextLink"] = f"{_base(request)}{path}?{urlencode(params, quote_via=quote, safe='')}"
@@ -166,18 +170,20 @@ async def list_jobs(request: web.Request) -> web.Response:
     account = request.app[ACCOUNT]
     after = request.query.get("$skiptoken")
     keys = [key for key in sorted(account.jobs) if after is None or key > after]
-    return _page(request, keys, account.jobs.get, JOB_FIELDS, lambda job: _job_json(request, job), "/jobs")
+    return _page(request, keys, account.jobs.get, JOB_FIELDS, lambda job, select: _job_json(request, job, select),
+                 "/jobs")
 
 
 async def get_job(request: web.Request) -> web.Response:
-    return _reply(_job_json(request, request.app[ACCOUNT].job(request.match_info["jobId"])))
+    return _reply(_job_json(request, request.app[ACCOUNT].job(request.match_info["jobId"]), _selected(request)))
 
 
-def _job_json(request: web.Request, job) -> dict:
+def _job_json(request: web.Request, job, select: list[str] | None = None) -> dict:
     from shared.events import ticks_to_iso
-    return {"id": job.id, "url": f"{_base(request)}/jobs/{job.id}", "state": job.state,
+    body = {"id": job.id, "url": f"{_base(request)}/jobs/{job.id}", "state": job.state,
             "creationTime": ticks_to_iso(job.creation_ticks), "stateTransitionTime": ticks_to_iso(job.creation_ticks),
             "poolInfo": {"poolId": "simpool"}}
+    return body if select is None else {name: value for name, value in body.items() if name in select}
 
 
 async def list_tasks(request: web.Request) -> web.Response:
@@ -189,7 +195,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         keys, position = job.keys_after(after), (lambda key: key)
     else:  # a creation-time slice pages through the creation index, as an indexed listing would
         keys, position = job.keys_created_between(*bounds, after), job.creation_position
-    return _page(request, keys, job.tasks.get, TASK_FIELDS, lambda task: SimTask.to_json(task, job_url),
+    return _page(request, keys, job.tasks.get, TASK_FIELDS, lambda task, select: task.to_json(job_url, select),
                  f"/jobs/{quote(job.id)}/tasks", position)
 
 
