@@ -13,7 +13,7 @@ from shared.batch import close_batch
 from shared.store import close_store
 from tools.funchost import FunctionApp
 
-PHASES = {workflow.BEGIN: "begin", workflow.LIST_PAGE: "listing", workflow.SWEEP: "sweeps", workflow.FINISH: "finish"}
+PHASES = {workflow.BEGIN: "begin", workflow.LIST_PAGES: "listing", workflow.SWEEP: "sweeps", workflow.FINISH: "finish"}
 
 
 async def main(job_id: str) -> dict:

@@ -1,6 +1,6 @@
 """Validation activities: check every task of a job against Batch's List Tasks and correct the store.
 
-A pass over one job: ``begin`` (size check, creation time, scan id), ``list_page`` for every List
+A pass over one job: ``begin`` (size check, creation time, scan id), ``list_pages`` for every List
 Tasks page of every creation-time slice (all states, so a task that changes state mid-scan is still
 listed exactly once; each page's tasks are kept per shard in the scans table), ``sweep`` per partition (counter check, then
 listed-newer corrections and removals through the same ETag-guarded path as events), ``finish``
@@ -46,7 +46,7 @@ def default_deps() -> Deps:
 
 
 def activity(work: Activity, deps: Callable[[], Deps] = default_deps) -> Callable[[Any], Awaitable[Any]]:
-    """Wire an activity for a function folder: ``main = activity(validation.list_page)``.
+    """Wire an activity for a function folder: ``main = activity(validation.list_pages)``.
 
     The returned ``main(payload)`` keeps its own signature on purpose: the Functions worker
     matches parameter names to function.json bindings.
@@ -166,38 +166,54 @@ async def reshard(deps: Deps, move: dict) -> dict:
     return {"shard": move["shard"], "moved": moved}
 
 
-async def list_page(deps: Deps, scan: dict) -> dict:
-    """One List Tasks page of one creation-time slice -> kept per shard for the sweeps; returns where
-    the slice's next page starts, or ``split`` for a dense slice (its first page full) the
-    orchestrator should cut finer, or ``gone`` when Batch no longer has the job."""
+async def list_pages(deps: Deps, scan: dict) -> dict:
+    """Up to ``maxPages`` List Tasks pages of one creation-time slice, in order, each kept per shard
+    for the sweeps; returns how many were listed and where the slice's next page starts, or ``split``
+    for a dense slice (its first page full) the orchestrator should cut finer, or ``gone`` when Batch
+    no longer has the job."""
     piece = scan["slice"]
-    task_filter = None if piece["next"] else creation_filter(piece["low"], piece["high"])
-    try:
-        page = await deps.batch.list_page(scan["jobId"], piece["next"], task_filter=task_filter)
-    except ResourceNotFoundError:
-        return {"gone": True}
-    if piece["next"] is None and page.next_link and scan["maySplit"] and piece["high"] - piece["low"] >= 2:
-        return {"split": True}
+    next_link, page_number = piece["next"], piece["pages"]
+    listed = invalid = 0
+    span: list[int] | None = None  # first and last creation tick listed
+    for _ in range(scan["maxPages"]):
+        task_filter = None if next_link else creation_filter(piece["low"], piece["high"])
+        try:
+            page = await deps.batch.list_page(scan["jobId"], next_link, task_filter=task_filter)
+        except ResourceNotFoundError:
+            return {"gone": True}
+        if next_link is None and page.next_link and scan["maySplit"] and piece["high"] - piece["low"] >= 2:
+            return {"split": True}
+        by_shard, skipped, created = _by_shard(page.tasks, scan, deps.now)
+        span = workflow.widened(span, created)
+        await deps.store.record_listing(scan["jobKey"], scan["scanId"], f"{piece['low']:019d}-{page_number:06d}",
+                                        by_shard)
+        listed, invalid, page_number = listed + len(page.tasks) - skipped, invalid + skipped, page_number + 1
+        next_link = page.next_link
+        if not next_link:
+            break
+    return {"next": next_link, "pages": page_number - piece["pages"], "listed": listed, "invalid": invalid,
+            "created": span}
+
+
+def _by_shard(tasks: list[dict], scan: dict, now: datetime) -> tuple[dict[int, list], int, list[int] | None]:
+    """A page's tasks per shard as (id, status); how many were skipped as invalid; the first and last
+    of their creation ticks."""
     by_shard: dict[int, list] = defaultdict(list)
     invalid = 0
     created: list[int] = []
-    for raw in page.tasks:
+    for raw in tasks:
         try:
-            task_id, status = task_status(raw, deps.now)
+            task_id, status = task_status(raw, now)
         except InvalidEventError as error:
             invalid += 1
             logger.warning("listed task skipped: %s", error, extra={"job_id": scan["jobId"], "task_id": raw.get("id")})
             continue
-        key = task_id.lower()
-        by_shard[shard_of(key, scan["partitions"])].append((key, task_id, status))
+        by_shard[shard_of(task_id.lower(), scan["partitions"])].append((task_id, status))
         try:  # only guides the next pass's slicing: a task without it is still checked
-            created.append(ticks_of(raw.get("creationTime"), "creationTime", deps.now))
+            created.append(ticks_of(raw.get("creationTime"), "creationTime", now))
         except InvalidEventError:
             pass
-    await deps.store.record_listing(scan["jobKey"], scan["scanId"], f"{piece['low']:019d}-{piece['pages']:06d}",
-                                    by_shard)
-    return {"next": page.next_link, "listed": len(page.tasks) - invalid, "invalid": invalid,
-            "created": [min(created), max(created)] if created else None}
+    return by_shard, invalid, [min(created), max(created)] if created else None
 
 
 def creation_filter(low_ticks: int, high_ticks: int) -> str:

@@ -15,7 +15,7 @@ VALIDATE_JOB = "ValidateJobOrchestrator"
 LIST_SLICES = "ValidateJobListing"
 BEGIN = "ValidateJobBegin"
 RESHARD = "ValidateJobReshard"
-LIST_PAGE = "ValidateJobPage"
+LIST_PAGES = "ValidateJobPages"
 SWEEP = "ValidateJobSweep"
 FINISH = "ValidateJobFinish"
 
@@ -46,10 +46,16 @@ def slice_limit(parallel: int, pages_needed: int) -> int:
     flight, up to SLICES_PER_LISTING times that for a job of enough pages; never more than its pages."""
     more = min(parallel * SLICES_PER_LISTING, pages_needed // SLICES_PER_LISTING)
     return min(pages_needed, max(parallel, more))
-# Pages one listing sub-orchestration lists before handing back. An orchestration's whole history is
-# replayed at every step, so one history holding a 1,000,000-task job's ~1,000 pages made the listing
-# cost grow with the square of the job's size; in rounds, each history stays short.
-PAGES_PER_ROUND = 32
+# Pages of one slice one activity call lists in a row (fewer where the slice ends). Each call is an
+# orchestration step that replays the round's history (the Python worker parses every event of it
+# again), so one page a call spent ~12 ms of a 1,000,000-task pass's CPU per page on replays, about
+# as much as parsing the page; four a call spend a quarter of that. A restart lists again at most
+# the pages of the calls it interrupted.
+PAGES_PER_CALL = 4
+# Calls one listing sub-orchestration starts before handing back. An orchestration's whole history is
+# replayed at every step, so one history holding a 1,000,000-task job's listing made its cost grow
+# with the square of the job's size; in rounds, each history stays short.
+CALLS_PER_ROUND = 32
 MAX_RESHARDS = 3  # a job that grows while it is resharded is grown again, a few times per pass
 
 
@@ -81,6 +87,13 @@ def planned_slices(created_ticks: int, scan_started_ticks: int, count: int, know
     return before + split_slice(new_slice(first, after_last), count) + later
 
 
+def widened(span: list | None, other: list | None) -> list | None:
+    """The smallest [first, last] creation-tick span holding both (None: no task seen)."""
+    if span is None or other is None:
+        return other or span
+    return [min(span[0], other[0]), max(span[1], other[1])]
+
+
 def split_slice(piece: dict, parts: int) -> list[dict]:
     """Cut a slice into up to ``parts`` non-empty, adjacent, half-open ranges (the same tick never
     falls in two: a boundary tick belongs to the slice it starts)."""
@@ -94,8 +107,8 @@ def validate_job(context) -> Generator[Any, Any, dict]:
     """One job: begin (and, where the job outgrew its partitions, move rows to more, one activity per
     partition, in parallel); List Tasks fanned out over creation-time slices, at most ``parallelListings``
     pages in flight, a slice whose first page is full split further, each slice paged in order with
-    its next link carried from round to round (``list_slices``; a restart resumes after finished
-    pages); the partitions' sweeps in parallel; finish."""
+    its next link carried from call to call and round to round (``list_slices``; a restart resumes
+    after finished calls); the partitions' sweeps in parallel; finish."""
     job = context.get_input()
     try:
         scan = yield context.call_activity(BEGIN, job)
@@ -140,25 +153,27 @@ def validate_job(context) -> Generator[Any, Any, dict]:
 
 def list_slices(context) -> Generator[Any, Any, dict]:
     """One round of a job's listing (a sub-orchestration of ``validate_job``): at most
-    ``parallelListings`` pages in flight, the next one started as soon as any finishes (a slow page
-    holds no other back), until ``PAGES_PER_ROUND`` pages were started or no slice is pending; a slice
-    whose first page is full is split instead (while fewer slices are left than ``slice_limit``
-    allows), each slice pages on in order with its next link carried in the returned state."""
+    ``parallelListings`` calls in flight, each listing up to ``PAGES_PER_CALL`` pages of one slice,
+    the next one started as soon as any finishes (a slow call holds no other back), until
+    ``CALLS_PER_ROUND`` calls were started or no slice is pending; a slice whose first page is full is
+    split instead (while fewer slices are left than ``slice_limit`` allows), each slice pages on in
+    order with its next link carried in the returned state."""
     state = context.get_input()
     scan, pending = state.pop("scan"), state["pending"]
     parallel, pages_needed = scan["parallelListings"], state["pagesNeeded"]
-    in_flight: dict = {}  # page task -> the slice it lists
+    in_flight: dict = {}  # call -> the slice it lists
     started = 0
-    while in_flight or (pending and started < PAGES_PER_ROUND):
-        while pending and len(in_flight) < parallel and started < PAGES_PER_ROUND:
+    while in_flight or (pending and started < CALLS_PER_ROUND):
+        while pending and len(in_flight) < parallel and started < CALLS_PER_ROUND:
             piece = pending.pop(0)
             # each split costs one page (listed again by the parts); never more slices than pages
             may_split = len(in_flight) + 1 + len(pending) < slice_limit(parallel, pages_needed)
-            in_flight[context.call_activity(LIST_PAGE, {**scan, "slice": piece, "maySplit": may_split})] = piece
+            in_flight[context.call_activity(LIST_PAGES, {**scan, "slice": piece, "maySplit": may_split,
+                                                         "maxPages": PAGES_PER_CALL})] = piece
             started += 1
         done = yield context.task_any(list(in_flight))
         piece, result = in_flight.pop(done), done.result
-        if isinstance(result, Exception):  # task_any hands back a failed page too, its error as the result
+        if isinstance(result, Exception):  # task_any hands back a failed call too, its error as the result
             raise result
         if result.get("gone"):
             return {**state, "pending": [], "gone": True}
@@ -166,11 +181,8 @@ def list_slices(context) -> Generator[Any, Any, dict]:
             state["splits"] += 1
             pending += split_slice(piece, SPLIT_PARTS)
             continue
-        state["pages"], state["listed"] = state["pages"] + 1, state["listed"] + result["listed"]
-        if result.get("created"):
-            low, high = result["created"]
-            span = state["span"]
-            state["span"] = [low, high] if span is None else [min(span[0], low), max(span[1], high)]
+        state["pages"], state["listed"] = state["pages"] + result["pages"], state["listed"] + result["listed"]
+        state["span"] = widened(state["span"], result["created"])
         if result["next"]:
-            pending.append({**piece, "next": result["next"], "pages": piece["pages"] + 1})
+            pending.append({**piece, "next": result["next"], "pages": piece["pages"] + result["pages"]})
     return {**state, "pending": pending}

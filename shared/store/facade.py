@@ -182,7 +182,7 @@ class CountsStore:
         await self.job_index.mark_validation(job_key, status, note, validated_at, summary, created_span)
 
     async def record_listing(self, job_key: str, scan_id: str, page_id: str,
-                             listed: dict[int, list[tuple[str, str, TaskStatus]]]) -> None:
+                             listed: dict[int, list[tuple[str, TaskStatus]]]) -> None:
         await self.ensure_tables()
         await self.scans.record(job_key, scan_id, page_id, listed)
 

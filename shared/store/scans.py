@@ -15,7 +15,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.counting import TaskStatus
-from shared.store.codec import listing_blob, listing_entries, scan_partition
+from shared.store.codec import LISTING_PARTS, listing_entries, listing_properties, scan_partition
 from shared.store.queries import stream_rows
 from shared.store.tables import RESENDABLE, create_table, delete_rows, hashed_table_name, storage_call, upsert_all
 
@@ -29,11 +29,11 @@ class ScanListings:
         return self._service.get_table_client(hashed_table_name(self._prefix, "s", scan_partition(job_key, scan_id)))
 
     async def record(self, job_key: str, scan_id: str, page_id: str,
-                     listed: dict[int, list[tuple[str, str, TaskStatus]]]) -> None:
+                     listed: dict[int, list[tuple[str, TaskStatus]]]) -> None:
         """Keep what one page (``page_id``, unique in the scan) showed, per shard (idempotent). The
         scan's first page creates its table, indexed first so that no table is ever left unfound."""
         rows = [{"PartitionKey": scan_partition(job_key, scan_id), "RowKey": f"{shard:02x}-{page_id}",
-                 "Listed": listing_blob(entries)}
+                 **listing_properties(entries)}
                 for shard, entries in sorted(listed.items())]
         listing = self._listing(job_key, scan_id)
         async with storage_call("recording a listing page"):
@@ -54,9 +54,10 @@ class ScanListings:
                 async for row in stream_rows(self._listing(job_key, scan_id),
                                              "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
                                              {"pk": scan_partition(job_key, scan_id), "low": f"{shard:02x}-",
-                                              "high": f"{shard:02x}."}, ["Listed"]):
-                    for key, task_id, status in listing_entries(base64.b64decode(row["Listed"])):  # Edm.Binary
-                        listed[key] = (task_id, status)
+                                              "high": f"{shard:02x}."}, LISTING_PARTS):
+                    parts = [base64.b64decode(row[name]) for name in LISTING_PARTS if row.get(name)]  # Edm.Binary
+                    for task_id, status in listing_entries(parts):
+                        listed[task_id.lower()] = (task_id, status)
             except ResourceNotFoundError:  # no table: the scan listed no tasks
                 pass
         return listed

@@ -31,7 +31,8 @@ async def simulator_control(sim_url, path, body):
             return await response.json()
 
 
-async def test_state_changes_deletions_and_additions_during_the_fan_out_end_in_the_truth(app, simulator):
+async def test_state_changes_deletions_and_additions_during_the_fan_out_end_in_the_truth(app, simulator, monkeypatch):
+    monkeypatch.setattr(workflow, "PAGES_PER_CALL", 2)  # calls of several pages, and many calls
     function_app, url = app
     account, _ = simulator
     job = "Fanout-Change"
@@ -39,27 +40,56 @@ async def test_state_changes_deletions_and_additions_during_the_fan_out_end_in_t
     rng = random.Random(5)
     account.step(job, rng, 3000, deletes=False)
     await deliver(url, account, Faults(drop=0.1), seed=1)  # drift for the pass to correct
-    real_page = function_app.functions[workflow.LIST_PAGE].entry
-    changed = {"pages": 0, "added": 0}
+    real_page = function_app.functions[workflow.LIST_PAGES].entry
+    changed = {"calls": 0, "pages": 0, "added": 0}
 
     async def page_then_change(scan):
-        """Between pages, tasks move on, some are deleted, new ones are added; their events arrive."""
+        """Between calls, tasks move on, some are deleted, new ones are added; their events arrive."""
         result = await real_page(scan)
         if "next" in result:
-            changed["pages"] += 1
+            changed["calls"] += 1
+            changed["pages"] += result["pages"]
             account.step(job, rng, 150, deletes=True)
-            added = [f"late-{changed['pages']}-{n}" for n in range(5)]
+            added = [f"late-{changed['calls']}-{n}" for n in range(5)]
             account.add_tasks(job, added)
             changed["added"] += len(added)
-            await deliver(url, account, Faults(duplicate=0.2, reorder=True), seed=changed["pages"])
+            await deliver(url, account, Faults(duplicate=0.2, reorder=True), seed=changed["calls"])
         return result
 
-    engine = engine_for(function_app, **{workflow.LIST_PAGE: ("activityTrigger", page_then_change)})
+    engine = engine_for(function_app, **{workflow.LIST_PAGES: ("activityTrigger", page_then_change)})
     instance = await engine.run(workflow.VALIDATE_JOB, job_input(job), "fanout-change")
     assert instance.output["action"] == "validated", instance.output
-    assert changed["pages"] >= 4 and instance.output["pages"] == changed["pages"]
+    assert changed["calls"] >= 3 and instance.output["pages"] == changed["pages"]
     assert sum(instance.output["corrected"].values()) > 0
     await served_as_truth(url, account, job)
+
+
+async def test_a_call_lists_pages_of_its_slice_in_order_and_hands_on_where_the_next_begins(app, simulator):
+    """The real activity: a full first page splits a slice (nothing kept); otherwise up to maxPages
+    pages are kept, and the next call goes on from the returned link."""
+    function_app, url = app
+    account, _ = simulator
+    job = "Fanout-Pages"
+    new_job(account, job, 2500)
+    list_pages = function_app.functions[workflow.LIST_PAGES].entry
+    scan = await function_app.functions[workflow.BEGIN].entry(job_input(job))
+    whole = {"low": scan["createdTicks"], "high": scan["scanStartedTicks"], "next": None, "pages": 0}
+    store = get_store(get_settings())
+
+    async def kept():
+        listings = {}
+        for shard in range(scan["partitions"]):
+            listings.update(await store.listed_in_shard(job.lower(), scan["scanId"], shard))
+        return listings
+
+    assert await list_pages({**scan, "maySplit": True, "maxPages": 2, "slice": whole}) == {"split": True}
+    assert await kept() == {}
+    first = await list_pages({**scan, "maySplit": False, "maxPages": 2, "slice": whole})
+    assert (first["pages"], first["listed"]) == (2, 2000) and first["next"]
+    rest = await list_pages({**scan, "maySplit": False, "maxPages": 2, "slice": {**whole, "next": first["next"], "pages": 2}})
+    assert (rest["pages"], rest["listed"], rest["next"]) == (1, 500, None)
+    assert first["created"][1] <= rest["created"][0]  # in creation order
+    assert sorted(await kept()) == [f"t{n:05d}" for n in range(2500)]
 
 
 async def test_two_tasks_created_in_one_tick_at_a_slice_boundary_are_listed_once(app, simulator):
@@ -78,9 +108,9 @@ async def test_two_tasks_created_in_one_tick_at_a_slice_boundary_are_listed_once
     for piece in ({"low": low, "high": boundary}, {"low": boundary, "high": high}):
         next_link, pages = None, 0
         while True:
-            result = await entries[workflow.LIST_PAGE].entry(
-                {**scan, "maySplit": False, "slice": {**piece, "next": next_link, "pages": pages}})
-            listed, next_link, pages = listed + result["listed"], result["next"], pages + 1
+            result = await entries[workflow.LIST_PAGES].entry(
+                {**scan, "maySplit": False, "maxPages": 1, "slice": {**piece, "next": next_link, "pages": pages}})
+            listed, next_link, pages = listed + result["listed"], result["next"], pages + result["pages"]
             if not next_link:
                 break
     listings = {}  # what the sweeps will read
@@ -108,7 +138,7 @@ async def test_a_job_deleted_mid_scan_is_removed_and_no_longer_served(app, simul
     job = "Fanout-Gone"
     new_job(account, job, 3000)
     await deliver(url, account)
-    real_page = function_app.functions[workflow.LIST_PAGE].entry
+    real_page = function_app.functions[workflow.LIST_PAGES].entry
 
     async def page_then_delete(scan):
         result = await real_page(scan)
@@ -116,7 +146,7 @@ async def test_a_job_deleted_mid_scan_is_removed_and_no_longer_served(app, simul
             account.delete_job(job)
         return result
 
-    engine = engine_for(function_app, **{workflow.LIST_PAGE: ("activityTrigger", page_then_delete)})
+    engine = engine_for(function_app, **{workflow.LIST_PAGES: ("activityTrigger", page_then_delete)})
     instance = await engine.run(workflow.VALIDATE_JOB, job_input(job), "fanout-gone")
     assert instance.output["action"] == "removed" and instance.output["reason"] == "JobNotFound", instance.output
     async with aiohttp.ClientSession() as session:

@@ -193,6 +193,18 @@ def test_concurrent_instances_with_overlapping_batches_count_exactly(azurite):
     asyncio.run(check())
 
 
+async def test_a_listing_row_over_one_binary_property_is_kept_and_read_back_whole(store):
+    """A one-partition job's page of 1,000 random 64-character ids needs two binary properties."""
+    rng = random.Random(2)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+    entries = [("".join(rng.choice(alphabet) for _ in range(64)),
+                observe("j", "t", TaskState.COMPLETED, rng.randrange(10**9), TaskResult.FAILURE,
+                        rng.randrange(999_999), rng.randrange(1, 99_999)).status) for _ in range(1000)]
+    await store.record_listing("j", "0000000000000000001", "page-0", {0: entries})
+    listed = await store.listed_in_shard("j", "0000000000000000001", 0)
+    assert listed == {task_id.lower(): (task_id, status) for task_id, status in entries}
+
+
 async def test_an_upsert_transaction_cut_after_storage_answered_is_sent_again(azurite):
     """The SDK never resends a POST whose connection was cut; a listing page and rejected events are
     upserts, so the store sends them again and the outcome is the same as one clean send."""
@@ -202,7 +214,7 @@ async def test_an_upsert_transaction_cut_after_storage_answered_is_sent_again(az
     store = CountsStore.from_settings(make_settings(azurite, AzureWebJobsStorage=connection))
     try:
         await store.ensure_tables()
-        listed = {shard: [(f"t{shard}-{n}", f"T{shard}-{n}", observe("j", f"t{shard}-{n}", RUNNING, n).status)
+        listed = {shard: [(f"T{shard}-{n}", observe("j", f"t{shard}-{n}", RUNNING, n).status)
                           for n in range(3)] for shard in range(2)}
         async with aiohttp.ClientSession() as session:
             async with session.post(f"http://127.0.0.1:{port}/_faults", json={"cutBatches": 2}) as response:
@@ -213,7 +225,7 @@ async def test_an_upsert_transaction_cut_after_storage_answered_is_sent_again(az
         assert faults["cut_after"] == 2 and faults["cutBatches"] == 0  # both cuts spent on this page
         for shard, entries in listed.items():
             assert await store.listed_in_shard("j", "0000000000000000001", shard) == {
-                key: (task_id, status) for key, task_id, status in entries}
+                task_id.lower(): (task_id, status) for task_id, status in entries}
     finally:
         await store.close()
         await proxy.cleanup()
@@ -393,7 +405,7 @@ async def test_each_scans_listing_is_a_table_dropped_whole_when_done_abandoned_o
     scans = {("j", f"{n:019d}") for n in (1, 2, 3, 4)} | {("other", f"{1:019d}")}
     await store.ensure_tables()
     for job_key, scan_id in scans:
-        await store.record_listing(job_key, scan_id, "page-0", {0: [(f"{scan_id}-t", "T", status)]})
+        await store.record_listing(job_key, scan_id, "page-0", {0: [(f"T-{scan_id}", status)]})
     before = await table_names(store)
 
     def listed(job_key, scan_id):

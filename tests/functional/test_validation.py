@@ -157,13 +157,13 @@ async def test_a_job_over_the_limit_reads_unvalidated_and_is_skipped_cheaply(app
     account.start(job, "t000001")
     await deliver(url, account)
     listed = []
-    real_page = function_app.functions[workflow.LIST_PAGE].entry
+    real_page = function_app.functions[workflow.LIST_PAGES].entry
 
     async def page(scan):
         listed.append(scan)
         return await real_page(scan)
 
-    engine = engine_for(function_app, **{workflow.LIST_PAGE: ("activityTrigger", page)})
+    engine = engine_for(function_app, **{workflow.LIST_PAGES: ("activityTrigger", page)})
     instance = await engine.run(workflow.VALIDATE_JOB, {"jobKey": job, "jobId": job}, "v-big")
     assert instance.output["action"] == "skipped" and listed == []
     body = await served(url, job)

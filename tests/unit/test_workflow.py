@@ -34,6 +34,7 @@ class Recorder:
         self.known_span = known_span
         self.calls: list[tuple] = []
         self.listed: list[int] = []
+        self.paged: list[tuple] = []  # per call that listed: (its next link, pages listed, tasks listed)
         self.fail_page, self.gone_after = fail_page, gone_after
 
     async def begin(self, job):
@@ -45,23 +46,27 @@ class Recorder:
                 "parallelListings": PARALLEL, "knownSpan": self.known_span}
 
     async def page(self, scan):
+        """Up to maxPages pages of the slice, as the real activity lists them."""
         piece = scan["slice"]
-        pages_before = sum(call[0] == "page" for call in self.calls)
+        calls_before = sum(call[0] == "page" for call in self.calls)
         self.calls.append(("page", piece["low"], piece["high"], piece["next"], scan["maySplit"]))
         await asyncio.sleep(random.random() / 200)  # finish out of order
-        if pages_before == self.fail_page:
+        if calls_before == self.fail_page:
             raise RuntimeError("Batch failed listing tasks")
-        if self.gone_after is not None and pages_before >= self.gone_after:
+        if self.gone_after is not None and calls_before >= self.gone_after:
             return {"gone": True}
         in_slice = [tick for tick in self.tasks if piece["low"] <= tick < piece["high"]]
-        offset = int(piece["next"] or 0)
-        page = in_slice[offset:offset + PAGE_SIZE]
-        more = offset + PAGE_SIZE < len(in_slice)
-        if piece["next"] is None and more and scan["maySplit"] and piece["high"] - piece["low"] >= 2:
+        start = offset = int(piece["next"] or 0)
+        if piece["next"] is None and len(in_slice) > PAGE_SIZE and scan["maySplit"] and piece["high"] - piece["low"] >= 2:
             return {"split": True}
-        self.listed += page
-        return {"next": str(offset + PAGE_SIZE) if more else None, "listed": len(page), "invalid": 0,
-                "created": [min(page), max(page)] if page else None}
+        pages = 0
+        while pages < scan["maxPages"] and (pages == 0 or offset < len(in_slice)):
+            offset, pages = offset + PAGE_SIZE, pages + 1
+        listed = in_slice[start:offset]
+        self.listed += listed
+        self.paged.append((piece["next"], pages, len(listed)))
+        return {"next": str(offset) if offset < len(in_slice) else None, "pages": pages, "listed": len(listed),
+                "invalid": 0, "created": [min(listed), max(listed)] if listed else None}
 
     async def reshard(self, move):
         self.calls.append(("reshard", move["shard"], move["target"]))
@@ -90,7 +95,7 @@ class Recorder:
             workflow.LIST_SLICES: ("orchestrationTrigger", ValidateJobListing.main),
             workflow.REMOVE_JOB: ("activityTrigger", self.remove),
             workflow.BEGIN: ("activityTrigger", self.begin),
-            workflow.LIST_PAGE: ("activityTrigger", self.page),
+            workflow.LIST_PAGES: ("activityTrigger", self.page),
             workflow.SWEEP: ("activityTrigger", self.sweep),
             workflow.RESHARD: ("activityTrigger", self.reshard),
             workflow.FINISH: ("activityTrigger", self.finish),
@@ -134,7 +139,8 @@ def in_flight(instance, name) -> tuple[int, bool]:
 
 
 async def test_listing_fans_out_over_slices_lists_every_task_once_then_sweeps_then_finish(monkeypatch):
-    monkeypatch.setattr(workflow, "PAGES_PER_ROUND", 5)  # several rounds for a job this small
+    monkeypatch.setattr(workflow, "CALLS_PER_ROUND", 5)  # several rounds for a job this small
+    monkeypatch.setattr(workflow, "PAGES_PER_CALL", 1)  # and many calls
     monkeypatch.setattr(workflow, "SLICES_PER_LISTING", 1)  # no more slices than pages in flight: slices page on
     recorder = Recorder()
     instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v1")
@@ -142,10 +148,10 @@ async def test_listing_fans_out_over_slices_lists_every_task_once_then_sweeps_th
     assert sorted(recorder.listed) == SPREAD_TASKS  # every task exactly once
     assert instance.output == {"jobId": "Render-42", "action": "validated", "tasksListed": len(SPREAD_TASKS)}
     rounds = recorder.rounds(instance)
-    assert len(rounds) >= 3 and not episodes(instance, workflow.LIST_PAGE)  # pages live in the rounds' histories
+    assert len(rounds) >= 3 and not episodes(instance, workflow.LIST_PAGES)  # pages live in the rounds' histories
     for listing in rounds:  # each round stops once it started its pages: its history stays short
-        assert sum(len(started) for started in episodes(listing, workflow.LIST_PAGE)) <= 5
-    flights = [in_flight(listing, workflow.LIST_PAGE) for listing in rounds]
+        assert sum(len(started) for started in episodes(listing, workflow.LIST_PAGES)) <= 5
+    flights = [in_flight(listing, workflow.LIST_PAGES) for listing in rounds]
     assert max(most for most, _ in flights) == PARALLEL  # never more pages in flight than allowed
     assert any(overlapped for _, overlapped in flights)  # a page started while others were still listing
     assert any(call[0] == "page" and call[3] is not None for call in recorder.calls)  # a slice paged on
@@ -189,7 +195,7 @@ async def test_a_large_job_added_at_once_is_cut_into_more_slices_than_pages_in_f
         recorder = Recorder(tasks=dense)
         instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, f"v-burst-{slices_per_listing}")
         assert instance.output["action"] == "validated" and sorted(recorder.listed) == sorted(dense)
-        assert max(in_flight(listing, workflow.LIST_PAGE)[0] for listing in recorder.rounds(instance)) == PARALLEL
+        assert max(in_flight(listing, workflow.LIST_PAGES)[0] for listing in recorder.rounds(instance)) == PARALLEL
         paged_on.append(len({call[1:3] for call in recorder.calls if call[0] == "page" and call[3] is not None}))
     assert paged_on[1] > 2 * paged_on[0], paged_on  # smaller slices, so the window stays full to the end
 
@@ -235,13 +241,16 @@ def test_planned_slices_partition_the_job_whatever_the_last_pass_saw(created, wi
     assert sum(piece["low"] <= tick < piece["high"] for piece in pieces) == 1
 
 
-async def test_tasks_created_in_one_tick_page_in_order_within_their_slice():
+async def test_tasks_created_in_one_tick_page_in_order_within_their_slice(monkeypatch):
+    """A one-tick slice cannot be split: it pages on, PAGES_PER_CALL pages a call, the next call
+    from where the last one ended."""
+    monkeypatch.setattr(workflow, "PAGES_PER_CALL", 2)
     same_tick = [333] * 35
     recorder = Recorder(tasks=same_tick)
     instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v3")
     assert instance.output["action"] == "validated" and recorder.listed == same_tick
-    pages_on = [call[3] for call in recorder.calls if call[0] == "page" and call[1] <= 333 < call[2] and call[3]]
-    assert pages_on == ["10", "20", "30"]  # one slice holds the tick, paged in order
+    assert [(link, pages) for link, pages, tasks in recorder.paged if tasks] == [(None, 2), ("20", 2)]
+    assert instance.custom_status["pages"] == sum(pages for _, pages, _ in recorder.paged)  # pages, not calls
 
 
 async def test_a_failed_activity_ends_the_job_with_its_reason_and_no_sweep():
@@ -260,18 +269,19 @@ async def test_a_job_deleted_mid_scan_is_removed_not_swept():
     assert not any(call[0] in ("sweep", "finish") for call in recorder.calls)
 
 
-async def test_resuming_a_listing_round_cut_anywhere_finishes_without_redoing_finished_pages():
-    """A host restarted mid-round replays that round's history: pages it finished are not listed again."""
+async def test_resuming_a_listing_round_cut_anywhere_finishes_without_redoing_finished_calls(monkeypatch):
+    """A host restarted mid-round replays that round's history: calls it finished are not made again."""
+    monkeypatch.setattr(workflow, "PAGES_PER_CALL", 1)  # a round of many steps to cut
     random.seed(3)
     recorder = Recorder()
     await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v6")
     [full] = recorder.rounds(Instance("v6", workflow.VALIDATE_JOB, None))
-    page_calls = len([e for e in full.history if e.get("Name") == workflow.LIST_PAGE])
+    page_calls = len([e for e in full.history if e.get("Name") == workflow.LIST_PAGES])
     cuts = [i for i, e in enumerate(full.history) if e["EventType"] == ORCHESTRATOR_STARTED]
     assert len(cuts) >= 6
     for cut in cuts:
         history = copy.deepcopy(full.history[:cut])
-        scheduled = {e["EventId"] for e in history if e.get("Name") == workflow.LIST_PAGE}
+        scheduled = {e["EventId"] for e in history if e.get("Name") == workflow.LIST_PAGES}
         finished = {e["TaskScheduledId"] for e in history if e["EventType"] in COMPLETION_EVENTS} & scheduled
         again = Recorder()
         resumed = await again.engine().resume(Instance(full.instance_id, workflow.LIST_SLICES, full.input,
@@ -282,11 +292,11 @@ async def test_resuming_a_listing_round_cut_anywhere_finishes_without_redoing_fi
 
 
 async def test_resuming_the_job_cut_anywhere_gives_the_same_result_and_redoes_no_finished_round(monkeypatch):
-    monkeypatch.setattr(workflow, "PAGES_PER_ROUND", 4)
+    monkeypatch.setattr(workflow, "CALLS_PER_ROUND", 4)
     random.seed(4)
     recorder = Recorder()
     full = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v12")
-    pages_of = {listing.instance_id: sum(e.get("Name") == workflow.LIST_PAGE for e in listing.history)
+    pages_of = {listing.instance_id: sum(e.get("Name") == workflow.LIST_PAGES for e in listing.history)
                 for listing in recorder.rounds(full)}
     cuts = [i for i, e in enumerate(full.history) if e["EventType"] == ORCHESTRATOR_STARTED]
     for cut in cuts:
@@ -353,6 +363,6 @@ def test_workflow_names_are_function_folders_with_the_right_trigger():
     expected = {workflow.REMOVE_JOBS: "orchestrationTrigger", workflow.VALIDATE_JOB: "orchestrationTrigger",
                 workflow.LIST_SLICES: "orchestrationTrigger"}
     expected.update({name: "activityTrigger" for name in (workflow.REMOVE_JOB, workflow.BEGIN, workflow.RESHARD,
-                                                          workflow.LIST_PAGE, workflow.SWEEP, workflow.FINISH)})
+                                                          workflow.LIST_PAGES, workflow.SWEEP, workflow.FINISH)})
     for name, trigger in expected.items():
         assert app.functions[name].trigger["type"] == trigger
