@@ -46,6 +46,8 @@ def slice_limit(parallel: int, pages_needed: int) -> int:
     flight, up to SLICES_PER_LISTING times that for a job of enough pages; never more than its pages."""
     more = min(parallel * SLICES_PER_LISTING, pages_needed // SLICES_PER_LISTING)
     return min(pages_needed, max(parallel, more))
+
+
 # Pages of one slice one activity call lists in a row (fewer where the slice ends). Each call is an
 # orchestration step that replays the round's history (the Python worker parses every event of it
 # again), so one page a call spent ~12 ms of a 1,000,000-task pass's CPU per page on replays, about
