@@ -46,7 +46,7 @@ class SimTask:
         renders a million of these, and the simulator stands in for a remote Batch, so it spends this
         machine's CPU only on what was asked for."""
         body = {}
-        for name in TASK_PROPERTY_NAMES if select is None else select:
+        for name in _TASK_PROPERTIES if select is None else select:
             render = _TASK_PROPERTIES.get(name)
             value = render(self, job_url) if render else None
             if value is not None:
@@ -76,7 +76,6 @@ _TASK_PROPERTIES: dict[str, Callable[[SimTask, str], object]] = {
     "requiredSlots": lambda task, _: task.required_slots,
     "executionInfo": _execution_info,
 }
-TASK_PROPERTY_NAMES = tuple(_TASK_PROPERTIES)
 
 
 @dataclass
