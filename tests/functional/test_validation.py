@@ -213,6 +213,20 @@ async def test_a_huge_jobs_pass_delays_no_small_job(app_server, simulator, monke
     monkeypatch.setenv("VALIDATION_MAX_TASKS", "1000000")
     get_settings.cache_clear()
     huge_id = workflow.on_demand_instance_id("huge")
+    trigger, list_pages = engine.functions[workflow.LIST_PAGES]
+    huge_calls = 0
+
+    async def huge_pass_outlasts_the_test(scan):
+        """The huge job lists its first calls, then holds until terminated: however fast this machine
+        lists 200,000 tasks, its pass is still running when the small jobs' second pass ends."""
+        nonlocal huge_calls
+        if scan["jobKey"] == "huge":
+            huge_calls += 1
+            if huge_calls > 8:
+                await asyncio.Event().wait()
+        return await list_pages(scan)
+
+    monkeypatch.setitem(engine.functions, workflow.LIST_PAGES, (trigger, huge_pass_outlasts_the_test))
     try:
         account.create_job("huge")
         account.add_tasks("huge", [f"t{n:06d}" for n in range(200_000)], publish=False)
