@@ -32,7 +32,8 @@ PROGRESS_MAX_POINTS = "PROGRESS_MAX_POINTS"
 STALL_MINUTES = "STALL_MINUTES"
 FAILURE_ALERT_PERCENT = "FAILURE_ALERT_PERCENT"
 COUNTS_MAX_AGE_MS = "COUNTS_MAX_AGE_MS"
-# Read by the Functions host, not by code: function.json says "%NAME%" (schedules, the hub).
+# Read by the Functions host, not by code: function.json says "%NAME%" (schedules, the hub). Required:
+# no code default can reach the host; Bicep and local.settings.example.json set them.
 VALIDATION_SCHEDULE = "VALIDATION_SCHEDULE"
 TASK_SYNC_SCHEDULE = "TASK_SYNC_SCHEDULE"
 PROGRESS_SCHEDULE = "PROGRESS_SCHEDULE"
@@ -72,7 +73,6 @@ MAX_JOB_PARTITIONS = 256
 DEFAULT_VALIDATION_MAX_TASKS = 200_000
 DEFAULT_VALIDATION_PARALLEL_LISTINGS = 8
 DEFAULT_RETENTION_DAYS = 7
-DEFAULT_TASK_SYNC_SCHEDULE = "*/30 * * * * *"  # every 30 s (six-field NCRONTAB)
 DEFAULT_TASK_SYNC_MAX_JOBS = 100
 DEFAULT_TASK_SYNC_MAX_PAGES = 20
 DEFAULT_TASK_SYNC_OVERLAP_SECONDS = 30

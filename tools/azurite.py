@@ -62,13 +62,16 @@ class Azurite:
         raise RuntimeError(f"Azurite did not listen on port {self.port} within {timeout}s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process.stderr.close()
 
     def __enter__(self) -> "Azurite":
         return self.start()

@@ -146,14 +146,25 @@ class FunctionApp:
         return DurableEngine(functions, int(self.durable_config.get("maxConcurrentActivityFunctions", 10)))
 
 
+class FunctionError(Exception):
+    """A function the host cannot run as configured: reported, not served; the others run on."""
+
+
 def resolve_settings(text: str) -> str:
     """Binding expressions like %VALIDATION_SCHEDULE% come from app settings (the environment)."""
     def lookup(match: re.Match) -> str:
         value = os.environ.get(match.group(1))
         if value is None:
-            raise KeyError(f"app setting {match.group(1)} is not set (used as %{match.group(1)}%)")
+            raise FunctionError(f"'%{match.group(1)}%' does not resolve to a value "
+                                f"(app setting {match.group(1)} is not set)")
         return value
     return _SETTING.sub(lookup, text)
+
+
+def resolve_trigger(spec: FunctionSpec) -> dict:
+    """The trigger binding with every %SETTING% in it resolved, as the host does when it indexes."""
+    return {name: resolve_settings(value) if isinstance(value, str) else value
+            for name, value in spec.trigger.items()}
 
 
 class LocalHost:
@@ -166,14 +177,33 @@ class LocalHost:
         self.engine = app.durable_engine()
         self.hub = self.app.durable_config.get("hubName", "TaskCountsHub")
         self._timers: list[asyncio.Task] = []
+        self.errors: dict[str, str] = {}  # function -> why it is in error (not served)
+        self.schedules: dict[str, str] = {}  # timer function -> its resolved NCRONTAB schedule
+
+    def _in_error(self, spec: FunctionSpec, reason: str) -> None:
+        """As the Functions host: one line naming the function and why; the function is not served."""
+        self.errors[spec.name] = reason
+        logger.error("The '%s' function is in error: %s", spec.name, reason, extra={"function": spec.name})
+
+    def _servable(self, kinds: tuple[str, ...]) -> list[tuple[FunctionSpec, dict]]:
+        """The functions with these triggers whose trigger binding resolves; the rest are put in error."""
+        servable = []
+        for spec in self.app.with_trigger(*kinds):
+            if spec.trigger["type"] == "eventHubTrigger" and not self._hub_connected(spec):
+                continue
+            try:
+                servable.append((spec, resolve_trigger(spec)))
+            except FunctionError as error:
+                self._in_error(spec, str(error))
+        return servable
 
     # ---- wiring -----------------------------------------------------------------------------
 
     def web_app(self) -> web.Application:
         web_app = web.Application(client_max_size=8 * 1024 * 1024)  # functions judge body size themselves
-        for spec in self.app.with_trigger("httpTrigger"):
+        for spec, trigger in self._servable(("httpTrigger",)):
             handler = self._http_handler(spec)
-            for method in spec.trigger.get("methods", ["get", "post"]):
+            for method in trigger.get("methods", ["get", "post"]):
                 for path in self.app.paths_of(spec):
                     web_app.router.add_route(method.upper(), path, handler)
         web_app.router.add_post("/admin/functions/{name}", self._admin_invoke)
@@ -245,49 +275,52 @@ class LocalHost:
         spec = self.app.functions.get(request.match_info["name"])
         if spec is None or spec.trigger["type"] != "timerTrigger":
             return web.json_response({"error": "no timer function of that name"}, status=404)
+        if spec.name in self.errors:
+            return web.json_response({"error": f"the function is in error: {self.errors[spec.name]}"}, status=404)
         asyncio.get_running_loop().create_task(self._fire(spec, past_due=False))
         return web.Response(status=202)
 
     # ---- timers -------------------------------------------------------------------------------
 
     def start_triggers(self) -> None:
-        """Timers on their schedules and Event Hubs readers (HTTP functions need nothing started).
-        Every schedule is checked before anything starts."""
-        schedules = {}
-        for spec in self.app.with_trigger("timerTrigger"):
-            schedule = resolve_settings(spec.trigger["schedule"])
+        """Timers on their schedules and Event Hubs readers (HTTP functions need nothing started). A
+        function whose binding names an unset %SETTING% or an invalid schedule is in error and does
+        not run; every other one does, as on the Functions host."""
+        for spec, trigger in self._servable(("timerTrigger",)):
+            schedule = trigger["schedule"]
             if not croniter.is_valid(schedule, second_at_beginning=True) or len(schedule.split()) != 6:
-                raise ValueError(f"{spec.name}: {schedule!r} is not a six-field NCRONTAB schedule")
-            schedules[spec.name] = schedule
-        hub_triggers = [trigger for spec in self.app.with_trigger("eventHubTrigger")
-                        if (trigger := self._hub_trigger(spec)) is not None]
+                self._in_error(spec, f"the schedule {schedule!r} is not a six-field NCRONTAB expression")
+                continue
+            self.schedules[spec.name] = schedule
+        hub_triggers = [self._hub_trigger(spec, trigger) for spec, trigger in self._servable(("eventHubTrigger",))]
         loop = asyncio.get_running_loop()
         for spec in self.app.with_trigger("timerTrigger"):
-            self._timers.append(loop.create_task(self._run_timer(spec, schedules[spec.name])))
-        for trigger in hub_triggers:
-            self.hub_triggers.append(trigger)
-            self._timers.append(loop.create_task(trigger.run()))
+            if spec.name in self.schedules:
+                self._timers.append(loop.create_task(self._run_timer(spec, self.schedules[spec.name])))
+        for reader in hub_triggers:
+            self.hub_triggers.append(reader)
+            self._timers.append(loop.create_task(reader.run()))
 
-    def _hub_trigger(self, spec: FunctionSpec) -> HubTrigger | None:
-        binding = spec.trigger
+    @staticmethod
+    def _hub_connected(spec: FunctionSpec) -> bool:
+        if os.environ.get(spec.trigger["connection"]):
+            return True
+        logger.warning("%s: no %s connection string is set; not reading a hub", spec.name, spec.trigger["connection"])
+        return False
+
+    def _hub_trigger(self, spec: FunctionSpec, binding: dict) -> HubTrigger:
         if binding.get("cardinality", "one") != "many":
             raise ValueError(f"{spec.name}: this local host runs eventHubTrigger with cardinality many only")
-        connection = os.environ.get(binding["connection"])
-        if not connection:
-            logger.warning("%s: no %s connection string is set; not reading a hub", spec.name, binding["connection"])
-            return None
+        connection = os.environ[binding["connection"]]
         settings = self.app.host_config.get("extensions", {}).get("eventHubs", {})
 
         async def invoke(events: list) -> None:
             await self.invoke(spec, events)
 
-        return HubTrigger(spec.name, hub_endpoint(connection), resolve_settings(binding["eventHubName"]),
-                          resolve_settings(binding.get("consumerGroup", "$Default")),
+        return HubTrigger(spec.name, hub_endpoint(connection), binding["eventHubName"],
+                          binding.get("consumerGroup", "$Default"),
                           int(settings.get("maxEventBatchSize", DEFAULT_MAX_EVENT_BATCH_SIZE)),
                           RetryPolicy.from_function_json(spec.retry, self.retry_interval_scale), invoke)
-
-    def timer_schedules(self) -> dict[str, str]:
-        return {spec.name: resolve_settings(spec.trigger["schedule"]) for spec in self.app.with_trigger("timerTrigger")}
 
     async def _run_timer(self, spec: FunctionSpec, schedule: str) -> None:
         times = croniter(schedule, datetime.now(timezone.utc), second_at_beginning=True)
@@ -345,10 +378,15 @@ class LocalHost:
         terminated = self.engine.terminate(instance_id, request.query.get("reason", ""))
         return web.Response(status=202 if terminated else 410)
 
-    async def close(self) -> None:
+    async def stop_triggers(self) -> None:
         for timer in self._timers:
             timer.cancel()
         await asyncio.gather(*self._timers, return_exceptions=True)
+        self._timers.clear()
+        self.hub_triggers.clear()
+
+    async def close(self) -> None:
+        await self.stop_triggers()
         await self.engine.close()
         await durable_http._close_session()  # the durable client's process-wide aiohttp session
 
@@ -379,11 +417,13 @@ def banner(host: LocalHost) -> str:
     lines = ["", "Functions:", ""]
     for spec in host.app.functions.values():
         kind = spec.trigger["type"]
-        if kind == "httpTrigger":
+        if spec.name in host.errors:
+            lines.append(f"        {spec.name}: Error: {host.errors[spec.name]}")
+        elif kind == "httpTrigger":
             methods = ",".join(m.upper() for m in spec.trigger.get("methods", ["get", "post"]))
             lines.append(f"        {spec.name}: [{methods}] {host.base_url}{host.app.route_of(spec)}")
         elif kind == "timerTrigger":
-            lines.append(f"        {spec.name}: timerTrigger ({host.timer_schedules()[spec.name]}; "
+            lines.append(f"        {spec.name}: timerTrigger ({host.schedules[spec.name]}; "
                          f"run now: POST {host.base_url}/admin/functions/{spec.name} with the master key)")
         elif kind == "eventHubTrigger":
             reading = next((t for t in host.hub_triggers if t.name == spec.name), None)

@@ -136,10 +136,10 @@ class Stack:
         _wait_for_port(self.app_port, self.processes)
 
     def _spawn(self, name: str, args: list[str], logs: Path) -> None:
-        log = open(logs / f"{name}.log", "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.processes.append(subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                               env=env, start_new_session=True))
+        with open(logs / f"{name}.log", "ab") as log:  # the process writes to its own copy of the file
+            self.processes.append(subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=log,
+                                                   stderr=subprocess.STDOUT, env=env, start_new_session=True))
 
     def log_text(self, name: str) -> str:
         path = (self.log_dir or self._workdir) / f"{name}.log"

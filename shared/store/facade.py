@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from datetime import datetime
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableServiceClient
@@ -37,9 +38,11 @@ class CountsStore:
 
     def __init__(self, service: TableServiceClient, table_prefix: str, job_partitions: int,
                  rows_per_partition: int = ROWS_PER_PARTITION, job_size: JobSize | None = None,
-                 counts_max_age: float = 0.0):
+                 counts_max_age: float = 0.0, clock: Callable[[], float] = time.monotonic):
+        """``clock``: monotonic seconds, by which recent reads age."""
         self._service = service
-        self._recent_readings: RecentReads[tuple[JobCounts | None, list[Point]]] = RecentReads(counts_max_age)
+        self._recent_readings: RecentReads[tuple[JobCounts | None, list[Point]]] = RecentReads(counts_max_age,
+                                                                                                clock=clock)
         self.task_rows = TaskRows(PartitionTables(service, table_prefix))
         self.job_index = JobIndex(service.get_table_client(f"{table_prefix}jobs"), job_partitions, rows_per_partition,
                                   job_size)
@@ -51,10 +54,11 @@ class CountsStore:
         self._tables_ready = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, job_size: JobSize | None = None) -> "CountsStore":
+    def from_settings(cls, settings: Settings, job_size: JobSize | None = None,
+                      clock: Callable[[], float] = time.monotonic) -> "CountsStore":
         """``job_size``: Batch's own count of a job's tasks, to size a job's partitions on first sight."""
         return cls(service_client(settings), settings.table_prefix, settings.job_partitions,
-                   settings.job_partition_rows, job_size, settings.counts_max_age_ms / 1000)
+                   settings.job_partition_rows, job_size, settings.counts_max_age_ms / 1000, clock)
 
     async def close(self) -> None:
         await self._recent_readings.close()

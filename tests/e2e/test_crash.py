@@ -20,7 +20,9 @@ KEYED = {"x-functions-key": FUNCTION_KEY}
 
 @pytest.fixture(scope="module")
 def stack():
-    with Stack(validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None) as running:
+    # A fault proxy with no random faults in front of Azurite: the tests hold storage with it.
+    with Stack(validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None,
+               storage_faults=(0.0, 0.0)) as running:
         yield running
 
 
@@ -28,14 +30,19 @@ def counts(stack, job_id):
     return requests.get(f"{stack.app_url}/api/jobs/{job_id}/taskcounts", headers=KEYED, timeout=10).json()["taskCounts"]
 
 
-async def kill_and_restart_during(stack, work, after_seconds):
-    """Run ``work`` (a coroutine), SIGKILL the host after ``after_seconds``, restart it at once."""
-    task = asyncio.create_task(work)
-    await asyncio.sleep(after_seconds)
-    assert not task.done(), "the work finished before the kill: make it bigger"
-    stack.kill_app()
-    await asyncio.to_thread(stack.start_app)
-    return await task
+async def until(check, what: str, work: asyncio.Task | None = None, timeout: float = 120):
+    """Wait for ``check()`` to hold; fail if ``work`` ends first (the gate was never reached)."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(check):
+        assert work is None or not work.done(), f"the work ended before {what}"
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+def storage_gate(stack, **change) -> dict:
+    response = requests.post(f"{stack.proxy_url}/_faults", json=change, timeout=60)
+    response.raise_for_status()
+    return response.json()
 
 
 def test_killed_while_applying_deliveries_nothing_is_lost_or_double_counted(stack):
@@ -47,9 +54,20 @@ def test_killed_while_applying_deliveries_nothing_is_lost_or_double_counted(stac
         account.step("crash-ingest", rng, 4000)
     events = account.take_outbox()
 
-    report = asyncio.run(kill_and_restart_during(stack, publish(
-        events, f"{stack.app_url}/api/taskevents", headers=KEYED, max_events_per_batch=200,
-        faults=Faults(duplicate=0.1, reorder=True), concurrency=4, seed=5), after_seconds=0.5))
+    async def kill_between_two_writes():
+        # 20 transactions reach storage, then the host is held between two of its writes and killed
+        # there: some deliveries are half applied, none answered.
+        storage_gate(stack, holdAfterBatches=20)
+        delivering = asyncio.create_task(publish(
+            events, f"{stack.app_url}/api/taskevents", headers=KEYED, max_events_per_batch=200,
+            faults=Faults(duplicate=0.1, reorder=True), concurrency=4, seed=5))
+        await until(lambda: storage_gate(stack)["held"] > 0, "storage held a write", delivering)
+        stack.kill_app()
+        storage_gate(stack, release=True)  # the dead host's held writes land late, as a network may deliver them
+        await asyncio.to_thread(stack.start_app)
+        return await delivering
+
+    report = asyncio.run(kill_between_two_writes())
     assert report.retries > 0, "no delivery was cut by the kill"
     assert report.dead_lettered == 0 and report.delivered == report.events + report.duplicated
     truth = account.task_counts("crash-ingest")["taskCounts"]
@@ -64,27 +82,28 @@ def test_killed_during_a_validation_pass_the_next_pass_converges(stack):
                   timeout=60).raise_for_status()
     requests.post(f"{stack.simulator_url}/control/publish", json={
         "url": f"{stack.app_url}/api/taskevents", "headers": KEYED, "drop": 0.3}, timeout=120).raise_for_status()
+    hold_url = f"{stack.simulator_url}/control/holds"
 
-    async def validate_once():
-        started = await asyncio.to_thread(requests.post, f"{stack.app_url}/api/jobs/{job}/validate",
-                                          headers=KEYED, timeout=10)
+    def validate_once():
+        started = requests.post(f"{stack.app_url}/api/jobs/{job}/validate", headers=KEYED, timeout=10)
+        assert started.status_code == 202, started.text
         return started.headers["Location"]
 
-    async def pass_in_progress():
-        location = await validate_once()
-        while True:  # running until the kill cuts it
-            try:
-                status = await asyncio.to_thread(requests.get, location, timeout=5)
-            except requests.ConnectionError:
-                return "killed"
-            if status.status_code != 202:
-                return status.json()
-            await asyncio.sleep(0.05)
+    async def kill_mid_listing():
+        # The job lists 15 pages at least: 4 are answered, then the listing waits, so the pass is
+        # certainly under way (listing rows written, pages in flight) when the host is killed.
+        requests.post(hold_url, json={"jobId": job, "after": 4}, timeout=10).raise_for_status()
+        location = validate_once()
+        await until(lambda: requests.get(f"{hold_url}/{job}", timeout=10).json()["waiting"] > 0,
+                    "the pass listed its first pages")
+        assert requests.get(location, timeout=10).status_code == 202  # still running
+        stack.kill_app()
+        requests.delete(f"{hold_url}/{job}", timeout=10).raise_for_status()
+        await asyncio.to_thread(stack.start_app)
 
-    outcome = asyncio.run(kill_and_restart_during(stack, pass_in_progress(), after_seconds=1.0))
-    assert outcome == "killed"
+    asyncio.run(kill_mid_listing())
     # The local host keeps orchestration state in memory: the pass is gone, not half-recorded.
-    location = asyncio.run(validate_once())
+    location = validate_once()
     for _ in range(600):
         status = requests.get(location, timeout=10)
         if status.status_code != 202:

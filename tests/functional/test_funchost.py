@@ -1,13 +1,15 @@
 """tools.funchost's durable surface: the durableClient binding, status endpoints, timers, admin."""
 import asyncio
+import logging
 import re
 
 import aiohttp
-import pytest
 
 from shared import workflow
 from tests.conftest import FUNCTION_KEY, MASTER_KEY
 from tools.batchsim.publisher import publish
+from tools.azurite import free_port
+from tools.funchost import Keys, banner, serve, stop
 
 
 async def wait_for_output(session, status_url, timeout=60):
@@ -31,7 +33,10 @@ async def seed(app_server, simulator, job_id, tasks=1500):
 
 async def test_on_demand_validation_answers_202_and_can_be_followed(app_server, simulator):
     await seed(app_server, simulator, "OnDemand")
+    hold = f"{simulator[1]}/control/holds"
     async with aiohttp.ClientSession() as session:
+        async with session.post(hold, json={"jobId": "OnDemand", "after": 0}) as held:  # the pass waits to list
+            assert held.status == 201
         url = f"{app_server.url}/api/jobs/OnDemand/validate"
         async with session.post(url, headers=app_server.headers) as response:
             assert response.status == 202
@@ -40,6 +45,10 @@ async def test_on_demand_validation_answers_202_and_can_be_followed(app_server, 
         assert links["id"] == workflow.on_demand_instance_id("ondemand")
         async with session.post(url, headers=app_server.headers) as again:  # still running: same instance
             assert again.status == 202 and (await again.json(content_type=None))["id"] == links["id"]
+        async with session.get(links["statusQueryGetUri"]) as running:
+            assert running.status == 202
+        async with session.delete(f"{hold}/OnDemand") as released:
+            assert released.status == 200
         status, body = await wait_for_output(session, links["statusQueryGetUri"])
         assert status == 200 and body["runtimeStatus"] == "Completed", body
         assert body["output"]["action"] == "validated" and body["output"]["corrected"]["stale"] == 1
@@ -89,19 +98,35 @@ async def test_timer_fires_on_its_ncrontab_schedule(app_server, simulator, monke
         assert engine.instances.get(instance_id) is not None
         await engine.wait(instance_id)
     finally:
-        for timer in app_server.local._timers:
-            timer.cancel()
+        await app_server.local.stop_triggers()
 
 
-def test_a_bad_schedule_is_refused_with_the_setting_named(app_server, monkeypatch):
+async def test_a_timer_with_an_unset_or_bad_schedule_is_in_error_and_the_others_run(app_server, monkeypatch,
+                                                                                     caplog):
+    """As the Functions host: '%SETTING%' that does not resolve, or a schedule that is no NCRONTAB,
+    puts that one function in error (one line naming it and why) and the rest of the app runs."""
     monkeypatch.setenv("VALIDATION_SCHEDULE", "every five minutes")
     monkeypatch.setenv("TASK_SYNC_SCHEDULE", "0 0 0 1 1 *")
-    monkeypatch.setenv("PROGRESS_SCHEDULE", "0 0 0 1 1 *")
-    with pytest.raises(ValueError, match="six-field NCRONTAB"):
-        app_server.local.start_triggers()
-    monkeypatch.delenv("VALIDATION_SCHEDULE")
-    with pytest.raises(KeyError, match="VALIDATION_SCHEDULE"):
-        app_server.local.start_triggers()
+    monkeypatch.delenv("PROGRESS_SCHEDULE", raising=False)
+    port = free_port()
+    with caplog.at_level(logging.ERROR, logger="tools.funchost"):
+        runner, local = await serve(app_server.app, Keys(master=MASTER_KEY), "127.0.0.1", port, triggers=True)
+    try:
+        assert sorted(local.errors) == ["RecordProgress", "ValidateCounts"]
+        assert "'%PROGRESS_SCHEDULE%' does not resolve to a value" in local.errors["RecordProgress"]
+        assert "six-field NCRONTAB" in local.errors["ValidateCounts"]
+        assert local.schedules == {"SyncTasks": "0 0 0 1 1 *"}  # the others run
+        lines = [record.getMessage() for record in caplog.records if record.name == "tools.funchost"]
+        assert len(lines) == 2 and any(line.startswith("The 'RecordProgress' function is in error: '%PROGRESS_SCHEDULE%'")
+                                       for line in lines), lines
+        assert "RecordProgress: Error: '%PROGRESS_SCHEDULE%' does not resolve" in banner(local)
+        async with aiohttp.ClientSession(headers={"x-functions-key": MASTER_KEY}) as session:
+            async with session.post(f"http://127.0.0.1:{port}/admin/functions/RecordProgress") as fired:
+                assert fired.status == 404 and "%PROGRESS_SCHEDULE%" in await fired.text()
+            async with session.get(f"http://127.0.0.1:{port}/api/openapi.json") as served:  # HTTP functions run on
+                assert served.status == 200
+    finally:
+        await stop(runner, local)
 
 
 async def test_terminate_through_the_management_url(app_server):

@@ -147,15 +147,26 @@ async def test_a_new_job_is_sized_by_batchs_own_count(azurite):
 
 async def test_concurrent_deliveries_of_a_new_job_share_one_registration(azurite):
     """Deliveries in flight together for a job not seen yet ask Batch once and write its index row once."""
-    asked = []
+    asked, arrived, all_arrived = [], [], asyncio.Event()
 
     async def job_size(job_id):
         asked.append(job_id)
-        await asyncio.sleep(0.05)  # every delivery arrives while the first is still asking
+        await all_arrived.wait()  # Batch answers only once every delivery has asked for the job's partitions
         return 50_000
 
     store = CountsStore.from_settings(make_settings(azurite, JOB_PARTITION_ROWS=20000), job_size)
-    await asyncio.gather(*(store.apply([observe("Burst", f"t{n}", ACTIVE, 1)]) for n in range(8)))
+    partitions_for = store.job_index.partitions_for
+
+    async def arriving(job_key, job_id):
+        arrived.append(job_key)
+        if len(arrived) == 8:
+            all_arrived.set()
+        return await partitions_for(job_key, job_id)
+
+    store.job_index.partitions_for = arriving
+    await asyncio.wait_for(asyncio.gather(*(store.apply([observe("Burst", f"t{n}", ACTIVE, 1)]) for n in range(8))),
+                           timeout=60)
+    assert arrived == ["burst"] * 8
     assert asked == ["Burst"] and (await store.get_job("burst")).partitions == 4
     assert (await store.get_job_counts("burst")).tasks == Counts(active=8)
     await store.close()

@@ -100,23 +100,27 @@ async def test_the_local_trigger_retries_a_failing_batch_and_checkpoints_after_i
             async with session.post(f"http://127.0.0.1:{port}/control/servicelog",
                                     json={"hub": "hub-x", "recordsPerMessage": 1, "noise": 0}) as response:
                 assert (await response.json())["messages"] == 4
-            for _ in range(100):
-                if sum(len(batch) for batch in seen) >= 4 + 2 * 1 and not failures["left"]:
+
+            async def checkpoints() -> list[int]:
+                found = []
+                for partition in (0, 1):
+                    async with session.get(f"http://127.0.0.1:{port}/eventhubs/hub-x/consumergroups/taskcounts/"
+                                           f"checkpoints/{partition}") as response:
+                        found.append((await response.json())["sequenceNumber"])
+                return found
+
+            for _ in range(1200):  # until both partitions are checkpointed past their messages (or 60 s)
+                if await checkpoints() == [1, 1]:
                     break
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)
-            checkpoints = []
-            for partition in (0, 1):
-                async with session.get(f"http://127.0.0.1:{port}/eventhubs/hub-x/consumergroups/taskcounts/"
-                                       f"checkpoints/{partition}") as response:
-                    checkpoints.append((await response.json())["sequenceNumber"])
+            checkpointed = await checkpoints()
     finally:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
         await runner.cleanup()
     assert trigger.retries == 2 and seen[0] == seen[1] == seen[2]  # the same batch, again and again
     assert sorted(sequence for batch in seen[2:] for sequence in batch) == [0, 0, 1, 1]
-    assert checkpoints == [1, 1]
+    assert checkpointed == [1, 1]
 
 
 def test_pump_writes_several_records_per_message_with_noise_duplicates_and_loss():

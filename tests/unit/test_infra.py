@@ -298,3 +298,22 @@ def alert_query(template: str, kind: str) -> str:
     """alerts.bicep's KQL with its interpolations done as Bicep would."""
     return (template.replace("${length(alertPrefix)}", str(len(ALERT_PREFIX)))
             .replace("${alertPrefix}", ALERT_PREFIX).replace("${alert.kind}", kind))
+
+
+def test_settings_the_host_resolves_have_one_value_in_local_settings_bicep_and_readme():
+    """%NAME% in a function.json has no default the code could give: Bicep, the local example and the
+    README's table must agree on each value."""
+    local = json.loads((REPO / "local.settings.example.json").read_text())["Values"]
+    main_text = (INFRA / "main.bicep").read_text()
+    function_text = (INFRA / "app" / "function.bicep").read_text()
+    readme = (REPO / "README.md").read_text()
+    resolved = {name for path in REPO.glob("*/function.json") for name in re.findall(r"%(\w+)%", path.read_text())}
+    assert {"VALIDATION_SCHEDULE", "TASK_SYNC_SCHEDULE", "PROGRESS_SCHEDULE"} <= resolved
+    for name in sorted(resolved):
+        value = local[name]
+        param = re.search(rf"name: '{name}'\s+value: (\w+)", function_text).group(1)
+        default = re.search(rf"param {param} string = '([^']*)'", main_text)
+        if default is not None:  # a parameter of its own (the hub names come from the hub's module)
+            assert default.group(1) == value, name
+        row = next(line for line in readme.splitlines() if line.startswith("|") and f"`{name}`" in line.split("|")[1])
+        assert f"required: `{value}`" in row or f"`{value}`" in row.split("|")[2] and "required" in row, (name, row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -35,6 +36,32 @@ ACCOUNT = web.AppKey("account", BatchAccount)
 HUBS = web.AppKey("hubs", dict)
 CALLS = web.AppKey("calls", dict)  # Batch REST route -> requests answered (GET /control/calls)
 FAULTS = web.AppKey("faults", dict)
+HOLDS = web.AppKey("holds", dict)  # job key -> ListingHold (POST /control/holds)
+
+
+class ListingHold:
+    """A gate a test controls: the job's first ``after`` List Tasks requests are answered, later ones
+    wait until the hold is released. Lets a test act while a listing is certainly in progress,
+    however fast the machine lists."""
+
+    def __init__(self, after: int):
+        self.after, self.passed, self.waiting = after, 0, 0
+        self.released = asyncio.Event()
+
+    async def enter(self) -> None:
+        if self.passed < self.after or self.released.is_set():
+            self.passed += 1
+            return
+        self.waiting += 1
+        try:
+            await self.released.wait()
+        finally:
+            self.waiting -= 1
+        self.passed += 1
+
+    def to_json(self) -> dict:
+        return {"after": self.after, "passed": self.passed, "waiting": self.waiting,
+                "released": self.released.is_set()}
 
 
 def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: str = DEFAULT_KEY) -> web.Application:
@@ -48,11 +75,11 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
                     raise SimError(403, "AuthenticationFailed",
                                    "Server failed to authenticate the request.", {"AuthenticationErrorDetail": reason})
                 _inject_fault(request.app[FAULTS])
-                if request.app[FAULTS]["latency"]:  # a remote Batch's round trip, without using CPU
-                    await asyncio.sleep(request.app[FAULTS]["latency"])
                 route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
                 calls = request.app[CALLS]
                 calls[route] = calls.get(route, 0) + 1
+                if request.app[FAULTS]["latency"]:  # a remote Batch's round trip, without using CPU
+                    await asyncio.sleep(request.app[FAULTS]["latency"])
             return await handler(request)
         except SimError as error:
             headers = {"Retry-After": str(request.app[FAULTS]["retryAfter"])} if error.status in (429, 503) else {}
@@ -63,7 +90,8 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
     app[ACCOUNT] = account
     app[HUBS] = {}  # hub name -> EventHub, made on first use
     app[CALLS] = {}
-    app[FAULTS] = {"throttle": 0.0, "serverError": 0.0, "retryAfter": 0, "latency": 0.0, "injected": 0,
+    app[HOLDS] = {}
+    app[FAULTS] = {"throttle": 0.0, "serverError": 0.0, "retryAfter": 0, "latency": default_latency(), "injected": 0,
                    "rng": random.Random(0)}
     app.router.add_get("/jobs", list_jobs)
     app.router.add_get("/jobs/{jobId}", get_job)
@@ -80,11 +108,20 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
     app.router.add_post("/control/faults", control_faults)
     app.router.add_post("/control/servicelog", control_service_log)
     app.router.add_get("/control/calls", control_calls)
+    app.router.add_post("/control/holds", control_hold)
+    app.router.add_get("/control/holds/{jobId}", control_hold_state)
+    app.router.add_delete("/control/holds/{jobId}", control_release)
     app.router.add_get("/eventhubs/{hub}/partitions", hub_partitions)
     app.router.add_get("/eventhubs/{hub}/partitions/{partition}/messages", hub_messages)
     app.router.add_get("/eventhubs/{hub}/consumergroups/{group}/checkpoints/{partition}", hub_checkpoint)
     app.router.add_put("/eventhubs/{hub}/consumergroups/{group}/checkpoints/{partition}", hub_checkpoint)
     return app
+
+
+def default_latency() -> float:
+    """Seconds every Batch call is answered late unless /control/faults says otherwise:
+    BATCHSIM_LATENCY_MS, so a whole test run can be made to meet a slower Batch."""
+    return int(os.environ.get("BATCHSIM_LATENCY_MS", "0")) / 1000
 
 
 def _inject_fault(faults: dict) -> None:
@@ -109,7 +146,8 @@ async def control_faults(request: web.Request) -> web.Response:
             faults[name] = float(body[name]) if name != "retryAfter" else int(body[name])
     if "seed" in body:
         faults["rng"] = random.Random(body["seed"])
-    return _reply({"throttle": faults["throttle"], "serverError": faults["serverError"], "injected": faults["injected"]})
+    return _reply({"throttle": faults["throttle"], "serverError": faults["serverError"], "latency": faults["latency"],
+                   "injected": faults["injected"]})
 
 
 def _base(request: web.Request) -> str:
@@ -188,6 +226,9 @@ def _job_json(request: web.Request, job, select: list[str] | None = None) -> dic
 
 async def list_tasks(request: web.Request) -> web.Response:
     job = request.app[ACCOUNT].job(request.match_info["jobId"])
+    hold = request.app[HOLDS].get(job.id.lower())
+    if hold is not None:
+        await hold.enter()
     job_url = f"{_base(request)}/jobs/{job.id}"
     after = request.query.get("$skiptoken")
     bounds = creation_range(request.query.get("$filter", ""))
@@ -301,6 +342,39 @@ async def control_publish(request: web.Request) -> web.Response:
 async def control_calls(request: web.Request) -> web.Response:
     """How many requests each Batch REST route answered: what a client's work cost."""
     return _reply(request.app[CALLS])
+
+
+async def control_hold(request: web.Request) -> web.Response:
+    """{"jobId": "j", "after": 3}: answer the job's next 3 List Tasks requests, then hold the rest
+    until DELETE /control/holds/{jobId}; GET /control/holds/{jobId} says how many wait."""
+    body = await _json_body(request)
+    job_id, after = body.get("jobId"), body.get("after", 0)
+    if not isinstance(job_id, str) or not isinstance(after, int) or after < 0:
+        raise SimError(400, "InvalidRequestBody", "jobId (a string) and after (a count >= 0) are required.")
+    holds = request.app[HOLDS]
+    if job_id.lower() in holds:
+        holds.pop(job_id.lower()).released.set()
+    hold = holds[job_id.lower()] = ListingHold(after)
+    return _reply(hold.to_json(), status=201)
+
+
+def _hold_of(request: web.Request) -> ListingHold:
+    hold = request.app[HOLDS].get(request.match_info["jobId"].lower())
+    if hold is None:
+        raise SimError(404, "ResourceNotFound", f"No hold on job {request.match_info['jobId']!r}.")
+    return hold
+
+
+async def control_hold_state(request: web.Request) -> web.Response:
+    return _reply(_hold_of(request).to_json())
+
+
+async def control_release(request: web.Request) -> web.Response:
+    """Release every List Tasks request the hold keeps waiting, and drop the hold."""
+    hold = _hold_of(request)
+    request.app[HOLDS].pop(request.match_info["jobId"].lower())
+    hold.released.set()
+    return _reply(hold.to_json())
 
 
 async def control_service_log(request: web.Request) -> web.Response:
