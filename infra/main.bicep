@@ -90,6 +90,10 @@ param failureAlertPercent int = 20
 @maxValue(5000)
 @description('A job\'s counts may be answered from a read this many milliseconds old, refreshed in the background while polled (0: always read).')
 param countsMaxAgeMs int = 250
+@minValue(1)
+@maxValue(10000)
+@description('Batch requests a second each app instance may send (sync, validation, sizing new jobs; retries count); a 429 or 503 pauses them all for its Retry-After.')
+param batchRequestsPerSecond int = 25
 @description('E-mail addresses the stalled and failing alerts go to.')
 param alertEmails array = []
 
@@ -239,6 +243,7 @@ module app 'app/function.bicep' = {
     stallMinutes: stallMinutes
     failureAlertPercent: failureAlertPercent
     countsMaxAgeMs: countsMaxAgeMs
+    batchRequestsPerSecond: batchRequestsPerSecond
     serviceLogNamespace: serviceLogHub.outputs.fullyQualifiedNamespace
     serviceLogHubName: serviceLogHub.outputs.hubName
     serviceLogConsumerGroup: serviceLogHub.outputs.consumerGroupName

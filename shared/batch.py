@@ -2,19 +2,26 @@
 
 The one module that talks to Batch. Credentials: a shared key from settings when one is set,
 otherwise Microsoft Entra ID (the app's managed identity). Throttling (429) and 5xx are retried
-with backoff by the SDK's pipeline (honouring Retry-After).
+with backoff by the SDK's pipeline (honouring Retry-After), and every attempt goes through the
+account's request budget (``BATCH_REQUESTS_PER_SECOND``), which a refusal pauses as a whole.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from azure.batch.aio import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.pipeline.policies import AsyncHTTPPolicy
 from azure.core.rest import HttpRequest
 
 from shared.clients import PerLoop
@@ -29,6 +36,88 @@ LISTED_FIELDS = ["id", "state", "stateTransitionTime", "executionInfo", "require
 # SDK's default is 3), waiting as Retry-After asks.
 _CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 6, "retry_status": 6, "retry_backoff_factor": 0.5,
                                    "retry_backoff_max": 30}
+
+
+class RequestBudget:
+    """An account's Batch request budget in this process: requests leave at most ``per_second`` a
+    second, in the order they asked (each attempt counts, the SDK's retries too), and a refusal
+    (429 or 503, or 500 as Batch times out under load) pauses every caller until its Retry-After,
+    not only the call that got it. The sync, validation and the sizing of new jobs share it."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+        self.per_second = per_second
+        self._interval = 1.0 / per_second
+        self._clock, self._sleep = clock, sleep
+        self._last_slot = -math.inf  # when the latest request was let go (or is due to be)
+        self._paused_until = -math.inf
+        self.refusals = 0
+
+    async def acquire(self) -> None:
+        """Wait for this request's turn."""
+        while True:
+            now = self._clock()
+            slot = max(now, self._paused_until, self._last_slot + self._interval)
+            self._last_slot = slot
+            if slot <= now:
+                return
+            await self._sleep(slot - now)
+            if self._paused_until <= self._clock():
+                return  # else a refusal came while waiting: queue again behind the pause
+
+    def refused(self, retry_after: float | None) -> None:
+        """Batch refused a request: nobody sends before its Retry-After (1 s when it gave none)."""
+        self.refusals += 1
+        until = self._clock() + (DEFAULT_REFUSAL_PAUSE if retry_after is None else retry_after)
+        self._paused_until = max(self._paused_until, until)
+        logger.warning("Batch refused a request: every call to the account waits %.1f s",
+                       until - self._clock(), extra={"retry_after": retry_after})
+
+
+class BudgetPolicy(AsyncHTTPPolicy):
+    """Puts every attempt through the account's RequestBudget (placed after the retry policy)."""
+
+    def __init__(self, budget: RequestBudget):
+        super().__init__()
+        self._budget = budget
+
+    async def send(self, request):
+        await self._budget.acquire()
+        response = await self.next.send(request)
+        if response.http_response.status_code in REFUSALS:
+            self._budget.refused(retry_after_seconds(response.http_response.headers))
+        return response
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """The wait a refusal asks for: ``retry-after-ms`` / ``x-ms-retry-after-ms``, else ``Retry-After``
+    in seconds or as an HTTP date; None when it asks for none."""
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        if headers.get(name, "").strip().isdigit():
+            return int(headers[name]) / 1000
+    value = headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+REFUSALS = (429, 500, 503)  # Batch's answers when it is overloaded (see ../README, Configuration)
+DEFAULT_REFUSAL_PAUSE = 1.0
+_budgets: dict[str, RequestBudget] = {}  # account URL -> its budget, shared by every client in the process
+
+
+def budget_for(settings: Settings) -> RequestBudget:
+    key = settings.batch_account_url or ""
+    budget = _budgets.get(key)
+    if budget is None or budget.per_second != settings.batch_requests_per_second:
+        budget = _budgets[key] = RequestBudget(settings.batch_requests_per_second)
+    return budget
 
 
 class BatchUnavailableError(TaskCountsError):
@@ -57,6 +146,7 @@ class BatchReader:
 
             credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
         return cls(BatchClient(settings.batch_account_url, credential, **_CLIENT_OPTIONS,
+                               per_retry_policies=[BudgetPolicy(budget_for(settings))],
                                use_env_settings=settings.proxy_from_environment))
 
     async def close(self) -> None:

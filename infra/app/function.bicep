@@ -28,6 +28,7 @@ param progressMaxPoints int
 param stallMinutes int
 param failureAlertPercent int
 param countsMaxAgeMs int
+param batchRequestsPerSecond int
 param serviceLogNamespace string
 param serviceLogHubName string
 param serviceLogConsumerGroup string
@@ -202,6 +203,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'COUNTS_MAX_AGE_MS'
           value: string(countsMaxAgeMs)
+        }
+        {
+          name: 'BATCH_REQUESTS_PER_SECOND'
+          value: string(batchRequestsPerSecond)
         }
         {
           name: 'BATCH_LOG_HUB'

@@ -231,3 +231,78 @@ async def test_latency_delays_batch_calls_and_not_control_calls(simulator):
             async with session.post(f"{url}/control/faults", json={"latency": usual}) as response:
                 assert response.status == 200
     assert batch_seconds >= latency
+
+
+async def test_past_its_rate_limit_the_account_answers_429_with_the_wait_a_token_needs(simulator):
+    """One request a thousand seconds: the first goes through, the next is refused with Retry-After
+    (whole seconds, as Batch sends it) and counted; 0 lifts the limit."""
+    account, url = simulator
+    seeded_job(account, "Limited", tasks=5)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{url}/control/faults", json={"rateLimit": 0.001}) as response:
+            throttled_before = (await response.json())["throttled"]
+        try:
+            impatient = BatchClient(url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY), retry_total=0)
+            assert await asyncio.to_thread(impatient.get_job_task_counts, "Limited")
+            with pytest.raises(HttpResponseError) as refused:
+                await asyncio.to_thread(impatient.get_job_task_counts, "Limited")
+            assert refused.value.status_code == 429 and refused.value.error.code == "TooManyRequests"
+            assert 900 <= int(refused.value.response.headers["Retry-After"]) <= 1000
+        finally:
+            async with session.post(f"{url}/control/faults", json={"rateLimit": 0}) as response:
+                state = await response.json()
+    assert state["rateLimit"] is None and state["throttled"] == throttled_before + 1
+    assert await asyncio.to_thread(client(url).get_job_task_counts, "Limited")  # the limit is gone
+
+
+def test_a_rate_limit_refills_a_second_at_a_time():
+    from tools.batchsim.server import RateLimit
+
+    now = [0.0]
+    limit = RateLimit(4, clock=lambda: now[0])
+    assert [limit.retry_after() for _ in range(5)] == [None, None, None, None, 1]  # a second's worth, then refused
+    now[0] = 0.5  # two tokens back
+    assert [limit.retry_after() for _ in range(3)] == [None, None, 1]
+    now[0] = 100.0  # never more than a second's worth saved up
+    assert sum(limit.retry_after() is None for _ in range(10)) == 4
+
+
+async def test_the_request_budget_stays_under_the_accounts_limit_and_a_refusal_pauses_every_caller(simulator):
+    """Below the account's limit the budget spaces calls so none is refused; above it, each 429 pauses
+    every caller for its Retry-After and every call still succeeds."""
+    from shared.batch import BatchReader, budget_for
+    from shared.config import Settings
+
+    account, url = simulator
+    seeded_job(account, "Budgeted", tasks=20)
+
+    def reader_at(per_second: int) -> BatchReader:
+        return BatchReader.from_settings(Settings.from_env({
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": url,
+            "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
+            "BATCH_REQUESTS_PER_SECOND": str(per_second)}))
+
+    async def limit(per_second: float) -> int:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{url}/control/faults", json={"rateLimit": per_second}) as response:
+                return (await response.json())["throttled"]
+
+    patient = reader_at(5)
+    before = await limit(10)  # a second's worth (10) in the bucket, refilled faster than 5 a second
+    try:
+        sizes = await asyncio.gather(*(patient.job_size("Budgeted") for _ in range(10)))
+    finally:
+        throttled = await limit(0)
+        await patient.close()
+    assert sizes == [20] * 10 and throttled == before
+
+    eager = reader_at(100)
+    before = await limit(0.5)  # one call, then one every 2 s: the budget is over the account's limit
+    try:
+        sizes = await asyncio.gather(*(eager.job_size("Budgeted") for _ in range(3)))
+    finally:
+        throttled = await limit(0)
+        await eager.close()
+    refusals = budget_for(Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                                             "BATCH_ACCOUNT_URL": url, "BATCH_REQUESTS_PER_SECOND": "100"})).refusals
+    assert sizes == [20] * 3 and throttled - before >= 2 and refusals == throttled - before

@@ -2,6 +2,7 @@
 local host's Event Hubs trigger against the simulator's hub: batches, retries and checkpoints."""
 import asyncio
 import json
+import random
 from datetime import datetime, timezone
 
 import aiohttp
@@ -16,7 +17,7 @@ from shared.store import CountsStore, get_store, raw_text_of
 from tests.conftest import make_settings
 from tests.sample_files import hub_message, service_log_record
 from tools.azurite import free_port
-from tools.batchsim.hub import EventHub, LogFaults, pump
+from tools.batchsim.hub import EventHub, ExportDelay, LogFaults, pump
 from tools.batchsim.model import BatchAccount
 from tools.batchsim.server import serve
 from tools.hubtrigger import HubTrigger, RetryPolicy, timespan_seconds
@@ -140,3 +141,33 @@ def test_pump_writes_several_records_per_message_with_noise_duplicates_and_loss(
     assert report.dropped and report.duplicated and report.noise and len(bodies) == report.messages > 1
     assert {r["operationName"] for r in records} >= {"TaskStartEvent", "TaskCompleteEvent", "TaskFailEvent",
                                                      "PoolResizeCompleteEvent"}
+
+
+def test_export_delays_center_on_the_median_and_stop_at_the_tail():
+    rng = random.Random(4)
+    delays = sorted(ExportDelay(60, 180).draw(rng) for _ in range(20_000))
+    assert 57 <= delays[len(delays) // 2] <= 63 and delays[-1] == 180
+    assert 0.005 <= sum(delay == 180 for delay in delays) / len(delays) <= 0.02  # ~1% held to the tail
+    assert ExportDelay(5, 5).draw(rng) == 5
+    with pytest.raises(ValueError):
+        ExportDelay(60, 30)
+
+
+async def test_an_export_delay_holds_each_message_back_until_it_is_exported():
+    account = BatchAccount(keep_service_log=True)
+    account.create_job("late")
+    account.add_tasks("late", [f"t{n}" for n in range(10)])
+    for n in range(10):
+        account.start("late", f"t{n}")
+    events = account.take_log_outbox()
+    slow, quick = EventHub(), EventHub()
+    report = pump(events, slow, LogFaults(noise=0, export_delay=ExportDelay(60, 180)), records_per_message=2)
+    assert report.messages == 5 and len(report.delays) == 5 and all(0 < delay <= 180 for delay in report.delays)
+    assert not any(slow.partitions)  # nothing is in the hub before its export
+    pump(events, quick, LogFaults(noise=0, export_delay=ExportDelay(0.05, 0.05)), records_per_message=2)
+    for _ in range(600):  # each arrives once its 50 ms are up
+        if sum(len(partition) for partition in quick.partitions) == 5:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(json.loads(m["body"])["records"][0]["properties"]["id"] for p in quick.partitions for m in p) == \
+        ["t0", "t2", "t4", "t6", "t8"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -34,6 +35,27 @@ class LogFaults:
     duplicate: float = 0.0  # fraction of records written twice
     reorder: bool = False  # shuffle records across the whole pump
     noise: float = 0.1  # special-task and pool records added, per task record
+    export_delay: "ExportDelay | None" = None  # None: each message reaches the hub at once
+
+
+@dataclass(frozen=True)
+class ExportDelay:
+    """How late Azure Monitor hands a message of resource logs to the hub: log-normal around
+    ``median`` seconds, 1% of messages past ``tail``, none later than ``tail`` (no latency is
+    promised for resource logs; tens of seconds to minutes are common)."""
+
+    median: float
+    tail: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.median <= self.tail:
+            raise ValueError("an export delay needs 0 < median <= tail (seconds)")
+
+    def draw(self, rng: random.Random) -> float:
+        if self.tail == self.median:
+            return self.median
+        sigma = math.log(self.tail / self.median) / 2.326  # the 99th percentile of a normal is 2.326 sigma
+        return min(self.tail, rng.lognormvariate(math.log(self.median), sigma))
 
 
 @dataclass
@@ -44,6 +66,7 @@ class PumpReport:
     noise: int = 0
     messages: int = 0
     dropped_sequences: list[int] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)  # each message's export delay (seconds)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -100,8 +123,14 @@ def pump(events: list[OutboxEvent], hub: EventHub, faults: LogFaults = LogFaults
     if faults.reorder:
         rng.shuffle(records)
     for start in range(0, len(records), records_per_message):
-        hub.send(json.dumps({"records": records[start:start + records_per_message]}, separators=(",", ":")))
+        body = json.dumps({"records": records[start:start + records_per_message]}, separators=(",", ":"))
         report.messages += 1
+        if faults.export_delay is None:
+            hub.send(body)
+        else:  # enqueued when exported: a message exported sooner is read first, as in the hub
+            delay = faults.export_delay.draw(rng)
+            report.delays.append(round(delay, 3))
+            asyncio.get_running_loop().call_later(delay, hub.send, body)
     return report
 
 

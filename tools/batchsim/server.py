@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
+import time
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -14,7 +16,7 @@ from aiohttp import web
 from shared.errors import batch_error_body
 from tools import serving
 from tools.batchsim import auth
-from tools.batchsim.hub import EventHub, LogFaults, pump
+from tools.batchsim.hub import EventHub, ExportDelay, LogFaults, pump
 from tools.batchsim.model import BatchAccount, SimError
 from tools.batchsim.odata import creation_range, parse_filter
 from tools.batchsim.publisher import Faults, publish
@@ -74,6 +76,7 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
                 if reason is not None:
                     raise SimError(403, "AuthenticationFailed",
                                    "Server failed to authenticate the request.", {"AuthenticationErrorDetail": reason})
+                _refuse_over_the_rate(request.app[FAULTS])
                 _inject_fault(request.app[FAULTS])
                 route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
                 calls = request.app[CALLS]
@@ -82,7 +85,8 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
                     await asyncio.sleep(request.app[FAULTS]["latency"])
             return await handler(request)
         except SimError as error:
-            headers = {"Retry-After": str(request.app[FAULTS]["retryAfter"])} if error.status in (429, 503) else {}
+            retry_after = error.retry_after if isinstance(error, Throttled) else request.app[FAULTS]["retryAfter"]
+            headers = {"Retry-After": str(retry_after)} if error.status in (429, 503) else {}
             return web.json_response(batch_error_body(error.code, error.message, error.values),
                                      status=error.status, headers=headers)
 
@@ -92,7 +96,7 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
     app[CALLS] = {}
     app[HOLDS] = {}
     app[FAULTS] = {"throttle": 0.0, "serverError": 0.0, "retryAfter": 0, "latency": default_latency(), "injected": 0,
-                   "rng": random.Random(0)}
+                   "rng": random.Random(0), "rateLimit": None, "throttled": 0}
     app.router.add_get("/jobs", list_jobs)
     app.router.add_get("/jobs/{jobId}", get_job)
     app.router.add_get("/jobs/{jobId}/tasks", list_tasks)
@@ -118,6 +122,43 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
     return app
 
 
+class Throttled(SimError):
+    """429 with the wait Batch's front end asks for."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(429, "TooManyRequests", "The server is throttling requests; retry after the given time.")
+        self.retry_after = retry_after
+
+
+class RateLimit:
+    """An account's request rate: a token bucket of ``per_second`` tokens a second, holding one
+    second's worth (one token at least); a request finding no token is refused with the whole
+    seconds until one comes."""
+
+    def __init__(self, per_second: float, clock=time.monotonic):
+        self.per_second, self._clock = per_second, clock
+        self._capacity = max(1.0, per_second)
+        self._tokens, self._at = self._capacity, clock()
+
+    def retry_after(self) -> int | None:
+        """None: the request may go on (its token taken); else the seconds to ask the client to wait."""
+        now = self._clock()
+        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return None
+        return max(1, math.ceil((1 - self._tokens) / self.per_second))
+
+
+def _refuse_over_the_rate(faults: dict) -> None:
+    limit: RateLimit | None = faults["rateLimit"]
+    wait = None if limit is None else limit.retry_after()
+    if wait is not None:
+        faults["throttled"] += 1
+        raise Throttled(wait)
+
+
 def default_latency() -> float:
     """Seconds every Batch call is answered late unless /control/faults says otherwise:
     BATCHSIM_LATENCY_MS, so a whole test run can be made to meet a slower Batch."""
@@ -136,9 +177,11 @@ def _inject_fault(faults: dict) -> None:
 
 
 async def control_faults(request: web.Request) -> web.Response:
-    """{"throttle": 0.2, "serverError": 0.1, "retryAfter": 1, "latency": 0.3, "seed": 1}: fail that
-    fraction of Batch requests, asking for a wait of retryAfter seconds, and answer every Batch request
-    ``latency`` seconds late; answers how many faults were injected so far."""
+    """{"throttle": 0.2, "serverError": 0.1, "retryAfter": 1, "latency": 0.3, "seed": 1, "rateLimit": 20}:
+    fail that fraction of Batch requests, asking for a wait of retryAfter seconds; answer every Batch
+    request ``latency`` seconds late; refuse requests past ``rateLimit`` a second with 429 and the
+    Retry-After a token needs (0 or null: no limit). Answers how many faults were injected and how
+    many requests the rate limit refused so far."""
     body = await _json_body(request)
     faults = request.app[FAULTS]
     for name in ("throttle", "serverError", "retryAfter", "latency"):
@@ -146,8 +189,12 @@ async def control_faults(request: web.Request) -> web.Response:
             faults[name] = float(body[name]) if name != "retryAfter" else int(body[name])
     if "seed" in body:
         faults["rng"] = random.Random(body["seed"])
+    if "rateLimit" in body:
+        faults["rateLimit"] = RateLimit(float(body["rateLimit"])) if body["rateLimit"] else None
+    limit = faults["rateLimit"]
     return _reply({"throttle": faults["throttle"], "serverError": faults["serverError"], "latency": faults["latency"],
-                   "injected": faults["injected"]})
+                   "rateLimit": limit.per_second if limit else None, "injected": faults["injected"],
+                   "throttled": faults["throttled"]})
 
 
 def _base(request: web.Request) -> str:
@@ -379,10 +426,17 @@ async def control_release(request: web.Request) -> web.Response:
 
 async def control_service_log(request: web.Request) -> web.Response:
     """Write every pending service-log record to the hub {"hub": "batch-service-log"}, {"recordsPerMessage": 50,
-    "drop": 0, "duplicate": 0, "reorder": false, "noise": 0.1, "seed": 0}; returns a report."""
+    "drop": 0, "duplicate": 0, "reorder": false, "noise": 0.1, "seed": 0, "exportDelay": {"median": 60,
+    "tail": 180}}; returns a report. With exportDelay each message reaches the hub that late (seconds)."""
     body = await _json_body(request)
+    delay = body.get("exportDelay")
+    try:
+        export_delay = None if not delay else ExportDelay(float(delay["median"]), float(delay["tail"]))
+    except (TypeError, KeyError, ValueError) as error:
+        raise SimError(400, "InvalidRequestBody", f"exportDelay needs a median and a tail in seconds: {error}") from None
     faults = LogFaults(drop=float(body.get("drop", 0)), duplicate=float(body.get("duplicate", 0)),
-                       reorder=bool(body.get("reorder", False)), noise=float(body.get("noise", 0.1)))
+                       reorder=bool(body.get("reorder", False)), noise=float(body.get("noise", 0.1)),
+                       export_delay=export_delay)
     report = pump(request.app[ACCOUNT].take_log_outbox(), _hub(request, body.get("hub", "batch-service-log")), faults,
                   int(body.get("recordsPerMessage", 50)), int(body.get("seed", 0)))
     return _reply(report.to_json())
