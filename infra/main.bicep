@@ -94,6 +94,10 @@ param countsMaxAgeMs int = 250
 @maxValue(10000)
 @description('Batch requests a second each app instance may send (sync, validation, sizing new jobs; retries count); a 429 or 503 pauses them all for its Retry-After.')
 param batchRequestsPerSecond int = 25
+@minValue(0)
+@maxValue(1440)
+@description('A job whose counts or history were read this many minutes ago is synced every second (0: none is).')
+param watchMinutes int = 5
 @description('E-mail addresses the stalled and failing alerts go to.')
 param alertEmails array = []
 
@@ -244,6 +248,7 @@ module app 'app/function.bicep' = {
     failureAlertPercent: failureAlertPercent
     countsMaxAgeMs: countsMaxAgeMs
     batchRequestsPerSecond: batchRequestsPerSecond
+    watchMinutes: watchMinutes
     serviceLogNamespace: serviceLogHub.outputs.fullyQualifiedNamespace
     serviceLogHubName: serviceLogHub.outputs.hubName
     serviceLogConsumerGroup: serviceLogHub.outputs.consumerGroupName

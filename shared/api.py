@@ -11,10 +11,10 @@ from urllib.parse import urlencode
 
 from shared.config import Settings
 from shared.counting import ID_RULE, is_batch_id
-from shared.errors import InvalidContinuationError
+from shared.errors import InvalidContinuationError, StoreUnavailableError
 from shared.progress import Point, Progress, ProgressRules, iso, progress_of
 from shared.replies import Reply, conditional, error
-from shared.store import CountsStore, JobCounts
+from shared.store import CountsStore, JobCounts, JobRecord
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +29,12 @@ class Reading:
     rules: ProgressRules
     now: datetime
     if_none_match: str | None = None
+    watch_seconds: float = 0.0  # a job read is kept fresh this long (WATCH_MINUTES); 0: the read marks nothing
 
     @classmethod
     def now_for(cls, settings: Settings, if_none_match: str | None) -> "Reading":
-        return cls(ProgressRules.from_settings(settings), datetime.now(timezone.utc), if_none_match)
+        return cls(ProgressRules.from_settings(settings), datetime.now(timezone.utc), if_none_match,
+                   settings.watch_minutes * 60.0)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ async def get_task_counts(store: CountsStore, job_id: str, reading: Reading) -> 
     job, points = await store.job_reading(job_id.lower(), reading.now - reading.rules.window)
     if job is None:
         return _job_not_found(job_id)
+    await _watch(store, job.job, reading)
     view = _view(job, points, reading)
     return conditional(view.body(), view.version(), reading.if_none_match)
 
@@ -96,6 +99,7 @@ async def job_history(store: CountsStore, job_id: str, query: Mapping[str, str],
     job, points = await asyncio.gather(store.get_job(job_id.lower()), store.progress_since(job_id.lower(), since))
     if job is None:
         return _job_not_found(job_id)
+    await _watch(store, job, reading)
     body = {"jobId": job.job_id, "value": [_point_body(point) for point in points]}
     return conditional(body, body, reading.if_none_match)
 
@@ -120,6 +124,17 @@ async def list_jobs(store: CountsStore, query: Mapping[str, str], url: str, read
         body["odata.nextLink"] = version["odata.nextLink"] = \
             f"{base}?{urlencode({'maxresults': raw_size, '$skiptoken': next_token}, safe='$')}"
     return conditional(body, version, reading.if_none_match)
+
+
+async def _watch(store: CountsStore, job: JobRecord, reading: Reading) -> None:
+    """Someone reads this one job: the watched sync keeps it fresh. A mark that cannot be written
+    costs freshness, not the answer."""
+    if not reading.watch_seconds:
+        return
+    try:
+        await store.watch(job, reading.now, reading.watch_seconds)
+    except StoreUnavailableError as failure:
+        logger.warning("could not mark a job watched: %s", failure, extra={"job_id": job.job_id})
 
 
 def _view(job: JobCounts, series: list[Point], reading: Reading) -> JobView:

@@ -33,6 +33,7 @@ STALL_MINUTES = "STALL_MINUTES"
 FAILURE_ALERT_PERCENT = "FAILURE_ALERT_PERCENT"
 COUNTS_MAX_AGE_MS = "COUNTS_MAX_AGE_MS"
 BATCH_REQUESTS_PER_SECOND = "BATCH_REQUESTS_PER_SECOND"
+WATCH_MINUTES = "WATCH_MINUTES"
 # Read by the Functions host, not by code: function.json says "%NAME%" (schedules, the hub). Required:
 # no code default can reach the host; Bicep and local.settings.example.json set them.
 VALIDATION_SCHEDULE = "VALIDATION_SCHEDULE"
@@ -59,7 +60,7 @@ APP_SETTINGS = (
     RETENTION_DAYS,
     TASK_SYNC_MAX_JOBS, TASK_SYNC_MAX_PAGES, TASK_SYNC_OVERLAP_SECONDS,
     PROGRESS_WINDOW_MINUTES, PROGRESS_MAX_POINTS, STALL_MINUTES, FAILURE_ALERT_PERCENT, COUNTS_MAX_AGE_MS,
-    BATCH_REQUESTS_PER_SECOND,
+    BATCH_REQUESTS_PER_SECOND, WATCH_MINUTES,
     VALIDATION_SCHEDULE, TASK_SYNC_SCHEDULE, PROGRESS_SCHEDULE, BATCH_LOG_HUB, BATCH_LOG_CONSUMER_GROUP,
     BATCH_LOG_CONNECTION, BATCH_LOG_NAMESPACE, BATCH_LOG_CREDENTIAL, BATCH_LOG_CLIENT_ID,
 )
@@ -86,6 +87,7 @@ DEFAULT_COUNTS_MAX_AGE_MS = 250
 # Batch publishes no data-plane rate (it refuses with 429/503 when overloaded): the budget is the
 # team's choice. 25 a second leaves room for the team's own clients and reaches 1,000 jobs a minute.
 DEFAULT_BATCH_REQUESTS_PER_SECOND = 25
+DEFAULT_WATCH_MINUTES = 5
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class Settings:
     failure_alert_percent: int = DEFAULT_FAILURE_ALERT_PERCENT  # recent failures at or above this: failing
     counts_max_age_ms: int = DEFAULT_COUNTS_MAX_AGE_MS  # a job's counts may be answered from a read this recent
     batch_requests_per_second: int = DEFAULT_BATCH_REQUESTS_PER_SECOND  # every Batch call of this process, retries too
+    watch_minutes: int = DEFAULT_WATCH_MINUTES  # a job read through the API is kept fresh this long
     proxy_from_environment: bool = False  # a proxy variable is set: the Azure clients read the environment
 
     @classmethod
@@ -159,6 +162,7 @@ class Settings:
             counts_max_age_ms=_int_setting(env, COUNTS_MAX_AGE_MS, DEFAULT_COUNTS_MAX_AGE_MS, 0, 5000),
             batch_requests_per_second=_int_setting(env, BATCH_REQUESTS_PER_SECOND, DEFAULT_BATCH_REQUESTS_PER_SECOND,
                                                    1, 10_000),
+            watch_minutes=_int_setting(env, WATCH_MINUTES, DEFAULT_WATCH_MINUTES, 0, 24 * 60),
             proxy_from_environment=any(env.get(name) or env.get(name.lower()) for name in PROXY_VARIABLES),
         )
 

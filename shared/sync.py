@@ -32,6 +32,7 @@ from shared.store import CountsStore, Observation, SyncPosition
 logger = logging.getLogger(__name__)
 
 LEASE = "task-sync"
+WATCHED_LEASE = "watched-sync"
 LEASE_SECONDS = 300.0  # renewed after every job; a crashed run frees the lease after this
 JOBS_IN_FLIGHT = 4
 
@@ -75,33 +76,56 @@ def plan(unfinished: dict[str, str], positions: dict[str, SyncPosition], max_job
 
 
 async def run(store: CountsStore, batch: BatchReader, settings: Settings, now: datetime) -> SyncReport:
-    """One sync run (the timer calls this)."""
-    report = SyncReport(run_id=uuid.uuid4().hex)
-    if not await store.acquire_lease(LEASE, report.run_id, LEASE_SECONDS):
-        report.skipped = "another sync run holds the lease"
-        logger.info("sync skipped: %s", report.skipped)
-        return report
-    try:
+    """One sync run over the account's jobs (the SyncTasks timer calls this)."""
+    async def choose(report: SyncReport) -> list[tuple[SyncPosition, bool]]:
         unfinished = await batch.unfinished_jobs()
         unfinished_keys = {job_id.lower() for job_id in unfinished}
         jobs, report.jobs_waiting = plan(unfinished, await store.sync_positions(), settings.task_sync_max_jobs)
+        return [(position, position.job_key in unfinished_keys) for position in jobs]
+
+    return await _run(store, batch, settings, now, LEASE, choose, "sync run")
+
+
+async def run_watched(store: CountsStore, batch: BatchReader, settings: Settings, now: datetime) -> SyncReport:
+    """One run over the watched jobs (the WatchedSync timer calls this every second): what changed in
+    each since its watermark, one List Tasks call for a job where nothing did. A job Batch finished
+    or deleted (the account's sync marks it) costs nothing more."""
+    watched = [position for position in await store.watched_positions(now) if not position.finished]
+    if not watched:  # the usual second: one small read, no lease
+        return SyncReport(run_id=uuid.uuid4().hex)
+
+    async def choose(report: SyncReport) -> list[tuple[SyncPosition, bool]]:
+        return [(position, True) for position in watched]
+
+    return await _run(store, batch, settings, now, WATCHED_LEASE, choose, "watched sync run")
+
+
+async def _run(store: CountsStore, batch: BatchReader, settings: Settings, now: datetime, lease: str,
+               choose, what: str) -> SyncReport:
+    """Sync the jobs ``choose`` picks, at most JOBS_IN_FLIGHT at once, holding ``lease`` (one run at a time)."""
+    report = SyncReport(run_id=uuid.uuid4().hex)
+    if not await store.acquire_lease(lease, report.run_id, LEASE_SECONDS):
+        report.skipped = f"another {what} holds the lease"
+        logger.info("%s skipped: %s", what, report.skipped)
+        return report
+    try:
+        jobs = await choose(report)
         report.jobs_reached = len(jobs)
         gate = asyncio.Semaphore(JOBS_IN_FLIGHT)
 
-        async def reach(position: SyncPosition) -> None:
+        async def reach(position: SyncPosition, unfinished: bool) -> None:
             async with gate:
                 if report.failed is None:  # after a Batch failure, leave the rest for the next run
-                    await _sync_job(store, batch, settings, position, position.job_key in unfinished_keys, now,
-                                    report)
-                    await store.acquire_lease(LEASE, report.run_id, LEASE_SECONDS)
+                    await _sync_job(store, batch, settings, position, unfinished, now, report)
+                    await store.acquire_lease(lease, report.run_id, LEASE_SECONDS)
 
-        await asyncio.gather(*(reach(position) for position in jobs))
+        await asyncio.gather(*(reach(position, unfinished) for position, unfinished in jobs))
     except BatchUnavailableError as error:
         report.failed = str(error)
     finally:
-        await store.release_lease(LEASE, report.run_id)
-    log = logger.warning if report.failed else logger.info
-    log("sync run: %d jobs, %d pages, %d tasks listed, %d applied", report.jobs_reached, report.pages,
+        await store.release_lease(lease, report.run_id)
+    log = logger.warning if report.failed else (logger.info if report.jobs_reached else logger.debug)
+    log("%s: %d jobs, %d pages, %d tasks listed, %d applied", what, report.jobs_reached, report.pages,
         report.tasks_listed, report.applied, extra=report.to_json())
     return report
 

@@ -105,8 +105,9 @@ class Stack:
             values["BATCH_LOG"] = f"Endpoint={self.simulator_url}/;EntityPath={SERVICE_LOG_HUB}"
         else:
             values["AzureWebJobs.BatchServiceLogs.Disabled"] = "true"
-        if self.task_sync_schedule is None:
+        if self.task_sync_schedule is None:  # the Event Grid path alone: no listing but validation's
             values["AzureWebJobs.SyncTasks.Disabled"] = "true"
+            values["AzureWebJobs.WatchedSync.Disabled"] = "true"
         self.settings_path.write_text(json.dumps({
             "IsEncrypted": False,
             "Values": values,

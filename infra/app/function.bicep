@@ -29,6 +29,7 @@ param stallMinutes int
 param failureAlertPercent int
 param countsMaxAgeMs int
 param batchRequestsPerSecond int
+param watchMinutes int
 param serviceLogNamespace string
 param serviceLogHubName string
 param serviceLogConsumerGroup string
@@ -207,6 +208,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'BATCH_REQUESTS_PER_SECOND'
           value: string(batchRequestsPerSecond)
+        }
+        {
+          name: 'WATCH_MINUTES'
+          value: string(watchMinutes)
         }
         {
           name: 'BATCH_LOG_HUB'

@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -22,6 +22,7 @@ from shared.store.layout import ROWS_PER_PARTITION
 from shared.store.partitions import PartitionTables
 from shared.store.recent import RecentReads
 from shared.store.records import ApplyOutcome, JobCounts, JobRecord, Observed, SyncPosition
+from shared.store.watches import Watches
 from shared.store.rejected import RejectedEvents
 from shared.store.scans import ScanListings
 from shared.store.tables import create_table, service_client, storage_call
@@ -50,6 +51,7 @@ class CountsStore:
         self.scans = ScanListings(service, table_prefix)
         self.rejected = RejectedEvents(service.get_table_client(f"{table_prefix}rejected"))
         self.history = ProgressHistory(service.get_table_client(f"{table_prefix}history"))
+        self.watches = Watches(self.job_index.table, clock)
         self._tables = (self.job_index.table, self.scans.table, self.rejected.table, self.history.table)
         self._tables_ready = False
 
@@ -214,6 +216,7 @@ class CountsStore:
             await self.task_rows.drop_job(job_key, removed)
             await self.scans.drop(job_key)
             await self.history.delete_job(job_key)
+            await self.watches.forget(job_key)
             await self.job_index.delete(job_key)
         logger.info("job removed", extra={"job_id": job.job_id, "partitions": removed})
         return removed
@@ -226,6 +229,22 @@ class CountsStore:
 
     async def record_sync(self, position: SyncPosition) -> None:
         await self.job_index.record_sync(position)
+
+    async def watch(self, job: JobRecord, now: datetime, watch_seconds: float) -> None:
+        """Someone is looking at the job: keep it fresh until ``watch_seconds`` from now."""
+        await self.watches.mark(job.job_key, job.job_id, now + timedelta(seconds=watch_seconds), watch_seconds)
+
+    async def watched_positions(self, now: datetime) -> list[SyncPosition]:
+        """The sync positions of the jobs watched at ``now`` (a job removed since is forgotten)."""
+        await self.ensure_tables()
+        positions = []
+        for job_key, _ in await self.watches.active(now):
+            position = await self.job_index.sync_position(job_key)
+            if position is None:
+                await self.watches.forget(job_key)
+            else:
+                positions.append(position)
+        return positions
 
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
         await self.ensure_tables()

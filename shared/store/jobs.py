@@ -22,6 +22,7 @@ from shared.store.tables import RESENDABLE, if_match, storage_call
 
 logger = logging.getLogger(__name__)
 
+_SYNC_FIELDS = ["RowKey", "JobId", "SyncWatermark", "SyncNextLink", "SyncListingStarted", "SyncedAt", "SyncFinished"]
 JobSize = Callable[[str], Awaitable["int | None"]]  # tasks in a job by Batch's own count; None: no such job
 JOB_CACHE_SECONDS = 60.0  # how long a process trusts that a job's index row still exists
 
@@ -150,16 +151,18 @@ class JobIndex:
         """Every known job's sync position (one query over the job index)."""
         positions = {}
         async with storage_call("reading sync positions"):
-            async for row in self.table.query_entities(
-                    "PartitionKey eq @pk", parameters={"pk": JOBS_PARTITION},
-                    select=["RowKey", "JobId", "SyncWatermark", "SyncNextLink", "SyncListingStarted", "SyncedAt",
-                            "SyncFinished"]):
-                positions[row["RowKey"]] = SyncPosition(
-                    job_key=row["RowKey"], job_id=row["JobId"], watermark_ticks=optional_ticks(row.get("SyncWatermark")),
-                    next_link=row.get("SyncNextLink") or None,
-                    listing_started_ticks=optional_ticks(row.get("SyncListingStarted")),
-                    synced_at=row.get("SyncedAt"), finished=bool(row.get("SyncFinished")))
+            async for row in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": JOBS_PARTITION},
+                                                       select=_SYNC_FIELDS):
+                positions[row["RowKey"]] = _position_of(row)
         return positions
+
+    async def sync_position(self, job_key: str) -> SyncPosition | None:
+        """One job's sync position; None for a job not known here."""
+        async with storage_call("reading a sync position"):
+            try:
+                return _position_of(await self.table.get_entity(JOBS_PARTITION, job_key, select=_SYNC_FIELDS))
+            except ResourceNotFoundError:
+                return None
 
     async def record_sync(self, position: SyncPosition) -> None:
         """Save a job's sync position on its index row, stamped now (merge: other fields stay)."""
@@ -200,3 +203,10 @@ class JobIndex:
                                                    match_condition=MatchConditions.IfNotModified)
             except (ResourceNotFoundError, ResourceModifiedError):
                 pass  # gone or taken over after expiry: nothing of ours to release
+
+
+def _position_of(row: dict) -> SyncPosition:
+    return SyncPosition(job_key=row["RowKey"], job_id=row["JobId"], watermark_ticks=optional_ticks(row.get("SyncWatermark")),
+                        next_link=row.get("SyncNextLink") or None,
+                        listing_started_ticks=optional_ticks(row.get("SyncListingStarted")),
+                        synced_at=row.get("SyncedAt"), finished=bool(row.get("SyncFinished")))

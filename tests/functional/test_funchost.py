@@ -115,7 +115,7 @@ async def test_a_timer_with_an_unset_or_bad_schedule_is_in_error_and_the_others_
         assert sorted(local.errors) == ["RecordProgress", "ValidateCounts"]
         assert "'%PROGRESS_SCHEDULE%' does not resolve to a value" in local.errors["RecordProgress"]
         assert "six-field NCRONTAB" in local.errors["ValidateCounts"]
-        assert local.schedules == {"SyncTasks": "0 0 0 1 1 *"}  # the others run
+        assert local.schedules == {"SyncTasks": "0 0 0 1 1 *", "WatchedSync": "*/1 * * * * *"}  # the others run
         lines = [record.getMessage() for record in caplog.records if record.name == "tools.funchost"]
         assert len(lines) == 2 and any(line.startswith("The 'RecordProgress' function is in error: '%PROGRESS_SCHEDULE%'")
                                        for line in lines), lines

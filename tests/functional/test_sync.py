@@ -163,3 +163,60 @@ async def test_throttling_is_waited_out_as_retry_after_asks(world):
     assert injected >= 1 and waited >= injected * 0.9  # each 429 cost the second it asked for
     assert report.failed is None
     assert await counts(store, "Throttled") == account.task_counts("Throttled")["taskCounts"]
+
+
+async def test_a_job_read_through_the_api_is_watched_and_synced_by_the_watched_run_alone(world):
+    """Reading a job's counts marks it watched: the watched run lists what changed in it (and in no
+    other job) with no event and no account sync; the mark lapses after WATCH_MINUTES; a job Batch
+    deleted stops costing calls."""
+    from datetime import timedelta
+
+    from shared import api
+
+    account, url, open_world = world
+    settings, store, batch = open_world(WATCH_MINUTES=5)
+    for job in ("Watched", "Unwatched"):
+        account.create_job(job)
+        account.add_tasks(job, [f"t{n}" for n in range(40)], publish=False)
+    await sync.run(store, batch, settings, now())  # both known, with a watermark
+    started = now()
+    reply = await api.get_task_counts(store, "watched", api.Reading.now_for(settings, None))
+    assert reply.status == 200
+    for job in ("Watched", "Unwatched"):
+        for n in range(10):
+            account.start(job, f"t{n}", publish=False)  # no event, no log: only a listing shows it
+    report = await sync.run_watched(store, batch, settings, now())
+    assert report.jobs_reached == 1 and report.applied == 10
+    assert await counts(store, "Watched") == account.task_counts("Watched")["taskCounts"]
+    assert (await counts(store, "Unwatched"))["running"] == 0  # left to the account's sync
+
+    lapsed = await sync.run_watched(store, batch, settings, started + timedelta(minutes=5, seconds=1))
+    assert lapsed.jobs_reached == 0 and not await store.watched_positions(started + timedelta(minutes=5, seconds=1))
+
+    await api.get_task_counts(store, "watched", api.Reading.now_for(settings, None))  # read again: watched again
+    account.delete_job("Watched")
+    gone = await sync.run_watched(store, batch, settings, now())
+    assert gone.jobs_reached == 1 and gone.failed is None
+    assert (await sync.run_watched(store, batch, settings, now())).jobs_reached == 0  # deleted: no more calls
+
+
+async def test_watching_costs_one_write_per_job_a_quarter_of_the_window(world):
+    from shared import api
+
+    account, url, open_world = world
+    settings, store, batch = open_world(WATCH_MINUTES=4)
+    account.create_job("Polled")
+    await sync.run(store, batch, settings, now())
+    writes = []
+    mark = store.watches.table.upsert_entity
+
+    async def counted(*args, **kwargs):
+        writes.append(args)
+        return await mark(*args, **kwargs)
+
+    store.watches.table.upsert_entity = counted
+    for _ in range(20):  # a dashboard polling every few seconds
+        assert (await api.get_task_counts(store, "polled", api.Reading.now_for(settings, None))).status == 200
+        assert (await api.job_history(store, "polled", {}, api.Reading.now_for(settings, None))).status == 200
+    assert len(writes) == 1
+    assert [position.job_key for position in await store.watched_positions(now())] == ["polled"]
