@@ -6,12 +6,15 @@ an overlap (``TASK_SYNC_OVERLAP_SECONDS``, for clock skew and List Tasks' own la
 counted fields only, and applies them through the same exactly-once path as events. A job's
 watermark becomes the time its listing started once the listing reaches its end.
 
-Cost per run, bounded: one List Jobs call per 1,000 unfinished jobs; per job reached, one List
-Tasks call when nothing changed, at most ``TASK_SYNC_MAX_PAGES`` pages otherwise (a longer
-listing resumes next run from its saved next link); at most ``TASK_SYNC_MAX_JOBS`` jobs, least
-recently synced first, so every job is reached within ceil(jobs / max) runs. One run at a time
-(a lease in the job index). Throttling (429, 503) is retried by the Batch client, honouring
-Retry-After; a run that still fails stops early and keeps what it finished.
+Which jobs a run reaches (``plan``): a job whose last listing found changes lately every run, a
+quiet one every ``IDLE_SYNC_SECONDS``, never-synced ones first, then the longest unsynced; at most
+``TASK_SYNC_MAX_JOBS``. Cost per run, bounded: one List Jobs call per 1,000 unfinished jobs; per
+job reached, one List Tasks call when nothing changed, at most ``TASK_SYNC_MAX_PAGES`` pages
+otherwise (a longer listing resumes next run from its saved next link). Every call goes through the
+account's request budget (``shared.batch.RequestBudget``), which paces a long run and which a
+refusal pauses as a whole. One run at a time (a lease in the job index); the watched jobs get runs
+of their own every second (``run_watched``). A run that still fails after the client's retries
+stops early and keeps what it finished.
 """
 from __future__ import annotations
 
@@ -35,6 +38,10 @@ LEASE = "task-sync"
 WATCHED_LEASE = "watched-sync"
 LEASE_SECONDS = 300.0  # renewed after every job; a crashed run frees the lease after this
 JOBS_IN_FLIGHT = 4
+# A job whose listing found changes this recently is listed every run; a quiet one once this often,
+# so the budget goes where tasks move and a job that starts moving is seen within IDLE_SYNC_SECONDS.
+ACTIVE_SECONDS = 300.0
+IDLE_SYNC_SECONDS = 30.0
 
 
 @dataclass
@@ -63,16 +70,28 @@ def changed_since_filter(watermark_ticks: int, overlap_seconds: int) -> str:
     return f"stateTransitionTime ge DateTime'{ticks_to_iso(since)}'"
 
 
-def plan(unfinished: dict[str, str], positions: dict[str, SyncPosition], max_jobs: int) -> tuple[list[SyncPosition], int]:
-    """The jobs this run reaches (never synced first, then least recently synced) and how many wait."""
+def plan(unfinished: dict[str, str], positions: dict[str, SyncPosition], max_jobs: int,
+         now: datetime) -> tuple[list[SyncPosition], int]:
+    """The jobs this run reaches and how many wait. Due: a job never synced, one whose listing is
+    half done, one whose last listing found changes within ACTIVE_SECONDS (every run), and any
+    other once IDLE_SYNC_SECONDS have passed since its last sync. Never synced first, then the
+    longest since their last sync; at most ``max_jobs``."""
     candidates = dict(positions)
     for job_id in unfinished:
         key = job_id.lower()
         known = candidates.get(key)
         candidates[key] = replace(known, finished=False) if known else SyncPosition(key, job_id)
-    due = [position for position in candidates.values() if not position.finished]
+    due = [position for position in candidates.values() if not position.finished and _is_due(position, now)]
     due.sort(key=lambda position: (position.synced_at is not None, position.synced_at or 0, position.job_key))
     return due[:max_jobs], max(0, len(due) - max_jobs)
+
+
+def _is_due(position: SyncPosition, now: datetime) -> bool:
+    if position.synced_at is None or position.next_link:
+        return True
+    if position.changed_at is not None and (now - position.changed_at).total_seconds() < ACTIVE_SECONDS:
+        return True
+    return (now - position.synced_at).total_seconds() >= IDLE_SYNC_SECONDS
 
 
 async def run(store: CountsStore, batch: BatchReader, settings: Settings, now: datetime) -> SyncReport:
@@ -80,7 +99,7 @@ async def run(store: CountsStore, batch: BatchReader, settings: Settings, now: d
     async def choose(report: SyncReport) -> list[tuple[SyncPosition, bool]]:
         unfinished = await batch.unfinished_jobs()
         unfinished_keys = {job_id.lower() for job_id in unfinished}
-        jobs, report.jobs_waiting = plan(unfinished, await store.sync_positions(), settings.task_sync_max_jobs)
+        jobs, report.jobs_waiting = plan(unfinished, await store.sync_positions(), settings.task_sync_max_jobs, now)
         return [(position, position.job_key in unfinished_keys) for position in jobs]
 
     return await _run(store, batch, settings, now, LEASE, choose, "sync run")
@@ -141,6 +160,7 @@ async def _sync_job(store: CountsStore, batch: BatchReader, settings: Settings, 
         task_filter = (None if position.watermark_ticks is None
                        else changed_since_filter(position.watermark_ticks, settings.task_sync_overlap_seconds))
     extra = {"job_id": position.job_id}
+    listed = 0
     try:
         await store.register_job(position.job_id)  # a job with no tasks yet is known, with zero counts
         for _ in range(settings.task_sync_max_pages):
@@ -156,6 +176,7 @@ async def _sync_job(store: CountsStore, batch: BatchReader, settings: Settings, 
                     continue
                 observations.append(Observation(position.job_id, task_id, status))
             report.tasks_listed += len(page.tasks)
+            listed += len(page.tasks)
             if observations:
                 report.applied += (await store.apply(observations)).applied
             next_link = page.next_link
@@ -172,7 +193,8 @@ async def _sync_job(store: CountsStore, batch: BatchReader, settings: Settings, 
     if next_link:
         report.resumed_later.append(position.job_id)
         await store.record_sync(replace(position, next_link=next_link, listing_started_ticks=listing_started,
-                                        finished=False))
+                                        finished=False, changed_at=now))
     else:
         await store.record_sync(replace(position, watermark_ticks=listing_started, next_link=None,
-                                        listing_started_ticks=None, finished=not unfinished))
+                                        listing_started_ticks=None, finished=not unfinished,
+                                        changed_at=now if listed else position.changed_at))

@@ -22,7 +22,8 @@ from shared.store.tables import RESENDABLE, if_match, storage_call
 
 logger = logging.getLogger(__name__)
 
-_SYNC_FIELDS = ["RowKey", "JobId", "SyncWatermark", "SyncNextLink", "SyncListingStarted", "SyncedAt", "SyncFinished"]
+_SYNC_FIELDS = ["RowKey", "JobId", "SyncWatermark", "SyncNextLink", "SyncListingStarted", "SyncedAt", "SyncFinished",
+                "SyncChangedAt"]
 JobSize = Callable[[str], Awaitable["int | None"]]  # tasks in a job by Batch's own count; None: no such job
 JOB_CACHE_SECONDS = 60.0  # how long a process trusts that a job's index row still exists
 
@@ -170,6 +171,8 @@ class JobIndex:
                "SyncWatermark": ticks_text(position.watermark_ticks), "SyncNextLink": position.next_link or "",
                "SyncListingStarted": ticks_text(position.listing_started_ticks),
                "SyncedAt": now(), "SyncFinished": position.finished}
+        if position.changed_at is not None:
+            row["SyncChangedAt"] = position.changed_at
         async with storage_call("recording a sync position"):
             await self.table.update_entity(row, mode="merge", **RESENDABLE)
 
@@ -209,4 +212,5 @@ def _position_of(row: dict) -> SyncPosition:
     return SyncPosition(job_key=row["RowKey"], job_id=row["JobId"], watermark_ticks=optional_ticks(row.get("SyncWatermark")),
                         next_link=row.get("SyncNextLink") or None,
                         listing_started_ticks=optional_ticks(row.get("SyncListingStarted")),
-                        synced_at=row.get("SyncedAt"), finished=bool(row.get("SyncFinished")))
+                        synced_at=row.get("SyncedAt"), finished=bool(row.get("SyncFinished")),
+                        changed_at=row.get("SyncChangedAt"))

@@ -50,6 +50,7 @@ class SyncPosition:
     listing_started_ticks: int | None = None  # when that listing began: the watermark once it ends
     synced_at: datetime | None = None
     finished: bool = False  # synced after Batch stopped reporting the job as unfinished
+    changed_at: datetime | None = None  # the last sync whose listing found tasks that changed
 
 
 @dataclass(frozen=True)
