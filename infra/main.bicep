@@ -64,9 +64,9 @@ param retentionDays int = 7
 param batchAccountLocation string = ''
 
 @description('The delta sync from List Tasks (tasks added, changes no log reported): six-field NCRONTAB.')
-param taskSyncSchedule string = '*/30 * * * * *'
+param taskSyncSchedule string = '*/10 * * * * *'
 @minValue(1)
-param taskSyncMaxJobs int = 100
+param taskSyncMaxJobs int = 2000
 @minValue(1)
 param taskSyncMaxPages int = 20
 @minValue(0)

@@ -33,7 +33,7 @@ class Stack:
     validation_max_tasks: int = 200_000
     job_partitions: int = 4
     service_log: bool = True  # BatchServiceLogs reads the simulator's hub
-    task_sync_schedule: str | None = "*/30 * * * * *"  # None: SyncTasks disabled
+    task_sync_schedule: str | None = "*/10 * * * * *"  # None: SyncTasks disabled
     progress_schedule: str = "*/5 * * * * *"  # history points every 5 s: a dashboard moves on a short demo
     stall_minutes: int = 15
     table_prefix: str = "taskcounts"
@@ -41,6 +41,7 @@ class Stack:
     storage_faults: tuple[float, float] | None = None  # (before, after): a tools.faultproxy in front of Azurite
     external_simulator_port: int | None = None  # a simulator the caller runs (e.g. in-process); else one is started
     log_dir: Path | None = None
+    app_repo: Path = REPO  # the tree whose function host runs (a benchmark may run an older commit's)
     app_port: int = field(default_factory=free_port)
     simulator_port: int = field(default_factory=free_port)
     proxy_port: int = field(default_factory=free_port)
@@ -123,7 +124,7 @@ class Stack:
     def _start_app(self, logs: Path) -> None:
         self._spawn("funchost", ["-m", "tools.funchost", "--settings", str(self.settings_path),
                                  "--port", str(self.app_port), "--retry-interval-scale", str(self.retry_interval_scale)],
-                    logs)
+                    logs, cwd=self.app_repo)
 
     def kill_app(self) -> None:
         """SIGKILL the function host: no clean-up runs, in-flight work is cut wherever it is."""
@@ -136,10 +137,10 @@ class Stack:
         self._start_app(self.log_dir or self._workdir)
         _wait_for_port(self.app_port, self.processes)
 
-    def _spawn(self, name: str, args: list[str], logs: Path) -> None:
+    def _spawn(self, name: str, args: list[str], logs: Path, cwd: Path = REPO) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(logs / f"{name}.log", "ab") as log:  # the process writes to its own copy of the file
-            self.processes.append(subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=log,
+            self.processes.append(subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=log,
                                                    stderr=subprocess.STDOUT, env=env, start_new_session=True))
 
     def log_text(self, name: str) -> str:

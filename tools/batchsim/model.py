@@ -292,6 +292,18 @@ class BatchAccount:
             task.start_ticks = None  # this attempt never ran
         self._record(job, task, publish, COMPLETED_RUN)
 
+    def advance(self, job_id: str, publish: bool = True) -> int:
+        """One step forward, as a steadily working pool moves a job: a running task completes
+        (success) and an active one starts; the job's completed count after it (it never falls)."""
+        job = self.job(job_id)
+        running = next((task for task in job.tasks.values() if task.state == RUNNING), None)
+        waiting = next((task for task in job.tasks.values() if task.state == ACTIVE), None)
+        if running is not None:
+            self.complete(job_id, running.id, 0, publish=publish)
+        if waiting is not None:
+            self.start(job_id, waiting.id, publish=publish)
+        return sum(task.state == COMPLETED for task in job.tasks.values())
+
     def schedule_fail(self, job_id: str, task_id: str, publish: bool = True) -> None:
         """A temporary scheduling failure: the task stays active (Batch retries scheduling it)."""
         job, task = self.task(job_id, task_id)

@@ -107,6 +107,8 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
     app.router.add_post("/control/jobs/{jobId}/step", control_step)
     app.router.add_post("/control/jobs/{jobId}/finish", control_finish)
     app.router.add_post("/control/jobs/{jobId}/complete", control_complete_job)
+    app.router.add_post("/control/advance", control_advance)
+    app.router.add_get("/control/taskcounts", control_task_counts)
     app.router.add_post("/control/jobs/{jobId}/tasks/{taskId}/{action}", control_task_action)
     app.router.add_post("/control/publish", control_publish)
     app.router.add_post("/control/faults", control_faults)
@@ -343,6 +345,23 @@ async def control_finish(request: web.Request) -> web.Response:
     moved = request.app[ACCOUNT].finish(request.match_info["jobId"], random.Random(body.get("seed")),
                                         publish=bool(body.get("publish", True)))
     return _reply({"moves": moved})
+
+
+async def control_advance(request: web.Request) -> web.Response:
+    """{"jobs": ["a", "b"], "publish": false}: move each job one step forward (a running task completes,
+    an active one starts); answers each job's completed count after it, which never falls."""
+    body = await _json_body(request)
+    jobs = body.get("jobs")
+    if not isinstance(jobs, list) or not all(isinstance(job, str) for job in jobs):
+        raise SimError(400, "MissingRequiredProperty", "jobs (a list of job ids) is required.")
+    account, publish = request.app[ACCOUNT], bool(body.get("publish", True))
+    return _reply({"completed": {job: account.advance(job, publish=publish) for job in jobs}})
+
+
+async def control_task_counts(request: web.Request) -> web.Response:
+    """Every job's true task counts by its id, uncounted and unthrottled (for benchmarks' checks)."""
+    account = request.app[ACCOUNT]
+    return _reply({job.id: account.task_counts(job.id)["taskCounts"] for job in account.jobs.values()})
 
 
 async def control_complete_job(request: web.Request) -> web.Response:
