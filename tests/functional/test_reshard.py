@@ -75,11 +75,22 @@ async def test_a_reshard_under_concurrent_deliveries_and_reads_stays_exact(azuri
             assert before <= total <= generated, (before, total, generated)
             assert min(counts.as_dict().values()) >= 0
 
+    async def reads_reach(count: int) -> None:
+        """Hold the move until the readers have read this often: reads land in each phase of it,
+        however fast the machine moves rows."""
+        for _ in range(6000):
+            if len(reads) >= count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the readers read {len(reads)} times in 60 s")
+
     async def move():
         nonlocal moving
         try:
             await mover.begin_reshard(job, 8)
+            await reads_reach(len(reads) + 5)
             moved = await mover.reshard_partition(job, 0, 8)
+            await reads_reach(len(reads) + 6)
             await mover.finish_reshard(job, 8)
             return moved
         finally:

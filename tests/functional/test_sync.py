@@ -137,14 +137,28 @@ async def test_a_completed_job_is_synced_once_more_then_left_alone(world):
     assert gone.failed is None and (await sync.run(store, batch, settings, now())).jobs_reached == 0
 
 
+async def while_one_run_lists(job_id, url, start_run):
+    """Start a run and hold its listing of ``job_id`` (the simulator's hold) while a second run
+    starts and ends; then let the first go on. Returns both reports."""
+    await control(url, "POST", "holds", {"jobId": job_id, "after": 0})
+    first = asyncio.create_task(start_run())
+    for _ in range(6000):  # until the first run is listing (or 60 s)
+        if (await control(url, "GET", f"holds/{job_id}"))["waiting"]:
+            break
+        assert not first.done(), await first
+        await asyncio.sleep(0.01)
+    second = await start_run()
+    await control(url, "DELETE", f"holds/{job_id}")
+    return await first, second
+
+
 async def test_one_run_at_a_time(world):
-    account, _, open_world = world
+    account, url, open_world = world
     settings, store, batch = open_world()
     account.create_job("Leased")
     account.add_tasks("Leased", [f"t{n}" for n in range(3000)], publish=False)
-    first, second = await asyncio.gather(sync.run(store, batch, settings, now()),
-                                         sync.run(store, batch, settings, now()))
-    assert sorted([first.skipped is None, second.skipped is None]) == [False, True]
+    first, second = await while_one_run_lists("Leased", url, lambda: sync.run(store, batch, settings, now()))
+    assert first.skipped is None and second.skipped is not None
     assert (await sync.run(store, batch, settings, now())).skipped is None  # the lease was released
 
 
@@ -220,3 +234,23 @@ async def test_watching_costs_one_write_per_job_a_quarter_of_the_window(world):
         assert (await api.job_history(store, "polled", {}, api.Reading.now_for(settings, None))).status == 200
     assert len(writes) == 1
     assert [position.job_key for position in await store.watched_positions(now())] == ["polled"]
+
+
+async def test_a_watched_job_batch_finished_stops_being_listed_and_watched_runs_never_overlap(world):
+    from shared import api
+
+    account, url, open_world = world
+    settings, store, batch = open_world()
+    account.create_job("Ending")
+    account.add_tasks("Ending", [f"t{n}" for n in range(3000)], publish=False)
+    await sync.run(store, batch, settings, now())
+    await api.get_task_counts(store, "ending", api.Reading.now_for(settings, None))
+    account.start("Ending", "t1", publish=False)
+    first, second = await while_one_run_lists("Ending", url, lambda: sync.run_watched(store, batch, settings, now()))
+    assert first.skipped is None and second.skipped and first.applied == 1  # one run at a time
+    account.job("Ending").state = "completed"
+    await sync.run(store, batch, settings, now())  # the account's sync sees Batch finished it
+    before = (await calls(url)).get(LIST_TASKS, 0)
+    assert (await sync.run_watched(store, batch, settings, now())).jobs_reached == 0
+    assert (await calls(url)).get(LIST_TASKS, 0) == before  # no more calls for it
+    assert await counts(store, "Ending") == account.task_counts("Ending")["taskCounts"]
