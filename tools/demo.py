@@ -2,12 +2,14 @@
 delivered with faults to each source, what taskcounts serves from each watched next to the truth,
 then validation closing the gap.
 
-    ./dev demo [--tasks 20000] [--drop 0.05] [--duplicate 0.1] [--sources both|grid|log] [--keep]
+    ./dev demo [--tasks 20000] [--drop 0.05] [--duplicate 0.1] [--log-delay 60] [--sources both|grid|log] [--keep]
 
 Sources, side by side by default, each counted by its own function host and tables: ``grid`` -- an
 Event Grid producer publishes every change; ``log`` -- what a real Batch account gives with no
-producer code: Batch's service log through the hub, plus the delta sync (every 5 s here) for what
-no log says (tasks added, retries, reactivations).
+producer code: Batch's service log through the hub, each message exported late as Azure Monitor
+exports resource logs (``--log-delay``: a median of 60 s, none later than 3x that; 0: at once),
+plus the delta sync (every 5 s here) for what no log says (tasks added, retries, reactivations) and
+the watched sync, which lists what changed in the job every second while the demo reads it.
 
 Storage: an in-memory Azurite, or the account in AzureWebJobsStorage if that is set.
 """
@@ -54,8 +56,10 @@ SOURCES = {
 
 
 class Demo:
-    def __init__(self, stacks: dict[str, Stack], tasks: int, drop: float, duplicate: float, console: Console):
+    def __init__(self, stacks: dict[str, Stack], tasks: int, drop: float, duplicate: float, console: Console,
+                 log_delay: float = 0.0):
         self.stacks, self.tasks, self.drop, self.duplicate, self.console = stacks, tasks, drop, duplicate, console
+        self.log_delay = log_delay  # median seconds the service log reaches the hub late; 0: at once
         self.apis = {name: Api(stack.app_url, FUNCTION_KEY) for name, stack in stacks.items()}
         self.simulator_url = next(iter(stacks.values())).simulator_url
         self.batch = BatchClient(self.simulator_url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY))
@@ -72,9 +76,11 @@ class Demo:
         """Deliver what changed since the last call to every source; the simulator keeps one outbox per source."""
         for name, stack in self.stacks.items():
             if name == "log":  # Batch writes its service log; no producer exists
-                report = self.control("servicelog", {
-                    "hub": SERVICE_LOG_HUB, "recordsPerMessage": 50, "drop": self.drop, "duplicate": self.duplicate,
-                    "reorder": True, "noise": 0.1, "seed": seed})
+                pump = {"hub": SERVICE_LOG_HUB, "recordsPerMessage": 50, "drop": self.drop, "duplicate": self.duplicate,
+                        "reorder": True, "noise": 0.1, "seed": seed}
+                if self.log_delay:
+                    pump["exportDelay"] = {"median": self.log_delay, "tail": 3 * self.log_delay}
+                report = self.control("servicelog", pump)
                 report = {**report, "events": report["records"], "batches": report["messages"], "retries": 0}
             else:
                 report = self.control("publish", {
@@ -103,8 +109,11 @@ class Demo:
     def delivered(self, name: str) -> str:
         p = self.published[name]
         if name == "log":
-            return (f"{p['events']:,} service-log records in {p['batches']} hub messages: {p['dropped']:,} lost, "
-                    f"{p['duplicated']:,} duplicated, all reordered; the delta sync lists what no record says")
+            late = (f"exported a median {self.log_delay:g} s late (none past {3 * self.log_delay:g} s)" if self.log_delay
+                    else "exported at once")
+            return (f"{p['events']:,} service-log records in {p['batches']} hub messages, {late}: {p['dropped']:,} "
+                    f"lost, {p['duplicated']:,} duplicated, all reordered; the delta sync and the watched sync list "
+                    "what no record says yet")
         return (f"{p['events']:,} events in {p['batches']} batches: {p['dropped']:,} dropped, "
                 f"{p['duplicated']:,} duplicated, all reordered; {p['retries']} redeliveries")
 
@@ -212,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--drop", type=float, default=0.05, help="fraction of events (or records) never delivered")
     parser.add_argument("--duplicate", type=float, default=0.1, help="fraction of events (or records) delivered twice")
+    parser.add_argument("--log-delay", type=float, default=60.0,
+                        help="median seconds Batch's service log reaches the hub late (none past 3x; 0: at once)")
     parser.add_argument("--sources", choices=("both", *SOURCES), default="both",
                         help="both (side by side); grid: an Event Grid producer; "
                              "log: Batch's service log and the delta sync alone")
@@ -235,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                 log_dir.mkdir(parents=True, exist_ok=True)
             stacks[name] = running.enter_context(Stack(**{"storage_connection": storage, "log_dir": log_dir,
                                                           **shared_parts, **SOURCES[name].stack_options}))
-        demo = Demo(stacks, args.tasks, args.drop, args.duplicate, console)
+        demo = Demo(stacks, args.tasks, args.drop, args.duplicate, console, args.log_delay)
         for name, stack in stacks.items():
             console.print(f"Watch {SOURCES[name].title} in a browser: {stack.app_url}/api/dashboard/ "
                           f"(function key {FUNCTION_KEY})")
