@@ -465,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
     values, keys, settings_port = load_local_settings(args.settings)
     os.environ.update(values)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # azure-core logs every request's headers at INFO: the app's own lines would drown (and the host slow down)
+    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
     port = args.port or settings_port or 7071
     app = FunctionApp.load()
 
