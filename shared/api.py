@@ -42,15 +42,25 @@ class JobView:
     counts: JobCounts
     progress: Progress
     newest_point: datetime | None
+    now: datetime
 
     def body(self) -> dict[str, Any]:
-        return {**counts_body(self.counts), "progress": self.progress.as_dict()}
+        return {**counts_body(self.counts), **self._batch_reported(), "progress": self.progress.as_dict()}
 
     def version(self) -> dict[str, Any]:
-        """What the ETag covers: the counts and validation, the newest history point and the flags.
-        Rate and ETA are recomputed whenever one of these changes, not as the clock moves."""
-        return {**counts_body(self.counts), "newestPoint": iso(self.newest_point),
+        """What the ETag covers: the counts and validation, Batch's own counts where they disagree, the
+        newest history point and the flags. Rate and ETA are recomputed whenever one of these
+        changes, not as the clock moves."""
+        return {**counts_body(self.counts), **self._batch_reported(), "newestPoint": iso(self.newest_point),
                 "stalledSince": iso(self.progress.stalled_since), "failing": self.progress.failing}
+
+    def _batch_reported(self) -> dict[str, Any]:
+        """Batch's own counts beside ours once they have disagreed longer than DISAGREEMENT_SECONDS."""
+        report = self.counts.job.batch_reported
+        if report is None or not report.standing(self.now):
+            return {}
+        return {"batchReported": {"taskCounts": report.task_counts, "askedAt": iso(report.at),
+                                  "disagreeingSince": iso(report.since)}}
 
 
 def counts_body(job: JobCounts) -> dict[str, Any]:
@@ -139,7 +149,7 @@ async def _watch(store: CountsStore, job: JobRecord, reading: Reading) -> None:
 
 def _view(job: JobCounts, series: list[Point], reading: Reading) -> JobView:
     return JobView(job, progress_of(series, job.tasks, reading.now, reading.rules),
-                   series[-1].at if series else None)
+                   series[-1].at if series else None, reading.now)
 
 
 def _point_body(point: Point) -> dict[str, Any]:

@@ -154,13 +154,20 @@ class BatchReader:
 
     async def job_size(self, job_id: str) -> int | None:
         """Tasks in the job by Batch's own (cheap) counts; None when Batch has no such job."""
+        counts = await self.reported_counts(job_id)
+        return None if counts is None else counts["active"] + counts["running"] + counts["completed"]
+
+    async def reported_counts(self, job_id: str) -> dict[str, int] | None:
+        """Batch's own Get Task Counts (about 5 s behind, and possibly wrong): a hint, never our counts;
+        None when Batch has no such job."""
         try:
             counts = (await self._client.get_job_task_counts(job_id)).task_counts
         except ResourceNotFoundError:
             return None
         except AzureError as error:
             raise BatchUnavailableError(f"Batch failed reading task counts of {job_id}: {error}") from error
-        return counts.active + counts.running + counts.completed
+        return {"active": counts.active, "running": counts.running, "completed": counts.completed,
+                "succeeded": counts.succeeded, "failed": counts.failed}
 
     async def job_state(self, job_id: str) -> str | None:
         """The job's state (active, completed, ...); None when Batch has no such job."""

@@ -30,7 +30,7 @@ from shared.batch import BatchReader, BatchUnavailableError
 from shared.config import Settings
 from shared.errors import InvalidEventError
 from shared.events import TICKS_PER_SECOND, datetime_to_ticks, task_status, ticks_to_iso
-from shared.store import CountsStore, Observation, SyncPosition
+from shared.store import BatchReported, CountsStore, Observation, SyncPosition
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ JOBS_IN_FLIGHT = 4
 # so the budget goes where tasks move and a job that starts moving is seen within IDLE_SYNC_SECONDS.
 ACTIVE_SECONDS = 300.0
 IDLE_SYNC_SECONDS = 30.0
+HINT_SECONDS = 15.0  # a watched job's counts beside Batch's own: one small call per job this often
 
 
 @dataclass
@@ -116,12 +117,43 @@ async def run_watched(store: CountsStore, batch: BatchReader, settings: Settings
     async def choose(report: SyncReport) -> list[tuple[SyncPosition, bool]]:
         return [(position, True) for position in watched]
 
-    return await _run(store, batch, settings, now, WATCHED_LEASE, choose, "watched sync run")
+    async def compare(position: SyncPosition) -> None:
+        await _compare_with_batch(store, batch, position, now)
+
+    return await _run(store, batch, settings, now, WATCHED_LEASE, choose, "watched sync run", compare)
+
+
+_compared_at: dict[str, datetime] = {}  # job key -> when this process last asked Batch for its own counts
+
+
+async def _compare_with_batch(store: CountsStore, batch: BatchReader, position: SyncPosition, now: datetime) -> None:
+    """Every HINT_SECONDS per watched job, Batch's own Get Task Counts beside ours, after our sync of it:
+    while they differ, the job row keeps Batch's (the API says so once it stands, and validation
+    looks sooner); they never replace ours."""
+    last = _compared_at.get(position.job_key)
+    if last is not None and (now - last).total_seconds() < HINT_SECONDS:
+        return
+    _compared_at[position.job_key] = now
+    reported = await batch.reported_counts(position.job_id)
+    ours = await store.get_job_counts(position.job_key)
+    if reported is None or ours is None:
+        return
+    previous = ours.job.batch_reported
+    if reported == ours.tasks.as_dict():
+        if previous is not None:
+            await store.record_batch_report(position.job_key, None)
+        return
+    since = previous.since if previous is not None else now
+    await store.record_batch_report(position.job_key, BatchReported(reported, now, since))
+    if previous is None:
+        logger.info("Batch's own counts differ from ours", extra={"job_id": position.job_id, "batch": reported,
+                                                                  "ours": ours.tasks.as_dict()})
 
 
 async def _run(store: CountsStore, batch: BatchReader, settings: Settings, now: datetime, lease: str,
-               choose, what: str) -> SyncReport:
-    """Sync the jobs ``choose`` picks, at most JOBS_IN_FLIGHT at once, holding ``lease`` (one run at a time)."""
+               choose, what: str, after_job=None) -> SyncReport:
+    """Sync the jobs ``choose`` picks, at most JOBS_IN_FLIGHT at once, holding ``lease`` (one run at a
+    time); ``after_job(position)`` then, if given."""
     report = SyncReport(run_id=uuid.uuid4().hex)
     if not await store.acquire_lease(lease, report.run_id, LEASE_SECONDS):
         report.skipped = f"another {what} holds the lease"
@@ -136,6 +168,8 @@ async def _run(store: CountsStore, batch: BatchReader, settings: Settings, now: 
             async with gate:
                 if report.failed is None:  # after a Batch failure, leave the rest for the next run
                     await _sync_job(store, batch, settings, position, unfinished, now, report)
+                    if after_job is not None and report.failed is None:
+                        await after_job(position)
                     await store.acquire_lease(lease, report.run_id, LEASE_SECONDS)
 
         await asyncio.gather(*(reach(position, unfinished) for position, unfinished in jobs))

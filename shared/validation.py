@@ -63,13 +63,17 @@ TASKS_PER_MINUTE_APART = 10_000  # the cost rule: a job's passes are at least 1 
 
 
 def due(job: JobCounts, now: datetime) -> bool:
-    """Whether a job should be validated now: never validated; or changed since its last pass and that
-    pass is old enough for its size (the cost rule: one minute per 10,000 tasks, so a pass costs each
+    """Whether a job should be validated now: never validated; Batch's own counts disagreeing with
+    ours for a while since its last pass; or changed since its last pass and that pass is old enough
+    for its size (the cost rule: one minute per 10,000 tasks, so a pass costs each
     job on average at most ~10 List Tasks calls a minute -- a 200,000-task job every 20 minutes, a
     1,000,000-task job every 100 -- while small jobs are validated on every schedule tick)."""
     validated_at = job.job.last_validated_at
     if validated_at is None:
         return True
+    report = job.job.batch_reported
+    if report is not None and report.standing(now) and report.since > validated_at:
+        return True  # Batch's own counts have disagreed with ours since the last pass: look now
     if not changed_since_validated(job):
         return False
     tasks = job.tasks.active + job.tasks.running + job.tasks.completed

@@ -11,11 +11,13 @@ from shared.clients import PerLoop
 from shared.config import Settings
 from shared.store.codec import COUNTER_ROW, partition_key, raw_text_of, shard_of
 from shared.store.facade import CountsStore
-from shared.store.records import ApplyOutcome, JobCounts, JobRecord, Observation, Observed, SyncPosition
+from shared.store.records import (
+    ApplyOutcome, BatchReported, JobCounts, JobRecord, Observation, Observed, SyncPosition,
+)
 from shared.store.tables import DEVELOPMENT_STORAGE
 
 __all__ = [
-    "COUNTER_ROW", "DEVELOPMENT_STORAGE", "ApplyOutcome", "CountsStore", "JobCounts", "JobRecord", "Observation",
+    "COUNTER_ROW", "DEVELOPMENT_STORAGE", "ApplyOutcome", "BatchReported", "CountsStore", "JobCounts", "JobRecord", "Observation",
     "Observed", "SyncPosition", "close_store", "get_store", "partition_key", "raw_text_of", "shard_of",
 ]
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 from shared.counting import RESULT_OF_VALUE, STATE_OF_VALUE, ZERO, Counts, TaskStatus
 from shared.errors import InvalidContinuationError
 from shared.store.layout import NO_MARKS, Marks, mark_fields
-from shared.store.records import JobCounts, JobRecord
+from shared.store.records import BatchReported, JobCounts, JobRecord
 
 COUNTER_ROW = "!counts"  # '!' sorts before every character a task key can hold
 JOBS_PARTITION = "jobs"
@@ -105,7 +105,23 @@ def job_of_row(row: dict) -> JobRecord:
         last_validation=json.loads(row["LastValidation"]) if row.get("LastValidation") else None,
         created_span=tuple(int(part) for part in row["CreatedSpan"].split("-")) if row.get("CreatedSpan") else None,
         resharding_to=int(row["ReshardingTo"]) if row.get("ReshardingTo") else None,
+        batch_reported=batch_reported_of(row.get("BatchReported")),
     )
+
+
+def batch_reported_text(report: BatchReported | None) -> str:
+    """The ``BatchReported`` property: empty while Batch's counts agree with ours."""
+    if report is None:
+        return ""
+    return json.dumps({"taskCounts": report.task_counts, "at": report.at.isoformat(), "since": report.since.isoformat()},
+                      separators=(",", ":"))
+
+
+def batch_reported_of(text: str | None) -> BatchReported | None:
+    if not text:
+        return None
+    value = json.loads(text)
+    return BatchReported(value["taskCounts"], datetime.fromisoformat(value["at"]), datetime.fromisoformat(value["since"]))
 
 
 def ticks_text(ticks: int | None) -> str:

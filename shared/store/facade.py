@@ -21,7 +21,7 @@ from shared.store.jobs import JobIndex, JobSize
 from shared.store.layout import ROWS_PER_PARTITION
 from shared.store.partitions import PartitionTables
 from shared.store.recent import RecentReads
-from shared.store.records import ApplyOutcome, JobCounts, JobRecord, Observed, SyncPosition
+from shared.store.records import ApplyOutcome, BatchReported, JobCounts, JobRecord, Observed, SyncPosition
 from shared.store.watches import Watches
 from shared.store.rejected import RejectedEvents
 from shared.store.scans import ScanListings
@@ -229,6 +229,9 @@ class CountsStore:
 
     async def record_sync(self, position: SyncPosition) -> None:
         await self.job_index.record_sync(position)
+
+    async def record_batch_report(self, job_key: str, report: BatchReported | None) -> None:
+        await self.job_index.record_batch_report(job_key, report)
 
     async def watch(self, job: JobRecord, now: datetime, watch_seconds: float) -> None:
         """Someone is looking at the job: keep it fresh until ``watch_seconds`` from now."""

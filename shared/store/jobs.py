@@ -14,10 +14,11 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables.aio import TableClient
 
 from shared.store.codec import (
-    JOBS_PARTITION, LEASES_PARTITION, decode_token, encode_token, job_of_row, now, optional_ticks, ticks_text,
+    JOBS_PARTITION, LEASES_PARTITION, batch_reported_text, decode_token, encode_token, job_of_row, now, optional_ticks,
+    ticks_text,
 )
 from shared.store.layout import partitions_for
-from shared.store.records import JobRecord, SyncPosition
+from shared.store.records import BatchReported, JobRecord, SyncPosition
 from shared.store.tables import RESENDABLE, if_match, storage_call
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,12 @@ class JobIndex:
         if created_span is not None:
             row["CreatedSpan"] = f"{ticks_text(created_span[0])}-{ticks_text(created_span[1])}"
         async with storage_call("recording validation"):
+            await self.table.update_entity(row, mode="merge", **RESENDABLE)
+
+    async def record_batch_report(self, job_key: str, report: BatchReported | None) -> None:
+        """Batch's own counts while they disagree with ours; None clears them (merge: other fields stay)."""
+        row = {"PartitionKey": JOBS_PARTITION, "RowKey": job_key, "BatchReported": batch_reported_text(report)}
+        async with storage_call("recording Batch's own counts"):
             await self.table.update_entity(row, mode="merge", **RESENDABLE)
 
     async def delete(self, job_key: str) -> None:

@@ -25,6 +25,24 @@ class Observation:
     status: TaskStatus
 
 
+DISAGREEMENT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class BatchReported:
+    """Batch's own Get Task Counts for a job, asked at ``at``, while it has disagreed with ours
+    since ``since`` (Batch's counts are a hint: they never replace ours)."""
+
+    task_counts: dict[str, int]
+    at: datetime
+    since: datetime
+
+    def standing(self, now: datetime) -> bool:
+        """Disagreeing longer than Batch's own lag and a hint's interval explain: said in the API, and
+        validation looks at the job sooner."""
+        return (now - self.since).total_seconds() >= DISAGREEMENT_SECONDS
+
+
 @dataclass(frozen=True)
 class JobRecord:
     job_key: str
@@ -37,6 +55,7 @@ class JobRecord:
     last_validation: dict | None = None  # what the last pass checked and corrected
     created_span: tuple[int, int] | None = None  # ticks of the first and last task creation the last pass listed
     resharding_to: int | None = None  # the partitions a reshard in progress moves rows to
+    batch_reported: BatchReported | None = None  # set while Batch's own counts disagree with ours
 
 
 @dataclass(frozen=True)

@@ -254,3 +254,48 @@ async def test_a_watched_job_batch_finished_stops_being_listed_and_watched_runs_
     assert (await sync.run_watched(store, batch, settings, now())).jobs_reached == 0
     assert (await calls(url)).get(LIST_TASKS, 0) == before  # no more calls for it
     assert await counts(store, "Ending") == account.task_counts("Ending")["taskCounts"]
+
+
+async def test_batchs_own_counts_beside_ours_once_they_disagree_for_a_while_and_validation_looks_sooner(world):
+    """A task deleted in Batch shows in no listing: Batch's own count of the watched job differs from
+    ours. The watched run keeps Batch's beside ours; the API says so once the disagreement stands
+    (60 s), validation is due at once (not after its usual wait), and a later agreement clears it.
+    Ours are never replaced."""
+    from datetime import timedelta
+
+    from shared import api, validation
+    from shared.events import datetime_to_ticks
+    from shared.progress import ProgressRules
+    from tests.strategies import BASE_TICKS, observe
+
+    account, url, open_world = world
+    settings, store, batch = open_world()
+    account.create_job("Hinted")
+    account.add_tasks("Hinted", [f"t{n}" for n in range(20)], publish=False)
+    await sync.run(store, batch, settings, now())
+    t0 = now()
+    await store.mark_validation("hinted", "validated", None, t0, {})  # nothing changed since
+    reading = lambda at: api.Reading(ProgressRules.from_settings(settings), at, None, 300.0)  # noqa: E731
+    await api.get_task_counts(store, "hinted", reading(t0))  # watched
+    account.delete_task("Hinted", "t3", publish=False)
+    t1 = t0 + timedelta(seconds=1)
+    await sync.run_watched(store, batch, settings, t1)
+    job = await store.get_job_counts("hinted")
+    assert job.tasks.active == 20 and job.job.batch_reported.task_counts["active"] == 19  # ours kept
+    assert "batchReported" not in (await api.get_task_counts(store, "hinted", reading(t1 + timedelta(seconds=30)))).body
+    assert not validation.due(job, t1 + timedelta(seconds=30))
+
+    await sync.run_watched(store, batch, settings, t1 + timedelta(seconds=61))  # still differs: since t1
+    standing = await api.get_task_counts(store, "hinted", reading(t1 + timedelta(seconds=61)))
+    assert standing.body["batchReported"]["taskCounts"]["active"] == 19 and standing.body["taskCounts"]["active"] == 20
+    assert standing.body["batchReported"]["disagreeingSince"].startswith(t1.strftime("%Y-%m-%dT%H:%M:%S"))
+    job = await store.get_job_counts("hinted")
+    assert validation.due(job, t1 + timedelta(seconds=61))  # unchanged since its pass, yet due: Batch disagrees
+    await store.mark_validation("hinted", "validated", None, t1 + timedelta(seconds=62), {})
+    assert not validation.due(await store.get_job_counts("hinted"), t1 + timedelta(seconds=63))  # once per disagreement
+
+    deleted_at = datetime_to_ticks(now()) - BASE_TICKS  # newer than any listing of t3
+    await store.apply([observe("Hinted", "t3", None, deleted_at)])  # the delete reaches us (a producer, validation)
+    await sync.run_watched(store, batch, settings, t1 + timedelta(seconds=80))
+    assert (await store.get_job_counts("hinted")).job.batch_reported is None
+    assert "batchReported" not in (await api.get_task_counts(store, "hinted", reading(t1 + timedelta(seconds=81)))).body
