@@ -177,7 +177,7 @@ async def _run(store: CountsStore, batch: BatchReader, settings: Settings, now: 
         report.failed = str(error)
     finally:
         await store.release_lease(lease, report.run_id)
-    log = logger.warning if report.failed else (logger.info if report.jobs_reached else logger.debug)
+    log = logger.warning if report.failed else (logger.info if report.applied or report.resumed_later else logger.debug)
     log("%s: %d jobs, %d pages, %d tasks listed, %d applied", what, report.jobs_reached, report.pages,
         report.tasks_listed, report.applied, extra=report.to_json())
     return report
