@@ -22,7 +22,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -185,7 +185,10 @@ async def _run(store: CountsStore, batch: BatchReader, settings: Settings, now: 
 
 async def _sync_job(store: CountsStore, batch: BatchReader, settings: Settings, position: SyncPosition,
                     unfinished: bool, now: datetime, report: SyncReport) -> None:
-    started_ticks = datetime_to_ticks(now)
+    # The watermark is when this job's listing began, not when the run did: in a long run (many jobs,
+    # a paced budget) the run's start would fall minutes behind and every later listing re-list them.
+    began = max(now, datetime.now(timezone.utc))
+    started_ticks = datetime_to_ticks(began)
     if position.next_link:  # resume a listing the page budget cut
         next_link, listing_started = position.next_link, position.listing_started_ticks or started_ticks
         task_filter = None
@@ -227,8 +230,8 @@ async def _sync_job(store: CountsStore, batch: BatchReader, settings: Settings, 
     if next_link:
         report.resumed_later.append(position.job_id)
         await store.record_sync(replace(position, next_link=next_link, listing_started_ticks=listing_started,
-                                        finished=False, changed_at=now))
+                                        finished=False, changed_at=began))
     else:
         await store.record_sync(replace(position, watermark_ticks=listing_started, next_link=None,
                                         listing_started_ticks=None, finished=not unfinished,
-                                        changed_at=now if listed else position.changed_at))
+                                        changed_at=began if listed else position.changed_at))

@@ -299,3 +299,20 @@ async def test_batchs_own_counts_beside_ours_once_they_disagree_for_a_while_and_
     await sync.run_watched(store, batch, settings, t1 + timedelta(seconds=80))
     assert (await store.get_job_counts("hinted")).job.batch_reported is None
     assert "batchReported" not in (await api.get_task_counts(store, "hinted", reading(t1 + timedelta(seconds=81)))).body
+
+
+async def test_a_jobs_watermark_is_when_its_own_listing_began_not_when_a_long_run_did(world):
+    """A run that began long ago (many jobs, a paced budget) still sets each job's watermark to when
+    that job was listed: the next run lists nothing for jobs that did not change since."""
+    from datetime import timedelta
+
+    account, url, open_world = world
+    settings, store, batch = open_world(TASK_SYNC_OVERLAP_SECONDS=0)
+    for job in ("Early", "Late"):
+        account.create_job(job)
+        account.add_tasks(job, [f"t{n}" for n in range(50)], publish=False)
+    long_ago = now() - timedelta(minutes=10)
+    first = await sync.run(store, batch, settings, long_ago)
+    assert first.tasks_listed == 100
+    again = await sync.run(store, batch, settings, now())
+    assert again.jobs_reached == 2 and again.tasks_listed == 0
