@@ -10,11 +10,14 @@ with 429) and a function host with the sync, the watched sync and the service-lo
 Event Grid producer. Every job has ``--tasks`` tasks; each moves one step forward (a running task
 completes, an active one starts) every ``--change-every`` seconds, staggered. One job is watched: it
 is polled through GET taskcounts every 0.25 s, as the CLI's ``watch`` or the dashboard's job page
-would; the others are only read through GET /api/jobs every 5 s (a list marks nothing watched).
+would. Up to ``--sample`` (50) of the others, spread over the fleet, are read every 2 s straight from
+the app's tables, as GET taskcounts reads them but without marking them watched (reading the fleet
+through GET /api/jobs costs O(jobs) storage reads a call -- the fleet issue -- and at 1,000 jobs
+starved the local Azurite the sync writes to).
 
 Freshness of a change = from the moment the simulator made it to the first read showing the job's
 completed count at least that high (completed never falls here); the watched job is read every
-0.25 s, the others every 5 s, which bounds each figure's resolution. Reads go on after the changes
+0.25 s, the sampled others every 2 s, which bounds each figure's resolution. Reads go on after the changes
 stop until every change has shown, for at most ``--grace`` seconds; a change not shown by then
 counts as later than that. Also: Batch calls a second against the budget
 (BATCH_REQUESTS_PER_SECOND, 25), 429s, and whether every job's counts equal the simulator's once
@@ -39,6 +42,8 @@ from pathlib import Path
 
 import aiohttp
 
+from shared.config import Settings
+from shared.store import CountsStore
 from tools.stack import FUNCTION_KEY, Stack
 from tools.termination import stop_children_on_termination
 
@@ -46,7 +51,7 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 KEYED = {"x-functions-key": FUNCTION_KEY}
 WATCHED_EVERY = 0.25
-LISTED_EVERY = 5.0
+SAMPLED_EVERY = 2.0
 DEFAULT_THEN = "c4f8924"  # main before the freshness work: sync every 30 s, 100 jobs a run, no watched sync
 SYNC_SCHEDULE = {"now": "*/10 * * * * *", "then": "*/30 * * * * *"}
 
@@ -95,23 +100,20 @@ async def control(session: aiohttp.ClientSession, url: str, path: str, body: dic
         return await response.json(content_type=None)
 
 
-async def served_jobs(session: aiohttp.ClientSession, app_url: str) -> dict[str, dict]:
-    """Every job's counts through GET /api/jobs (following next links)."""
-    found, url = {}, f"{app_url}/api/jobs?maxresults=1000"
-    while url:
-        async with session.get(url, headers=KEYED) as response:
-            body = await response.json(content_type=None)
-        for job in body.get("value", []):
-            found[job["id"]] = job["taskCounts"]
-        url = body.get("odata.nextLink")
-    return found
+def sample_of(jobs: list[str], size: int) -> list[str]:
+    """Up to ``size`` jobs spread evenly over the fleet, the watched one (the first) left out."""
+    others = jobs[1:]
+    step = max(1, len(others) // size) if others else 1
+    return others[::step][:size]
 
 
 async def measure(stack: Stack, jobs: list[str], seconds: float, change_every: float, log_delay: float,
-                  grace: float) -> dict:
+                  grace: float, sample: int) -> dict:
     sim, app = stack.simulator_url, stack.app_url
-    watched = jobs[0]
+    watched, sampled = jobs[0], sample_of(jobs, sample)
     changes = Changes()
+    tables = CountsStore.from_settings(Settings.from_env({"AzureWebJobsStorage": stack.connection,
+                                                          "COUNTS_TABLE_PREFIX": stack.table_prefix}))
     async with aiohttp.ClientSession() as session:
         calls_before = sum((await control(session, sim, "calls", method="GET")).values())
         throttled_before = (await control(session, sim, "faults", {}))["throttled"]
@@ -147,31 +149,34 @@ async def measure(stack: Stack, jobs: list[str], seconds: float, change_every: f
                         changes.seen(watched, time.monotonic(), (await response.json())["taskCounts"]["completed"])
                 await asyncio.sleep(WATCHED_EVERY)
 
-        async def list_all() -> None:
+        async def read_sampled() -> None:
             while reading():
-                for job, counts in (await served_jobs(session, app)).items():
-                    if job != watched:
-                        changes.seen(job, time.monotonic(), counts["completed"])
-                await asyncio.sleep(LISTED_EVERY)
+                for job in sampled:
+                    counts = await tables.get_job_counts(job.lower())
+                    if counts is not None:
+                        changes.seen(job, time.monotonic(), counts.tasks.completed)
+                await asyncio.sleep(SAMPLED_EVERY)
 
-        await asyncio.gather(drive(), watch(), list_all())
+        await asyncio.gather(drive(), watch(), read_sampled())
         elapsed = time.monotonic() - started
         calls = sum((await control(session, sim, "calls", method="GET")).values()) - calls_before
         throttled = (await control(session, sim, "faults", {}))["throttled"] - throttled_before
-        unwatched_lags = [lag for job, lags in changes.lags.items() if job != watched for lag in lags]
-        unwatched_unseen = sum(changes.unseen(job) for job in jobs if job != watched)
+        unwatched_lags = [lag for job in sampled for lag in changes.lags.get(job, [])]
+        unwatched_unseen = sum(changes.unseen(job) for job in sampled)
         # the end: the log drained at once, then every job equal to the simulator's truth (or not, within 5 min)
         await control(session, sim, "servicelog", {"noise": 0})
         equal, deadline = False, time.monotonic() + 300
         while not equal and time.monotonic() < deadline:
-            served = await served_jobs(session, app)
             truth = await control(session, sim, "taskcounts", method="GET")
-            equal = all(served.get(job) == truth[job] for job in jobs)
+            served = {job: await tables.get_job_counts(job.lower()) for job in jobs}
+            equal = all(counts is not None and counts.tasks.as_dict() == truth[job] for job, counts in served.items())
             if not equal:
                 await asyncio.sleep(5)
+    await tables.close()
     return {
         "watched": summary(changes.lags.get(watched, []), changes.unseen(watched), grace),
-        "unwatched": summary(unwatched_lags, unwatched_unseen, grace) if len(jobs) > 1 else None,
+        "unwatched": summary(unwatched_lags, unwatched_unseen, grace) if sampled else None,
+        "unwatched_sampled": len(sampled),
         "batch_calls_per_s": round(calls / elapsed, 1), "throttled_429": throttled, "counts_equal_truth": equal,
     }
 
@@ -196,12 +201,19 @@ def run_one(jobs: int, tasks: int, log_delay: float, code: str, app_repo: Path, 
                 for name in names:
                     await control(session, stack.simulator_url, "jobs", {"id": name, "tasks": tasks, "publish": False})
                 await control(session, stack.simulator_url, "servicelog", {"noise": 0})  # nothing yet: no records
-                deadline = time.monotonic() + args.warm_up
-                while time.monotonic() < deadline:  # every job known before the clock starts
-                    if len(await served_jobs(session, stack.app_url)) == jobs:
+            tables = CountsStore.from_settings(Settings.from_env({"AzureWebJobsStorage": stack.connection,
+                                                                  "COUNTS_TABLE_PREFIX": stack.table_prefix}))
+            warm_up = time.monotonic()
+            try:
+                while time.monotonic() < warm_up + args.warm_up:  # every job known before the clock starts
+                    if len(await tables.sync_positions()) == jobs:
                         break
                     await asyncio.sleep(2)
-            return await measure(stack, names, args.seconds, args.change_every, log_delay, args.grace)
+            finally:
+                await tables.close()
+            print(f"{jobs} jobs known after {time.monotonic() - warm_up:.0f} s ({code}, log delay {log_delay:g} s)",
+                  flush=True)
+            return await measure(stack, names, args.seconds, args.change_every, log_delay, args.grace, args.sample)
         result = asyncio.run(prepare_and_measure())
     return {"jobs": jobs, "log_delay_s": log_delay, "code": code, **result}
 
@@ -217,6 +229,7 @@ def main() -> None:
     parser.add_argument("--account-limit", type=float, default=100, help="the simulated account's own limit (calls/s)")
     parser.add_argument("--warm-up", type=float, default=600)
     parser.add_argument("--grace", type=float, default=300, help="reading on after the changes stop, at most")
+    parser.add_argument("--sample", type=int, default=50, help="unwatched jobs whose freshness is measured")
     parser.add_argument("--then", default=DEFAULT_THEN, help="older commit to compare with ('' to skip)")
     parser.add_argument("--then-at", type=str, default="1000:60", help="jobs:log delay the older code runs at")
     parser.add_argument("--runs", type=int, default=1)

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 LEASE = "task-sync"
 WATCHED_LEASE = "watched-sync"
 LEASE_SECONDS = 300.0  # renewed after every job; a crashed run frees the lease after this
-JOBS_IN_FLIGHT = 4
+JOBS_IN_FLIGHT = 8  # enough that the request budget, not the round trips, paces a long run
 # A job whose listing found changes this recently is listed every run; a quiet one once this often,
 # so the budget goes where tasks move and a job that starts moving is seen within IDLE_SYNC_SECONDS.
 ACTIVE_SECONDS = 300.0
