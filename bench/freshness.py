@@ -1,7 +1,7 @@
 """Freshness with no producer: how long after Batch changes a task the API shows it.
 
-    .venv/bin/python -m bench.freshness [--jobs 1000] [--log-delays 0 60 180] [--seconds 180]
-                                        [--latency 0.1] [--then c4f8924] [--runs 1]
+    .venv/bin/python -m bench.freshness [--configs 1:0 1:60 1:180 100:60 1000:60] [--seconds 120]
+                                        [--latency 0.1] [--then c4f8924] [--then-at 100:60] [--runs 3]
 
 Per configuration (jobs x log delay x code) a fresh stack: Azurite, the Batch simulator (its service
 log exported to its hub with a log-normal delay of that median, held to 3x the median; every Batch
@@ -220,10 +220,10 @@ def run_one(jobs: int, tasks: int, log_delay: float, code: str, app_repo: Path, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, nargs="+", default=[1000])
-    parser.add_argument("--log-delays", type=float, nargs="+", default=[0, 60, 180])
-    parser.add_argument("--tasks", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=180)
+    parser.add_argument("--configs", nargs="+", default=["1:0", "1:60", "1:180", "100:60", "1000:60"],
+                        help="JOBS:LOG_DELAY pairs: active jobs, and the service log's median export delay (s)")
+    parser.add_argument("--tasks", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--change-every", type=float, default=10)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--account-limit", type=float, default=100, help="the simulated account's own limit (calls/s)")
@@ -231,18 +231,18 @@ def main() -> None:
     parser.add_argument("--grace", type=float, default=300, help="reading on after the changes stop, at most")
     parser.add_argument("--sample", type=int, default=50, help="unwatched jobs whose freshness is measured")
     parser.add_argument("--then", default=DEFAULT_THEN, help="older commit to compare with ('' to skip)")
-    parser.add_argument("--then-at", type=str, default="1000:60", help="jobs:log delay the older code runs at")
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--then-at", type=str, default="100:60", help="JOBS:LOG_DELAY the older code runs at")
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     stop_children_on_termination()
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         then_repo = then_tree(args.then, Path(scratch)) if args.then else None
         for run in range(args.runs):
-            for jobs in args.jobs:
-                for delay in args.log_delays:
-                    rows.append({"run": run + 1, **run_one(jobs, args.tasks, delay, "now", BENCH.parent, args)})
-                    print(json.dumps(rows[-1]), flush=True)
+            for config in args.configs:
+                jobs, delay = config.split(":")
+                rows.append({"run": run + 1, **run_one(int(jobs), args.tasks, float(delay), "now", BENCH.parent, args)})
+                print(json.dumps(rows[-1]), flush=True)
             if then_repo is not None:
                 jobs, delay = (float(v) for v in args.then_at.split(":"))
                 rows.append({"run": run + 1, **run_one(int(jobs), args.tasks, delay, "then", then_repo, args)})
