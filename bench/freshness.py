@@ -62,9 +62,13 @@ class Changes:
 
     pending: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     lags: dict[str, list[float]] = field(default_factory=dict)
+    completed: dict[str, int] = field(default_factory=dict)  # the job's count after its latest change
 
     def made(self, job: str, at: float, completed: int) -> None:
-        self.pending.setdefault(job, []).append((at, completed))
+        """A step that completed a task (a step that only started one is not a change this measures)."""
+        if completed > self.completed.get(job, 0):
+            self.completed[job] = completed
+            self.pending.setdefault(job, []).append((at, completed))
 
     def seen(self, job: str, at: float, completed: int) -> None:
         waiting = self.pending.get(job, [])
