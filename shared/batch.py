@@ -107,7 +107,7 @@ def retry_after_seconds(headers: Any) -> float | None:
             return None
 
 
-REFUSALS = (429, 500, 503)  # Batch's answers when it is overloaded (see ../README, Configuration)
+REFUSALS = (429, 500, 503)  # Batch's answers when it is overloaded
 DEFAULT_REFUSAL_PAUSE = 1.0
 _budgets: dict[str, RequestBudget] = {}  # account URL -> its budget, shared by every client in the process
 

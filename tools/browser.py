@@ -1,5 +1,5 @@
 """Headless Chromium (Debian's ``chromium``, installed by ``./dev setup``) driven by Playwright,
-for the browser tests and the README's screenshot. Playwright's own browser download is never
+for the browser tests and the dashboard's screenshot (docs/dashboard.png). Playwright's own browser download is never
 used: it cannot run here, and Debian's build is what CI installs."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The README's dashboard picture, made from the running demo stack: a few jobs moving in the
+"""The dashboard's picture (docs/dashboard.png), made from the running demo stack: a few jobs moving in the
 Batch simulator, one of them failing, one stopped.
 
     ./dev screenshot [--out docs/dashboard.png] [--width 1280] [--height 800]

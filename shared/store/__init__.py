@@ -1,6 +1,6 @@
 """Table Storage: task rows, counter rows, the job index, validation listings, rejected events.
 
-The one package that talks to azure-data-tables (README "Storage layout"). Callers use the
+The one package that talks to azure-data-tables (docs/design.md, "How exactly-once works"). Callers use the
 ``CountsStore`` facade; behind it, one module per table (``tasks``, ``jobs``, ``scans``,
 ``rejected``), the pure row codec (``codec``), the pure sweep decision (``reconcile``) and the
 shared client plumbing (``tables``).

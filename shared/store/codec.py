@@ -1,6 +1,6 @@
 """The row codec, pure: how tasks, counters, jobs, listings and raw events look as Table entities.
 
-Nothing here does I/O, so every rule of the layout (README "Storage layout") can be tested alone.
+Nothing here does I/O, so every rule of the layout (docs/design.md, "How exactly-once works") can be tested alone.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Entity-group transactions of the task write path, with the ``$batch`` body built by hand.
 
 azure-core builds a ``$batch`` body with Python's ``email`` package and parses the reply the same
-way: about 0.75 ms of CPU per operation, five times what storage spends on it (README, "Where the
+way: about 0.75 ms of CPU per operation, five times what storage spends on it (docs/benchmarks.md, "Where the
 write time goes"), so one process could not write one partition faster than ~1,100 rows/s. The
 write path sends two kinds of operation -- insert, and replace under an ETag -- and bulk writes
 (listings, rejected events) a third, insert-or-replace; so here the body is string joins and the

@@ -4,7 +4,7 @@ Azurite does the work). Duplicates, reordering and retried failures must never m
 the drops may, and one validation pass must then close the gap exactly.
 
 CI runs it at CHAOS_EVENTS=20000 (the default); the large setting is CHAOS_EVENTS=100000 or more
-(README "Guarantees" has the last large result)."""
+(docs/design.md, "Guarantees", has the last large result)."""
 import asyncio
 import os
 import random

@@ -1,7 +1,7 @@
 """checkov's Bicep scan: no parsing error, and no failed check without a written reason.
 
 checkov lives in .venv-infra (./dev setup installs it); accepted findings are suppressed in the
-Bicep itself with `// checkov:skip=ID: reason` inside the resource, and listed in the README."""
+Bicep itself with `// checkov:skip=ID: reason` inside the resource, and listed in docs/operations.md."""
 import json
 import os
 import subprocess

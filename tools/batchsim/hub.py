@@ -13,7 +13,7 @@ records mixed in) and the hub (append-only partitions, checkpoints), served over
     PUT  same, {"sequenceNumber": n}
 
 The local function host (tools.funchost) reads it for ``eventHubTrigger`` functions whose
-connection setting is ``Endpoint=http://...`` (see README, "Local run").
+connection setting is ``Endpoint=http://...`` (see docs/development.md, "Running locally").
 """
 from __future__ import annotations
 
