@@ -43,6 +43,7 @@ JOBS_IN_FLIGHT = 8  # enough that the request budget, not the round trips, paces
 ACTIVE_SECONDS = 300.0
 IDLE_SYNC_SECONDS = 30.0
 HINT_SECONDS = 15.0  # a watched job's counts beside Batch's own: one small call per job this often
+BATCH_COUNTS_LAG_SECONDS = 10.0  # Batch's own counts follow a change within about 5 s: twice that, to be sure
 
 
 @dataclass
@@ -128,8 +129,9 @@ _compared_at: dict[str, datetime] = {}  # job key -> when this process last aske
 
 async def _compare_with_batch(store: CountsStore, batch: BatchReader, position: SyncPosition, now: datetime) -> None:
     """Every HINT_SECONDS per watched job, Batch's own Get Task Counts beside ours, after our sync of it:
-    while they differ, the job row keeps Batch's (the API says so once it stands, and validation
-    looks sooner); they never replace ours."""
+    while they differ and ours have been still long enough that Batch's lag cannot explain it, the
+    job row keeps Batch's (the API says so once it stands, and validation looks sooner); they never
+    replace ours."""
     last = _compared_at.get(position.job_key)
     if last is not None and (now - last).total_seconds() < HINT_SECONDS:
         return
@@ -143,6 +145,8 @@ async def _compare_with_batch(store: CountsStore, batch: BatchReader, position: 
         if previous is not None:
             await store.record_batch_report(position.job_key, None)
         return
+    if ours.last_updated_at is not None and (now - ours.last_updated_at).total_seconds() < BATCH_COUNTS_LAG_SECONDS:
+        return  # Batch's counts trail a change by about 5 s: a job that just moved differs by that alone
     since = previous.since if previous is not None else now
     await store.record_batch_report(position.job_key, BatchReported(reported, now, since))
     if previous is None:
