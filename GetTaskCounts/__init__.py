@@ -4,6 +4,7 @@ import logging
 import azure.functions as func
 
 from shared import api
+from shared.access import Access
 from shared.config import get_settings
 from shared.replies import guarded
 from shared.store import get_store
@@ -13,10 +14,13 @@ logger = logging.getLogger(__name__)
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:
     job_id = req.route_params.get("jobId", "")
-    reply = await guarded(logger, _handle(job_id, req.headers.get("If-None-Match")), job_id=job_id[:64])
+    reply = await guarded(logger, _handle(req, job_id), job_id=job_id[:64])
     return func.HttpResponse(reply.text, status_code=reply.status, headers=reply.all_headers)
 
 
-async def _handle(job_id: str, if_none_match: str | None):
+async def _handle(req: func.HttpRequest, job_id: str):
     settings = get_settings()
-    return await api.get_task_counts(get_store(settings), job_id, api.Reading.now_for(settings, if_none_match))
+    if refusal := settings.access.refusal(Access.READ, req.headers, req.params):
+        return refusal
+    return await api.get_task_counts(get_store(settings), job_id,
+                                     api.Reading.now_for(settings, req.headers.get("If-None-Match")))

@@ -4,6 +4,7 @@ import logging
 import azure.functions as func
 
 from shared import api
+from shared.access import Access
 from shared.config import get_settings
 from shared.replies import guarded
 from shared.store import get_store
@@ -19,5 +20,7 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
 
 async def _handle(req: func.HttpRequest, job_id: str):
     settings = get_settings()
+    if refusal := settings.access.refusal(Access.READ, req.headers, req.params):
+        return refusal
     return await api.job_history(get_store(settings), job_id, dict(req.params),
                                  api.Reading.now_for(settings, req.headers.get("If-None-Match")))

@@ -4,6 +4,7 @@ import logging
 import azure.functions as func
 
 from shared import api
+from shared.access import Access
 from shared.config import get_settings
 from shared.replies import guarded
 from shared.store import get_store
@@ -18,5 +19,7 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
 
 async def _handle(req: func.HttpRequest):
     settings = get_settings()
+    if refusal := settings.access.refusal(Access.READ, req.headers, req.params):
+        return refusal
     return await api.list_jobs(get_store(settings), dict(req.params), req.url,
                                api.Reading.now_for(settings, req.headers.get("If-None-Match")))

@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 
 import azure.functions as func
 
+from shared.access import Access
 from shared.config import get_settings
 from shared.ingest import handle_delivery
 from shared.replies import guarded
@@ -19,5 +20,7 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
 
 
 async def _handle(req: func.HttpRequest, received_at: datetime):
-    store = get_store(get_settings())
-    return await handle_delivery(store, req.method, dict(req.headers), req.get_body(), received_at)
+    settings = get_settings()
+    refusal = settings.access.refusal(Access.INGEST, req.headers, req.params)
+    return await handle_delivery(get_store(settings), req.method, dict(req.headers), req.get_body(), received_at,
+                                 refusal)

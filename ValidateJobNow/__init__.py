@@ -1,25 +1,29 @@
-"""POST /api/jobs/{jobId}/validate: validate one job now; 202 with the durable status URLs."""
+"""POST /api/jobs/{jobId}/validate: validate one job now; 202 pointing at GET .../validation."""
 import logging
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from shared import api, validation, workflow
-from shared.replies import error
+from shared.access import Access
+from shared.config import get_settings
+from shared.replies import Reply, error
 
 logger = logging.getLogger(__name__)
 
 
 async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
     job_id = req.route_params.get("jobId", "")
-    reply = api.invalid_job_id(job_id)
+    reply = get_settings().access.refusal(Access.OPERATE, req.headers, req.params) or api.invalid_job_id(job_id)
     if reply is None:
         client = df.DurableOrchestrationClient(starter)
         instance_id = workflow.on_demand_instance_id(job_id.lower())
         try:
             await validation.start_unless_running(client, workflow.VALIDATE_JOB, instance_id,
                                                   {"jobKey": job_id.lower(), "jobId": job_id})
-            return client.create_check_status_response(req, instance_id)
+            status_url = req.url.split("?", 1)[0].rstrip("/").removesuffix("/validate") + "/validation"
+            reply = Reply(202, {"id": instance_id, "jobId": job_id, "statusQueryGetUri": status_url},
+                          {"Location": status_url, "Retry-After": "2"})
         except Exception:
             logger.exception("could not start a validation", extra={"job_id": job_id})
             reply = error(503, "ServerBusy", "The validation could not be started; retry later.")

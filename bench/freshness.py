@@ -44,12 +44,12 @@ import aiohttp
 
 from shared.config import Settings
 from shared.store import CountsStore
-from tools.stack import FUNCTION_KEY, Stack
+from tools.stack import READ_KEY, Stack
 from tools.termination import stop_children_on_termination
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-KEYED = {"x-functions-key": FUNCTION_KEY}
+KEYED = {"x-functions-key": READ_KEY}
 WATCHED_EVERY = 0.25
 SAMPLED_EVERY = 2.0
 DEFAULT_THEN = "c4f8924"  # main before the freshness work: sync every 30 s, 100 jobs a run, no watched sync

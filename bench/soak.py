@@ -23,13 +23,14 @@ from pathlib import Path
 import aiohttp
 
 from bench.ingestion import lifecycle_events
-from tools.stack import FUNCTION_KEY, Stack
+from tools.stack import INGEST_KEY, READ_KEY, Stack
 from tools.termination import stop_children_on_termination
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PER_DELIVERY = 500
 IN_FLIGHT = 8
-KEYED = {"x-functions-key": FUNCTION_KEY}
+KEYED = {"x-functions-key": READ_KEY}
+INGESTING = {"x-functions-key": INGEST_KEY}
 
 
 def rss_mb(pid: int) -> float:
@@ -53,7 +54,7 @@ async def soak(stack: Stack, events: int, rate: int, jobs: int, sample_every: in
         async def deliver(body: bytes) -> None:
             try:
                 for _ in range(10):  # Event Grid redelivers a 5xx; so does this
-                    async with session.post(url, data=body, headers={**KEYED, "Content-Type": "application/json"}) as reply:
+                    async with session.post(url, data=body, headers={**INGESTING, "Content-Type": "application/json"}) as reply:
                         if reply.status == 200:
                             return
                         await asyncio.sleep(1)

@@ -2,6 +2,7 @@
 // dead-lettered to blob storage, so no event is lost silently. Deployed by azd's postdeploy hook
 // (infra/hooks/postdeploy.*) after the code, because Event Grid sends the webhook its validation
 // handshake when the subscription is created and only the deployed code answers it. Idempotent.
+// The ingest key is read from the app's settings here, so it never travels on a command line.
 targetScope = 'resourceGroup'
 
 param topicName string
@@ -19,6 +20,14 @@ param maxEventsPerBatch int = 1000
 param preferredBatchSizeInKilobytes int = 1024
 param storageAccountName string
 param deadLetterContainerName string
+@description('keys: the ingest key goes in a secret delivery header; entra: Event Grid sends an Entra ID token for the app registration.')
+@allowed([
+  'keys'
+  'entra'
+])
+param accessMode string = 'keys'
+param entraClientId string = ''
+param entraTenantId string = tenant().tenantId
 
 resource topic 'Microsoft.EventGrid/topics@2022-06-15' existing = {
   name: topicName
@@ -39,10 +48,23 @@ resource subscription 'Microsoft.EventGrid/topics/eventSubscriptions@2022-06-15'
     eventDeliverySchema: eventSchema
     destination: {
       endpointType: 'WebHook'
+      // No key in the URL: a URL is logged and recorded in telemetry, a secret delivery header is not.
       properties: {
-        endpointUrl: 'https://${functionApp.properties.defaultHostName}/api/taskevents?code=${listKeys('${functionApp.id}/host/default', '2023-12-01').functionKeys.default}'
+        endpointUrl: 'https://${functionApp.properties.defaultHostName}/api/taskevents'
         maxEventsPerBatch: maxEventsPerBatch
         preferredBatchSizeInKilobytes: preferredBatchSizeInKilobytes
+        deliveryAttributeMappings: accessMode == 'keys' ? [
+          {
+            name: 'x-functions-key'
+            type: 'Static'
+            properties: {
+              value: first(split(list('${functionApp.id}/config/appsettings', '2023-12-01').properties.ACCESS_INGEST_KEYS, ','))
+              isSecret: true
+            }
+          }
+        ] : []
+        azureActiveDirectoryTenantId: accessMode == 'entra' ? entraTenantId : null
+        azureActiveDirectoryApplicationIdOrUri: accessMode == 'entra' ? 'api://${entraClientId}' : null
       }
     }
     filter: {

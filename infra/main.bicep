@@ -100,6 +100,25 @@ param batchRequestsPerSecond int = 25
 param watchMinutes int = 5
 @description('E-mail addresses the stalled and failing alerts go to.')
 param alertEmails array = []
+@description('Who may call the API: keys (a key per kind of access) or entra (Microsoft Entra ID sign-in through App Service Authentication, with app roles). docs/access.md.')
+@allowed([
+  'keys'
+  'entra'
+])
+param accessMode string = 'keys'
+@secure()
+@description('keys mode: the read keys, comma-separated (the preprovision hook makes one).')
+param readKeys string = ''
+@secure()
+@description('keys mode: the ingest keys (the Event Grid subscription sends the first).')
+param ingestKeys string = ''
+@secure()
+@description('keys mode: the operate keys.')
+param operateKeys string = ''
+@description('entra mode: the application (client) id of the app registration made as docs/access.md says.')
+param entraClientId string = ''
+@description('entra mode: the tenant of the app registration.')
+param entraTenantId string = tenant().tenantId
 
 @minValue(40)
 @maxValue(1000)
@@ -249,6 +268,12 @@ module app 'app/function.bicep' = {
     countsMaxAgeMs: countsMaxAgeMs
     batchRequestsPerSecond: batchRequestsPerSecond
     watchMinutes: watchMinutes
+    accessMode: accessMode
+    readKeys: readKeys
+    ingestKeys: ingestKeys
+    operateKeys: operateKeys
+    entraClientId: entraClientId
+    entraTenantId: entraTenantId
     serviceLogNamespace: serviceLogHub.outputs.fullyQualifiedNamespace
     serviceLogHubName: serviceLogHub.outputs.hubName
     serviceLogConsumerGroup: serviceLogHub.outputs.consumerGroupName
@@ -292,3 +317,6 @@ output EVENT_GRID_SCHEMA string = eventSchema
 output EVENT_GRID_MAX_EVENTS_PER_BATCH int = maxEventsPerBatch
 output EVENT_GRID_PREFERRED_BATCH_KB int = preferredBatchSizeInKilobytes
 output EVENT_GRID_DEAD_LETTER_CONTAINER string = deadLetterContainerName
+output ACCESS_MODE string = accessMode
+output ENTRA_CLIENT_ID string = entraClientId
+output ENTRA_TENANT_ID string = entraTenantId

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
 
+from shared.access import Access, AccessMode, AccessPolicy
 from shared.errors import ConfigError
 
 STORAGE_CONNECTION = "AzureWebJobsStorage"
@@ -34,6 +35,12 @@ FAILURE_ALERT_PERCENT = "FAILURE_ALERT_PERCENT"
 COUNTS_MAX_AGE_MS = "COUNTS_MAX_AGE_MS"
 BATCH_REQUESTS_PER_SECOND = "BATCH_REQUESTS_PER_SECOND"
 WATCH_MINUTES = "WATCH_MINUTES"
+ACCESS_MODE = "ACCESS_MODE"
+ACCESS_READ_KEYS = "ACCESS_READ_KEYS"
+ACCESS_INGEST_KEYS = "ACCESS_INGEST_KEYS"
+ACCESS_OPERATE_KEYS = "ACCESS_OPERATE_KEYS"
+# Set by App Service itself when its authentication is on: not an app setting anyone writes.
+PLATFORM_AUTHENTICATION = "WEBSITE_AUTH_ENABLED"
 # Read by the Functions host, not by code: function.json says "%NAME%" (schedules, the hub). Required:
 # no code default can reach the host; Bicep and local.settings.example.json set them.
 VALIDATION_SCHEDULE = "VALIDATION_SCHEDULE"
@@ -61,6 +68,7 @@ APP_SETTINGS = (
     TASK_SYNC_MAX_JOBS, TASK_SYNC_MAX_PAGES, TASK_SYNC_OVERLAP_SECONDS,
     PROGRESS_WINDOW_MINUTES, PROGRESS_MAX_POINTS, STALL_MINUTES, FAILURE_ALERT_PERCENT, COUNTS_MAX_AGE_MS,
     BATCH_REQUESTS_PER_SECOND, WATCH_MINUTES,
+    ACCESS_MODE, ACCESS_READ_KEYS, ACCESS_INGEST_KEYS, ACCESS_OPERATE_KEYS,
     VALIDATION_SCHEDULE, TASK_SYNC_SCHEDULE, PROGRESS_SCHEDULE, BATCH_LOG_HUB, BATCH_LOG_CONSUMER_GROUP,
     BATCH_LOG_CONNECTION, BATCH_LOG_NAMESPACE, BATCH_LOG_CREDENTIAL, BATCH_LOG_CLIENT_ID,
 )
@@ -88,6 +96,7 @@ DEFAULT_COUNTS_MAX_AGE_MS = 250
 # team's choice. 25 a second leaves room for the team's own clients and reaches 1,000 jobs a minute.
 DEFAULT_BATCH_REQUESTS_PER_SECOND = 25
 DEFAULT_WATCH_MINUTES = 5
+DEFAULT_ACCESS_MODE = AccessMode.KEYS.value
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,7 @@ class Settings:
     counts_max_age_ms: int = DEFAULT_COUNTS_MAX_AGE_MS  # a job's counts may be answered from a read this recent
     batch_requests_per_second: int = DEFAULT_BATCH_REQUESTS_PER_SECOND  # every Batch call of this process, retries too
     watch_minutes: int = DEFAULT_WATCH_MINUTES  # a job read through the API is kept fresh this long
+    access: AccessPolicy = AccessPolicy()  # who may call which HTTP route
     proxy_from_environment: bool = False  # a proxy variable is set: the Azure clients read the environment
 
     @classmethod
@@ -163,6 +173,11 @@ class Settings:
             batch_requests_per_second=_int_setting(env, BATCH_REQUESTS_PER_SECOND, DEFAULT_BATCH_REQUESTS_PER_SECOND,
                                                    1, 10_000),
             watch_minutes=_int_setting(env, WATCH_MINUTES, DEFAULT_WATCH_MINUTES, 0, 24 * 60),
+            access=AccessPolicy.parse(
+                env.get(ACCESS_MODE, DEFAULT_ACCESS_MODE),
+                {Access.READ: env.get(ACCESS_READ_KEYS, ""), Access.INGEST: env.get(ACCESS_INGEST_KEYS, ""),
+                 Access.OPERATE: env.get(ACCESS_OPERATE_KEYS, "")},
+                env.get(PLATFORM_AUTHENTICATION, "").strip().lower() == "true"),
             proxy_from_environment=any(env.get(name) or env.get(name.lower()) for name in PROXY_VARIABLES),
         )
 

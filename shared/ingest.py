@@ -35,20 +35,25 @@ class IngestOutcome:
 
 
 async def handle_delivery(store: CountsStore, method: str, headers: Mapping[str, str], body: bytes,
-                          received_at: datetime) -> Reply:
+                          received_at: datetime, refusal: Reply | None = None) -> Reply:
+    """``refusal``: the edge found the caller without ingest access. Then only Event Grid's handshakes
+    are answered (they read and write nothing, and may come without the delivery's key header); every
+    other request gets the refusal, with nothing kept."""
     headers = {name.lower(): value for name, value in headers.items()}
     if method.upper() == "OPTIONS":
         return _abuse_protection_handshake(headers)
     if len(body) > MAX_DELIVERY_BYTES:
-        return error(413, "RequestBodyTooLarge",
-                     f"A delivery may be at most {MAX_DELIVERY_BYTES} bytes; this one is {len(body)}.")
+        return refusal or error(413, "RequestBodyTooLarge",
+                                f"A delivery may be at most {MAX_DELIVERY_BYTES} bytes; this one is {len(body)}.")
     try:
         delivery = parse_delivery(body, received_at)
     except InvalidDeliveryError as failure:
-        return error(400, "InvalidRequestBody", str(failure))
+        return refusal or error(400, "InvalidRequestBody", str(failure))
     if delivery.validation_code is not None:
         logger.info("Event Grid subscription validated")
         return ok({"validationResponse": delivery.validation_code})
+    if refusal is not None:
+        return refusal
 
     outcome = await apply_delivery(store, delivery, received_at, "Event Grid delivery")
     return ok({

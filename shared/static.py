@@ -3,8 +3,9 @@
 The dashboard is plain HTML, CSS and JavaScript with hand-drawn SVG (bars and a line chart): a few
 hundred lines the app serves unchanged, rather than a charting library bundled at build time, so
 the deployed package has no front-end toolchain and no third-party script. The page holds no data
-and no key: its script asks for a function key once, keeps it in the browser's local storage and
-sends it as the ``x-functions-key`` header, so the key never appears in a URL.
+and no key: its script asks for the read key once, keeps it in the tab's session storage (local
+storage only when asked to remember it) and sends it as the ``x-functions-key`` header, so the key
+never appears in a URL; with Microsoft Entra ID it offers to sign in instead.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from shared.events import datetime_to_ticks, task_status, ticks_of, ticks_to_dat
 from shared import workflow
 from shared.store import CountsStore, JobCounts, get_store, shard_of
 from shared.store.layout import partitions_for
+from shared.replies import Reply, error, ok
 from shared.store.reconcile import DRIFT_KINDS
 
 logger = logging.getLogger(__name__)
@@ -253,13 +254,34 @@ async def finish(deps: Deps, scan: dict) -> dict:
     return {"jobId": scan["jobId"], "action": "validated", **summary}
 
 
+GOING = ("Running", "Pending", "ContinuedAsNew")
+
+
+def _runtime_of(status: Any) -> str | None:
+    return getattr(getattr(status, "runtime_status", None), "value", None)
+
+
 async def start_unless_running(client: Any, orchestrator: str, instance_id: str, payload: Any) -> bool:
     """Start an orchestration under a fixed id unless one is still going (Durable's client API)."""
     status = await client.get_status(instance_id)
-    runtime = getattr(getattr(status, "runtime_status", None), "value", None)
-    if runtime in ("Running", "Pending", "ContinuedAsNew"):
+    if _runtime_of(status) in GOING:
         logger.info("validation still running; not starting another", extra={"instance_id": instance_id})
         return False
     await client.start_new(orchestrator, instance_id, payload)
     logger.info("validation started", extra={"instance_id": instance_id, "orchestrator": orchestrator})
     return True
+
+
+async def on_demand_status(client: Any, job_id: str) -> Reply:
+    """``GET /api/jobs/{jobId}/validation``: the job's on-demand validation as Durable reports it,
+    202 while it runs, 200 once it ended. Not Durable's own status URLs: they carry the extension's
+    system key, which opens every instance's management API, in their query string."""
+    status = await client.get_status(workflow.on_demand_instance_id(job_id.lower()))
+    runtime = _runtime_of(status)
+    if runtime is None:
+        return error(404, "ValidationNotFound", f"No validation of the job {job_id!r} was started on demand "
+                                                "(or its record is gone): POST .../validate starts one.")
+    stamp = {"createdTime": status.created_time, "lastUpdatedTime": status.last_updated_time}
+    body = {"jobId": job_id, "runtimeStatus": runtime, "customStatus": status.custom_status, "output": status.output,
+            **{name: value.isoformat() if isinstance(value, datetime) else value for name, value in stamp.items()}}
+    return Reply(202, body, {"Retry-After": "2"}) if runtime in GOING else ok(body)

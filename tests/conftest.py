@@ -72,11 +72,13 @@ async def app_settings(azurite, simulator):
     from shared.config import get_settings
     from shared.store import close_store
     from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
+    from tools.stack import ACCESS_KEYS
 
     env = {"AzureWebJobsStorage": azurite.connection_string, "COUNTS_TABLE_PREFIX": f"app{os.getpid()}",
            "BATCH_ACCOUNT_URL": simulator[1], "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
            "VALIDATION_MAX_TASKS": str(APP_VALIDATION_MAX_TASKS),
-           "JOB_PARTITIONS": "2"}  # every job spread over partitions, as large jobs are
+           "JOB_PARTITIONS": "2",  # every job spread over partitions, as large jobs are
+           **ACCESS_KEYS}
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     get_settings.cache_clear()
@@ -91,24 +93,26 @@ async def app_settings(azurite, simulator):
     get_settings.cache_clear()
 
 
-FUNCTION_KEY = "test-function-key"
-MASTER_KEY = "test-master-key"
-
-
 class AppServer:
-    """The function folders served over HTTP by tools.funchost (in this test process)."""
+    """The function folders served over HTTP by tools.funchost (in this test process); ``headers``
+    carry the read key, ``ingest_headers`` and ``operate_headers`` the others (tools.stack's keys)."""
 
     def __init__(self, app, url, local):
+        from tools.stack import INGEST_KEY, OPERATE_KEY, READ_KEY
+
         self.app, self.url, self.local = app, url, local
-        self.headers = {"x-functions-key": FUNCTION_KEY}
+        self.headers = {"x-functions-key": READ_KEY}
+        self.ingest_headers = {"x-functions-key": INGEST_KEY}
+        self.operate_headers = {"x-functions-key": OPERATE_KEY}
 
 
 @pytest.fixture(scope="module")
 async def app_server(app_settings):
     from tools.azurite import free_port
     from tools.funchost import FunctionApp, Keys, serve, stop
+    from tools.stack import MASTER_KEY
 
     function_app, port = FunctionApp.load(), free_port()
-    runner, local = await serve(function_app, Keys(function=(FUNCTION_KEY,), master=MASTER_KEY), "127.0.0.1", port)
+    runner, local = await serve(function_app, Keys(master=MASTER_KEY), "127.0.0.1", port)
     yield AppServer(function_app, f"http://127.0.0.1:{port}", local)
     await stop(runner, local)

@@ -2,6 +2,7 @@
 with fields overridden where a test needs another value."""
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from pathlib import Path
@@ -61,3 +62,11 @@ def validation_handshake(code: Any) -> dict:
     """Event Grid's subscription validation event (``code`` any JSON value, to test bad ones)."""
     return event_grid({"validationCode": code}, event_type="Microsoft.EventGrid.SubscriptionValidationEvent",
                       event_id="v")
+
+
+def principal(*roles: str, role_type: str = "roles") -> str:
+    """An X-MS-CLIENT-PRINCIPAL as App Service Authentication builds it from a token's claims."""
+    claims = [{"typ": "aud", "val": "api://taskcounts"}, *({"typ": role_type, "val": role} for role in roles)]
+    document = {"auth_typ": "aad", "claims": claims, "name_typ": "name",
+                "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}
+    return base64.b64encode(json.dumps(document).encode()).decode()

@@ -7,7 +7,9 @@
 Rate, ETA and the stalled and failing flags are the API's "progress" object, as the dashboard shows them.
 
 --url (or TASKCOUNTS_URL) is the function app's base URL, e.g. https://contoso-taskcounts.azurewebsites.net;
---key (or TASKCOUNTS_KEY) a function key.
+--key (or TASKCOUNTS_KEY) the app's read key; or, where the app uses Microsoft Entra ID, --entra (or
+TASKCOUNTS_ENTRA) the app registration's URI, e.g. api://<application id>: a token for it comes from
+DefaultAzureCredential (az login, a managed identity, environment variables).
 """
 from __future__ import annotations
 
@@ -42,14 +44,23 @@ class CliError(Exception):
 
 
 class Api:
-    def __init__(self, url: str, key: str | None, timeout: float = 10.0):
+    """``key``: a read key; or ``credential`` (an azure-core TokenCredential) and ``audience``, the app
+    registration's URI, for a Microsoft Entra ID bearer token."""
+
+    def __init__(self, url: str, key: str | None, timeout: float = 10.0, credential: Any = None,
+                 audience: str | None = None):
         if not url.startswith(("http://", "https://")):
             raise CliError(f"--url must start with http:// or https://, got {url!r}")
+        if (credential is None) != (audience is None):
+            raise CliError("a token needs both a credential and the app registration's URI")
         self.base, self.key, self.timeout = url.rstrip("/"), key, timeout
+        self.credential, self.audience = credential, audience
 
     def get(self, path: str) -> Any:
         request = urllib.request.Request(f"{self.base}/api/{path}", headers={"Accept": "application/json"})
-        if self.key:
+        if self.credential is not None:
+            request.add_header("Authorization", f"Bearer {self._token()}")
+        elif self.key:
             request.add_header("x-functions-key", self.key)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -69,13 +80,26 @@ class Api:
             body = {}
         code = body.get("code") if isinstance(body, dict) else None
         message = body.get("message", {}).get("value") if isinstance(body, dict) and code else None
+        if error.code == 401 and self.credential is not None:
+            return CliError(f"the token was refused (HTTP 401): is {self.audience} the app registration of {self.base}?")
         if error.code == 401:
-            return CliError("the key was refused (HTTP 401): pass a function key with --key or TASKCOUNTS_KEY")
+            return CliError("the key was refused (HTTP 401): pass the app's read key with --key or TASKCOUNTS_KEY "
+                            "(or, where the app uses Entra ID, --entra api://<application id>)")
+        if error.code == 403:
+            return CliError("signed in, but this identity lacks the app role TaskCounts.Read (HTTP 403): "
+                            "ask the app's owner to assign it")
         if code == "JobNotFound":
             return CliError(f"no such job: {message}", code=1)
         if error.code == 404:
             return CliError(f"no taskcounts API at {self.base} (HTTP 404): give the function app's base URL")
         return CliError(f"HTTP {error.code} {code or ''}: {message or error.reason}".strip())
+
+    def _token(self) -> str:
+        try:
+            return self.credential.get_token(f"{self.audience.rstrip('/')}/.default").token
+        except Exception as error:  # azure-identity raises several kinds; each says what to do
+            raise CliError(f"no Microsoft Entra ID token for {self.audience}: {str(error).splitlines()[0]} "
+                           "(sign in with az login)") from None
 
     def counts(self, job_id: str) -> dict:
         return self.get(f"jobs/{urllib.parse.quote(job_id, safe='')}/taskcounts")
@@ -198,11 +222,21 @@ def watch(api: Api, job_id: str, interval: float, console: Console) -> int:
             time.sleep(interval)
 
 
+def _entra(audience: str | None) -> dict:
+    if not audience:
+        return {}
+    from azure.identity import DefaultAzureCredential  # only where the app uses Entra ID
+
+    return {"credential": DefaultAzureCredential(), "audience": audience}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taskcounts", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--url", default=os.environ.get("TASKCOUNTS_URL"), help="the function app's base URL")
-    parser.add_argument("--key", default=os.environ.get("TASKCOUNTS_KEY"), help="a function key")
+    parser.add_argument("--key", default=os.environ.get("TASKCOUNTS_KEY"), help="the app's read key")
+    parser.add_argument("--entra", default=os.environ.get("TASKCOUNTS_ENTRA"), metavar="APP_URI",
+                        help="sign in with Microsoft Entra ID for this app registration (api://<application id>)")
     commands = parser.add_subparsers(dest="command", required=True)
     get = commands.add_parser("get", help="the counts of one job")
     get.add_argument("job_id")
@@ -216,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.url:
             raise CliError("give the deployment's URL with --url or TASKCOUNTS_URL")
-        api = Api(args.url, args.key)
+        api = Api(args.url, args.key, **_entra(args.entra))
         if args.command == "get":
             body = api.counts(args.job_id)
             if args.json:

@@ -33,7 +33,7 @@ from rich.text import Text
 
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
 from tools.cli import Api, CliError, counts_table, freshness, total_of
-from tools.stack import FUNCTION_KEY, MASTER_KEY, SERVICE_LOG_HUB, Stack
+from tools.stack import INGEST_KEY, MASTER_KEY, OPERATE_KEY, READ_KEY, SERVICE_LOG_HUB, Stack
 from tools.termination import stop_children_on_termination
 
 JOB_ID = "Demo-Render"
@@ -60,7 +60,7 @@ class Demo:
                  log_delay: float = 0.0):
         self.stacks, self.tasks, self.drop, self.duplicate, self.console = stacks, tasks, drop, duplicate, console
         self.log_delay = log_delay  # median seconds the service log reaches the hub late; 0: at once
-        self.apis = {name: Api(stack.app_url, FUNCTION_KEY) for name, stack in stacks.items()}
+        self.apis = {name: Api(stack.app_url, READ_KEY) for name, stack in stacks.items()}
         self.simulator_url = next(iter(stacks.values())).simulator_url
         self.batch = BatchClient(self.simulator_url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY))
         self.http = requests.Session()
@@ -84,7 +84,7 @@ class Demo:
                 report = {**report, "events": report["records"], "batches": report["messages"], "retries": 0}
             else:
                 report = self.control("publish", {
-                    "url": f"{stack.app_url}/api/taskevents", "headers": {"x-functions-key": FUNCTION_KEY},
+                    "url": f"{stack.app_url}/api/taskevents", "headers": {"x-functions-key": INGEST_KEY},
                     "maxEventsPerBatch": 1000, "drop": self.drop, "duplicate": self.duplicate, "reorder": True,
                     "concurrency": 4, "seed": seed})
             for field_name, total in self.published[name].items():
@@ -138,7 +138,7 @@ class Demo:
         status_urls = {}
         for name, stack in self.stacks.items():
             started = self.http.post(f"{stack.app_url}/api/jobs/{JOB_ID}/validate",
-                                     headers={"x-functions-key": FUNCTION_KEY}, timeout=30)
+                                     headers={"x-functions-key": OPERATE_KEY}, timeout=30)
             started.raise_for_status()
             status_urls[name] = started.json()["statusQueryGetUri"]
         finished: dict[str, dict] = {}
@@ -147,7 +147,7 @@ class Demo:
             for name, url in status_urls.items():
                 if name in finished:
                     continue
-                status = self.http.get(url, timeout=30)
+                status = self.http.get(url, headers={"x-functions-key": READ_KEY}, timeout=30)
                 custom = status.json().get("customStatus") or {}
                 phases.append(f"{SOURCES[name].title} {custom.get('phase', 'starting')}, "
                               f"{custom.get('tasksListed', 0):,} tasks listed")
@@ -191,7 +191,27 @@ class Demo:
                 f"{SOURCES[name].title}: validation {body.get('runtimeStatus')}, {outcome}; final counts "
                 f"{'MATCH' if matches else 'DO NOT MATCH'} the truth ({total_of(final):,} tasks)",
                 style="bold green" if matches else "bold red"))
-        return matched
+        return self.show_the_read_key_cannot_write() and matched
+
+    def show_the_read_key_cannot_write(self) -> bool:
+        """The key the dashboard and the CLI use reads, and is refused where counts are written or
+        validations started: a viewer cannot change what others see."""
+        stack = next(iter(self.stacks.values()))
+        before = self.apis[next(iter(self.stacks))].counts(JOB_ID)["taskCounts"]
+        event = [{"id": "demo-forged", "eventType": "Batch.TaskDeleted", "subject": f"jobs/{JOB_ID}/tasks/t",
+                  "eventTime": "2026-01-01T00:00:00Z", "dataVersion": "1.0",
+                  "data": {"jobId": JOB_ID, "id": "task-0000000"}}]
+        read = {"x-functions-key": READ_KEY}
+        ingest = self.http.post(f"{stack.app_url}/api/taskevents", json=event, headers=read, timeout=30)
+        validate = self.http.post(f"{stack.app_url}/api/jobs/{JOB_ID}/validate", headers=read, timeout=30)
+        after = self.apis[next(iter(self.stacks))].counts(JOB_ID)["taskCounts"]
+        refused = ingest.status_code == validate.status_code == 401 and after == before
+        self.console.print(Text(
+            f"Access: the read key ({READ_KEY}) reads the counts; with it, posting an event answers "
+            f"HTTP {ingest.status_code} and starting a validation HTTP {validate.status_code}, and the counts "
+            f"{'did not change' if after == before else 'CHANGED'}",
+            style="bold green" if refused else "bold red"))
+        return refused
 
     def print_usage(self) -> None:
         hosts = "\n".join(f"  {SOURCES[name].title + ':':20} {stack.app_url}   (settings {stack.settings_path})"
@@ -200,19 +220,20 @@ class Demo:
         self.console.print(f"""
 [bold]The stack keeps running (Ctrl-C stops it).[/bold] One function host per source, each with its own tables:
 {hosts}
-  dashboard      {{host}}/api/dashboard/   (paste the function key {FUNCTION_KEY} when the page asks)
-  counts API     {{host}}/api/jobs/{{jobId}}/taskcounts   (function key: {FUNCTION_KEY}, master key: {MASTER_KEY})
-  webhook        {{host}}/api/taskevents
+  dashboard      {{host}}/api/dashboard/   (paste the read key {READ_KEY} when the page asks)
+  counts API     {{host}}/api/jobs/{{jobId}}/taskcounts   (read key: {READ_KEY})
+  webhook        {{host}}/api/taskevents   (the ingest key, the producer's alone: {INGEST_KEY})
+  validate now   {{host}}/api/jobs/{{jobId}}/validate   (operate key: {OPERATE_KEY}; the local host's master key: {MASTER_KEY})
   simulator      {self.simulator_url}   (account {DEFAULT_ACCOUNT}, key {DEFAULT_KEY})
 
-  curl -s -H 'x-functions-key: {FUNCTION_KEY}' {url}/api/jobs/{JOB_ID}/taskcounts
-  curl -s -H 'x-functions-key: {FUNCTION_KEY}' {url}/api/jobs
-  curl -si -X POST -H 'x-functions-key: {FUNCTION_KEY}' {url}/api/jobs/{JOB_ID}/validate
+  curl -s -H 'x-functions-key: {READ_KEY}' {url}/api/jobs/{JOB_ID}/taskcounts
+  curl -s -H 'x-functions-key: {READ_KEY}' {url}/api/jobs
+  curl -si -X POST -H 'x-functions-key: {OPERATE_KEY}' {url}/api/jobs/{JOB_ID}/validate
   curl -si -X POST -H 'x-functions-key: {MASTER_KEY}' {url}/admin/functions/ValidateCounts
-  ./taskcounts --url {url} --key {FUNCTION_KEY} watch {JOB_ID}
+  ./taskcounts --url {url} --key {READ_KEY} watch {JOB_ID}
 
   .venv/bin/python -c "from azure.batch import BatchClient; from azure.core.credentials import AzureNamedKeyCredential as K; \\
-print(BatchClient('{url}/api', K('x', 'eA==')).get_job_task_counts('{JOB_ID}', headers={{'x-functions-key': '{FUNCTION_KEY}'}}))"
+print(BatchClient('{url}/api', K('x', 'eA==')).get_job_task_counts('{JOB_ID}', headers={{'x-functions-key': '{READ_KEY}'}}))"
 """)
 
 
@@ -249,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         demo = Demo(stacks, args.tasks, args.drop, args.duplicate, console, args.log_delay)
         for name, stack in stacks.items():
             console.print(f"Watch {SOURCES[name].title} in a browser: {stack.app_url}/api/dashboard/ "
-                          f"(function key {FUNCTION_KEY})")
+                          f"(read key {READ_KEY})")
         matched = demo.run()
         if args.keep:
             demo.print_usage()

@@ -2,8 +2,9 @@
 Functions host). It reads every ``*/function.json`` -- no hand-kept list -- and serves them the
 way ``func start`` does:
 
-* httpTrigger routes under host.json's routePrefix, with methods and authLevel (function keys
-  and the master key from local.settings.json, as ``x-functions-key`` or ``?code=``);
+* httpTrigger routes under host.json's routePrefix, with methods and authLevel, keys as Azure keeps
+  them (``FunctionKeys`` in local.settings.json: the master key, host keys, keys per function; sent as
+  ``x-functions-key`` or ``?code=``);
 * timerTrigger on its NCRONTAB schedule (six fields, seconds first; %SETTING% resolved from the
   environment), and ``POST /admin/functions/{name}`` (master key) to fire one now;
 * eventHubTrigger from the Batch simulator's hub, with the host's batching, retry policy and
@@ -77,18 +78,30 @@ class FunctionSpec:
 
 @dataclass
 class Keys:
-    """Function keys (any of them opens authLevel=function) and the master key (opens all)."""
+    """Keys as the Functions host keeps them: the master key opens everything (authLevel admin and
+    the admin API); a host key opens every authLevel=function function; a function key only its own."""
 
-    function: tuple[str, ...] = ()
     master: str = ""
+    host: dict[str, str] = field(default_factory=dict)
+    functions: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def allows(self, level: str, given: str | None) -> bool:
+    def allows(self, level: str, function: str | None, given: str | None) -> bool:
         if level == "anonymous":
             return True
         if not given:
             return False
-        candidates = [self.master] + ([] if level == "admin" else list(self.function))
-        return any(key and hmac.compare_digest(key, given) for key in candidates)
+        candidates = [self.master]
+        if level != "admin":
+            candidates += [*self.host.values(), *self.functions.get(function or "", {}).values()]
+        return any(key and hmac.compare_digest(key.encode(), given.encode()) for key in candidates)
+
+    @classmethod
+    def from_settings(cls, section: dict) -> "Keys":
+        """``{"master": k, "host": {name: k}, "functions": {function: {name: k}}}``; a plain string
+        beside the master key (the older ``{"default": k}``) is a host key."""
+        host = {name: value for name, value in section.items() if isinstance(value, str) and name != "master"}
+        return cls(master=section.get("master", ""), host={**host, **section.get("host", {})},
+                   functions={name: dict(keys) for name, keys in section.get("functions", {}).items()})
 
 
 @dataclass
@@ -255,11 +268,11 @@ class LocalHost:
         level = spec.trigger.get("authLevel", "function").lower()
 
         async def handle(request: web.Request) -> web.Response:
-            if not self.keys.allows(level, _key_of(request)):
+            if not self.keys.allows(level, spec.name, _key_of(request)):
                 return web.Response(status=401)
             http_request = func.HttpRequest(
                 method=request.method, url=str(request.url), headers=dict(request.headers),
-                params={k: v for k, v in request.query.items() if k != "code"},
+                params=dict(request.query),  # as in Azure: ?code= included
                 route_params=dict(request.match_info), body=await request.read(),
             )
             result = await self.invoke(spec, http_request)
@@ -270,7 +283,7 @@ class LocalHost:
 
     async def _admin_invoke(self, request: web.Request) -> web.Response:
         """The host's admin API: run a non-HTTP function now (timers: as if its schedule fired)."""
-        if not self.keys.allows("admin", _key_of(request)):
+        if not self.keys.allows("admin", None, _key_of(request)):
             return web.Response(status=401)
         spec = self.app.functions.get(request.match_info["name"])
         if spec is None or spec.trigger["type"] != "timerTrigger":
@@ -344,7 +357,7 @@ class LocalHost:
         return handle
 
     def _require_master(self, request: web.Request) -> web.Response | None:
-        return None if self.keys.allows("admin", _key_of(request)) else web.Response(status=401)
+        return None if self.keys.allows("admin", None, _key_of(request)) else web.Response(status=401)
 
     async def _start(self, request: web.Request) -> web.Response:
         body = await request.text()
@@ -406,9 +419,7 @@ def _require_loopback(request: web.Request) -> web.Response | None:
 def load_local_settings(path: Path) -> tuple[dict[str, str], Keys, int | None]:
     """Values go into the environment (as the host does); FunctionKeys hold the local keys."""
     settings = json.loads(path.read_text())
-    keys_section = settings.get("FunctionKeys", {})
-    keys = Keys(function=tuple(v for k, v in keys_section.items() if k != "master"),
-                master=keys_section.get("master", ""))
+    keys = Keys.from_settings(settings.get("FunctionKeys", {}))
     port = settings.get("Host", {}).get("LocalHttpPort")
     return {k: str(v) for k, v in settings.get("Values", {}).items()}, keys, port
 
@@ -432,8 +443,8 @@ def banner(host: LocalHost) -> str:
                             else f"not reading: {spec.trigger['connection']} is not set)"))
         else:
             lines.append(f"        {spec.name}: {kind}")
-    lines += ["", f"Function key (x-functions-key header or ?code=): {host.keys.function[0] if host.keys.function else '(none)'}",
-              f"Master key: {host.keys.master or '(none)'}",
+    lines += ["", "The API's routes check their own access (ACCESS_MODE and ACCESS_*_KEYS in the settings).",
+              f"Master key (the admin API, x-functions-key header): {host.keys.master or '(none)'}",
               "Durable Functions state is kept in memory by this local host: a restart forgets running orchestrations.", ""]
     return "\n".join(lines)
 

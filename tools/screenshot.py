@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 
 from tools.browser import chromium, open_dashboard
-from tools.stack import FUNCTION_KEY, Stack
+from tools.stack import INGEST_KEY, READ_KEY, Stack
 from tools.termination import stop_children_on_termination
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,13 +44,13 @@ def seed(stack: Stack, steps: int = 4, pause: float = 1.5) -> None:
                 control(f"jobs/{job}/tasks/{task}/start", {})
                 control(f"jobs/{job}/tasks/{task}/complete", {"exitCode": 1})
             failed += failures
-        control("publish", {"url": f"{stack.app_url}/api/taskevents", "headers": {"x-functions-key": FUNCTION_KEY}})
+        control("publish", {"url": f"{stack.app_url}/api/taskevents", "headers": {"x-functions-key": INGEST_KEY}})
         time.sleep(pause)  # the progress timer records a point between steps: the rate and chart have data
 
 
 async def capture(app_url: str, out: Path, viewport: tuple[int, int]) -> Path:
     async with chromium() as browser:
-        page = await open_dashboard(browser, app_url, FUNCTION_KEY, viewport)
+        page = await open_dashboard(browser, app_url, READ_KEY, viewport)
         try:
             await page.wait_for_selector("article.card")
         except Exception:

@@ -21,9 +21,14 @@ from tools.azurite import Azurite, free_port
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
 
 REPO = Path(__file__).resolve().parent.parent
-FUNCTION_KEY = "local-function-key"
 SERVICE_LOG_HUB = "batch-service-log"
-MASTER_KEY = "local-master-key"
+# The local keys, one per kind of access (shared.access); local.settings.example.json holds the same.
+READ_KEY = "local-read-key-not-a-secret"
+INGEST_KEY = "local-ingest-key-not-a-secret"
+OPERATE_KEY = "local-operate-key-not-a-secret"
+MASTER_KEY = "local-master-key"  # the local host's admin API (fire a timer now)
+ACCESS_KEYS = {"ACCESS_MODE": "keys", "ACCESS_READ_KEYS": READ_KEY, "ACCESS_INGEST_KEYS": INGEST_KEY,
+               "ACCESS_OPERATE_KEYS": OPERATE_KEY}
 
 
 @dataclass
@@ -37,6 +42,9 @@ class Stack:
     progress_schedule: str = "*/5 * * * * *"  # history points every 5 s: a dashboard moves on a short demo
     stall_minutes: int = 15
     table_prefix: str = "taskcounts"
+    # "entra": the app trusts X-MS-CLIENT-PRINCIPAL as if App Service Authentication were in front (the
+    # local host passes the header as given; only Azure validates tokens): role checks tested for real
+    access_mode: str = "keys"
     retry_interval_scale: float = 0.05  # function.json retry waits (5 s ...) shortened for local runs
     storage_faults: tuple[float, float] | None = None  # (before, after): a tools.faultproxy in front of Azurite
     external_simulator_port: int | None = None  # a simulator the caller runs (e.g. in-process); else one is started
@@ -100,8 +108,10 @@ class Stack:
             "VALIDATION_SCHEDULE": self.validation_schedule, "RETENTION_DAYS": "7",
             "TASK_SYNC_SCHEDULE": self.task_sync_schedule or "0 0 0 1 1 *",
             "PROGRESS_SCHEDULE": self.progress_schedule, "STALL_MINUTES": str(self.stall_minutes),
-            "BATCH_LOG_HUB": SERVICE_LOG_HUB, "BATCH_LOG_CONSUMER_GROUP": "taskcounts",
+            "BATCH_LOG_HUB": SERVICE_LOG_HUB, "BATCH_LOG_CONSUMER_GROUP": "taskcounts", **ACCESS_KEYS,
         }
+        if self.access_mode == "entra":
+            values.update({"ACCESS_MODE": "entra", "WEBSITE_AUTH_ENABLED": "True"})
         if self.service_log:
             values["BATCH_LOG"] = f"Endpoint={self.simulator_url}/;EntityPath={SERVICE_LOG_HUB}"
         else:
@@ -113,7 +123,7 @@ class Stack:
             "IsEncrypted": False,
             "Values": values,
             "Host": {"LocalHttpPort": self.app_port},
-            "FunctionKeys": {"default": FUNCTION_KEY, "master": MASTER_KEY},
+            "FunctionKeys": {"master": MASTER_KEY},
         }, indent=2))
         if self.external_simulator_port is None:
             self._spawn("batchsim", ["-m", "tools.batchsim", "--port", str(self.simulator_port), "--service-log"], logs)

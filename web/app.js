@@ -3,7 +3,8 @@
 "use strict";
 
 const REFRESH_MS = 5000;
-const KEY_STORAGE = "taskcounts.functionKey";
+// The read key: in session storage (gone with the tab) unless the person asks to remember it.
+const KEY_STORAGE = "taskcounts.readKey";
 const API = "../"; // the page is served at <app>/api/dashboard/
 const SVG = "http://www.w3.org/2000/svg";
 const STATES = ["active", "running", "succeeded", "failed"];
@@ -13,11 +14,23 @@ let notModified = 0; // polls answered 304 (shown on <body> for the browser test
 let timer = null;
 
 class KeyRefused extends Error {}
+class SignInNeeded extends Error {}
+class RoleMissing extends Error {}
+
+function storedKey() {
+  return sessionStorage.getItem(KEY_STORAGE) || localStorage.getItem(KEY_STORAGE) || "";
+}
+
+function forgetKey() {
+  sessionStorage.removeItem(KEY_STORAGE);
+  localStorage.removeItem(KEY_STORAGE);
+}
 
 // ---- the API, with conditional requests --------------------------------------------------------
 
 async function getJson(url) {
-  const headers = { "x-functions-key": localStorage.getItem(KEY_STORAGE) || "" };
+  // No key: with Microsoft Entra ID the browser's sign-in session (a cookie) is the credential.
+  const headers = storedKey() ? { "x-functions-key": storedKey() } : {};
   const last = cached.get(url);
   if (last) headers["If-None-Match"] = last.etag;
   const response = await fetch(url, { headers, cache: "no-store" });
@@ -25,7 +38,14 @@ async function getJson(url) {
     notModified += 1;
     return last.body;
   }
-  if (response.status === 401) throw new KeyRefused("the function key was refused");
+  if (response.status === 401) {
+    // The app refuses a key with "AuthenticationFailed"; anything else is sign-in (App Service
+    // Authentication answers before the app, or the app says "SignInRequired").
+    let code = null;
+    try { code = (await response.json()).code; } catch (ignored) { /* App Service's own 401 */ }
+    throw code === "AuthenticationFailed" ? new KeyRefused() : new SignInNeeded();
+  }
+  if (response.status === 403) throw new RoleMissing();
   if (!response.ok) {
     let message = `HTTP ${response.status}`;
     try { message += `: ${(await response.json()).message.value}`; } catch (ignored) { /* not a Batch error body */ }
@@ -218,8 +238,8 @@ async function showJob(jobId) {
 }
 
 function show(section) {
-  for (const id of ["jobs", "job", "key-form"]) document.getElementById(id).hidden = id !== section.id;
-  document.getElementById("change-key").hidden = false;
+  for (const id of ["jobs", "job", "key-form", "sign-in"]) document.getElementById(id).hidden = id !== section.id;
+  document.getElementById("change-key").hidden = !storedKey();
 }
 
 function setStatus(text, isError = false) {
@@ -232,13 +252,20 @@ function askForKey(reason) {
   clearTimeout(timer);
   show(document.getElementById("key-form"));
   document.getElementById("change-key").hidden = true;
-  setStatus(reason || "Enter a function key to read the API.", Boolean(reason));
+  setStatus(reason || "Enter a read key to read the API.", Boolean(reason));
   document.getElementById("key").focus();
+}
+
+function askToSignIn(reason) {
+  clearTimeout(timer);
+  const back = location.pathname + location.hash;
+  document.getElementById("sign-in-link").href = `/.auth/login/aad?post_login_redirect_uri=${encodeURIComponent(back)}`;
+  show(document.getElementById("sign-in"));
+  setStatus(reason, true);
 }
 
 async function refresh() {
   clearTimeout(timer);
-  if (!localStorage.getItem(KEY_STORAGE)) return askForKey();
   const route = location.hash.match(/^#job\/(.+)$/);
   try {
     await (route ? showJob(decodeURIComponent(route[1])) : showJobs());
@@ -246,7 +273,13 @@ async function refresh() {
     document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     document.body.dataset.notModified = String(notModified);
   } catch (failure) {
-    if (failure instanceof KeyRefused) return askForKey("That key was refused; enter another.");
+    if (failure instanceof KeyRefused) {
+      return askForKey(storedKey() ? "That key was refused: it is not a read key of this app." : undefined);
+    }
+    if (failure instanceof SignInNeeded) return askToSignIn("Sign in to read the counts.");
+    if (failure instanceof RoleMissing) {
+      return askToSignIn("Your account lacks the TaskCounts.Read role of this app; ask its owner, or sign in as another.");
+    }
     setStatus(`Cannot read the API (${failure.message}); retrying.`, true);
   }
   timer = setTimeout(refresh, REFRESH_MS);
@@ -254,13 +287,16 @@ async function refresh() {
 
 document.getElementById("key-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  localStorage.setItem(KEY_STORAGE, document.getElementById("key").value.trim());
+  forgetKey();
+  const store = document.getElementById("remember").checked ? localStorage : sessionStorage;
+  store.setItem(KEY_STORAGE, document.getElementById("key").value.trim());
   document.getElementById("key").value = "";
   cached.clear();
   refresh();
 });
 document.getElementById("change-key").addEventListener("click", () => {
-  localStorage.removeItem(KEY_STORAGE);
+  forgetKey();
+  cached.clear();
   askForKey();
 });
 window.addEventListener("hashchange", refresh);

@@ -30,6 +30,19 @@ param failureAlertPercent int
 param countsMaxAgeMs int
 param batchRequestsPerSecond int
 param watchMinutes int
+@allowed([
+  'keys'
+  'entra'
+])
+param accessMode string
+@secure()
+param readKeys string
+@secure()
+param ingestKeys string
+@secure()
+param operateKeys string
+param entraClientId string
+param entraTenantId string
 param serviceLogNamespace string
 param serviceLogHubName string
 param serviceLogConsumerGroup string
@@ -54,8 +67,8 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222: Event Grid delivers to the webhook and dashboards read counts over the public endpoint; every route needs a function key
-  // checkov:skip=CKV_AZURE_17: callers authenticate with function keys; Event Grid webhooks cannot present client certificates
+  // checkov:skip=CKV_AZURE_222: Event Grid delivers to the webhook and dashboards read counts over the public endpoint; every API route checks its kind of access (docs/access.md)
+  // checkov:skip=CKV_AZURE_17: callers authenticate with access keys or Entra ID tokens; Event Grid webhooks cannot present client certificates
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero on demand; set always-ready instances if cold starts matter to you
   // checkov:skip=CKV_AZURE_213: Flex Consumption apps have no App Service health-check path; the platform manages instance health
   // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP(S) endpoint, and a Flex site that sets ftpsState is refused (ExtendedCode 51021)
@@ -214,6 +227,22 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: string(watchMinutes)
         }
         {
+          name: 'ACCESS_MODE'
+          value: accessMode
+        }
+        {
+          name: 'ACCESS_READ_KEYS'
+          value: accessMode == 'keys' ? readKeys : ''
+        }
+        {
+          name: 'ACCESS_INGEST_KEYS'
+          value: accessMode == 'keys' ? ingestKeys : ''
+        }
+        {
+          name: 'ACCESS_OPERATE_KEYS'
+          value: accessMode == 'keys' ? operateKeys : ''
+        }
+        {
           name: 'BATCH_LOG_HUB'
           value: serviceLogHubName
         }
@@ -235,6 +264,53 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: identityClientId
         }
       ]
+    }
+  }
+}
+
+// entra mode: App Service Authentication validates every caller's Entra ID token (401 without one) and
+// passes its claims to the app, which checks the route's app role. The dashboard's files and the
+// OpenAPI document stay reachable, so the page can offer to sign in.
+resource authentication 'Microsoft.Web/sites/config@2024-04-01' = if (accessMode == 'entra') {
+  // checkov:skip=CKV_AZURE_13: checkov reads this authsettingsV2 child as a whole site; the site's settings and findings are functionApp's
+  // checkov:skip=CKV_AZURE_63: checkov reads this authsettingsV2 child as a whole site; the site's settings and findings are functionApp's
+  // checkov:skip=CKV_AZURE_65: checkov reads this authsettingsV2 child as a whole site; the site's settings and findings are functionApp's
+  // checkov:skip=CKV_AZURE_66: checkov reads this authsettingsV2 child as a whole site; the site's settings and findings are functionApp's
+  // checkov:skip=CKV_AZURE_80: checkov reads this authsettingsV2 child as a whole site; the site's settings and findings are functionApp's
+  // checkov:skip=CKV_AZURE_88: checkov reads this authsettingsV2 child as a whole site; the site's settings and findings are functionApp's
+  // checkov:skip=CKV_AZURE_222: checkov reads this authsettingsV2 child as a whole site; the site's settings and findings are functionApp's
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/api/dashboard'
+        '/api/dashboard/'
+        '/api/dashboard/index.html'
+        '/api/dashboard/app.js'
+        '/api/dashboard/style.css'
+        '/api/openapi.json'
+      ]
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: entraClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${entraTenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${entraClientId}'
+            entraClientId
+          ]
+        }
+      }
     }
   }
 }

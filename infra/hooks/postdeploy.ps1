@@ -3,7 +3,7 @@
 # handshake. Runs after every deploy (idempotent). Rerun alone with `azd hooks run postdeploy`.
 $names = 'AZURE_SUBSCRIPTION_ID', 'AZURE_RESOURCE_GROUP', 'AZURE_FUNCTION_APP_NAME', 'EVENT_GRID_TOPIC_NAME',
          'STORAGE_ACCOUNT_NAME', 'EVENT_GRID_SCHEMA', 'EVENT_GRID_MAX_EVENTS_PER_BATCH', 'EVENT_GRID_PREFERRED_BATCH_KB',
-         'EVENT_GRID_DEAD_LETTER_CONTAINER'
+         'EVENT_GRID_DEAD_LETTER_CONTAINER', 'ACCESS_MODE', 'ENTRA_TENANT_ID'
 $missing = $names | Where-Object { [string]::IsNullOrEmpty([Environment]::GetEnvironmentVariable($_)) }
 if ($missing) {
     [Console]::Error.WriteLine("postdeploy: the environment lacks $($missing -join ' ') (outputs of infra/main.bicep): run azd provision first")
@@ -24,7 +24,8 @@ for ($attempt = 1; ; $attempt++) {
         --parameters topicName=$($env:EVENT_GRID_TOPIC_NAME) functionAppName=$($env:AZURE_FUNCTION_APP_NAME) `
             eventSchema=$($env:EVENT_GRID_SCHEMA) maxEventsPerBatch=$($env:EVENT_GRID_MAX_EVENTS_PER_BATCH) `
             preferredBatchSizeInKilobytes=$($env:EVENT_GRID_PREFERRED_BATCH_KB) storageAccountName=$($env:STORAGE_ACCOUNT_NAME) `
-            deadLetterContainerName=$($env:EVENT_GRID_DEAD_LETTER_CONTAINER)
+            deadLetterContainerName=$($env:EVENT_GRID_DEAD_LETTER_CONTAINER) accessMode=$($env:ACCESS_MODE) `
+            entraClientId=$($env:ENTRA_CLIENT_ID) entraTenantId=$($env:ENTRA_TENANT_ID)
     if ($LASTEXITCODE -eq 0) { break }
     if ($attempt -ge $attempts) {
         [Console]::Error.WriteLine("postdeploy: the Event Grid subscription was not created after $attempts attempts (see the error above); once the app answers, azd hooks run postdeploy")

@@ -8,7 +8,7 @@ set -u
 missing=""
 for name in AZURE_SUBSCRIPTION_ID AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME EVENT_GRID_TOPIC_NAME \
             STORAGE_ACCOUNT_NAME EVENT_GRID_SCHEMA EVENT_GRID_MAX_EVENTS_PER_BATCH EVENT_GRID_PREFERRED_BATCH_KB \
-            EVENT_GRID_DEAD_LETTER_CONTAINER; do
+            EVENT_GRID_DEAD_LETTER_CONTAINER ACCESS_MODE ENTRA_TENANT_ID; do
   eval "value=\${$name:-}"
   [ -n "$value" ] || missing="$missing $name"
 done
@@ -30,7 +30,8 @@ until az deployment group create --name taskevents-subscription --subscription "
     --parameters topicName="$EVENT_GRID_TOPIC_NAME" functionAppName="$AZURE_FUNCTION_APP_NAME" \
       eventSchema="$EVENT_GRID_SCHEMA" maxEventsPerBatch="$EVENT_GRID_MAX_EVENTS_PER_BATCH" \
       preferredBatchSizeInKilobytes="$EVENT_GRID_PREFERRED_BATCH_KB" storageAccountName="$STORAGE_ACCOUNT_NAME" \
-      deadLetterContainerName="$EVENT_GRID_DEAD_LETTER_CONTAINER"; do
+      deadLetterContainerName="$EVENT_GRID_DEAD_LETTER_CONTAINER" accessMode="$ACCESS_MODE" \
+      entraClientId="${ENTRA_CLIENT_ID:-}" entraTenantId="$ENTRA_TENANT_ID"; do
   if [ "$attempt" -ge "$attempts" ]; then
     echo "postdeploy: the Event Grid subscription was not created after $attempts attempts (see the error above); once the app answers, azd hooks run postdeploy" >&2
     exit 1

@@ -16,6 +16,28 @@ function Require-Value([string] $name, [string] $example, [string] $what) {
 Require-Value 'AZURE_LOCATION' 'westeurope' 'the region of the app'
 Require-Value 'AZURE_BATCH_ACCOUNT_NAME' 'contosobatch' 'the Batch account whose jobs are counted'
 Require-Value 'AZURE_BATCH_RESOURCE_GROUP' 'rg-batch' "the Batch account's resource group, in this subscription"
+
+# Access (docs/access.md): keys mode makes each missing key once and keeps it in the azd environment.
+$accessMode = if ($env:ACCESS_MODE) { $env:ACCESS_MODE } else { 'keys' }
+if ($accessMode -eq 'keys') {
+    foreach ($name in 'TASKCOUNTS_READ_KEY', 'TASKCOUNTS_INGEST_KEY', 'TASKCOUNTS_OPERATE_KEY') {
+        if (-not [string]::IsNullOrEmpty([Environment]::GetEnvironmentVariable($name))) { continue }
+        $bytes = [System.Security.Cryptography.RandomNumberGenerator]::GetBytes(32)
+        $key = [Convert]::ToBase64String($bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_')
+        azd env set $name $key | Out-Null
+        if ($LASTEXITCODE -ne 0) {
+            Report-Problem "$name could not be made (needs azd): azd env set $name <a random key of 16-256 characters>"
+        } else {
+            Write-Host "preprovision: made $name; read it with: azd env get-value $name"
+        }
+    }
+} elseif ($accessMode -eq 'entra') {
+    if ([string]::IsNullOrEmpty($env:ENTRA_CLIENT_ID)) {
+        Report-Problem "ACCESS_MODE is entra but ENTRA_CLIENT_ID is not set (the app registration, docs/access.md): azd env set ENTRA_CLIENT_ID <application id>"
+    }
+} else {
+    Report-Problem "ACCESS_MODE must be keys or entra, got '$accessMode': azd env set ACCESS_MODE keys"
+}
 if ($problems -gt 0) { exit 1 }
 
 $az = Get-Command az -ErrorAction SilentlyContinue

@@ -21,6 +21,26 @@ require() {  # name, example value, what it is
 require AZURE_LOCATION westeurope "the region of the app"
 require AZURE_BATCH_ACCOUNT_NAME contosobatch "the Batch account whose jobs are counted"
 require AZURE_BATCH_RESOURCE_GROUP rg-batch "the Batch account's resource group, in this subscription"
+
+# Access (docs/access.md): keys mode makes each missing key once and keeps it in the azd environment.
+case "${ACCESS_MODE:-keys}" in
+  keys)
+    for name in TASKCOUNTS_READ_KEY TASKCOUNTS_INGEST_KEY TASKCOUNTS_OPERATE_KEY; do
+      eval "value=\${$name:-}"
+      [ -z "$value" ] || continue
+      key=$(python3 -c "import secrets; print(secrets.token_urlsafe(32))" 2>/dev/null) \
+        || key=$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '=\n')
+      if [ -z "$key" ] || ! azd env set "$name" "$key" >/dev/null; then
+        problem "$name could not be made (needs azd, and python3 or openssl): azd env set $name <a random key of 16-256 characters>"
+      else
+        echo "preprovision: made $name; read it with: azd env get-value $name"
+      fi
+    done ;;
+  entra)
+    [ -n "${ENTRA_CLIENT_ID:-}" ] || problem "ACCESS_MODE is entra but ENTRA_CLIENT_ID is not set (the app registration, docs/access.md): azd env set ENTRA_CLIENT_ID <application id>" ;;
+  *)
+    problem "ACCESS_MODE must be keys or entra, got '$ACCESS_MODE': azd env set ACCESS_MODE keys" ;;
+esac
 [ "$problems" -eq 0 ] || exit 1
 
 if ! command -v az >/dev/null 2>&1 || ! az account show --output none >/dev/null 2>&1; then

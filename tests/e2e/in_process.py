@@ -15,6 +15,7 @@ import GetTaskCounts
 import RecordProgress
 import SyncTasks
 import TaskEvents
+from tools.stack import INGEST_KEY, READ_KEY
 
 
 def event(job_id: str) -> bytes:
@@ -28,12 +29,14 @@ def event(job_id: str) -> bytes:
 
 def main(job_id: str) -> None:
     outcomes = {}
-    delivery = func.HttpRequest("POST", "http://localhost/api/taskevents", headers={}, params={}, route_params={},
+    delivery = func.HttpRequest("POST", "http://localhost/api/taskevents", headers={"x-functions-key": INGEST_KEY},
+                                params={}, route_params={},
                                 body=event(job_id))
     outcomes["TaskEvents"] = asyncio.run(TaskEvents.main(delivery)).status_code
     asyncio.run(SyncTasks.main(TimerRequest()))  # Batch and storage clients
     asyncio.run(RecordProgress.main(TimerRequest()))
-    read = func.HttpRequest("GET", f"http://localhost/api/jobs/{job_id}/taskcounts", headers={}, params={},
+    read = func.HttpRequest("GET", f"http://localhost/api/jobs/{job_id}/taskcounts",
+                            headers={"x-functions-key": READ_KEY}, params={},
                             route_params={"jobId": job_id}, body=b"")
     answer = asyncio.run(GetTaskCounts.main(read))
     outcomes["GetTaskCounts"] = answer.status_code

@@ -16,10 +16,11 @@ from tools.azurite import free_port
 from tools.batchsim.model import BatchAccount, counts_of_events
 from tools.batchsim.publisher import Faults, publish
 from tools.batchsim.server import serve
-from tools.stack import FUNCTION_KEY, MASTER_KEY, Stack
+from tools.stack import INGEST_KEY, MASTER_KEY, READ_KEY, Stack
 
 pytestmark = pytest.mark.e2e
-KEYED = {"x-functions-key": FUNCTION_KEY}
+KEYED = {"x-functions-key": READ_KEY}
+INGESTING = {"x-functions-key": INGEST_KEY}
 TARGET_EVENTS = int(os.environ.get("CHAOS_EVENTS", "20000"))
 # Fraction of storage calls failed before / after Azurite did the work: high enough that some calls fail
 # past the client's three retries, so Event Grid redelivers (at 0.15 / 0.15 a run saw 4 redeliveries; at
@@ -69,7 +70,7 @@ async def test_chaos_run(capsys):
                       service_log=False, task_sync_schedule=None)  # the Event Grid path alone
         await asyncio.to_thread(stack.start)
         try:
-            report = await publish(events, f"{stack.app_url}/api/taskevents", headers=KEYED, max_events_per_batch=500,
+            report = await publish(events, f"{stack.app_url}/api/taskevents", headers=INGESTING, max_events_per_batch=500,
                                    faults=Faults(drop=0.05, duplicate=0.2, reorder=True), concurrency=8, seed=7)
             async with aiohttp.ClientSession() as session:
                 # Storage calm again (reads under faults answer 503, as they should); then measure.

@@ -12,10 +12,12 @@ from azure.core.credentials import AzureNamedKeyCredential
 from tools.batchsim.model import BatchAccount
 from tools.batchsim.publisher import Faults, publish
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
-from tools.stack import FUNCTION_KEY, Stack
+from tools.stack import INGEST_KEY, OPERATE_KEY, READ_KEY, Stack
 
 pytestmark = pytest.mark.e2e
-KEYED = {"x-functions-key": FUNCTION_KEY}
+KEYED = {"x-functions-key": READ_KEY}
+INGESTING = {"x-functions-key": INGEST_KEY}
+OPERATING = {"x-functions-key": OPERATE_KEY}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,7 @@ def test_killed_while_applying_deliveries_nothing_is_lost_or_double_counted(stac
         # there: some deliveries are half applied, none answered.
         storage_gate(stack, holdAfterBatches=20)
         delivering = asyncio.create_task(publish(
-            events, f"{stack.app_url}/api/taskevents", headers=KEYED, max_events_per_batch=200,
+            events, f"{stack.app_url}/api/taskevents", headers=INGESTING, max_events_per_batch=200,
             faults=Faults(duplicate=0.1, reorder=True), concurrency=4, seed=5))
         await until(lambda: storage_gate(stack)["held"] > 0, "storage held a write", delivering)
         stack.kill_app()
@@ -81,11 +83,11 @@ def test_killed_during_a_validation_pass_the_next_pass_converges(stack):
     requests.post(f"{stack.simulator_url}/control/jobs/{job}/step", json={"moves": 15000, "seed": 1},
                   timeout=60).raise_for_status()
     requests.post(f"{stack.simulator_url}/control/publish", json={
-        "url": f"{stack.app_url}/api/taskevents", "headers": KEYED, "drop": 0.3}, timeout=120).raise_for_status()
+        "url": f"{stack.app_url}/api/taskevents", "headers": INGESTING, "drop": 0.3}, timeout=120).raise_for_status()
     hold_url = f"{stack.simulator_url}/control/holds"
 
     def validate_once():
-        started = requests.post(f"{stack.app_url}/api/jobs/{job}/validate", headers=KEYED, timeout=10)
+        started = requests.post(f"{stack.app_url}/api/jobs/{job}/validate", headers=OPERATING, timeout=10)
         assert started.status_code == 202, started.text
         return started.headers["Location"]
 
@@ -96,7 +98,7 @@ def test_killed_during_a_validation_pass_the_next_pass_converges(stack):
         location = validate_once()
         await until(lambda: requests.get(f"{hold_url}/{job}", timeout=10).json()["waiting"] > 0,
                     "the pass listed its first pages")
-        assert requests.get(location, timeout=10).status_code == 202  # still running
+        assert requests.get(location, headers=KEYED, timeout=10).status_code == 202  # still running
         stack.kill_app()
         requests.delete(f"{hold_url}/{job}", timeout=10).raise_for_status()
         await asyncio.to_thread(stack.start_app)
@@ -105,7 +107,7 @@ def test_killed_during_a_validation_pass_the_next_pass_converges(stack):
     # The local host keeps orchestration state in memory: the pass is gone, not half-recorded.
     location = validate_once()
     for _ in range(600):
-        status = requests.get(location, timeout=10)
+        status = requests.get(location, headers=KEYED, timeout=10)
         if status.status_code != 202:
             break
         time.sleep(0.1)

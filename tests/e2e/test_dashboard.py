@@ -12,10 +12,12 @@ from shared.config import DEFAULT_COUNTS_MAX_AGE_MS
 from tests.e2e.cli import run_cli
 from tools.browser import chromium, open_dashboard
 from tools.screenshot import capture
-from tools.stack import FUNCTION_KEY, Stack
+from tools.stack import INGEST_KEY, OPERATE_KEY, READ_KEY, Stack
 
 pytestmark = pytest.mark.e2e
-KEYED = {"x-functions-key": FUNCTION_KEY}
+KEYED = {"x-functions-key": READ_KEY}
+INGESTING = {"x-functions-key": INGEST_KEY}
+OPERATING = {"x-functions-key": OPERATE_KEY}
 REFRESH_SECONDS = 5  # web/app.js REFRESH_MS
 STATES = ("active", "running", "succeeded", "failed")
 
@@ -26,7 +28,7 @@ def control(stack, path, body):
 
 
 def publish(stack):
-    control(stack, "publish", {"url": f"{stack.app_url}/api/taskevents", "headers": KEYED})
+    control(stack, "publish", {"url": f"{stack.app_url}/api/taskevents", "headers": INGESTING})
 
 
 def api_counts(stack, job_id):
@@ -54,7 +56,7 @@ async def browser():
 
 @pytest.fixture(scope="module")
 async def page(stack, browser):
-    opened = await open_dashboard(browser, stack.app_url, FUNCTION_KEY)
+    opened = await open_dashboard(browser, stack.app_url, READ_KEY)
     yield opened
     await opened.close()
 
@@ -80,25 +82,52 @@ def shown(counts: dict) -> dict[str, int]:
     return {state: counts["taskCounts"][state] for state in STATES}
 
 
-async def test_the_page_asks_for_a_key_and_never_puts_it_in_a_url(stack, browser):
-    page = await browser.new_page()
-    requested = []
+async def test_the_page_asks_for_a_read_key_and_never_puts_a_key_in_a_url_log_or_message(stack, browser):
+    context = await browser.new_context()
+    page = await context.new_page()
+    requested, said = [], []
     page.on("request", lambda request: requested.append(request.url))
+    page.on("console", lambda message: said.append(message.text))
+    page.on("pageerror", lambda error: said.append(str(error)))
     try:
         await page.goto(f"{stack.app_url}/api/dashboard")
         assert page.url == f"{stack.app_url}/api/dashboard/"  # redirected: relative links reach the API
-        assert await page.is_visible("#key-form") and not await page.is_visible("#jobs")
-        await page.fill("#key", "not-a-key")
-        await page.click("#key-form button[type=submit]")
-        await page.wait_for_selector("#status.error")
-        assert "refused" in await page.text_content("#status") and await page.is_visible("#key-form")
-        await page.fill("#key", FUNCTION_KEY)
+        await page.wait_for_selector("#key-form:not([hidden])")
+        assert not await page.is_visible("#jobs")
+        for refused in ("not-a-key-of-this-app", INGEST_KEY):  # the ingest key cannot read
+            await page.fill("#key", refused)
+            await page.click("#key-form button[type=submit]")
+            await page.wait_for_selector("#status.error")
+            assert "not a read key" in await page.text_content("#status") and await page.is_visible("#key-form")
+            said.append(await page.text_content("#status"))
+        await page.fill("#key", READ_KEY)
         await page.click("#key-form button[type=submit]")
         await page.wait_for_selector('article[data-job="Stopped"]')
         assert not await page.is_visible("#key-form")
-        assert requested and not any(FUNCTION_KEY in url or "not-a-key" in url for url in requested + [page.url])
+        keys = (READ_KEY, INGEST_KEY, "not-a-key-of-this-app")
+        assert requested and not any(key in text for key in keys for text in requested + said + [page.url])
+        # kept for this tab only: a reload keeps it, a new tab of the same browser asks again
+        assert await page.evaluate("sessionStorage.getItem('taskcounts.readKey')") == READ_KEY
+        assert await page.evaluate("localStorage.length") == 0
+        await page.reload()
+        await page.wait_for_selector('article[data-job="Stopped"]')
+        other_tab = await context.new_page()
+        await other_tab.goto(f"{stack.app_url}/api/dashboard/")
+        await other_tab.wait_for_selector("#key-form:not([hidden])")
+        # asked to remember: a new tab opens without asking; "Forget key" forgets it everywhere
+        await other_tab.fill("#key", READ_KEY)
+        await other_tab.check("#remember")
+        await other_tab.click("#key-form button[type=submit]")
+        await other_tab.wait_for_selector('article[data-job="Stopped"]')
+        assert await other_tab.evaluate("localStorage.getItem('taskcounts.readKey')") == READ_KEY
+        third_tab = await context.new_page()
+        await third_tab.goto(f"{stack.app_url}/api/dashboard/")
+        await third_tab.wait_for_selector('article[data-job="Stopped"]')
+        await third_tab.click("#change-key")
+        await third_tab.wait_for_selector("#key-form:not([hidden])")
+        assert await third_tab.evaluate("localStorage.length + sessionStorage.length") == 0
     finally:
-        await page.close()
+        await context.close()
 
 
 async def test_cards_show_the_apis_numbers(page, stack):
@@ -143,10 +172,10 @@ async def _more_refreshes(page, at_least: int) -> bool:
 
 
 async def test_the_job_page_charts_history_and_shows_the_last_validation(page, stack):
-    started = requests.post(f"{stack.app_url}/api/jobs/Shown/validate", headers=KEYED, timeout=10)
+    started = requests.post(f"{stack.app_url}/api/jobs/Shown/validate", headers=OPERATING, timeout=10)
     assert started.status_code == 202
     deadline = time.monotonic() + 60
-    while requests.get(started.headers["Location"], timeout=10).status_code == 202 and time.monotonic() < deadline:
+    while requests.get(started.headers["Location"], headers=KEYED, timeout=10).status_code == 202 and time.monotonic() < deadline:
         await asyncio.sleep(0.3)
     await page.click('article[data-job="Shown"] h2 a')
     await page.wait_for_selector("#job:not([hidden]) svg.chart polyline.completed")
@@ -168,7 +197,7 @@ async def _has_text(locator, text: str) -> bool:
 
 async def test_readable_from_a_phone_to_a_wall_screen(stack, browser):
     for width, height, columns in ((375, 740, 1), (2560, 1440, 2)):
-        page = await open_dashboard(browser, stack.app_url, FUNCTION_KEY, (width, height))
+        page = await open_dashboard(browser, stack.app_url, READ_KEY, (width, height))
         try:
             await page.wait_for_selector('article[data-job="Shown"]')
             assert await page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
@@ -195,10 +224,10 @@ async def test_a_job_the_simulator_stops_moving_gets_the_stalled_badge(page, sta
     log = stack.log_text("funchost")
     assert re.search(r'TASKCOUNTS_ALERT \{"alert":"stalled","jobId":"Stopped"', log)
     # The terminal client shows the same flag, in its job list and for the one job.
-    code, out, err = run_cli("--url", stack.app_url, "--key", FUNCTION_KEY, "jobs")
+    code, out, err = run_cli("--url", stack.app_url, "--key", READ_KEY, "jobs")
     [row] = [line for line in out.splitlines() if "Stopped" in line]
     assert code == 0 and "stalled since" in row, out + err
-    code, out, err = run_cli("--url", stack.app_url, "--key", FUNCTION_KEY, "get", "Stopped")
+    code, out, err = run_cli("--url", stack.app_url, "--key", READ_KEY, "get", "Stopped")
     assert code == 0 and "STALLED SINCE" in out and "rate " in out, out + err
 
 

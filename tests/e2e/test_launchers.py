@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
+from tools.stack import ACCESS_KEYS
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -81,7 +82,7 @@ async def test_function_folders_run_in_process_leave_nothing_unclosed(azurite, s
     account.add_tasks("InProcess", ["t1", "t2"], publish=False)
     env = {"PATH": os.environ["PATH"], "AzureWebJobsStorage": azurite.connection_string,
            "COUNTS_TABLE_PREFIX": f"inproc{os.getpid()}", "BATCH_ACCOUNT_URL": url,
-           "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY}
+           "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY, **ACCESS_KEYS}
     script = await asyncio.create_subprocess_exec(
         sys.executable, "-W", "error::ResourceWarning", "-m", "tests.e2e.in_process", "InProcess", cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

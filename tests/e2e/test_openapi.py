@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tools.stack import FUNCTION_KEY, Stack
+from tools.stack import INGEST_KEY, READ_KEY, Stack
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parent.parent.parent
-KEYED = {"x-functions-key": FUNCTION_KEY}
+INGESTING = {"x-functions-key": INGEST_KEY}
 # Not checked: positive_data_acceptance (a $skiptoken this service did not issue is a 400 though any
 # string fits the schema) and negative_data_rejection (the webhook answers 200 to any array and keeps
 # each malformed event with its reason, so Event Grid does not redeliver what can never apply).
@@ -29,7 +29,7 @@ def stack():
                                  timeout=30)
         response.raise_for_status()
         requests.post(f"{running.simulator_url}/control/publish", timeout=30,
-                      json={"url": f"{running.app_url}/api/taskevents", "headers": KEYED}).raise_for_status()
+                      json={"url": f"{running.app_url}/api/taskevents", "headers": INGESTING}).raise_for_status()
         yield running
 
 
@@ -45,7 +45,7 @@ def test_schemathesis_finds_no_5xx_and_no_response_outside_the_document(stack):
     # The repo's file (the app serves the same bytes, tested above): loaded from the app's URL,
     # schemathesis 4.32 ran 8 of the 9 operations (why was not looked into).
     command = [str(Path(sys.executable).parent / "schemathesis"), "run", str(REPO / "openapi.json"),
-               "--url", f"{stack.app_url}/api", "-H", f"x-functions-key: {FUNCTION_KEY}", "--checks", CHECKS,
+               "--url", f"{stack.app_url}/api", "-H", f"x-functions-key: {READ_KEY}", "--checks", CHECKS,
                "--phases", "examples,coverage,fuzzing", "--max-examples", os.environ.get("SCHEMATHESIS_EXAMPLES", "30"),
                "--seed", os.environ.get("SCHEMATHESIS_SEED", "1"), "--generation-database", "none", "--no-color"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -14,10 +14,10 @@ from azure.core.credentials import AzureNamedKeyCredential
 from shared.counting import Counts, newest_per_task
 from shared.servicelog import parse_messages
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
-from tools.stack import FUNCTION_KEY, SERVICE_LOG_HUB, Stack
+from tools.stack import READ_KEY, SERVICE_LOG_HUB, Stack
 
 pytestmark = pytest.mark.e2e
-KEYED = {"x-functions-key": FUNCTION_KEY}
+KEYED = {"x-functions-key": READ_KEY}
 FAULTS = (0.3, 0.3)  # storage calls failed before / after Azurite did the work (the store resends most;
 # since writes keep their rows, an invocation makes fewer calls: at 0.2 some runs saw no invocation fail)
 NAMES = ("active", "running", "completed", "succeeded", "failed")
@@ -106,3 +106,4 @@ def test_the_demo_counts_a_job_from_each_source_side_by_side(capsys):
     out = " ".join(capsys.readouterr().out.split())  # rich wraps lines at the terminal's width
     assert "Event Grid: validation Completed" in out and "service log + sync: validation Completed" in out
     assert out.count("final counts MATCH the truth") == 2
+    assert "posting an event answers HTTP 401 and starting a validation HTTP 401, and the counts did not change" in out

@@ -7,7 +7,7 @@ import json
 import aiohttp
 import pytest
 
-from tests.conftest import FUNCTION_KEY, MASTER_KEY
+from tools.stack import INGEST_KEY, MASTER_KEY, READ_KEY
 from tests.sample_files import cloud_event, event_grid, service_log_record, task_data, validation_handshake
 
 GOOD_JOB = "catalogue-good"
@@ -78,7 +78,7 @@ REFUSED = [  # (kind, body, status, Batch error code): the delivery as a whole i
 
 async def post(session, url, body, headers=None):
     async with session.post(f"{url}/api/taskevents", data=body,
-                            headers={"x-functions-key": FUNCTION_KEY, **(headers or {})}) as response:
+                            headers={"x-functions-key": INGEST_KEY, **(headers or {})}) as response:
         return response.status, await response.json(content_type=None) if response.content_length else None
 
 
@@ -104,12 +104,12 @@ async def test_unusable_deliveries_are_refused_with_batch_style_errors(app_serve
     ("POST", "/api/taskevents", {}, 401),                                   # no key
     ("POST", "/api/taskevents", {"x-functions-key": "wrong"}, 401),         # wrong key
     ("POST", "/api/taskevents?code=wrong", {}, 401),                        # wrong key in the query
-    ("GET", "/api/taskevents", {"x-functions-key": FUNCTION_KEY}, 405),     # wrong method
-    ("PUT", "/api/jobs/x/taskcounts", {"x-functions-key": FUNCTION_KEY}, 405),
-    ("GET", "/api/nowhere", {"x-functions-key": FUNCTION_KEY}, 404),        # unknown route
-    ("POST", "/admin/functions/ValidateCounts", {"x-functions-key": FUNCTION_KEY}, 401),  # admin needs the master key
+    ("GET", "/api/taskevents", {"x-functions-key": INGEST_KEY}, 405),     # wrong method
+    ("PUT", "/api/jobs/x/taskcounts", {"x-functions-key": READ_KEY}, 405),
+    ("GET", "/api/nowhere", {"x-functions-key": READ_KEY}, 404),        # unknown route
+    ("POST", "/admin/functions/ValidateCounts", {"x-functions-key": READ_KEY}, 401),  # admin needs the master key
     ("POST", "/admin/functions/TaskEvents", {"x-functions-key": MASTER_KEY}, 404),        # not a timer
-    ("GET", "/runtime/webhooks/durabletask/instances/x", {"x-functions-key": FUNCTION_KEY}, 401),
+    ("GET", "/runtime/webhooks/durabletask/instances/x", {"x-functions-key": READ_KEY}, 401),
 ])
 async def test_keys_methods_and_routes_are_enforced(app_server, method, path, headers, status):
     async with aiohttp.ClientSession() as session:

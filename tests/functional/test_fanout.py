@@ -10,7 +10,7 @@ from shared.config import get_settings
 from shared.events import ticks_to_iso
 from shared.store import get_store
 from shared.validation import creation_filter
-from tests.conftest import FUNCTION_KEY as KEY
+from tools.stack import READ_KEY
 from tests.functional.test_validation import deliver, engine_for, new_job, served, served_as_truth
 from tools.batchsim.publisher import Faults
 
@@ -150,7 +150,7 @@ async def test_a_job_deleted_mid_scan_is_removed_and_no_longer_served(app, simul
     instance = await engine.run(workflow.VALIDATE_JOB, job_input(job), "fanout-gone")
     assert instance.output["action"] == "removed" and instance.output["reason"] == "JobNotFound", instance.output
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/api/jobs/{job}/taskcounts", headers={"x-functions-key": KEY}) as response:
+        async with session.get(f"{url}/api/jobs/{job}/taskcounts", headers={"x-functions-key": READ_KEY}) as response:
             assert response.status == 404
 
 

@@ -1,21 +1,22 @@
 """tools.funchost's durable surface: the durableClient binding, status endpoints, timers, admin."""
 import asyncio
+import json
 import logging
 import re
 
 import aiohttp
 
 from shared import workflow
-from tests.conftest import FUNCTION_KEY, MASTER_KEY
+from tools.stack import MASTER_KEY, READ_KEY
 from tools.batchsim.publisher import publish
 from tools.azurite import free_port
 from tools.funchost import Keys, banner, serve, stop
 
 
-async def wait_for_output(session, status_url, timeout=60):
-    """Poll a statusQueryGetUri as a client would: 202 while running, 200 when done."""
+async def wait_for_output(session, status_url, timeout=60, headers=None):
+    """Poll a status URL as a client would: 202 while running, 200 when done."""
     for _ in range(int(timeout * 10)):
-        async with session.get(status_url) as response:
+        async with session.get(status_url, headers=headers or {}) as response:
             body = await response.json(content_type=None)
             if response.status != 202:
                 return response.status, body
@@ -28,7 +29,7 @@ async def seed(app_server, simulator, job_id, tasks=1500):
     account.create_job(job_id)
     account.add_tasks(job_id, [f"t{n:05d}" for n in range(tasks)])
     account.start(job_id, "t00001", publish=False)  # drift for the validation to find
-    await publish(account.take_outbox(), f"{app_server.url}/api/taskevents", headers=app_server.headers)
+    await publish(account.take_outbox(), f"{app_server.url}/api/taskevents", headers=app_server.ingest_headers)
 
 
 async def test_on_demand_validation_answers_202_and_can_be_followed(app_server, simulator):
@@ -38,26 +39,33 @@ async def test_on_demand_validation_answers_202_and_can_be_followed(app_server, 
         async with session.post(hold, json={"jobId": "OnDemand", "after": 0}) as held:  # the pass waits to list
             assert held.status == 201
         url = f"{app_server.url}/api/jobs/OnDemand/validate"
-        async with session.post(url, headers=app_server.headers) as response:
+        async with session.post(url, headers=app_server.operate_headers) as response:
             assert response.status == 202
             links = await response.json(content_type=None)
             assert response.headers["Location"] == links["statusQueryGetUri"]
+        # its own status route, read access: no Durable management URL (they carry a system key)
+        assert links["statusQueryGetUri"] == f"{app_server.url}/api/jobs/OnDemand/validation"
+        assert "code=" not in json.dumps(links) and set(links) == {"id", "jobId", "statusQueryGetUri"}
         assert links["id"] == workflow.on_demand_instance_id("ondemand")
-        async with session.post(url, headers=app_server.headers) as again:  # still running: same instance
+        async with session.post(url, headers=app_server.operate_headers) as again:  # still running: same instance
             assert again.status == 202 and (await again.json(content_type=None))["id"] == links["id"]
-        async with session.get(links["statusQueryGetUri"]) as running:
-            assert running.status == 202
+        async with session.get(links["statusQueryGetUri"]) as keyless:
+            assert keyless.status == 401
+        async with session.get(links["statusQueryGetUri"], headers=app_server.headers) as running:
+            assert running.status == 202 and running.headers["Retry-After"] == "2"
         async with session.delete(f"{hold}/OnDemand") as released:
             assert released.status == 200
-        status, body = await wait_for_output(session, links["statusQueryGetUri"])
+        status, body = await wait_for_output(session, links["statusQueryGetUri"], headers=app_server.headers)
         assert status == 200 and body["runtimeStatus"] == "Completed", body
         assert body["output"]["action"] == "validated" and body["output"]["corrected"]["stale"] == 1
         assert body["customStatus"]["phase"] == "sweeping" and body["customStatus"]["tasksListed"] == 1500
         async with session.get(f"{app_server.url}/api/jobs/OnDemand/taskcounts", headers=app_server.headers) as r:
             counts = await r.json(content_type=None)
         assert counts["taskCounts"] == simulator[0].task_counts("OnDemand")["taskCounts"]
-        async with session.post(f"{app_server.url}/api/jobs/bad!id/validate", headers=app_server.headers) as bad:
+        async with session.post(f"{app_server.url}/api/jobs/bad!id/validate", headers=app_server.operate_headers) as bad:
             assert bad.status == 400 and (await bad.json(content_type=None))["code"] == "InvalidUri"
+        async with session.get(f"{app_server.url}/api/jobs/NeverValidated/validation", headers=app_server.headers) as none:
+            assert none.status == 404 and (await none.json(content_type=None))["code"] == "ValidationNotFound"
         async with session.post(url) as keyless:
             assert keyless.status == 401
 
@@ -66,7 +74,7 @@ async def test_admin_endpoint_fires_the_timer_which_starts_each_due_job_on_its_o
     await seed(app_server, simulator, "Scheduled", tasks=300)
     async with aiohttp.ClientSession() as session:
         admin = f"{app_server.url}/admin/functions/ValidateCounts"
-        async with session.post(admin, headers={"x-functions-key": FUNCTION_KEY}) as refused:
+        async with session.post(admin, headers={"x-functions-key": READ_KEY}) as refused:
             assert refused.status == 401  # the admin API takes the master key only
         async with session.post(admin, headers={"x-functions-key": MASTER_KEY}, json={}) as response:
             assert response.status == 202

@@ -14,16 +14,19 @@ from shared.ingest import handle_delivery
 from shared.store import CountsStore, get_store, raw_text_of
 from tests.sample_files import event_grid, sample_bytes, task_data, validation_handshake
 from tools.azurite import free_port
+from tools.stack import INGEST_KEY, READ_KEY
 
 pytestmark = pytest.mark.usefixtures("app_settings")
+INGESTING = {"x-functions-key": INGEST_KEY}
+READING = {"x-functions-key": READ_KEY}
 
 
 def post(body: bytes, **headers) -> func.HttpRequest:
-    return func.HttpRequest("POST", "http://localhost/api/taskevents", headers=headers, body=body)
+    return func.HttpRequest("POST", "http://localhost/api/taskevents", headers={**INGESTING, **headers}, body=body)
 
 
 def get_counts(job_id: str) -> func.HttpRequest:
-    return func.HttpRequest("GET", f"http://localhost/api/jobs/{job_id}/taskcounts",
+    return func.HttpRequest("GET", f"http://localhost/api/jobs/{job_id}/taskcounts", headers=READING,
                             route_params={"jobId": job_id}, body=b"")
 
 
@@ -124,14 +127,15 @@ async def test_list_jobs_function_pages_and_rejects_bad_parameters():
         if url is None:
             break
         params = dict(parse_qsl(urlsplit(url).query))
-        page = body_of(await ListJobs.main(func.HttpRequest("GET", url, params=params, body=b"")))
+        page = body_of(await ListJobs.main(func.HttpRequest("GET", url, params=params, headers=READING, body=b"")))
         assert len(page["value"]) <= 2
         ids += [job["id"] for job in page["value"]]
         url = page.get("odata.nextLink")
     assert url is None
     assert {"list-0", "list-1", "list-2"} <= set(ids)
     for params in ({"maxresults": "0"}, {"maxresults": "x"}, {"$skiptoken": "garbage!"}):
-        response = await ListJobs.main(func.HttpRequest("GET", "http://localhost/api/jobs", params=params, body=b""))
+        response = await ListJobs.main(func.HttpRequest("GET", "http://localhost/api/jobs", params=params, headers=READING,
+                                                            body=b""))
         assert (response.status_code, body_of(response)["code"]) == (400, "InvalidQueryParameterValue")
 
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import TaskEvents
 from shared.store import close_store
+from tools.stack import INGEST_KEY
 
 pytestmark = pytest.mark.usefixtures("app_settings")
 
@@ -43,7 +44,8 @@ deliveries = st.lists(event_grid | cloud_event | any_json, max_size=8) | cloud_e
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=deliveries)
 def test_the_webhook_survives_anything(document):
-    request = func.HttpRequest("POST", "http://localhost/api/taskevents", body=json.dumps(document).encode())
+    request = func.HttpRequest("POST", "http://localhost/api/taskevents", body=json.dumps(document).encode(),
+                               headers={"x-functions-key": INGEST_KEY})
 
     async def deliver():
         try:

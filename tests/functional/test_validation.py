@@ -12,7 +12,8 @@ import pytest
 from shared import validation, workflow
 from shared.config import get_settings
 from shared.store import COUNTER_ROW, get_store, partition_key, shard_of
-from tests.conftest import APP_VALIDATION_MAX_TASKS, FUNCTION_KEY as KEY
+from tests.conftest import APP_VALIDATION_MAX_TASKS
+from tools.stack import INGEST_KEY, READ_KEY
 from tools.batchsim.publisher import Faults, publish
 from tools.durable import DurableEngine
 from tools.funchost import FunctionApp
@@ -30,13 +31,13 @@ def engine_for(function_app: FunctionApp, **overrides) -> DurableEngine:
 
 
 async def deliver(url, account, faults=Faults(), seed=0):
-    return await publish(account.take_outbox(), f"{url}/api/taskevents", headers={"x-functions-key": KEY},
+    return await publish(account.take_outbox(), f"{url}/api/taskevents", headers={"x-functions-key": INGEST_KEY},
                          max_events_per_batch=1000, faults=faults, concurrency=4, seed=seed)
 
 
 async def served(url, job_id):
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/api/jobs/{job_id}/taskcounts", headers={"x-functions-key": KEY}) as response:
+        async with session.get(f"{url}/api/jobs/{job_id}/taskcounts", headers={"x-functions-key": READ_KEY}) as response:
             assert response.status == 200
             return await response.json(content_type=None)
 
@@ -200,7 +201,7 @@ async def test_scheduled_pass_validates_changed_jobs_only_and_removes_jobs_batch
     assert "gone-b" in second["removing"]
     await app_server.local.engine.wait(workflow.REMOVAL_INSTANCE_ID)
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/api/jobs/gone-b/taskcounts", headers={"x-functions-key": KEY}) as response:
+        async with session.get(f"{url}/api/jobs/gone-b/taskcounts", headers={"x-functions-key": READ_KEY}) as response:
             assert response.status == 404
     assert (await served(url, "keep-a"))["validationStatus"] == "validated"
 

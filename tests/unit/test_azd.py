@@ -16,12 +16,19 @@ REPO = Path(__file__).resolve().parent.parent.parent
 HOOKS = REPO / "infra" / "hooks"
 SYSTEM_PATH = "/usr/bin:/bin"  # sh, sed, sleep; no az
 READY = {"AZURE_LOCATION": "westeurope", "AZURE_BATCH_ACCOUNT_NAME": "contosobatch",
-         "AZURE_BATCH_RESOURCE_GROUP": "rg-batch", "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001"}
+         "AZURE_BATCH_RESOURCE_GROUP": "rg-batch", "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
+         "TASKCOUNTS_READ_KEY": "r" * 43, "TASKCOUNTS_INGEST_KEY": "i" * 43, "TASKCOUNTS_OPERATE_KEY": "o" * 43}
 DEPLOYED = {"AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001", "AZURE_RESOURCE_GROUP": "rg-tc",
             "AZURE_FUNCTION_APP_NAME": "func-taskcounts-abc", "EVENT_GRID_TOPIC_NAME": "evgt-taskcounts-abc",
             "STORAGE_ACCOUNT_NAME": "sttcabc", "EVENT_GRID_SCHEMA": "CloudEventSchemaV1_0",
             "EVENT_GRID_MAX_EVENTS_PER_BATCH": "500", "EVENT_GRID_PREFERRED_BATCH_KB": "64",
-            "EVENT_GRID_DEAD_LETTER_CONTAINER": "taskevents-deadletter"}
+            "EVENT_GRID_DEAD_LETTER_CONTAINER": "taskevents-deadletter", "ACCESS_MODE": "keys",
+            "ENTRA_TENANT_ID": "00000000-0000-0000-0000-0000000000aa"}
+KEY_NAMES = ("TASKCOUNTS_READ_KEY", "TASKCOUNTS_INGEST_KEY", "TASKCOUNTS_OPERATE_KEY")
+FAKE_AZD = r"""#!/bin/sh
+# Records each call of the stand-in azd, one per line (azd env set NAME VALUE).
+printf '%s\n' "$*" >> "$FAKE_AZ_LOG.azd"
+"""
 
 FAKE_AZ = r"""#!/bin/sh
 # Answers as the Azure CLI would for the calls the hooks make; records each call, one per line.
@@ -58,6 +65,8 @@ def fake_az(tmp_path):
     folder.mkdir()
     (folder / "az").write_text(FAKE_AZ)
     (folder / "az").chmod(0o755)
+    (folder / "azd").write_text(FAKE_AZD)
+    (folder / "azd").chmod(0o755)
     return folder, tmp_path / "az.log"
 
 
@@ -66,6 +75,11 @@ def run_hook(name: str, env: dict, fake_az=None) -> subprocess.CompletedProcess:
     extra = {} if fake_az is None else {"FAKE_AZ_LOG": str(fake_az[1])}
     return subprocess.run(["sh", str(HOOKS / name)], env={"PATH": path, **extra, **env},
                           capture_output=True, text=True, timeout=60)
+
+
+def azd_calls(fake_az) -> list[str]:
+    log = Path(f"{fake_az[1]}.azd")
+    return log.read_text().splitlines() if log.exists() else []
 
 
 def az_calls(fake_az) -> list[str]:
@@ -157,7 +171,33 @@ def test_postdeploy_deploys_the_subscription_template_with_the_provisioned_value
     assert passed == {"topicName": "evgt-taskcounts-abc", "functionAppName": "func-taskcounts-abc",
                       "eventSchema": "CloudEventSchemaV1_0", "maxEventsPerBatch": "500",
                       "preferredBatchSizeInKilobytes": "64", "storageAccountName": "sttcabc",
-                      "deadLetterContainerName": "taskevents-deadletter"}
+                      "deadLetterContainerName": "taskevents-deadletter", "accessMode": "keys", "entraClientId": "",
+                      "entraTenantId": DEPLOYED["ENTRA_TENANT_ID"]}
+
+
+def test_preprovision_makes_each_missing_key_once_and_keeps_it_in_the_azd_environment(fake_az):
+    without_keys = {name: value for name, value in READY.items() if name not in KEY_NAMES}
+    result = run_hook("preprovision.sh", {**without_keys, "FAKE_AZ_SIGNED_IN": "0"}, fake_az)
+    assert result.returncode == 0, result.stderr
+    made = dict(call.split()[2:4] for call in azd_calls(fake_az))
+    assert set(made) == set(KEY_NAMES) and len(set(made.values())) == 3
+    assert all(len(key) >= 40 and re.fullmatch(r"[A-Za-z0-9_-]+", key) for key in made.values())
+    assert not any(key in result.stdout + result.stderr for key in made.values())  # said where, not what
+    Path(f"{fake_az[1]}.azd").unlink()
+    assert run_hook("preprovision.sh", {**READY, "FAKE_AZ_SIGNED_IN": "0"}, fake_az).returncode == 0
+    assert azd_calls(fake_az) == []  # present keys are kept
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({"ACCESS_MODE": "entra"}, "azd env set ENTRA_CLIENT_ID"),
+    ({"ACCESS_MODE": "certificates"}, "azd env set ACCESS_MODE keys"),
+])
+def test_preprovision_stops_on_an_access_mode_it_cannot_deploy(fake_az, env, expected):
+    result = run_hook("preprovision.sh", {**READY, **env}, fake_az)
+    assert result.returncode == 1 and expected in result.stderr, result.stderr
+    entra = run_hook("preprovision.sh", {**READY, "ACCESS_MODE": "entra", "ENTRA_CLIENT_ID": "app-id",
+                                         "FAKE_AZ_SIGNED_IN": "0"}, fake_az)
+    assert entra.returncode == 0, entra.stderr
 
 
 def test_postdeploy_reads_only_what_provisioning_leaves_in_the_environment():

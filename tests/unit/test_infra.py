@@ -26,6 +26,7 @@ ALLOWED_TYPES = {
     "Microsoft.Storage/storageAccounts/blobServices/containers": "2023-05-01",
     "Microsoft.Web/serverfarms": "2024-04-01",
     "Microsoft.Web/sites": "2024-04-01",
+    "Microsoft.Web/sites/config": "2024-04-01",
     "Microsoft.EventGrid/topics": "2022-06-15",
     "Microsoft.EventGrid/topics/eventSubscriptions": "2022-06-15",
     "Microsoft.Authorization/roleAssignments": "2022-04-01",
@@ -168,7 +169,7 @@ def test_event_subscription_is_a_batched_webhook_with_retries_and_dead_lettering
     properties = body(subscription)["properties"]
     destination = properties["destination"]
     assert destination["endpointType"] == "WebHook"
-    assert destination["properties"]["endpointUrl"].split("?")[0].endswith("/api/taskevents")
+    assert destination["properties"]["endpointUrl"].endswith("/api/taskevents")  # no ?code=: URLs are logged
     assert destination["properties"]["maxEventsPerBatch"] == "maxEventsPerBatch"
     assert destination["properties"]["preferredBatchSizeInKilobytes"] == "preferredBatchSizeInKilobytes"
     assert set(properties["filter"]["includedEventTypes"]) == {"Batch.TaskStateChanged", "Batch.TaskDeleted"}
@@ -181,6 +182,29 @@ def test_event_subscription_is_a_batched_webhook_with_retries_and_dead_lettering
     assert "deployEventSubscription" not in main
     assert main["maxEventsPerBatch"]["decorators"] and main["preferredBatchSizeInKilobytes"]["decorators"]
     assert "DEPLOY_EVENT_SUBSCRIPTION" not in (INFRA / "main.parameters.json").read_text()
+
+
+def test_event_grid_sends_the_ingest_key_in_a_secret_header_or_an_entra_token_never_in_the_url():
+    _, _, subscription = one_with_path("Microsoft.EventGrid/topics/eventSubscriptions")
+    delivery = json.dumps(body(subscription)["properties"]["destination"]["properties"])
+    assert '"name": "x-functions-key"' in delivery and '"isSecret": true' in delivery
+    assert "ACCESS_INGEST_KEYS" in delivery and "listKeys" not in delivery  # the ingest key, not a host key
+    assert "azureActiveDirectoryApplicationIdOrUri" in delivery and "api://${entraClientId}" in delivery
+    assert "code=" not in (INFRA / "event-subscription.bicep").read_text()
+
+
+def test_entra_mode_puts_app_service_authentication_in_front_of_every_route_but_the_dashboard_files():
+    [(path, _, authentication)] = resources("Microsoft.Web/sites/config")
+    assert path == INFRA / "app" / "function.bicep" and "condition" in authentication["config"]
+    settings = body(authentication)["properties"]
+    assert settings["globalValidation"]["requireAuthentication"] is True
+    assert settings["globalValidation"]["unauthenticatedClientAction"] == "Return401"
+    dashboard = {f"/api/dashboard/{file.name}" for file in (REPO / "web").iterdir()}
+    assert set(settings["globalValidation"]["excludedPaths"]) == \
+        dashboard | {"/api/dashboard", "/api/dashboard/", "/api/openapi.json"}
+    audiences = settings["identityProviders"]["azureActiveDirectory"]["validation"]["allowedAudiences"]
+    assert "api://${entraClientId}" in audiences
+    assert "roles" not in json.dumps(settings).lower()  # roles are the app's check (shared/access.py), not Easy Auth's
 
 
 def test_the_flex_site_carries_nothing_flex_deprecates():

@@ -1,0 +1,23 @@
+"""GET /api/jobs/{jobId}/validation: the job's on-demand validation, 202 while it runs; binding glue over shared.validation."""
+import logging
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared import api, validation
+from shared.access import Access
+from shared.config import get_settings
+from shared.replies import guarded
+
+logger = logging.getLogger(__name__)
+
+
+async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+    job_id = req.route_params.get("jobId", "")
+    reply = await guarded(logger, _handle(req, starter, job_id), job_id=job_id[:64])
+    return func.HttpResponse(reply.text, status_code=reply.status, headers=reply.all_headers)
+
+
+async def _handle(req: func.HttpRequest, starter: str, job_id: str):
+    refusal = get_settings().access.refusal(Access.READ, req.headers, req.params) or api.invalid_job_id(job_id)
+    return refusal or await validation.on_demand_status(df.DurableOrchestrationClient(starter), job_id)
