@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Mapping
 
@@ -56,6 +56,7 @@ APP_ROLES = {
 KEY_HEADER = "x-functions-key"
 KEY_QUERY = "code"
 PRINCIPAL_HEADER = "x-ms-client-principal"
+MIN_KEY_LENGTH = 16
 MAX_KEY_LENGTH = 256  # generated keys are 43 characters; a longer "key" is refused before any comparison
 MAX_PRINCIPAL_BYTES = 64 * 1024
 # Claim types a role arrives under: the principal's own role_typ, the token's "roles", or .NET's mapping.
@@ -67,7 +68,7 @@ class AccessPolicy:
     """What the deployment accepts; built by the settings object from the environment."""
 
     mode: AccessMode = AccessMode.KEYS
-    keys: Mapping[Access, tuple[str, ...]] | None = None
+    keys: Mapping[Access, tuple[str, ...]] = field(default_factory=dict)  # a kind with none is closed
     platform_authentication: bool = False  # App Service Authentication is on (WEBSITE_AUTH_ENABLED)
 
     @classmethod
@@ -79,10 +80,10 @@ class AccessPolicy:
         parsed = {}
         for access, text in keys.items():
             values = tuple(key.strip() for key in (text or "").split(",") if key.strip())
-            short = [key for key in values if len(key) < 16]
+            short = [key for key in values if len(key) < MIN_KEY_LENGTH]
             if short:
                 raise ConfigError(f"ACCESS_{access.name}_KEYS holds a key of {len(short[0])} characters: "
-                                  "keys must be at least 16 (generate one: python -c "
+                                  f"keys must be at least {MIN_KEY_LENGTH} (generate one: python -c "
                                   "\"import secrets; print(secrets.token_urlsafe(32))\")")
             if any(len(key) > MAX_KEY_LENGTH for key in values):
                 raise ConfigError(f"ACCESS_{access.name}_KEYS holds a key longer than {MAX_KEY_LENGTH} characters")
@@ -106,7 +107,7 @@ class AccessPolicy:
             return _unauthorized(f"This route needs a {access.value} key: send it as the {KEY_HEADER} header.")
         if len(given) > MAX_KEY_LENGTH:
             return _unauthorized(f"The key is longer than any key of this app ({MAX_KEY_LENGTH} characters).")
-        accepted = (self.keys or {}).get(access, ())
+        accepted = self.keys.get(access, ())
         if not accepted:
             logger.warning("a %s route was called but ACCESS_%s_KEYS is empty: the route is closed",
                            access.value, access.name, extra={"access": access.value})
