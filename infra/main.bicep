@@ -98,6 +98,8 @@ param batchRequestsPerSecond int = 25
 @maxValue(1440)
 @description('A job whose counts or history were read this many minutes ago is synced every second (0: none is).')
 param watchMinutes int = 5
+@description('false: someone else runs the Batch account. Its diagnostic setting and the role on it are not deployed here; the postdeploy hook prints the two commands its owner runs.')
+param manageBatchAccount bool = true
 @description('E-mail addresses the stalled and failing alerts go to.')
 param alertEmails array = []
 @description('Who may call the API: keys (a key per kind of access) or entra (Microsoft Entra ID sign-in through App Service Authentication, with app roles). docs/access.md.')
@@ -137,6 +139,15 @@ var tags = {
 }
 var deploymentContainerName = 'app-package-${resourceToken}'
 var deadLetterContainerName = 'taskevents-deadletter'
+// Named per environment: a second environment on the same Batch account gets a setting of its own
+// rather than silently taking over the first one's.
+var batchDiagnosticSettingName = 'taskcounts-servicelog-${resourceToken}'
+
+// Read only (no deployment into its resource group): the app needs its endpoint in every mode.
+resource batchAccount 'Microsoft.Batch/batchAccounts@2024-07-01' existing = {
+  name: batchAccountName
+  scope: resourceGroup(batchAccountResourceGroup)
+}
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
@@ -200,18 +211,19 @@ module serviceLogHub 'app/servicelog-hub.bicep' = {
   }
 }
 
-module batchDiagnostics 'app/batch-diagnostics.bicep' = {
-  name: 'batch-diagnostics'
+module batchDiagnostics 'app/batch-diagnostics.bicep' = if (manageBatchAccount) {
+  name: 'batch-diagnostics-${resourceToken}'
   scope: resourceGroup(batchAccountResourceGroup)
   params: {
+    settingName: batchDiagnosticSettingName
     batchAccountName: batchAccountName
     eventHubAuthorizationRuleId: serviceLogHub.outputs.authorizationRuleId
     eventHubName: serviceLogHub.outputs.hubName
   }
 }
 
-module batchAccess 'app/batch-access.bicep' = {
-  name: 'batch-access'
+module batchAccess 'app/batch-access.bicep' = if (manageBatchAccount) {
+  name: 'batch-access-${resourceToken}'
   scope: resourceGroup(batchAccountResourceGroup)
   params: {
     batchAccountName: batchAccountName
@@ -250,7 +262,7 @@ module app 'app/function.bicep' = {
     tablePrefix: tablePrefix
     jobPartitions: jobPartitions
     jobPartitionRows: jobPartitionRows
-    batchAccountUrl: batchAccess.outputs.accountUrl
+    batchAccountUrl: 'https://${batchAccount.properties.accountEndpoint}'
     batchAccountName: batchAccountName
     validationMaxTasks: validationMaxTasks
     validationParallelListings: validationParallelListings
@@ -317,6 +329,13 @@ output EVENT_GRID_SCHEMA string = eventSchema
 output EVENT_GRID_MAX_EVENTS_PER_BATCH int = maxEventsPerBatch
 output EVENT_GRID_PREFERRED_BATCH_KB int = preferredBatchSizeInKilobytes
 output EVENT_GRID_DEAD_LETTER_CONTAINER string = deadLetterContainerName
+// Read by the postdeploy hook (the Batch owner's commands when manageBatchAccount is false) and predown.
+output MANAGE_BATCH_ACCOUNT bool = manageBatchAccount
+output BATCH_ACCOUNT_ID string = batchAccount.id
+output BATCH_DIAGNOSTIC_SETTING_NAME string = batchDiagnosticSettingName
+output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output SERVICE_LOG_HUB_NAME string = serviceLogHub.outputs.hubName
+output SERVICE_LOG_RULE_ID string = serviceLogHub.outputs.authorizationRuleId
 output ACCESS_MODE string = accessMode
 output ENTRA_CLIENT_ID string = entraClientId
 output ENTRA_TENANT_ID string = entraTenantId

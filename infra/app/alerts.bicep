@@ -59,6 +59,8 @@ resource jobAlerts 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' =
     ]
     evaluationFrequency: evaluationFrequency
     windowSize: evaluationFrequency
+    // A new Application Insights has no traces table yet: validating the query at creation would fail.
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {

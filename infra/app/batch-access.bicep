@@ -19,4 +19,3 @@ resource reader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-output accountUrl string = 'https://${batchAccount.properties.accountEndpoint}'

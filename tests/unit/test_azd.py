@@ -87,6 +87,13 @@ def az_calls(fake_az) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
+def test_azd_older_than_the_down_fix_is_refused():
+    """azd < 1.24.1 removed every resource group a deployment touched on `azd down` (azure-dev
+    "azd down removes resource groups not created by azd"): here, the Batch account's."""
+    required = yaml.safe_load((REPO / "azure.yaml").read_text())["requiredVersions"]["azd"]
+    assert re.fullmatch(r">=\s*1\.24\.1", required)
+
+
 def test_azure_yaml_runs_both_hooks_in_both_shells():
     hooks = yaml.safe_load((REPO / "azure.yaml").read_text())["hooks"]
     assert set(hooks) == {"preprovision", "postdeploy"}

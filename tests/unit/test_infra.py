@@ -157,7 +157,7 @@ def test_roles_are_the_expected_built_in_roles_with_idempotent_names():
 
 def test_batch_reader_role_is_granted_in_the_batch_accounts_own_resource_group():
     modules = parse(INFRA / "main.bicep")["modules"]
-    scope = modules["batchAccess"]["config"]["scope"]["function"]
+    scope = body(modules["batchAccess"])["scope"]["function"]
     assert scope["type"] == "resource_group"
     assert scope["parameters"]["resource_group_name"] == "batchAccountResourceGroup"
 
@@ -246,7 +246,7 @@ def test_the_app_settings_in_bicep_are_exactly_the_settings_the_app_reads():
 
 def test_the_service_log_streams_to_a_hub_in_the_batch_region_read_with_the_apps_identity():
     modules = parse(INFRA / "main.bicep")["modules"]
-    diagnostics_scope = modules["batchDiagnostics"]["config"]["scope"]["function"]
+    diagnostics_scope = body(modules["batchDiagnostics"])["scope"]["function"]
     assert diagnostics_scope["type"] == "resource_group"
     assert diagnostics_scope["parameters"]["resource_group_name"] == "batchAccountResourceGroup"
     main_text = (INFRA / "main.bicep").read_text()
@@ -296,6 +296,7 @@ def test_stalled_and_failing_records_raise_log_alerts_that_mail_the_action_group
     assert accessor("actionGroup", "id") in json.dumps(properties["actions"])
     [criterion] = properties["criteria"]["allOf"]
     assert criterion["operator"] == "GreaterThan" and criterion["threshold"] == 0
+    assert properties["skipQueryValidation"] is True  # a new Application Insights has no traces table yet
     assert "jobId" in json.dumps(criterion["dimensions"])  # one alert per job, not one per rule
     # The rules are one per kind the app raises, and search the exact prefix the app logs.
     kinds = re.findall(r"kind: '([a-z]+)'\n\s+severity", text)
@@ -341,3 +342,23 @@ def test_settings_the_host_resolves_have_one_value_in_local_settings_bicep_and_r
             assert default.group(1) == value, name
         row = next(line for line in readme.splitlines() if line.startswith("|") and f"`{name}`" in line.split("|")[1])
         assert f"required: `{value}`" in row or f"`{value}`" in row.split("|")[2] and "required" in row, (name, row)
+
+
+def test_alert_records_are_never_sampled_away():
+    """The alert rules count TASKCOUNTS_ALERT traces: adaptive sampling must not drop a trace (nor a
+    request or an exception, which say why one was raised)."""
+    sampling = json.loads((REPO / "host.json").read_text())["logging"]["applicationInsights"]["samplingSettings"]
+    excluded = {kind.strip() for kind in sampling.get("excludedTypes", "").split(";")}
+    assert not sampling["isEnabled"] or {"Trace", "Request", "Exception"} <= excluded
+
+
+def test_the_batch_side_is_named_per_environment_and_can_be_left_to_its_owner():
+    modules = parse(INFRA / "main.bicep")["modules"]
+    for name in ("batchDiagnostics", "batchAccess"):
+        assert modules[name]["config"]["condition"] == "manageBatchAccount", name
+        assert body(modules[name])["name"].endswith("-${resourceToken}"), name  # two environments never meet
+    text = (INFRA / "main.bicep").read_text()
+    assert "var batchDiagnosticSettingName = 'taskcounts-servicelog-${resourceToken}'" in text
+    assert body(one("Microsoft.Insights/diagnosticSettings"))["name"] == "settingName"
+    assert "batchAccess.outputs" not in text  # the endpoint is read from the account, whoever runs it
+    assert '"manageBatchAccount": {"value": "${MANAGE_BATCH_ACCOUNT=true}"}' in (INFRA / "main.parameters.json").read_text()
