@@ -125,6 +125,10 @@ param entraTenantId string = tenant().tenantId
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 100
+@minValue(0)
+@maxValue(10)
+@description('Always-ready instances of the Durable Functions group (validation); Microsoft recommends 1 for Durable Functions on Flex Consumption. Billed while idle; 0 scales it from zero.')
+param durableAlwaysReady int = 1
 
 @allowed([
   512
@@ -290,6 +294,7 @@ module app 'app/function.bicep' = {
     serviceLogHubName: serviceLogHub.outputs.hubName
     serviceLogConsumerGroup: serviceLogHub.outputs.consumerGroupName
     maximumInstanceCount: maximumInstanceCount
+    durableAlwaysReady: durableAlwaysReady
     instanceMemoryMB: instanceMemoryMB
   }
 }

@@ -47,6 +47,7 @@ param serviceLogNamespace string
 param serviceLogHubName string
 param serviceLogConsumerGroup string
 param maximumInstanceCount int
+param durableAlwaysReady int
 param instanceMemoryMB int
 
 var storageSuffix = environment().suffixes.storage
@@ -101,6 +102,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        // Durable Functions on Flex: Microsoft recommends an always-ready instance for the "durable"
+        // group, so orchestrations are not left waiting for a scale-from-zero; 0 saves its cost.
+        alwaysReady: durableAlwaysReady > 0 ? [
+          {
+            name: 'durable'
+            instanceCount: durableAlwaysReady
+          }
+        ] : []
       }
       runtime: {
         name: 'python'

@@ -8,6 +8,11 @@ param tags object = {}
 param hubName string = 'batch-service-log'
 param consumerGroupName string = 'taskcounts'
 param partitionCount int = 4
+// The Event Hubs trigger retries a failing batch forever and holds its checkpoint there, so a storage
+// outage longer than the retention would lose records for good: keep them as long as Standard allows.
+@minValue(1)
+@maxValue(7)
+param messageRetentionInDays int = 7
 param appPrincipalId string
 
 var eventHubsDataReceiver = 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
@@ -31,7 +36,7 @@ resource hub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = {
   name: hubName
   properties: {
     partitionCount: partitionCount
-    messageRetentionInDays: 1
+    messageRetentionInDays: messageRetentionInDays
   }
 }
 

@@ -35,4 +35,12 @@ for ($attempt = 1; ; $attempt++) {
     Start-Sleep -Seconds $pause
 }
 Write-Output "postdeploy: Event Grid delivers $($env:EVENT_GRID_TOPIC_NAME)'s task events to $($env:AZURE_FUNCTION_APP_NAME)/api/taskevents"
+
+if ($env:MANAGE_BATCH_ACCOUNT -eq 'false') {
+    # Someone else runs the Batch account: what only they can do, to run once.
+    Write-Output "postdeploy: the Batch account is not managed by this deployment (manageBatchAccount=false). Its owner runs, once:"
+    Write-Output "  az role assignment create --assignee-object-id $($env:MANAGED_IDENTITY_PRINCIPAL_ID) --assignee-principal-type ServicePrincipal --role 11076f67-66f6-4be0-8f6b-f0609fd05cc9 --scope $($env:BATCH_ACCOUNT_ID)"
+    Write-Output "  az monitor diagnostic-settings create --name $($env:BATCH_DIAGNOSTIC_SETTING_NAME) --resource $($env:BATCH_ACCOUNT_ID) --event-hub $($env:SERVICE_LOG_HUB_NAME) --event-hub-rule $($env:SERVICE_LOG_RULE_ID) --logs '[{`"category`": `"ServiceLog`", `"enabled`": true}]'"
+    Write-Output "Until then the app cannot list tasks (no validation, no delta sync) and reads no service log."
+}
 exit 0

@@ -41,3 +41,11 @@ until az deployment group create --name taskevents-subscription --subscription "
   attempt=$((attempt + 1))
 done
 echo "postdeploy: Event Grid delivers $EVENT_GRID_TOPIC_NAME's task events to $AZURE_FUNCTION_APP_NAME/api/taskevents"
+
+if [ "${MANAGE_BATCH_ACCOUNT:-true}" = "false" ]; then
+  # Someone else runs the Batch account: what only they can do, to run once.
+  echo "postdeploy: the Batch account is not managed by this deployment (manageBatchAccount=false). Its owner runs, once:"
+  echo "  az role assignment create --assignee-object-id ${MANAGED_IDENTITY_PRINCIPAL_ID:-} --assignee-principal-type ServicePrincipal --role 11076f67-66f6-4be0-8f6b-f0609fd05cc9 --scope ${BATCH_ACCOUNT_ID:-}"
+  echo "  az monitor diagnostic-settings create --name ${BATCH_DIAGNOSTIC_SETTING_NAME:-} --resource ${BATCH_ACCOUNT_ID:-} --event-hub ${SERVICE_LOG_HUB_NAME:-} --event-hub-rule ${SERVICE_LOG_RULE_ID:-} --logs '[{\"category\": \"ServiceLog\", \"enabled\": true}]'"
+  echo "Until then the app cannot list tasks (no validation, no delta sync) and reads no service log."
+fi

@@ -48,6 +48,15 @@ case "$1 $2" in
       allowedAuthenticationModes) printf '%s\n' ${FAKE_BATCH_MODES:-SharedKey AAD TaskAuthenticationToken} ;;
       publicNetworkAccess) echo "${FAKE_BATCH_NETWORK:-Enabled}" ;;
     esac ;;
+  "monitor diagnostic-settings")
+    case "$3" in
+      show) [ "${FAKE_SETTING_EXISTS:-1}" = 1 ] || { echo "(ResourceNotFound)" >&2; exit 3; } ;;
+      delete) [ "${FAKE_DELETE_FAILS:-0}" = 0 ] || { echo "(AuthorizationFailed)" >&2; exit 1; } ;;
+    esac ;;
+  "role assignment")
+    case "$3" in
+      list) [ "${FAKE_ROLE_EXISTS:-1}" = 1 ] && echo "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/r" ;;
+    esac ;;
   "deployment group")
     count=$(cat "$FAKE_AZ_LOG.failures" 2>/dev/null || echo 0)
     if [ "$count" -lt "${FAKE_DEPLOY_FAILURES:-0}" ]; then
@@ -96,7 +105,7 @@ def test_azd_older_than_the_down_fix_is_refused():
 
 def test_azure_yaml_runs_both_hooks_in_both_shells():
     hooks = yaml.safe_load((REPO / "azure.yaml").read_text())["hooks"]
-    assert set(hooks) == {"preprovision", "postdeploy"}
+    assert set(hooks) == {"preprovision", "postdeploy", "predown"}
     for name, hook in hooks.items():
         assert hook["posix"]["shell"] == "sh" and hook["windows"]["shell"] == "pwsh"
         assert (REPO / hook["posix"]["run"]).resolve() == HOOKS / f"{name}.sh"
@@ -223,6 +232,48 @@ def test_postdeploy_tries_again_when_the_fresh_app_misses_the_handshake(fake_az,
     assert (result.returncode == 0) is succeeds
     if not succeeds:
         assert "azd hooks run postdeploy" in result.stderr
+
+
+PROVISIONED_BATCH_SIDE = {
+    "BATCH_ACCOUNT_ID": "/subscriptions/s/resourceGroups/rg-batch/providers/Microsoft.Batch/batchAccounts/contosobatch",
+    "BATCH_DIAGNOSTIC_SETTING_NAME": "taskcounts-servicelog-abc", "MANAGED_IDENTITY_PRINCIPAL_ID": "pid-1",
+    "SERVICE_LOG_HUB_NAME": "batch-service-log", "SERVICE_LOG_RULE_ID": "/subscriptions/s/rule"}
+
+
+def test_postdeploy_prints_the_batch_owners_commands_when_the_account_is_someone_elses(fake_az):
+    result = run_hook("postdeploy.sh", {**DEPLOYED, **PROVISIONED_BATCH_SIDE, "MANAGE_BATCH_ACCOUNT": "false"}, fake_az)
+    assert result.returncode == 0, result.stderr
+    assert ("az role assignment create --assignee-object-id pid-1 --assignee-principal-type ServicePrincipal "
+            "--role 11076f67-66f6-4be0-8f6b-f0609fd05cc9 --scope " + PROVISIONED_BATCH_SIDE["BATCH_ACCOUNT_ID"]) in result.stdout
+    assert "az monitor diagnostic-settings create --name taskcounts-servicelog-abc" in result.stdout
+    assert "--event-hub-rule /subscriptions/s/rule" in result.stdout
+    managed = run_hook("postdeploy.sh", {**DEPLOYED, **PROVISIONED_BATCH_SIDE}, fake_az)
+    assert "owner runs" not in managed.stdout
+
+
+@pytest.mark.parametrize("setting,role", [(1, 1), (0, 1), (1, 0), (0, 0)])
+def test_predown_removes_what_the_environment_put_on_the_batch_account_and_nothing_twice(fake_az, setting, role):
+    env = {**PROVISIONED_BATCH_SIDE, "FAKE_SETTING_EXISTS": str(setting), "FAKE_ROLE_EXISTS": str(role)}
+    result = run_hook("predown.sh", env, fake_az)
+    assert result.returncode == 0, result.stderr
+    calls = az_calls(fake_az)
+    deleted_setting = [c for c in calls if c.startswith("monitor diagnostic-settings delete")]
+    deleted_role = [c for c in calls if c.startswith("role assignment delete")]
+    assert len(deleted_setting) == setting and len(deleted_role) == role
+    if setting:
+        assert f"--name taskcounts-servicelog-abc --resource {PROVISIONED_BATCH_SIDE['BATCH_ACCOUNT_ID']}" in deleted_setting[0]
+    if role:
+        assert "--assignee pid-1 --role 11076f67-66f6-4be0-8f6b-f0609fd05cc9" in deleted_role[0]
+
+
+def test_predown_stops_azd_down_when_it_cannot_clean_up_and_skips_an_account_it_does_not_run(fake_az):
+    failing = run_hook("predown.sh", {**PROVISIONED_BATCH_SIDE, "FAKE_DELETE_FAILS": "1"}, fake_az)
+    assert failing.returncode == 1 and "azd down again" in failing.stderr
+    no_cli = run_hook("predown.sh", PROVISIONED_BATCH_SIDE)
+    assert no_cli.returncode == 1 and "az login" in no_cli.stderr
+    fake_az[1].unlink()
+    not_ours = run_hook("predown.sh", {**PROVISIONED_BATCH_SIDE, "MANAGE_BATCH_ACCOUNT": "false"}, fake_az)
+    assert not_ours.returncode == 0 and not any("delete" in call for call in az_calls(fake_az))
 
 
 def test_postdeploy_says_what_it_needs():

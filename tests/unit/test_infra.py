@@ -362,3 +362,13 @@ def test_the_batch_side_is_named_per_environment_and_can_be_left_to_its_owner():
     assert body(one("Microsoft.Insights/diagnosticSettings"))["name"] == "settingName"
     assert "batchAccess.outputs" not in text  # the endpoint is read from the account, whoever runs it
     assert '"manageBatchAccount": {"value": "${MANAGE_BATCH_ACCOUNT=true}"}' in (INFRA / "main.parameters.json").read_text()
+
+
+def test_the_service_log_outlasts_a_long_outage_and_durable_has_a_warm_instance():
+    hub = body(one("Microsoft.EventHub/namespaces/eventhubs"))["properties"]
+    assert hub["messageRetentionInDays"] == "messageRetentionInDays"
+    retention = parse(INFRA / "app" / "servicelog-hub.bicep")["parameters"]["messageRetentionInDays"]
+    assert retention["default"] == 7  # Standard's longest: the trigger holds its checkpoint while storage is down
+    scale = body(one("Microsoft.Web/sites"))["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert "'durable'" in json.dumps(scale) or '"durable"' in json.dumps(scale)
+    assert parse(INFRA / "main.bicep")["parameters"]["durableAlwaysReady"]["default"] == 1
