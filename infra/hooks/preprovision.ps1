@@ -40,16 +40,74 @@ if ($accessMode -eq 'keys') {
 }
 if ($problems -gt 0) { exit 1 }
 
-$az = Get-Command az -ErrorAction SilentlyContinue
-if (-not $az) {
-    [Console]::Error.WriteLine("preprovision: the Azure CLI is not signed in; the Batch account's region, authentication modes and network access are not checked")
-    exit 0
+# The Azure CLI creates the Event Grid subscription after the deploy and checks everything below:
+# without it the deployment would fail half-way, after the app exists.
+$azMinVersion = [version] '2.60.0'  # Flex Consumption in the CLI
+$tenantHint = if ($env:AZURE_TENANT_ID) { " --tenant $($env:AZURE_TENANT_ID)" } else { '' }
+if (-not (Get-Command az -ErrorAction SilentlyContinue)) {
+    Report-Problem "the Azure CLI (az) is not installed; it checks this deployment and creates its Event Grid subscription: install it (https://aka.ms/installazurecli), then az login$tenantHint"
+    exit 1
+}
+$azVersion = (az version --output json 2>$null | ConvertFrom-Json).'azure-cli'
+if (-not $azVersion -or [version] $azVersion -lt $azMinVersion) {
+    Report-Problem "the Azure CLI is $azVersion; this deployment needs $azMinVersion or later: az upgrade"
+    exit 1
 }
 az account show --output none 2>$null
 if ($LASTEXITCODE -ne 0) {
-    [Console]::Error.WriteLine("preprovision: the Azure CLI is not signed in; the Batch account's region, authentication modes and network access are not checked")
-    exit 0
+    Report-Problem "the Azure CLI is not signed in (azd and az sign in separately): az login$tenantHint"
+    exit 1
 }
+$signedIn = az account show --query "[id, tenantId]" --output tsv
+if ($env:AZURE_TENANT_ID -and $signedIn[1] -ne $env:AZURE_TENANT_ID) {
+    Report-Problem "the Azure CLI is signed in to tenant $($signedIn[1]) but azd deploys to $($env:AZURE_TENANT_ID): az login --tenant $($env:AZURE_TENANT_ID)"
+    exit 1
+}
+if ($env:AZURE_SUBSCRIPTION_ID -and $signedIn[0] -ne $env:AZURE_SUBSCRIPTION_ID) {
+    Report-Problem "the Azure CLI uses subscription $($signedIn[0]) but azd deploys to $($env:AZURE_SUBSCRIPTION_ID): az account set --subscription $($env:AZURE_SUBSCRIPTION_ID)"
+    exit 1
+}
+$subscription = if ($env:AZURE_SUBSCRIPTION_ID) { $env:AZURE_SUBSCRIPTION_ID } else { $signedIn[0] }
+
+# The region: Flex Consumption, with Python 3.11.
+$normalized = ($env:AZURE_LOCATION -replace ' ', '').ToLower()
+$flexRegions = (az functionapp list-flexconsumption-locations --query "[].name" --output tsv 2>$null) | ForEach-Object { ($_ -replace ' ', '').ToLower() }
+if ($flexRegions -notcontains $normalized) {
+    Report-Problem "the region $($env:AZURE_LOCATION) offers no Flex Consumption plan (az functionapp list-flexconsumption-locations): azd env set AZURE_LOCATION <one of those>"
+} elseif ((az functionapp list-flexconsumption-runtimes --location $env:AZURE_LOCATION --runtime python --query "[].version" --output tsv 2>$null) -notcontains '3.11') {
+    Report-Problem "Flex Consumption in $($env:AZURE_LOCATION) does not offer Python 3.11 (az functionapp list-flexconsumption-runtimes --location $($env:AZURE_LOCATION) --runtime python): azd env set AZURE_LOCATION <another region>"
+}
+
+# Rights, as Azure computes them for the signed-in identity (each role's actions minus its notActions).
+function Test-Allowed([string] $scope, [string] $action) {
+    $url = "https://management.azure.com$scope/providers/Microsoft.Authorization/permissions?api-version=2022-04-01"
+    $permissions = (az rest --method get --url $url --output json 2>$null | ConvertFrom-Json).value
+    foreach ($permission in $permissions) {
+        $granted = @($permission.actions | Where-Object { $action -like $_ }).Count -gt 0
+        $denied = @($permission.notActions | Where-Object { $action -like $_ }).Count -gt 0
+        if ($granted -and -not $denied) { return $true }
+    }
+    return $false
+}
+function Require-Right([string] $scope, [string] $where, [string] $action, [string] $why, [string] $handOver = '') {
+    if (-not (Test-Allowed $scope $action)) {
+        Report-Problem "you lack $action on $where ($why): ask for a role that grants it there (e.g. Owner, or Role Based Access Control Administrator for role assignments)$handOver"
+    }
+}
+$atSubscription = "/subscriptions/$subscription"
+Require-Right $atSubscription 'the subscription' 'Microsoft.Resources/subscriptions/resourceGroups/write' "the app's resource group"
+Require-Right $atSubscription 'the subscription' 'Microsoft.Resources/deployments/write' 'the deployment'
+Require-Right $atSubscription 'the subscription' 'Microsoft.Authorization/roleAssignments/write' "the app identity's roles on its storage, hub and telemetry"
+Require-Right $atSubscription 'the subscription' 'Microsoft.EventHub/namespaces/authorizationRules/listKeys/action' "the diagnostic setting's hub rule"
+if ($env:MANAGE_BATCH_ACCOUNT -ne 'false') {
+    $atBatch = "$atSubscription/resourceGroups/$($env:AZURE_BATCH_RESOURCE_GROUP)"
+    $where = "resource group $($env:AZURE_BATCH_RESOURCE_GROUP)"
+    $handOver = '; or let the account''s owner do it: azd env set MANAGE_BATCH_ACCOUNT false'
+    Require-Right $atBatch $where 'Microsoft.Resources/deployments/write' 'the Batch-side deployments' $handOver
+    Require-Right $atBatch $where 'Microsoft.Authorization/roleAssignments/write' "the app's reader role on the Batch account" $handOver
+    Require-Right $atBatch $where 'Microsoft.Insights/diagnosticSettings/write' "the Batch account's service log to the hub" $handOver
+}
+if ($problems -gt 0) { exit 1 }
 
 function Get-BatchValue([string] $query) {
     $arguments = @('batch', 'account', 'show', '--name', $env:AZURE_BATCH_ACCOUNT_NAME,

@@ -43,10 +43,73 @@ case "${ACCESS_MODE:-keys}" in
 esac
 [ "$problems" -eq 0 ] || exit 1
 
-if ! command -v az >/dev/null 2>&1 || ! az account show --output none >/dev/null 2>&1; then
-  echo "preprovision: the Azure CLI is not signed in; the Batch account's region, authentication modes and network access are not checked" >&2
-  exit 0
+# The Azure CLI creates the Event Grid subscription after the deploy and checks everything below:
+# without it the deployment would fail half-way, after the app exists.
+AZ_MIN_VERSION=2.60.0  # Flex Consumption in the CLI
+tenant_hint=${AZURE_TENANT_ID:+ --tenant $AZURE_TENANT_ID}
+if ! command -v az >/dev/null 2>&1; then
+  problem "the Azure CLI (az) is not installed; it checks this deployment and creates its Event Grid subscription: install it (https://aka.ms/installazurecli), then az login$tenant_hint"
+  exit 1
 fi
+az_version=$(az version --query '"azure-cli"' --output tsv 2>/dev/null)
+if ! printf '%s\n%s\n' "$AZ_MIN_VERSION" "${az_version:-0}" | awk -F. '
+    NR == 1 { for (i = 1; i <= 3; i++) need[i] = $i + 0 }
+    NR == 2 { for (i = 1; i <= 3; i++) { have = $i + 0; if (have > need[i]) exit 0; if (have < need[i]) exit 1 } }'; then
+  problem "the Azure CLI is ${az_version:-of unknown version}; this deployment needs $AZ_MIN_VERSION or later: az upgrade"
+  exit 1
+fi
+if ! az account show --output none >/dev/null 2>&1; then
+  problem "the Azure CLI is not signed in (azd and az sign in separately): az login$tenant_hint"
+  exit 1
+fi
+signed_in=$(az account show --query "[id, tenantId]" --output tsv | tr '\n' ' ')
+set -- $signed_in
+if [ -n "${AZURE_TENANT_ID:-}" ] && [ "$2" != "$AZURE_TENANT_ID" ]; then
+  problem "the Azure CLI is signed in to tenant $2 but azd deploys to $AZURE_TENANT_ID: az login --tenant $AZURE_TENANT_ID"
+  exit 1
+fi
+if [ -n "${AZURE_SUBSCRIPTION_ID:-}" ] && [ "$1" != "$AZURE_SUBSCRIPTION_ID" ]; then
+  problem "the Azure CLI uses subscription $1 but azd deploys to $AZURE_SUBSCRIPTION_ID: az account set --subscription $AZURE_SUBSCRIPTION_ID"
+  exit 1
+fi
+subscription=${AZURE_SUBSCRIPTION_ID:-$1}
+
+# The region: Flex Consumption, with Python 3.11.
+if ! az functionapp list-flexconsumption-locations --query "[].name" --output tsv 2>/dev/null \
+    | tr 'A-Z' 'a-z' | tr -d ' ' | grep -qx "$(printf '%s' "$AZURE_LOCATION" | tr 'A-Z' 'a-z' | tr -d ' ')"; then
+  problem "the region $AZURE_LOCATION offers no Flex Consumption plan (az functionapp list-flexconsumption-locations): azd env set AZURE_LOCATION <one of those>"
+elif ! az functionapp list-flexconsumption-runtimes --location "$AZURE_LOCATION" --runtime python --query "[].version" \
+    --output tsv 2>/dev/null | grep -qx "3.11"; then
+  problem "Flex Consumption in $AZURE_LOCATION does not offer Python 3.11 (az functionapp list-flexconsumption-runtimes --location $AZURE_LOCATION --runtime python): azd env set AZURE_LOCATION <another region>"
+fi
+
+# Rights, as Azure computes them for the signed-in identity (each role's actions minus its notActions).
+allowed() {  # scope URL, action: 0 when some role grants it there
+  az rest --method get --url "https://management.azure.com$1/providers/Microsoft.Authorization/permissions?api-version=2022-04-01" \
+    --query "value[].[join(' ', actions), join(' ', notActions)]" --output tsv 2>/dev/null | awk -F '\t' -v action="$2" '
+    function matches(pattern, text) { gsub(/[.]/, "\\.", pattern); gsub(/[*]/, ".*", pattern); return text ~ ("^" pattern "$") }
+    BEGIN { action = tolower(action); found = 1 }
+    { granted = 0; n = split(tolower($1), grants, " "); for (i = 1; i <= n; i++) if (matches(grants[i], action)) granted = 1
+      n = split(tolower($2), denials, " "); for (i = 1; i <= n; i++) if (matches(denials[i], action)) granted = 0
+      if (granted) found = 0 }
+    END { exit found }'
+}
+need() {  # scope URL, where (words), action, why
+  allowed "$1" "$3" || problem "you lack $3 on $2 ($4): ask for a role that grants it there (e.g. Owner, or Role Based Access Control Administrator for role assignments)${5:-}"
+}
+at_subscription="/subscriptions/$subscription"
+need "$at_subscription" "the subscription" Microsoft.Resources/subscriptions/resourceGroups/write "the app's resource group"
+need "$at_subscription" "the subscription" Microsoft.Resources/deployments/write "the deployment"
+need "$at_subscription" "the subscription" Microsoft.Authorization/roleAssignments/write "the app identity's roles on its storage, hub and telemetry"
+need "$at_subscription" "the subscription" Microsoft.EventHub/namespaces/authorizationRules/listKeys/action "the diagnostic setting's hub rule"
+if [ "${MANAGE_BATCH_ACCOUNT:-true}" != "false" ]; then
+  at_batch="$at_subscription/resourceGroups/$AZURE_BATCH_RESOURCE_GROUP"
+  hand_over="; or let the account's owner do it: azd env set MANAGE_BATCH_ACCOUNT false"
+  need "$at_batch" "resource group $AZURE_BATCH_RESOURCE_GROUP" Microsoft.Resources/deployments/write "the Batch-side deployments" "$hand_over"
+  need "$at_batch" "resource group $AZURE_BATCH_RESOURCE_GROUP" Microsoft.Authorization/roleAssignments/write "the app's reader role on the Batch account" "$hand_over"
+  need "$at_batch" "resource group $AZURE_BATCH_RESOURCE_GROUP" Microsoft.Insights/diagnosticSettings/write "the Batch account's service log to the hub" "$hand_over"
+fi
+[ "$problems" -eq 0 ] || exit 1
 
 batch_query() {
   az batch account show --name "$AZURE_BATCH_ACCOUNT_NAME" --resource-group "$AZURE_BATCH_RESOURCE_GROUP" \

@@ -17,6 +17,7 @@ HOOKS = REPO / "infra" / "hooks"
 SYSTEM_PATH = "/usr/bin:/bin"  # sh, sed, sleep; no az
 READY = {"AZURE_LOCATION": "westeurope", "AZURE_BATCH_ACCOUNT_NAME": "contosobatch",
          "AZURE_BATCH_RESOURCE_GROUP": "rg-batch", "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
+         "AZURE_TENANT_ID": "00000000-0000-0000-0000-0000000000aa",
          "TASKCOUNTS_READ_KEY": "r" * 43, "TASKCOUNTS_INGEST_KEY": "i" * 43, "TASKCOUNTS_OPERATE_KEY": "o" * 43}
 DEPLOYED = {"AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001", "AZURE_RESOURCE_GROUP": "rg-tc",
             "AZURE_FUNCTION_APP_NAME": "func-taskcounts-abc", "EVENT_GRID_TOPIC_NAME": "evgt-taskcounts-abc",
@@ -34,13 +35,28 @@ FAKE_AZ = r"""#!/bin/sh
 # Answers as the Azure CLI would for the calls the hooks make; records each call, one per line.
 printf '%s\n' "$*" >> "$FAKE_AZ_LOG"
 query=""
+url=""
 previous=""
 for argument in "$@"; do
   [ "$previous" = "--query" ] && query=$argument
+  [ "$previous" = "--url" ] && url=$argument
   previous=$argument
 done
 case "$1 $2" in
-  "account show") [ "${FAKE_AZ_SIGNED_IN:-1}" = 1 ] || { echo "Please run 'az login'" >&2; exit 1; } ;;
+  "version "*) echo "${FAKE_AZ_VERSION:-2.67.0}" ;;
+  "account show")
+    [ "${FAKE_AZ_SIGNED_IN:-1}" = 1 ] || { echo "Please run 'az login'" >&2; exit 1; }
+    if [ -n "$query" ]; then
+      printf '%s\n%s\n' "${FAKE_AZ_SUBSCRIPTION:-00000000-0000-0000-0000-000000000001}" \
+        "${FAKE_AZ_TENANT:-00000000-0000-0000-0000-0000000000aa}"
+    fi ;;
+  "functionapp list-flexconsumption-locations") printf '%s\n' ${FAKE_FLEX_LOCATIONS:-westeurope eastus} ;;
+  "functionapp list-flexconsumption-runtimes") printf '%s\n' ${FAKE_FLEX_PYTHON:-3.11 3.12} ;;
+  "rest --method")
+    case "$url" in
+      */resourceGroups/*) printf '%b\n' "${FAKE_RIGHTS_BATCH_GROUP:-*\t}" ;;
+      *) printf '%b\n' "${FAKE_RIGHTS_SUBSCRIPTION:-*\t}" ;;
+    esac ;;
   "batch account")
     [ "${FAKE_BATCH_EXISTS:-1}" = 1 ] || { echo "(ResourceNotFound)" >&2; exit 3; }
     case "$query" in
@@ -55,7 +71,7 @@ case "$1 $2" in
     esac ;;
   "role assignment")
     case "$3" in
-      list) [ "${FAKE_ROLE_EXISTS:-1}" = 1 ] && echo "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/r" ;;
+      list) if [ "${FAKE_ROLE_EXISTS:-1}" = 1 ]; then echo "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/r"; fi ;;
     esac ;;
   "deployment group")
     count=$(cat "$FAKE_AZ_LOG.failures" 2>/dev/null || echo 0)
@@ -146,10 +162,41 @@ def test_preprovision_requires_exactly_what_main_parameters_json_cannot_default(
     assert required == set(re.findall(r"^require ([A-Z_]+)", (HOOKS / "preprovision.sh").read_text(), re.M))
 
 
-def test_preprovision_without_a_signed_in_cli_passes_and_says_what_it_did_not_check(fake_az):
-    assert run_hook("preprovision.sh", READY).returncode == 0  # no az at all
-    result = run_hook("preprovision.sh", {**READY, "FAKE_AZ_SIGNED_IN": "0"}, fake_az)
-    assert result.returncode == 0 and "not checked" in result.stderr
+def test_preprovision_without_the_azure_cli_stops_before_anything_is_created():
+    result = run_hook("preprovision.sh", READY)  # no az on PATH
+    assert result.returncode == 1
+    assert "https://aka.ms/installazurecli" in result.stderr and "az login --tenant " + READY["AZURE_TENANT_ID"] in result.stderr
+
+
+CONTRIBUTOR = r"*\tMicrosoft.Authorization/*/Delete Microsoft.Authorization/*/Write Microsoft.Authorization/elevateAccess/Action"
+READER = r"*/read\t"
+
+
+@pytest.mark.parametrize("answers,expected", [
+    ({"FAKE_AZ_VERSION": "2.59.1"}, "needs 2.60.0 or later: az upgrade"),
+    ({"FAKE_AZ_SIGNED_IN": "0"}, "az login --tenant 00000000-0000-0000-0000-0000000000aa"),
+    ({"FAKE_AZ_TENANT": "tenant-b"}, "signed in to tenant tenant-b but azd deploys to 00000000-0000-0000-0000-0000000000aa"),
+    ({"FAKE_AZ_SUBSCRIPTION": "sub-b"}, "az account set --subscription 00000000-0000-0000-0000-000000000001"),
+    ({"FAKE_FLEX_LOCATIONS": "eastus northeurope"}, "offers no Flex Consumption plan"),
+    ({"FAKE_FLEX_PYTHON": "3.12 3.13"}, "does not offer Python 3.11"),
+    ({"FAKE_RIGHTS_SUBSCRIPTION": CONTRIBUTOR},
+     "you lack Microsoft.Authorization/roleAssignments/write on the subscription"),
+    ({"FAKE_RIGHTS_BATCH_GROUP": READER},
+     "you lack Microsoft.Insights/diagnosticSettings/write on resource group rg-batch"),
+])
+def test_preprovision_stops_with_the_command_to_run_when_the_deployment_would_fail(fake_az, answers, expected):
+    result = run_hook("preprovision.sh", {**READY, **answers}, fake_az)
+    assert result.returncode == 1 and expected in result.stderr, result.stderr
+    assert not any(call.startswith(("deployment", "group create")) for call in az_calls(fake_az))
+
+
+def test_preprovision_weighs_each_role_apart_and_lets_the_batch_owner_do_their_part(fake_az):
+    both = CONTRIBUTOR + r"\n*\t"  # Contributor's notActions do not take away what Owner grants
+    assert run_hook("preprovision.sh", {**READY, "FAKE_RIGHTS_SUBSCRIPTION": both}, fake_az).returncode == 0
+    readers_rights = run_hook("preprovision.sh", {**READY, "FAKE_RIGHTS_BATCH_GROUP": READER}, fake_az)
+    assert "azd env set MANAGE_BATCH_ACCOUNT false" in readers_rights.stderr
+    handed_over = {**READY, "FAKE_RIGHTS_BATCH_GROUP": READER, "MANAGE_BATCH_ACCOUNT": "false"}
+    assert run_hook("preprovision.sh", handed_over, fake_az).returncode == 0
 
 
 def test_preprovision_passes_a_batch_account_the_deployment_can_use(fake_az):
@@ -193,14 +240,14 @@ def test_postdeploy_deploys_the_subscription_template_with_the_provisioned_value
 
 def test_preprovision_makes_each_missing_key_once_and_keeps_it_in_the_azd_environment(fake_az):
     without_keys = {name: value for name, value in READY.items() if name not in KEY_NAMES}
-    result = run_hook("preprovision.sh", {**without_keys, "FAKE_AZ_SIGNED_IN": "0"}, fake_az)
+    result = run_hook("preprovision.sh", without_keys, fake_az)
     assert result.returncode == 0, result.stderr
     made = dict(call.split()[2:4] for call in azd_calls(fake_az))
     assert set(made) == set(KEY_NAMES) and len(set(made.values())) == 3
     assert all(len(key) >= 40 and re.fullmatch(r"[A-Za-z0-9_-]+", key) for key in made.values())
     assert not any(key in result.stdout + result.stderr for key in made.values())  # said where, not what
     Path(f"{fake_az[1]}.azd").unlink()
-    assert run_hook("preprovision.sh", {**READY, "FAKE_AZ_SIGNED_IN": "0"}, fake_az).returncode == 0
+    assert run_hook("preprovision.sh", READY, fake_az).returncode == 0
     assert azd_calls(fake_az) == []  # present keys are kept
 
 
@@ -211,8 +258,7 @@ def test_preprovision_makes_each_missing_key_once_and_keeps_it_in_the_azd_enviro
 def test_preprovision_stops_on_an_access_mode_it_cannot_deploy(fake_az, env, expected):
     result = run_hook("preprovision.sh", {**READY, **env}, fake_az)
     assert result.returncode == 1 and expected in result.stderr, result.stderr
-    entra = run_hook("preprovision.sh", {**READY, "ACCESS_MODE": "entra", "ENTRA_CLIENT_ID": "app-id",
-                                         "FAKE_AZ_SIGNED_IN": "0"}, fake_az)
+    entra = run_hook("preprovision.sh", {**READY, "ACCESS_MODE": "entra", "ENTRA_CLIENT_ID": "app-id"}, fake_az)
     assert entra.returncode == 0, entra.stderr
 
 
