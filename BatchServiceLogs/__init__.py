@@ -12,6 +12,7 @@ import azure.functions as func
 
 from shared.config import get_settings
 from shared.ingest import apply_service_log
+from shared.monitoring import report_service_log_lag
 from shared.store import get_store
 
 logger = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 async def main(events: List[func.EventHubEvent]) -> None:
     received_at = datetime.now(timezone.utc)
+    report_service_log_lag([event.enqueued_time for event in events], received_at)  # before a retry can fail
     try:
         await apply_service_log(get_store(get_settings()), [event.get_body() for event in events], received_at)
     except Exception:

@@ -1,4 +1,5 @@
-"""The progress timer's work: record each job's history point, thin old points, raise alerts.
+"""The progress timer's work: record each job's history point, thin old points, raise alerts; and
+the service log's own alert, when its reader falls far behind.
 
 Alerts are warnings logged once per episode. The message itself carries the alert as JSON after
 ``ALERT_PREFIX``, because that is what reaches Application Insights' ``traces`` from any Python
@@ -10,7 +11,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from shared.config import Settings
 from shared.progress import Alert, ProgressRules, alerts_due, iso, next_point, points_to_drop, progress_of
@@ -19,6 +20,10 @@ from shared.store import CountsStore, JobCounts
 logger = logging.getLogger(__name__)
 
 ALERT_PREFIX = "TASKCOUNTS_ALERT "
+SERVICE_LOG_LAGGING = "lagging"
+# The hub keeps records 7 days (servicelog-hub.bicep) while the trigger retries a failing batch
+# forever: a day behind leaves days to mend the cause before a record is lost for good.
+SERVICE_LOG_LAG_ALERT = timedelta(hours=24)
 JOBS_AT_ONCE = 16  # jobs whose history one run reads and writes concurrently
 
 
@@ -81,3 +86,17 @@ def _log_alert(job: JobCounts, alert: Alert) -> None:
     record = {"alert": alert.kind, "jobId": job.job.job_id, "since": iso(alert.since), **job.tasks.as_dict()}
     logger.warning("%s%s", ALERT_PREFIX, json.dumps(record, separators=(",", ":")),
                    extra={"job_id": job.job.job_id, "alert": alert.kind, "since": record["since"]})
+
+
+def report_service_log_lag(enqueued: list[datetime | None], now: datetime) -> bool:
+    """Raise the lagging alert when an invocation's oldest record was enqueued a day or more ago (each
+    retry of a failing batch raises it again, so it fires for as long as the reader is stuck)."""
+    times = [when if when.tzinfo else when.replace(tzinfo=timezone.utc) for when in enqueued if when is not None]
+    if not times or now - min(times) < SERVICE_LOG_LAG_ALERT:
+        return False
+    oldest = min(times)
+    record = {"alert": SERVICE_LOG_LAGGING, "oldestEnqueued": iso(oldest),
+              "hoursBehind": round((now - oldest).total_seconds() / 3600, 1)}
+    logger.warning("%s%s", ALERT_PREFIX, json.dumps(record, separators=(",", ":")),
+                   extra={"alert": SERVICE_LOG_LAGGING, "since": record["oldestEnqueued"]})
+    return True

@@ -23,6 +23,11 @@ var alertKinds = [
     severity: 1
     description: 'A job\'s recent failure ratio reached FAILURE_ALERT_PERCENT.'
   }
+  {
+    kind: 'lagging'
+    severity: 1
+    description: 'Batch\'s service log is read a day or more behind (storage down, the app failing): the hub keeps records 7 days, then they are lost.'
+  }
 ]
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {

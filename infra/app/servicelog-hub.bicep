@@ -10,7 +10,7 @@ param consumerGroupName string = 'taskcounts'
 param partitionCount int = 4
 // The Event Hubs trigger retries a failing batch forever and holds its checkpoint there, so a storage
 // outage longer than the retention would lose records for good: keep them as long as Standard allows.
-@minValue(1)
+@minValue(2)  // the lagging alert fires a day behind: a day must be left to act on it
 @maxValue(7)
 param messageRetentionInDays int = 7
 param appPrincipalId string

@@ -171,3 +171,22 @@ async def test_an_export_delay_holds_each_message_back_until_it_is_exported():
         await asyncio.sleep(0.05)
     assert sorted(json.loads(m["body"])["records"][0]["properties"]["id"] for p in quick.partitions for m in p) == \
         ["t0", "t2", "t4", "t6", "t8"]
+
+
+@pytest.mark.usefixtures("app_settings")
+async def test_a_reader_a_day_behind_raises_the_lagging_alert_before_it_applies_anything(caplog):
+    from datetime import timedelta
+
+    record = service_log_record("task_start", jobId="Log-Lag", id="t1", executionInfo={"startTime": at(1)})
+
+    def enqueued(hours_ago: float) -> list[func.EventHubEvent]:
+        when = (NOW - timedelta(hours=hours_ago)).replace(tzinfo=None)  # the trigger's times are naive UTC
+        return [func.EventHubEvent(body=hub_message(record).encode(), enqueued_time=when)]
+
+    with caplog.at_level("WARNING", logger="shared.monitoring"):
+        await BatchServiceLogs.main(enqueued(hours_ago=2))
+        assert not [r for r in caplog.records if "TASKCOUNTS_ALERT" in r.getMessage()]
+        await BatchServiceLogs.main(enqueued(hours_ago=30))
+    [alert] = [r.getMessage() for r in caplog.records if "TASKCOUNTS_ALERT" in r.getMessage()]
+    body = json.loads(alert.split("TASKCOUNTS_ALERT ", 1)[1])
+    assert body["alert"] == "lagging" and 29.9 <= body["hoursBehind"] <= 31

@@ -10,7 +10,7 @@ import pytest
 from pycep import BicepParser
 
 from shared.config import APP_SETTINGS, BATCH_ACCOUNT_KEY, BATCH_LOG_CONNECTION, STORAGE_CONNECTION
-from shared.monitoring import ALERT_PREFIX
+from shared.monitoring import ALERT_PREFIX, SERVICE_LOG_LAGGING
 from shared.progress import ALERT_KINDS
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -300,7 +300,7 @@ def test_stalled_and_failing_records_raise_log_alerts_that_mail_the_action_group
     assert "jobId" in json.dumps(criterion["dimensions"])  # one alert per job, not one per rule
     # The rules are one per kind the app raises, and search the exact prefix the app logs.
     kinds = re.findall(r"kind: '([a-z]+)'\n\s+severity", text)
-    assert sorted(kinds) == sorted(ALERT_KINDS)
+    assert sorted(kinds) == sorted((*ALERT_KINDS, SERVICE_LOG_LAGGING))
     assert f"var alertPrefix = '{ALERT_PREFIX}'" in text
     query = alert_query(criterion["query"], "stalled")
     assert query.startswith(f'traces | where message startswith "{ALERT_PREFIX}"')
