@@ -31,6 +31,7 @@ from shared.config import Settings
 from shared.errors import InvalidEventError
 from shared.events import TICKS_PER_SECOND, datetime_to_ticks, task_status, ticks_to_iso
 from shared.store import BatchReported, CountsStore, Observation, SyncPosition
+from shared.throttle import Throttle
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ async def run_watched(store: CountsStore, batch: BatchReader, settings: Settings
     return await _run(store, batch, settings, now, WATCHED_LEASE, choose, "watched sync run", compare)
 
 
-_compared_at: dict[str, datetime] = {}  # job key -> when this process last asked Batch for its own counts
+_comparisons = Throttle()  # per job: Batch's own counts asked for at most every HINT_SECONDS
 
 
 async def _compare_with_batch(store: CountsStore, batch: BatchReader, position: SyncPosition, now: datetime) -> None:
@@ -132,10 +133,8 @@ async def _compare_with_batch(store: CountsStore, batch: BatchReader, position: 
     while they differ and ours have been still long enough that Batch's lag cannot explain it, the
     job row keeps Batch's (the API says so once it stands, and validation looks sooner); they never
     replace ours."""
-    last = _compared_at.get(position.job_key)
-    if last is not None and (now - last).total_seconds() < HINT_SECONDS:
+    if not _comparisons.admit(position.job_key, now.timestamp(), HINT_SECONDS):
         return
-    _compared_at[position.job_key] = now
     reported = await batch.reported_counts(position.job_id)
     ours = await store.get_job_counts(position.job_key)
     if reported is None or ours is None:

@@ -32,7 +32,7 @@ from rich.live import Live
 from rich.text import Text
 
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
-from tools.cli import Api, CliError, counts_table, freshness, total_of
+from cli.taskcounts import Api, CliError, counts_table, freshness, total_of
 from tools.stack import INGEST_KEY, MASTER_KEY, OPERATE_KEY, READ_KEY, SERVICE_LOG_HUB, Stack
 from tools.termination import stop_children_on_termination
 

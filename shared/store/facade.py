@@ -235,19 +235,17 @@ class CountsStore:
 
     async def watch(self, job: JobRecord, now: datetime, watch_seconds: float) -> None:
         """Someone is looking at the job: keep it fresh until ``watch_seconds`` from now."""
-        await self.watches.mark(job.job_key, job.job_id, now + timedelta(seconds=watch_seconds), watch_seconds)
+        await self.watches.mark(job.job_key, now + timedelta(seconds=watch_seconds), watch_seconds)
 
     async def watched_positions(self, now: datetime) -> list[SyncPosition]:
         """The sync positions of the jobs watched at ``now`` (a job removed since is forgotten)."""
         await self.ensure_tables()
-        positions = []
-        for job_key, _ in await self.watches.active(now):
-            position = await self.job_index.sync_position(job_key)
+        keys = await self.watches.active(now)
+        positions = await asyncio.gather(*(self.job_index.sync_position(key) for key in keys))  # every second
+        for job_key, position in zip(keys, positions):
             if position is None:
                 await self.watches.forget(job_key)
-            else:
-                positions.append(position)
-        return positions
+        return [position for position in positions if position is not None]
 
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
         await self.ensure_tables()

@@ -15,6 +15,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from shared.store.tables import RESENDABLE, storage_call
+from shared.throttle import Throttle
 
 logger = logging.getLogger(__name__)
 
@@ -25,34 +26,29 @@ class Watches:
     def __init__(self, table: TableClient, clock=time.monotonic):
         self.table = table
         self._clock = clock
-        self._marked_at: dict[str, float] = {}  # job key -> when this process last wrote its mark
+        self._marks = Throttle()  # this process writes a job's mark once a quarter of the watch
 
-    def mark_due(self, job_key: str, watch_seconds: float) -> bool:
-        """Whether this process should write the job's mark now (none lately)."""
-        marked = self._marked_at.get(job_key)
-        return marked is None or self._clock() - marked >= watch_seconds / 4
-
-    async def mark(self, job_key: str, job_id: str, until: datetime, watch_seconds: float) -> None:
-        if not self.mark_due(job_key, watch_seconds):
+    async def mark(self, job_key: str, until: datetime, watch_seconds: float) -> None:
+        if not self._marks.admit(job_key, self._clock(), watch_seconds / 4):
             return
-        self._marked_at[job_key] = self._clock()
-        row = {"PartitionKey": WATCHED_PARTITION, "RowKey": job_key, "JobId": job_id, "WatchedUntil": until}
+        row = {"PartitionKey": WATCHED_PARTITION, "RowKey": job_key, "WatchedUntil": until}
         async with storage_call("marking a job watched"):
             await self.table.upsert_entity(row, mode="replace", **RESENDABLE)
 
-    async def active(self, now: datetime) -> list[tuple[str, str]]:
-        """(job key, job id) of every job watched at ``now``; marks long expired are deleted."""
-        found, expired = [], []
+    async def active(self, now: datetime) -> list[str]:
+        """The keys of the jobs watched at ``now``; expired marks are deleted."""
+        found: list[str] = []
+        expired: list[str] = []
         async with storage_call("reading watched jobs"):
             async for row in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": WATCHED_PARTITION},
-                                                       select=["RowKey", "JobId", "WatchedUntil"]):
-                (found if row["WatchedUntil"] > now else expired).append((row["RowKey"], row["JobId"]))
-            for job_key, _ in expired:
+                                                       select=["RowKey", "WatchedUntil"]):
+                (found if row["WatchedUntil"] > now else expired).append(row["RowKey"])
+            for job_key in expired:
                 await self.forget(job_key)
         return found
 
     async def forget(self, job_key: str) -> None:
-        self._marked_at.pop(job_key, None)
+        self._marks.forget(job_key)
         try:
             await self.table.delete_entity(WATCHED_PARTITION, job_key)
         except ResourceNotFoundError:

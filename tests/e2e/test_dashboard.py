@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from shared.config import DEFAULT_COUNTS_MAX_AGE_MS
-from tests.e2e.cli import run_cli
+from tests.cli.run import run_cli
 from tools.browser import chromium, open_dashboard
 from tools.screenshot import capture
 from tools.stack import INGEST_KEY, OPERATE_KEY, READ_KEY, Stack

@@ -12,7 +12,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 
 from shared.config import DEFAULT_COUNTS_MAX_AGE_MS, Settings
 from shared.store import CountsStore, raw_text_of
-from tests.e2e.cli import run_cli
+from tests.cli.run import run_cli
 from tests.sample_files import event_grid, sample_bytes, task_data, validation_handshake
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
 from tools.stack import INGEST_KEY, MASTER_KEY, OPERATE_KEY, READ_KEY, Stack

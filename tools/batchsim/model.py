@@ -8,8 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from shared.counting import is_batch_id
-from shared.events import TICKS_PER_SECOND, ticks_to_iso
+from tools.batchsim.wire import TICKS_PER_SECOND, iso, is_id
 
 ACTIVE, PREPARING, RUNNING, COMPLETED = "active", "preparing", "running", "completed"
 # What happened to a task (an OutboxEvent's kind): decides which service-log records Batch writes.
@@ -66,12 +65,12 @@ _TASK_PROPERTIES: dict[str, Callable[[SimTask, str], object]] = {
     "id": lambda task, _: task.id,
     "url": lambda task, job_url: f"{job_url}/tasks/{task.id}",
     "eTag": lambda task, _: f"0x{task.state_ticks:X}",
-    "creationTime": lambda task, _: ticks_to_iso(task.creation_ticks),
-    "lastModified": lambda task, _: ticks_to_iso(task.state_ticks),
+    "creationTime": lambda task, _: iso(task.creation_ticks),
+    "lastModified": lambda task, _: iso(task.state_ticks),
     "state": lambda task, _: task.state,
-    "stateTransitionTime": lambda task, _: ticks_to_iso(task.state_ticks),
+    "stateTransitionTime": lambda task, _: iso(task.state_ticks),
     "previousState": lambda task, _: task.previous_state,
-    "previousStateTransitionTime": lambda task, _: None if task.previous_ticks is None else ticks_to_iso(task.previous_ticks),
+    "previousStateTransitionTime": lambda task, _: None if task.previous_ticks is None else iso(task.previous_ticks),
     "commandLine": lambda task, _: "/bin/sh -c 'true'",
     "requiredSlots": lambda task, _: task.required_slots,
     "executionInfo": _execution_info,
@@ -143,7 +142,7 @@ class OutboxEvent:
 
     def to_event_grid(self) -> dict:
         task_id, state, ticks, previous, result, exit_code, retries, requeues, slots = self.task
-        when = ticks_to_iso(ticks)
+        when = iso(ticks)
         base = {"id": f"sim-{self.sequence}", "subject": f"jobs/{self.job_id}/tasks/{task_id}",
                 "eventTime": when, "dataVersion": "1.0"}
         if state is None:
@@ -166,12 +165,12 @@ class OutboxEvent:
                   "multiInstanceSettings": {"numberOfInstances": 1}, "constraints": {"maxTaskRetryCount": 3}}
         if self.kind == STARTED and previous == ACTIVE:
             return [_log_record("TaskStartEvent", ticks, {
-                **common, "executionInfo": {"startTime": ticks_to_iso(ticks), "retryCount": retries}})]
+                **common, "executionInfo": {"startTime": iso(ticks), "retryCount": retries}})]
         if self.kind in (COMPLETED_RUN, TERMINATED):
-            execution = {"endTime": ticks_to_iso(ticks), "exitCode": exit_code, "retryCount": retries,
+            execution = {"endTime": iso(ticks), "exitCode": exit_code, "retryCount": retries,
                          "requeueCount": requeues, "result": result.capitalize()}
             if self.start_ticks is not None:
-                execution["startTime"] = ticks_to_iso(self.start_ticks)
+                execution["startTime"] = iso(self.start_ticks)
             if exit_code is None:  # failed before it ran
                 execution["schedulingError"] = {"category": "UserError", "code": "ResourceFileDownloadFailed",
                                                 "message": "One of the specified resource files failed to download",
@@ -197,7 +196,7 @@ class OutboxEvent:
 
 
 def _log_record(operation: str, ticks: int, properties: dict) -> dict:
-    return {"time": ticks_to_iso(ticks), "resourceId": RESOURCE_ID, "category": "ServiceLog",
+    return {"time": iso(ticks), "resourceId": RESOURCE_ID, "category": "ServiceLog",
             "operationName": operation, "operationVersion": "2017-01-01", "properties": properties}
 
 
@@ -245,7 +244,7 @@ class BatchAccount:
         return job
 
     def create_job(self, job_id: str) -> SimJob:
-        if not is_batch_id(job_id):
+        if not is_id(job_id):
             raise SimError(400, "InvalidPropertyValue", f"The job id {job_id!r} is not valid.")
         if job_id.lower() in self.jobs:
             raise SimError(409, "JobExists", f"The specified job already exists.\nJobId:{job_id}")
@@ -258,7 +257,7 @@ class BatchAccount:
     def add_tasks(self, job_id: str, task_ids: list[str], required_slots: int = 1, publish: bool = True) -> None:
         job = self.job(job_id)
         for task_id in task_ids:
-            if not is_batch_id(task_id):
+            if not is_id(task_id):
                 raise SimError(400, "InvalidPropertyValue", f"The task id {task_id!r} is not valid.")
             if task_id.lower() in job.tasks:
                 raise SimError(409, "TaskExists", f"The specified task already exists.\nTaskId:{task_id}")

@@ -4,9 +4,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from shared.errors import InvalidEventError
-from shared.events import datetime_to_ticks, parse_timestamp
 from tools.batchsim.model import SimError
+from tools.batchsim.wire import ticks_of
 
 Predicate = Callable[[dict], bool]
 
@@ -28,8 +27,10 @@ def creation_range(text: str) -> tuple[int | None, int | None] | None:
     the filter has no such bound or an ``or`` that could widen it."""
     if re.search(r"\bor\b", text, re.IGNORECASE) or "(" in text.replace("DateTime'", ""):
         return None
-    bounds = {operator.lower(): datetime_to_ticks(parse_timestamp(value)) for operator, value in
-              _CREATION_BOUND.findall(text)}
+    try:
+        bounds = {operator.lower(): ticks_of(value) for operator, value in _CREATION_BOUND.findall(text)}
+    except ValueError:
+        return None  # the filter itself refuses it
     if not bounds:
         return None
     return bounds.get("ge"), bounds.get("lt")
@@ -130,8 +131,8 @@ def _tokenize(text: str) -> list[tuple] | None:
             tokens.append((",", None))
         elif moment is not None:
             try:
-                tokens.append(("datetime", datetime_to_ticks(parse_timestamp(moment))))
-            except InvalidEventError:
+                tokens.append(("datetime", ticks_of(moment)))
+            except ValueError:
                 return None
         elif string is not None:
             tokens.append(("string", string.replace("''", "'")))

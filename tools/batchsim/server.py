@@ -13,13 +13,13 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from shared.errors import batch_error_body
 from tools import serving
 from tools.batchsim import auth
 from tools.batchsim.hub import EventHub, ExportDelay, LogFaults, pump
 from tools.batchsim.model import BatchAccount, SimError
 from tools.batchsim.odata import creation_range, parse_filter
 from tools.batchsim.publisher import Faults, publish
+from tools.batchsim.wire import error_body, iso
 
 JSON = "application/json;odata=minimalmetadata"
 DEFAULT_ACCOUNT = "simaccount"
@@ -87,7 +87,7 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
         except SimError as error:
             retry_after = error.retry_after if isinstance(error, Throttled) else request.app[FAULTS]["retryAfter"]
             headers = {"Retry-After": str(retry_after)} if error.status in (429, 503) else {}
-            return web.json_response(batch_error_body(error.code, error.message, error.values),
+            return web.json_response(error_body(error.code, error.message, error.values),
                                      status=error.status, headers=headers)
 
     app = web.Application(middlewares=[errors_and_auth])
@@ -266,9 +266,8 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 def _job_json(request: web.Request, job, select: list[str] | None = None) -> dict:
-    from shared.events import ticks_to_iso
     body = {"id": job.id, "url": f"{_base(request)}/jobs/{job.id}", "state": job.state,
-            "creationTime": ticks_to_iso(job.creation_ticks), "stateTransitionTime": ticks_to_iso(job.creation_ticks),
+            "creationTime": iso(job.creation_ticks), "stateTransitionTime": iso(job.creation_ticks),
             "poolInfo": {"poolId": "simpool"}}
     return body if select is None else {name: value for name, value in body.items() if name in select}
 

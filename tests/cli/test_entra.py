@@ -9,7 +9,7 @@ from aiohttp import web
 from azure.core.credentials import AccessToken
 
 from tools.azurite import free_port
-from tools.cli import Api, CliError
+from cli.taskcounts import Api, CliError
 
 
 class StandInCredential:
