@@ -4,9 +4,10 @@ Bad records are kept with their reason and never raised. Storage trouble raises,
 the retry policy in function.json then runs the same messages again, and the partition's
 checkpoint only moves once they are applied (without it, a throw would skip the batch).
 """
+
 import logging
-from datetime import datetime, timezone
-from typing import List
+from datetime import UTC, datetime
+from typing import List  # noqa: UP035 -- see main's annotation
 
 import azure.functions as func
 
@@ -18,12 +19,15 @@ from shared.store import get_store
 logger = logging.getLogger(__name__)
 
 
-async def main(events: List[func.EventHubEvent]) -> None:
-    received_at = datetime.now(timezone.utc)
+# typing.List, not list[...]: azure-functions' EventHubConverter accepts only a typing generic for
+# cardinality many (its check_input_type_annotation refuses list[EventHubEvent]).
+async def main(events: List[func.EventHubEvent]) -> None:  # noqa: UP006
+    received_at = datetime.now(UTC)
     report_service_log_lag([event.enqueued_time for event in events], received_at)  # before a retry can fail
     try:
         await apply_service_log(get_store(get_settings()), [event.get_body() for event in events], received_at)
     except Exception:
-        logger.exception("service-log messages not applied; the retry policy runs them again",
-                         extra={"messages": len(events)})
+        logger.exception(
+            "service-log messages not applied; the retry policy runs them again", extra={"messages": len(events)}
+        )
         raise

@@ -1,4 +1,5 @@
 """GET /api/dashboard/{*asset}: the web dashboard's page and files; binding glue over shared.static."""
+
 from urllib.parse import urlsplit
 
 import azure.functions as func
@@ -7,6 +8,7 @@ from shared import static
 
 
 def main(req: func.HttpRequest) -> func.HttpResponse:
-    reply = static.dashboard(req.route_params.get("asset") or "", urlsplit(req.url).path,
-                             req.headers.get("If-None-Match"))
+    reply = static.dashboard(
+        req.route_params.get("asset") or "", urlsplit(req.url).path, req.headers.get("If-None-Match")
+    )
     return func.HttpResponse(reply.body, status_code=reply.status, headers=reply.headers)

@@ -1,4 +1,5 @@
 """GET /api/jobs/{jobId}/taskcounts: binding glue over shared.api."""
+
 import logging
 
 import azure.functions as func
@@ -22,5 +23,6 @@ async def _handle(req: func.HttpRequest, job_id: str):
     settings = get_settings()
     if refusal := settings.access.refusal(Access.READ, req.headers, req.params):
         return refusal
-    return await api.get_task_counts(get_store(settings), job_id,
-                                     api.Reading.now_for(settings, req.headers.get("If-None-Match")))
+    return await api.get_task_counts(
+        get_store(settings), job_id, api.Reading.now_for(settings, req.headers.get("If-None-Match"))
+    )

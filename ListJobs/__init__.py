@@ -1,4 +1,5 @@
 """GET /api/jobs: the job index with counts and progress, paged; binding glue over shared.api."""
+
 import logging
 
 import azure.functions as func
@@ -21,5 +22,6 @@ async def _handle(req: func.HttpRequest):
     settings = get_settings()
     if refusal := settings.access.refusal(Access.READ, req.headers, req.params):
         return refusal
-    return await api.list_jobs(get_store(settings), dict(req.params), req.url,
-                               api.Reading.now_for(settings, req.headers.get("If-None-Match")))
+    return await api.list_jobs(
+        get_store(settings), dict(req.params), req.url, api.Reading.now_for(settings, req.headers.get("If-None-Match"))
+    )

@@ -1,4 +1,5 @@
 """GET /api/openapi.json: the API's OpenAPI 3.1 document; binding glue over shared.static."""
+
 import azure.functions as func
 
 from shared import static

@@ -1,6 +1,7 @@
 """Timer: record each job's progress point, thin old points, raise stall and failure alerts."""
+
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import azure.functions as func
 
@@ -14,7 +15,7 @@ logger = logging.getLogger(__name__)
 async def main(timer: func.TimerRequest) -> None:
     settings = get_settings()
     try:
-        await monitoring.record_progress(get_store(settings), settings, datetime.now(timezone.utc))
+        await monitoring.record_progress(get_store(settings), settings, datetime.now(UTC))
     except Exception:
         logger.exception("could not record progress")
         raise

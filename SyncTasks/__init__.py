@@ -1,6 +1,7 @@
 """Timer: the delta sync from List Tasks (tasks added, changes no log reported); glue over shared.sync."""
+
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import azure.functions as func
 
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 async def main(timer: func.TimerRequest) -> None:
     settings = get_settings()
     try:
-        await sync.run(get_store(settings), get_batch(settings), settings, datetime.now(timezone.utc))
+        await sync.run(get_store(settings), get_batch(settings), settings, datetime.now(UTC))
     except Exception:
         logger.exception("delta sync run failed; the next run starts from the saved positions")
         raise

@@ -1,6 +1,7 @@
 """Event Grid webhook for task-state events (both schemas): binding glue over shared.ingest."""
+
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import azure.functions as func
 
@@ -14,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 async def main(req: func.HttpRequest) -> func.HttpResponse:
-    received_at = datetime.now(timezone.utc)
+    received_at = datetime.now(UTC)
     reply = await guarded(logger, _handle(req, received_at))
     return func.HttpResponse(reply.text, status_code=reply.status, headers=reply.all_headers)
 
@@ -22,5 +23,6 @@ async def main(req: func.HttpRequest) -> func.HttpResponse:
 async def _handle(req: func.HttpRequest, received_at: datetime):
     settings = get_settings()
     refusal = settings.access.refusal(Access.INGEST, req.headers, req.params)
-    return await handle_delivery(get_store(settings), req.method, dict(req.headers), req.get_body(), received_at,
-                                 refusal)
+    return await handle_delivery(
+        get_store(settings), req.method, dict(req.headers), req.get_body(), received_at, refusal
+    )

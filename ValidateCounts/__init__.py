@@ -1,4 +1,5 @@
 """Timer: the scheduled pass -- start each due job's validation on its own, and the clean-up."""
+
 import logging
 
 import azure.durable_functions as df

@@ -1,4 +1,5 @@
 """Orchestrator: shared.workflow.remove_jobs, the scheduled pass's clean-up (deterministic, replayed)."""
+
 import azure.durable_functions as df
 
 from shared import workflow

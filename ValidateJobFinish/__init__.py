@@ -1,4 +1,5 @@
 """Validation activity: mark the job validated with the drift found."""
+
 from shared import validation
 
 main = validation.activity(validation.finish)

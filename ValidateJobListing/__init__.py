@@ -1,4 +1,5 @@
 """Sub-orchestrator: shared.workflow.list_slices, one round of a job's listing (deterministic, replayed)."""
+
 import azure.durable_functions as df
 
 from shared import workflow

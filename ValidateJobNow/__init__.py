@@ -1,4 +1,5 @@
 """POST /api/jobs/{jobId}/validate: validate one job now; 202 pointing at GET .../validation."""
+
 import logging
 
 import azure.durable_functions as df
@@ -19,11 +20,15 @@ async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
         client = df.DurableOrchestrationClient(starter)
         instance_id = workflow.on_demand_instance_id(job_id.lower())
         try:
-            await validation.start_unless_running(client, workflow.VALIDATE_JOB, instance_id,
-                                                  {"jobKey": job_id.lower(), "jobId": job_id})
+            await validation.start_unless_running(
+                client, workflow.VALIDATE_JOB, instance_id, {"jobKey": job_id.lower(), "jobId": job_id}
+            )
             status_url = req.url.split("?", 1)[0].rstrip("/").removesuffix("/validate") + "/validation"
-            reply = Reply(202, {"id": instance_id, "jobId": job_id, "statusQueryGetUri": status_url},
-                          {"Location": status_url, "Retry-After": "2"})
+            reply = Reply(
+                202,
+                {"id": instance_id, "jobId": job_id, "statusQueryGetUri": status_url},
+                {"Location": status_url, "Retry-After": "2"},
+            )
         except Exception:
             logger.exception("could not start a validation", extra={"job_id": job_id})
             reply = error(503, "ServerBusy", "The validation could not be started; retry later.")

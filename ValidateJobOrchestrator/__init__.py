@@ -1,4 +1,5 @@
 """Orchestrator: shared.workflow.validate_job, run by Durable Functions (deterministic, replayed)."""
+
 import azure.durable_functions as df
 
 from shared import workflow

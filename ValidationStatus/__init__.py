@@ -1,4 +1,7 @@
-"""GET /api/jobs/{jobId}/validation: the job's on-demand validation, 202 while it runs; binding glue over shared.validation."""
+"""GET /api/jobs/{jobId}/validation: the job's on-demand validation, 202 while it runs.
+
+Binding glue over shared.validation."""
+
 import logging
 
 import azure.durable_functions as df

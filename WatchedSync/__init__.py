@@ -1,6 +1,7 @@
 """Timer (every second): what changed in each watched job, from List Tasks; glue over shared.sync."""
+
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import azure.functions as func
 
@@ -17,7 +18,7 @@ async def main(timer: func.TimerRequest) -> None:
     if not settings.batch_account_url or not settings.watch_minutes:
         return
     try:
-        await sync.run_watched(get_store(settings), get_batch(settings), settings, datetime.now(timezone.utc))
+        await sync.run_watched(get_store(settings), get_batch(settings), settings, datetime.now(UTC))
     except Exception:
         logger.exception("watched sync run failed; the next run starts from the saved positions")
         raise

@@ -25,6 +25,7 @@ the changes stop. ``--then`` runs the same with the function host of an older co
 with ``git archive``; its own defaults) for comparison in the same run. Writes
 bench/results/freshness.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,12 +94,16 @@ def summary(lags: list[float], unseen: int, window: float) -> dict:
     """p50 / p99 of the lags, counting changes never shown as later than the window."""
     everything = lags + [math.inf] * unseen
     p50, p99 = percentile(everything, 0.5), percentile(everything, 0.99)
-    shown = (lambda v: None if v is None else (f">{window:.0f}" if v == math.inf else round(v, 2)))
+
+    def shown(value):
+        return None if value is None else (f">{window:.0f}" if value == math.inf else round(value, 2))
+
     return {"changes": len(everything), "unseen": unseen, "p50_s": shown(p50), "p99_s": shown(p99)}
 
 
-async def control(session: aiohttp.ClientSession, url: str, path: str, body: dict | None = None,
-                  method: str = "POST") -> dict:
+async def control(
+    session: aiohttp.ClientSession, url: str, path: str, body: dict | None = None, method: str = "POST"
+) -> dict:
     async with session.request(method, f"{url}/control/{path}", json=body) as response:
         response.raise_for_status()
         return await response.json(content_type=None)
@@ -111,13 +116,15 @@ def sample_of(jobs: list[str], size: int) -> list[str]:
     return others[::step][:size]
 
 
-async def measure(stack: Stack, jobs: list[str], seconds: float, change_every: float, log_delay: float,
-                  grace: float, sample: int) -> dict:
+async def measure(
+    stack: Stack, jobs: list[str], seconds: float, change_every: float, log_delay: float, grace: float, sample: int
+) -> dict:
     sim, app = stack.simulator_url, stack.app_url
     watched, sampled = jobs[0], sample_of(jobs, sample)
     changes = Changes()
-    tables = CountsStore.from_settings(Settings.from_env({"AzureWebJobsStorage": stack.connection,
-                                                          "COUNTS_TABLE_PREFIX": stack.table_prefix}))
+    tables = CountsStore.from_settings(
+        Settings.from_env({"AzureWebJobsStorage": stack.connection, "COUNTS_TABLE_PREFIX": stack.table_prefix})
+    )
     async with aiohttp.ClientSession() as session:
         calls_before = sum((await control(session, sim, "calls", method="GET")).values())
         throttled_before = (await control(session, sim, "faults", {}))["throttled"]
@@ -181,7 +188,9 @@ async def measure(stack: Stack, jobs: list[str], seconds: float, change_every: f
         "watched": summary(changes.lags.get(watched, []), changes.unseen(watched), grace),
         "unwatched": summary(unwatched_lags, unwatched_unseen, grace) if sampled else None,
         "unwatched_sampled": len(sampled),
-        "batch_calls_per_s": round(calls / elapsed, 1), "throttled_429": throttled, "counts_equal_truth": equal,
+        "batch_calls_per_s": round(calls / elapsed, 1),
+        "throttled_429": throttled,
+        "counts_equal_truth": equal,
     }
 
 
@@ -196,17 +205,25 @@ def then_tree(commit: str, into: Path) -> Path | None:
 
 def run_one(jobs: int, tasks: int, log_delay: float, code: str, app_repo: Path, args) -> dict:
     names = [f"fresh-{n:04d}" for n in range(jobs)]
-    with Stack(validation_schedule="0 0 0 1 1 *", task_sync_schedule=SYNC_SCHEDULE[code], service_log=True,
-               progress_schedule="0 0 0 1 1 *", app_repo=app_repo) as stack:
+    with Stack(
+        validation_schedule="0 0 0 1 1 *",
+        task_sync_schedule=SYNC_SCHEDULE[code],
+        service_log=True,
+        progress_schedule="0 0 0 1 1 *",
+        app_repo=app_repo,
+    ) as stack:
+
         async def prepare_and_measure() -> dict:
             async with aiohttp.ClientSession() as session:
-                await control(session, stack.simulator_url, "faults", {"latency": args.latency,
-                                                                       "rateLimit": args.account_limit})
+                await control(
+                    session, stack.simulator_url, "faults", {"latency": args.latency, "rateLimit": args.account_limit}
+                )
                 for name in names:
                     await control(session, stack.simulator_url, "jobs", {"id": name, "tasks": tasks, "publish": False})
                 await control(session, stack.simulator_url, "servicelog", {"noise": 0})  # nothing yet: no records
-            tables = CountsStore.from_settings(Settings.from_env({"AzureWebJobsStorage": stack.connection,
-                                                                  "COUNTS_TABLE_PREFIX": stack.table_prefix}))
+            tables = CountsStore.from_settings(
+                Settings.from_env({"AzureWebJobsStorage": stack.connection, "COUNTS_TABLE_PREFIX": stack.table_prefix})
+            )
             warm_up = time.monotonic()
             try:
                 while time.monotonic() < warm_up + args.warm_up:  # every job known before the clock starts
@@ -215,17 +232,24 @@ def run_one(jobs: int, tasks: int, log_delay: float, code: str, app_repo: Path, 
                     await asyncio.sleep(2)
             finally:
                 await tables.close()
-            print(f"{jobs} jobs known after {time.monotonic() - warm_up:.0f} s ({code}, log delay {log_delay:g} s)",
-                  flush=True)
+            print(
+                f"{jobs} jobs known after {time.monotonic() - warm_up:.0f} s ({code}, log delay {log_delay:g} s)",
+                flush=True,
+            )
             return await measure(stack, names, args.seconds, args.change_every, log_delay, args.grace, args.sample)
+
         result = asyncio.run(prepare_and_measure())
     return {"jobs": jobs, "log_delay_s": log_delay, "code": code, **result}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", nargs="+", default=["1:0", "1:60", "1:180", "100:60", "1000:60"],
-                        help="JOBS:LOG_DELAY pairs: active jobs, and the service log's median export delay (s)")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["1:0", "1:60", "1:180", "100:60", "1000:60"],
+        help="JOBS:LOG_DELAY pairs: active jobs, and the service log's median export delay (s)",
+    )
     parser.add_argument("--tasks", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--change-every", type=float, default=10)
@@ -252,9 +276,16 @@ def main() -> None:
                 rows.append({"run": run + 1, **run_one(int(jobs), args.tasks, delay, "then", then_repo, args)})
                 print(json.dumps(rows[-1]), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "freshness.json").write_text(json.dumps({
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-        "settings": {k: v for k, v in vars(args).items()}, "rows": rows}, indent=2))
+    (RESULTS / "freshness.json").write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+                "settings": {k: v for k, v in vars(args).items()},
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

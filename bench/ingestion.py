@@ -25,6 +25,7 @@
    through the SDK's submit_transaction and through the write path's own $batch.
 Prints a table and writes bench/results/ingestion.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from azure.core import MatchConditions
@@ -68,22 +69,28 @@ DEFAULT_SETTINGS = Settings(None, None, None)
 def hot_job_then(connection_string: str, events: list[dict], per_delivery: int) -> dict:
     """The hot-job deliveries through the code at THEN_COMMIT: events/s, or why it was not measured."""
     with tempfile.TemporaryDirectory() as tree:
-        archive = subprocess.run(["git", "-C", str(BENCH.parent), "archive", THEN_COMMIT, "shared"],
-                                 capture_output=True)
+        archive = subprocess.run(
+            ["git", "-C", str(BENCH.parent), "archive", THEN_COMMIT, "shared"], capture_output=True
+        )
         if archive.returncode != 0:  # e.g. a shallow clone without that commit
             return {"not_measured": archive.stderr.decode(errors="replace").strip()}
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as extracted:
             extracted.extractall(tree, filter="data")
         deliveries = Path(tree) / "deliveries.json"
         deliveries.write_text(json.dumps([body.decode() for body in bodies(events, per_delivery)]))
-        run = subprocess.run([sys.executable, str(BENCH / "ingestion_then.py"), connection_string, str(deliveries)],
-                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": tree}, check=True)
+        run = subprocess.run(
+            [sys.executable, str(BENCH / "ingestion_then.py"), connection_string, str(deliveries)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": tree},
+            check=True,
+        )
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def reading(etag: str | None) -> api.Reading:
     """A GET as the app reads it now, with default progress rules; ``etag``: the caller's If-None-Match."""
-    return api.Reading(ProgressRules.from_settings(DEFAULT_SETTINGS), datetime.now(timezone.utc), etag)
+    return api.Reading(ProgressRules.from_settings(DEFAULT_SETTINGS), datetime.now(UTC), etag)
 
 
 HOT_JOB_TASKS = 200_000  # the one hot job stands for a large job: Batch's count of it sizes its partitions
@@ -105,8 +112,16 @@ def lifecycle_events(count: int, jobs: int, prefix: str, start: int = 0) -> list
         data = {"jobId": job, "id": f"t{task:07d}", "state": states[step], "stateTransitionTime": at}
         if step == 2:
             data["executionInfo"] = {"result": "success", "exitCode": 0}
-        events.append({"id": f"{prefix}-{n}", "eventType": "Batch.TaskStateChanged", "subject": "s",
-                       "eventTime": at, "dataVersion": "1", "data": data})
+        events.append(
+            {
+                "id": f"{prefix}-{n}",
+                "eventType": "Batch.TaskStateChanged",
+                "subject": "s",
+                "eventTime": at,
+                "dataVersion": "1",
+                "data": data,
+            }
+        )
     return events
 
 
@@ -123,31 +138,47 @@ def start_and_complete(count: int, jobs: int, prefix: str) -> tuple[list[dict], 
         else:
             operation, state = "TaskCompleteEvent", "completed"
             execution = {"endTime": at, "exitCode": 0, "retryCount": 0, "requeueCount": 0, "result": "Success"}
-        records.append({"time": at, "category": "ServiceLog", "operationName": operation, "operationVersion": "2017-01-01",
-                        "properties": {"jobId": job, "id": task_id, "taskType": "User", "executionInfo": execution}})
+        records.append(
+            {
+                "time": at,
+                "category": "ServiceLog",
+                "operationName": operation,
+                "operationVersion": "2017-01-01",
+                "properties": {"jobId": job, "id": task_id, "taskType": "User", "executionInfo": execution},
+            }
+        )
         data = {"jobId": job, "id": task_id, "state": state, "stateTransitionTime": at}
         if state == "completed":
             data["executionInfo"] = {"result": "success", "exitCode": 0}
-        events.append({"id": f"{prefix}-{n}", "eventType": "Batch.TaskStateChanged", "subject": "s",
-                       "eventTime": at, "dataVersion": "1", "data": data})
+        events.append(
+            {
+                "id": f"{prefix}-{n}",
+                "eventType": "Batch.TaskStateChanged",
+                "subject": "s",
+                "eventTime": at,
+                "dataVersion": "1",
+                "data": data,
+            }
+        )
     return records, events
 
 
 async def service_log(store: CountsStore, records: list[dict], per_invocation: int, per_message: int = 50) -> float:
     """Invocations of ``per_invocation`` records in messages of ``per_message``, 4 in flight."""
-    messages = [json.dumps({"records": records[i:i + per_message]}) for i in range(0, len(records), per_message)]
+    messages = [json.dumps({"records": records[i : i + per_message]}) for i in range(0, len(records), per_message)]
     per_call = max(1, per_invocation // per_message)
-    invocations = [messages[i:i + per_call] for i in range(0, len(messages), per_call)]
+    invocations = [messages[i : i + per_call] for i in range(0, len(messages), per_call)]
 
     async def invoke(batch: list[str]):
-        outcome = await apply_service_log(store, batch, datetime.now(timezone.utc))
+        outcome = await apply_service_log(store, batch, datetime.now(UTC))
         assert outcome.rejected == 0
+
     seconds = await run_concurrently(invoke, invocations, 4)
     return len(records) / seconds
 
 
 def bodies(events: list[dict], per_delivery: int) -> list[bytes]:
-    return [json.dumps(events[i:i + per_delivery]).encode() for i in range(0, len(events), per_delivery)]
+    return [json.dumps(events[i : i + per_delivery]).encode() for i in range(0, len(events), per_delivery)]
 
 
 async def run_concurrently(work, items, in_flight: int) -> float:
@@ -157,26 +188,40 @@ async def run_concurrently(work, items, in_flight: int) -> float:
     async def worker():
         while queue:
             await work(queue.pop())
+
     await asyncio.gather(*(worker() for _ in range(in_flight)))
     return time.perf_counter() - started
 
 
 async def write_ceiling(store: CountsStore, entities: int) -> float:
     """Inserts of 100 rows over 16 partitions, each in its table as the write path stores them."""
-    rows = [{"PartitionKey": f"ceiling|{n % 16:02x}", "RowKey": f"r{n:08d}", "State": "running", "Slots": 1,
-             "Version": "0" * 40} for n in range(entities)]
+    rows = [
+        {
+            "PartitionKey": f"ceiling|{n % 16:02x}",
+            "RowKey": f"r{n:08d}",
+            "State": "running",
+            "Slots": 1,
+            "Version": "0" * 40,
+        }
+        for n in range(entities)
+    ]
     by_partition: dict[str, list] = {}
     for row in rows:
         by_partition.setdefault(row["PartitionKey"], []).append(row)
-    transactions = [[("create", r) for r in part[i:i + 100]] for part in by_partition.values()
-                    for i in range(0, len(part), 100)]
+    transactions = [
+        [("create", r) for r in part[i : i + 100]] for part in by_partition.values() for i in range(0, len(part), 100)
+    ]
     tables = store.task_rows.tables
     for pk in by_partition:
         await tables.create(pk)
     # Sent as the write path sends them (its own $batch body): the ceiling is storage's, not azure-core's.
     seconds = await run_concurrently(
-        lambda operations: direct_transaction.submit(tables.of(operations[0][1]["PartitionKey"]), operations,
-                                                     **RESENDABLE), transactions, 8)
+        lambda operations: direct_transaction.submit(
+            tables.of(operations[0][1]["PartitionKey"]), operations, **RESENDABLE
+        ),
+        transactions,
+        8,
+    )
     return entities / seconds
 
 
@@ -190,8 +235,9 @@ async def batched(store: CountsStore, events: list[dict], per_delivery: int) -> 
     payloads = bodies(events, per_delivery)
 
     async def deliver(body: bytes):
-        reply = await handle_delivery(store, "POST", {}, body, datetime.now(timezone.utc))
+        reply = await handle_delivery(store, "POST", {}, body, datetime.now(UTC))
         assert reply.status == 200, reply.body
+
     seconds = await run_concurrently(deliver, payloads, 4)
     return len(events) / seconds
 
@@ -221,6 +267,7 @@ async def naive(store: CountsStore, events: list[dict]) -> tuple[float, float]:
                 return
             except ResourceModifiedError:
                 conflicts += 1
+
     seconds = await run_concurrently(apply, events, 8)
     return len(events) / seconds, conflicts / attempts
 
@@ -240,13 +287,26 @@ async def steady_load(store: CountsStore, seconds: float, rate: int) -> dict:
         pending = []
         for d in range(deliveries):
             await asyncio.sleep(max(0.0, start + d * interval - time.perf_counter()))
-            events = [{"id": f"s{d}-{i}", "eventType": "Batch.TaskStateChanged", "subject": "s",
-                       "eventTime": "2025-06-01T00:00:00Z", "dataVersion": "1",
-                       "data": {"jobId": job, "id": f"t{d:05d}-{i:03d}", "state": "active",
-                                "stateTransitionTime": "2025-06-01T00:00:00Z"}} for i in range(per_delivery)]
+            events = [
+                {
+                    "id": f"s{d}-{i}",
+                    "eventType": "Batch.TaskStateChanged",
+                    "subject": "s",
+                    "eventTime": "2025-06-01T00:00:00Z",
+                    "dataVersion": "1",
+                    "data": {
+                        "jobId": job,
+                        "id": f"t{d:05d}-{i:03d}",
+                        "state": "active",
+                        "stateTransitionTime": "2025-06-01T00:00:00Z",
+                    },
+                }
+                for i in range(per_delivery)
+            ]
             sent_at.append(time.perf_counter())
-            pending.append(asyncio.create_task(handle_delivery(store, "POST", {}, json.dumps(events).encode(),
-                                                               datetime.now(timezone.utc))))
+            pending.append(
+                asyncio.create_task(handle_delivery(store, "POST", {}, json.dumps(events).encode(), datetime.now(UTC)))
+            )
         await asyncio.gather(*pending)
         done.set()
 
@@ -265,16 +325,23 @@ async def steady_load(store: CountsStore, seconds: float, rate: int) -> dict:
             await asyncio.sleep(0.005)
 
     await asyncio.gather(producer(), reader())
-    return {"freshness_p50_ms": _pct(freshness, 50), "freshness_p99_ms": _pct(freshness, 99),
-            "read_p50_ms": _pct(reads, 50), "read_p99_ms": _pct(reads, 99), "reads": len(reads),
-            "deliveries": deliveries}
+    return {
+        "freshness_p50_ms": _pct(freshness, 50),
+        "freshness_p99_ms": _pct(freshness, 99),
+        "read_p50_ms": _pct(reads, 50),
+        "read_p99_ms": _pct(reads, 99),
+        "reads": len(reads),
+        "deliveries": deliveries,
+    }
 
 
 def _reader_process(connection: str, job: str, seconds: float, queue) -> None:
     """GetTaskCounts in a process of its own (a second worker), polling while ingestion runs."""
+
     async def run() -> list[float]:
-        store = CountsStore.from_settings(Settings.from_env({"AzureWebJobsStorage": connection,
-                                                             "COUNTS_TABLE_PREFIX": "bench"}))
+        store = CountsStore.from_settings(
+            Settings.from_env({"AzureWebJobsStorage": connection, "COUNTS_TABLE_PREFIX": "bench"})
+        )
         latencies, deadline = [], time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             started = time.perf_counter()
@@ -283,11 +350,13 @@ def _reader_process(connection: str, job: str, seconds: float, queue) -> None:
             await asyncio.sleep(0.005)
         await store.close()
         return latencies
+
     queue.put(asyncio.run(run()))
 
 
 async def steady_load_with_reader_process(store: CountsStore, connection: str, seconds: float, rate: int) -> dict:
     import multiprocessing
+
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     reader = context.Process(target=_reader_process, args=(connection, "steady", seconds, queue))
@@ -300,12 +369,13 @@ async def steady_load_with_reader_process(store: CountsStore, connection: str, s
 
 async def polls(store: CountsStore, iterations: int) -> dict:
     """Each poll twice: without an ETag (answered 200, full body) and with the current one (304)."""
-    await record_progress(store, DEFAULT_SETTINGS, datetime.now(timezone.utc))  # the progress object has history
+    await record_progress(store, DEFAULT_SETTINGS, datetime.now(UTC))  # the progress object has history
     polled = {
         "counts, 16-partition job": lambda etag: api.get_task_counts(store, "b1000x1-0", reading(etag)),
         "counts, 1-partition job": lambda etag: api.get_task_counts(store, "b1000x50-0", reading(etag)),
-        "jobs, page of 100": lambda etag: api.list_jobs(store, {"maxresults": "100"}, "http://app/api/jobs",
-                                                        reading(etag)),
+        "jobs, page of 100": lambda etag: api.list_jobs(
+            store, {"maxresults": "100"}, "http://app/api/jobs", reading(etag)
+        ),
     }
     results = {}
     for name, poll in polled.items():
@@ -318,9 +388,15 @@ async def polls(store: CountsStore, iterations: int) -> dict:
                 reply = await poll(offered)
                 times[reply.status].append(time.perf_counter() - started)
                 sizes[reply.status] = _wire_bytes(reply)
-        results[name] = {str(status): {"server_ms_p50": _pct(spent, 50), "server_ms_p99": _pct(spent, 99),
-                                       "bytes": sizes[status], "polls": len(spent)}
-                         for status, spent in times.items()}
+        results[name] = {
+            str(status): {
+                "server_ms_p50": _pct(spent, 50),
+                "server_ms_p99": _pct(spent, 99),
+                "bytes": sizes[status],
+                "polls": len(spent),
+            }
+            for status, spent in times.items()
+        }
     return results
 
 
@@ -329,23 +405,40 @@ async def transaction_cost(store: CountsStore, azurite: Azurite, transactions: i
     write path's own $batch (shared.store.transactions): wall ms, this process's CPU ms, Azurite's CPU
     ms, rows/s."""
     table = await baseline_table(store)
-    senders = {"sdk": lambda operations: table.submit_transaction(operations, **RESENDABLE),
-               "direct": lambda operations: direct_transaction.submit(table, operations, **RESENDABLE)}
+    senders = {
+        "sdk": lambda operations: table.submit_transaction(operations, **RESENDABLE),
+        "direct": lambda operations: direct_transaction.submit(table, operations, **RESENDABLE),
+    }
     results: dict = {}
     for sender, submit in senders.items():
         for size in (1, 10, 99):
-            batches = [[("create", {"PartitionKey": f"cost-{sender}", "RowKey": f"{size}-{b:03d}-{i:03d}",
-                                    "State": "active", "Version": "0" * 40, "Slots": 1}) for i in range(size)]
-                       for b in range(transactions)]
+            batches = [
+                [
+                    (
+                        "create",
+                        {
+                            "PartitionKey": f"cost-{sender}",
+                            "RowKey": f"{size}-{b:03d}-{i:03d}",
+                            "State": "active",
+                            "Version": "0" * 40,
+                            "Slots": 1,
+                        },
+                    )
+                    for i in range(size)
+                ]
+                for b in range(transactions)
+            ]
             cpu, azurite_cpu, wall = time.process_time(), _cpu_seconds(azurite.process.pid), time.perf_counter()
             for batch in batches:
                 await submit(batch)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             azurite_cpu = _cpu_seconds(azurite.process.pid) - azurite_cpu
-            results[f"{sender} {size}"] = {"wall_ms": round(1000 * wall / transactions, 1),
-                                           "client_cpu_ms": round(1000 * cpu / transactions, 1),
-                                           "azurite_cpu_ms": round(1000 * azurite_cpu / transactions, 1),
-                                           "rows_per_s": round(size * transactions / wall)}
+            results[f"{sender} {size}"] = {
+                "wall_ms": round(1000 * wall / transactions, 1),
+                "client_cpu_ms": round(1000 * cpu / transactions, 1),
+                "azurite_cpu_ms": round(1000 * azurite_cpu / transactions, 1),
+                "rows_per_s": round(size * transactions / wall),
+            }
     return results
 
 
@@ -367,12 +460,15 @@ def _pct(values: list[float], percentile: int) -> float:
 
 
 async def main(events_per_run: int) -> dict:
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "platform": platform.platform()}}
+    results: dict = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    }
     with Azurite() as azurite:
         # Default settings, with Batch's Get Task Counts stood in for: a job is sized on first sight.
-        store = CountsStore.from_settings(Settings.from_env({"AzureWebJobsStorage": azurite.connection_string,
-                                                             "COUNTS_TABLE_PREFIX": "bench"}), batch_job_size)
+        store = CountsStore.from_settings(
+            Settings.from_env({"AzureWebJobsStorage": azurite.connection_string, "COUNTS_TABLE_PREFIX": "bench"}),
+            batch_job_size,
+        )
         await store.ensure_tables()
         ceiling = await write_ceiling(store, events_per_run)
         results["write_ceiling_entities_per_s"] = round(ceiling)
@@ -382,19 +478,35 @@ async def main(events_per_run: int) -> dict:
             for jobs in (1, 50):
                 events = lifecycle_events(count, jobs, f"b{per_delivery}x{jobs}")
                 rate = await batched(store, events, per_delivery)
-                runs.append({"events_per_delivery": per_delivery, "jobs": jobs, "events": count,
-                             "events_per_s": round(rate), "of_ceiling": round(rate / ceiling, 2),
-                             "partitions_per_job": partitions_for(await batch_job_size(f"x{jobs}-0"), ROWS_PER_PARTITION)})
+                runs.append(
+                    {
+                        "events_per_delivery": per_delivery,
+                        "jobs": jobs,
+                        "events": count,
+                        "events_per_s": round(rate),
+                        "of_ceiling": round(rate / ceiling, 2),
+                        "partitions_per_job": partitions_for(await batch_job_size(f"x{jobs}-0"), ROWS_PER_PARTITION),
+                    }
+                )
         results["batched"] = runs
         # The previous design, same run: every job spread over 4 partitions whatever its size.
-        fixed = CountsStore.from_settings(Settings.from_env({"AzureWebJobsStorage": azurite.connection_string,
-                                                             "COUNTS_TABLE_PREFIX": "fixed", "JOB_PARTITIONS": "4"}))
+        fixed = CountsStore.from_settings(
+            Settings.from_env(
+                {
+                    "AzureWebJobsStorage": azurite.connection_string,
+                    "COUNTS_TABLE_PREFIX": "fixed",
+                    "JOB_PARTITIONS": "4",
+                }
+            )
+        )
         await fixed.ensure_tables()
         results["fixed_four_partitions"] = {}
         for jobs in (1, 50):
             rate = await batched(fixed, lifecycle_events(events_per_run, jobs, f"fixed{jobs}"), 1000)
-            results["fixed_four_partitions"][f"{jobs}_jobs"] = {"events_per_s": round(rate),
-                                                               "of_ceiling": round(rate / ceiling, 2)}
+            results["fixed_four_partitions"][f"{jobs}_jobs"] = {
+                "events_per_s": round(rate),
+                "of_ceiling": round(rate / ceiling, 2),
+            }
         await fixed.close()
         then = hot_job_then(azurite.connection_string, lifecycle_events(events_per_run, 1, "then1"), 1000)
         if "events_per_s" in then:
@@ -405,8 +517,13 @@ async def main(events_per_run: int) -> dict:
         _, webhook_events = start_and_complete(events_per_run, 10, "hook")
         hook_rate = await batched(store, webhook_events, 1000)
         results["service_log_vs_webhook"] = {
-            "records": len(records), "jobs": 10, "per_call": 1000, "service_log_records_per_s": round(log_rate),
-            "webhook_events_per_s": round(hook_rate), "service_log_of_ceiling": round(log_rate / ceiling, 2)}
+            "records": len(records),
+            "jobs": 10,
+            "per_call": 1000,
+            "service_log_records_per_s": round(log_rate),
+            "webhook_events_per_s": round(hook_rate),
+            "service_log_of_ceiling": round(log_rate / ceiling, 2),
+        }
         naive_events = lifecycle_events(min(events_per_run, 3000), 1, "naive")
         naive_rate, conflict_share = await naive(store, naive_events)
         results["naive_events_per_s"] = round(naive_rate)
@@ -415,7 +532,8 @@ async def main(events_per_run: int) -> dict:
         results["batched_over_naive"] = round(best / naive_rate, 1)
         results["steady_1000_per_s"] = await steady_load(store, 20, 1000)
         results["steady_1000_per_s_reader_in_own_process"] = await steady_load_with_reader_process(
-            store, azurite.connection_string, 20, 1000)
+            store, azurite.connection_string, 20, 1000
+        )
         results["polls"] = await polls(store, 100)
         results["transaction_cost"] = await transaction_cost(store, azurite)
         await store.close()
@@ -431,31 +549,45 @@ def cli() -> None:
     print(f"write ceiling: {results['write_ceiling_entities_per_s']} entities/s (100-op transactions, 8 in flight)")
     print("events/delivery | jobs | events | events/s | of ceiling | partitions/job")
     for run in results["batched"]:
-        print(f"{run['events_per_delivery']} | {run['jobs']} | {run['events']} | {run['events_per_s']} | "
-              f"{run['of_ceiling']} | {run['partitions_per_job']}")
+        print(
+            f"{run['events_per_delivery']} | {run['jobs']} | {run['events']} | {run['events_per_s']} | "
+            f"{run['of_ceiling']} | {run['partitions_per_job']}"
+        )
     for jobs, fixed in results["fixed_four_partitions"].items():
-        print(f"1000 | {jobs} | every job in 4 partitions (before sizing) | {fixed['events_per_s']} | "
-              f"{fixed['of_ceiling']}")
+        print(
+            f"1000 | {jobs} | every job in 4 partitions (before sizing) | {fixed['events_per_s']} | "
+            f"{fixed['of_ceiling']}"
+        )
     then = results["hot_job_at_filing"]
-    print(f"1000 | 1 | the code when #11 was filed ({then['commit']}) | "
-          f"{then.get('events_per_s', 'not measured: ' + then.get('not_measured', ''))} | {then.get('of_ceiling', '')}")
+    print(
+        f"1000 | 1 | the code when #11 was filed ({then['commit']}) | "
+        f"{then.get('events_per_s', 'not measured: ' + then.get('not_measured', ''))} | {then.get('of_ceiling', '')}"
+    )
     compared = results["service_log_vs_webhook"]
-    print(f"service log, 1,000-record invocations (messages of 50), {compared['jobs']} jobs: "
-          f"{compared['service_log_records_per_s']} records/s ({compared['service_log_of_ceiling']:.0%} of ceiling); "
-          f"webhook, 1,000-event deliveries, same workload: {compared['webhook_events_per_s']} events/s")
-    print(f"naive: {results['naive_events_per_s']} events/s ({results['naive_conflicting_attempts']:.0%} of attempts "
-          f"conflicted); batched 1,000-event deliveries are {results['batched_over_naive']}x that")
+    print(
+        f"service log, 1,000-record invocations (messages of 50), {compared['jobs']} jobs: "
+        f"{compared['service_log_records_per_s']} records/s ({compared['service_log_of_ceiling']:.0%} of ceiling); "
+        f"webhook, 1,000-event deliveries, same workload: {compared['webhook_events_per_s']} events/s"
+    )
+    print(
+        f"naive: {results['naive_events_per_s']} events/s ({results['naive_conflicting_attempts']:.0%} of attempts "
+        f"conflicted); batched 1,000-event deliveries are {results['batched_over_naive']}x that"
+    )
     print(f"steady 1,000 events/s, reads in the ingesting process: {results['steady_1000_per_s']}")
-    print(f"steady 1,000 events/s, reads from a second worker process: "
-          f"{results['steady_1000_per_s_reader_in_own_process']}")
+    print(
+        f"steady 1,000 events/s, reads from a second worker process: "
+        f"{results['steady_1000_per_s_reader_in_own_process']}"
+    )
     print("poll | answered | server ms p50 | p99 | bytes")
     for name, answers in results["polls"].items():
         for status, figures in answers.items():
             print(f"{name} | {status} | {figures['server_ms_p50']} | {figures['server_ms_p99']} | {figures['bytes']}")
     print("sender, inserts per transaction | wall ms | client CPU ms | Azurite CPU ms | rows/s")
     for name, figures in results["transaction_cost"].items():
-        print(f"{name} | {figures['wall_ms']} | {figures['client_cpu_ms']} | {figures['azurite_cpu_ms']} | "
-              f"{figures['rows_per_s']}")
+        print(
+            f"{name} | {figures['wall_ms']} | {figures['client_cpu_ms']} | {figures['azurite_cpu_ms']} | "
+            f"{figures['rows_per_s']}"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingestion.json").write_text(json.dumps(results, indent=2))
 

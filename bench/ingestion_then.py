@@ -8,13 +8,14 @@ Run by ``bench.ingestion`` in a subprocess whose ``shared`` package is that comm
 bench imported (``Settings.from_env``, ``CountsStore.from_settings``, ``handle_delivery``), sends the
 deliveries 4 in flight as ``bench.ingestion.batched`` does, and prints ``{"events_per_s": ...}``.
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from shared.config import Settings
 from shared.ingest import handle_delivery
@@ -24,17 +25,19 @@ IN_FLIGHT = 4
 
 
 async def deliver_all(connection: str, deliveries: list[str]) -> float:
-    store = CountsStore.from_settings(Settings.from_env({"AzureWebJobsStorage": connection,
-                                                         "COUNTS_TABLE_PREFIX": "then"}))
+    store = CountsStore.from_settings(
+        Settings.from_env({"AzureWebJobsStorage": connection, "COUNTS_TABLE_PREFIX": "then"})
+    )
     await store.ensure_tables()
     events = sum(len(json.loads(body)) for body in deliveries)
     slots = asyncio.Semaphore(IN_FLIGHT)
 
     async def deliver(body: str) -> None:
         async with slots:
-            reply = await handle_delivery(store, "POST", {}, body.encode(), datetime.now(timezone.utc))
+            reply = await handle_delivery(store, "POST", {}, body.encode(), datetime.now(UTC))
         if reply.status != 200:
             raise RuntimeError(f"delivery answered {reply.status}: {reply.body}")
+
     started = time.perf_counter()
     await asyncio.gather(*(deliver(body) for body in deliveries))
     seconds = time.perf_counter() - started

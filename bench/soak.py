@@ -10,6 +10,7 @@ at most 8 deliveries in flight. The host's resident memory (VmRSS of its process
 within 10%). At the end every job's counts are read through the API and checked against what was
 sent. Prints a table and writes bench/results/soak.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,10 +52,13 @@ async def soak(stack: Stack, events: int, rate: int, jobs: int, sample_every: in
     sent = 0
     started = time.perf_counter()
     async with aiohttp.ClientSession() as session:
+
         async def deliver(body: bytes) -> None:
             try:
                 for _ in range(10):  # Event Grid redelivers a 5xx; so does this
-                    async with session.post(url, data=body, headers={**INGESTING, "Content-Type": "application/json"}) as reply:
+                    async with session.post(
+                        url, data=body, headers={**INGESTING, "Content-Type": "application/json"}
+                    ) as reply:
                         if reply.status == 200:
                             return
                         await asyncio.sleep(1)
@@ -76,8 +80,13 @@ async def soak(stack: Stack, events: int, rate: int, jobs: int, sample_every: in
             sent = offset + len(batch)
             if sent % sample_every == 0:
                 await asyncio.gather(*pending)  # the sample follows the events up to here, answered
-                samples.append({"events": sent, "seconds": round(time.perf_counter() - started, 1),
-                                "host_rss_mb": round(rss_mb(host), 1)})
+                samples.append(
+                    {
+                        "events": sent,
+                        "seconds": round(time.perf_counter() - started, 1),
+                        "host_rss_mb": round(rss_mb(host), 1),
+                    }
+                )
                 print(samples[-1], flush=True)
         await asyncio.gather(*pending)
         elapsed = time.perf_counter() - started
@@ -88,14 +97,27 @@ async def soak(stack: Stack, events: int, rate: int, jobs: int, sample_every: in
                 counts[n] = (await reply.json())["taskCounts"]
     tasks = events // 3
     expected = {n: len(range(n, tasks, jobs)) for n in range(jobs)}
-    right = all(counts[n]["completed"] == expected[n] == counts[n]["succeeded"] and counts[n]["active"] == 0
-                and counts[n]["running"] == 0 for n in range(jobs))
+    right = all(
+        counts[n]["completed"] == expected[n] == counts[n]["succeeded"]
+        and counts[n]["active"] == 0
+        and counts[n]["running"] == 0
+        for n in range(jobs)
+    )
     first = next(sample for sample in samples if sample["events"] >= sample_every)
     growth = samples[-1]["host_rss_mb"] / first["host_rss_mb"] - 1
-    return {"events": sent, "rate_asked": rate, "rate_achieved": round(sent / elapsed), "late_deliveries": late,
-            "failures": failures, "samples": samples, "rss_after_first_sample_mb": first["host_rss_mb"],
-            "rss_at_end_mb": samples[-1]["host_rss_mb"], "growth_percent": round(100 * growth, 1),
-            "within_10_percent": abs(growth) <= 0.10, "counts_right": right}
+    return {
+        "events": sent,
+        "rate_asked": rate,
+        "rate_achieved": round(sent / elapsed),
+        "late_deliveries": late,
+        "failures": failures,
+        "samples": samples,
+        "rss_after_first_sample_mb": first["host_rss_mb"],
+        "rss_at_end_mb": samples[-1]["host_rss_mb"],
+        "growth_percent": round(100 * growth, 1),
+        "within_10_percent": abs(growth) <= 0.10,
+        "counts_right": right,
+    }
 
 
 def main() -> None:
@@ -106,14 +128,25 @@ def main() -> None:
     parser.add_argument("--sample-every", type=int, default=100_000, help="events between memory samples")
     args = parser.parse_args()
     stop_children_on_termination()
-    with Stack(validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None,
-               job_partitions=1) as stack:
+    with Stack(
+        validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None, job_partitions=1
+    ) as stack:
         result = asyncio.run(soak(stack, args.events - args.events % 3, args.rate, args.jobs, args.sample_every))
     print(" | ".join(f"{name}: {value}" for name, value in result.items() if name != "samples"))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "soak.json").write_text(json.dumps({
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        **result}, indent=2))
+    (RESULTS / "soak.json").write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                **result,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

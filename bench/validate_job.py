@@ -1,5 +1,6 @@
 """Child process of bench.validation: validate one job through the real workflow and activity
 folders, timing each phase, and print one JSON line (its own peak memory included)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,6 +30,7 @@ async def main(job_id: str) -> dict:
             finally:
                 span = spans.setdefault(PHASES[name], [started, started])
                 span[0], span[1] = min(span[0], started), max(span[1], time.perf_counter())
+
         return run
 
     for name in PHASES:
@@ -38,9 +40,13 @@ async def main(job_id: str) -> dict:
     wall = time.perf_counter() - started
     await close_store()
     await close_batch()
-    return {"wall_seconds": wall, "phase_seconds": {phase: end - start for phase, (start, end) in spans.items()},
-            "output": instance.output,
-            "status": instance.runtime_status, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "wall_seconds": wall,
+        "phase_seconds": {phase: end - start for phase, (start, end) in spans.items()},
+        "output": instance.output,
+        "status": instance.runtime_status,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def peak_rss_mb() -> float:

@@ -1,4 +1,5 @@
 """python -m cli ...: the `taskcounts` command (./taskcounts is its launcher)."""
+
 import sys
 
 from cli.taskcounts import main

@@ -11,6 +11,7 @@ Rate, ETA and the stalled and failing flags are the API's "progress" object, as 
 TASKCOUNTS_ENTRA) the app registration's URI, e.g. api://<application id>: a token for it comes from
 DefaultAzureCredential (az login, a managed identity, environment variables).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console, Group
@@ -46,8 +47,9 @@ class Api:
     """``key``: a read key; or ``credential`` (an azure-core TokenCredential) and ``audience``, the app
     registration's URI, for a Microsoft Entra ID bearer token."""
 
-    def __init__(self, url: str, key: str | None, timeout: float = 10.0, credential: Any = None,
-                 audience: str | None = None):
+    def __init__(
+        self, url: str, key: str | None, timeout: float = 10.0, credential: Any = None, audience: str | None = None
+    ):
         if not url.startswith(("http://", "https://")):
             raise CliError(f"--url must start with http:// or https://, got {url!r}")
         if (credential is None) != (audience is None):
@@ -80,13 +82,19 @@ class Api:
         code = body.get("code") if isinstance(body, dict) else None
         message = body.get("message", {}).get("value") if isinstance(body, dict) and code else None
         if error.code == 401 and self.credential is not None:
-            return CliError(f"the token was refused (HTTP 401): is {self.audience} the app registration of {self.base}?")
+            return CliError(
+                f"the token was refused (HTTP 401): is {self.audience} the app registration of {self.base}?"
+            )
         if error.code == 401:
-            return CliError("the key was refused (HTTP 401): pass the app's read key with --key or TASKCOUNTS_KEY "
-                            "(or, where the app uses Entra ID, --entra api://<application id>)")
+            return CliError(
+                "the key was refused (HTTP 401): pass the app's read key with --key or TASKCOUNTS_KEY "
+                "(or, where the app uses Entra ID, --entra api://<application id>)"
+            )
         if error.code == 403:
-            return CliError("signed in, but this identity lacks the app role TaskCounts.Read (HTTP 403): "
-                            "ask the app's owner to assign it")
+            return CliError(
+                "signed in, but this identity lacks the app role TaskCounts.Read (HTTP 403): "
+                "ask the app's owner to assign it"
+            )
         if code == "JobNotFound":
             return CliError(f"no such job: {message}", code=1)
         if error.code == 404:
@@ -97,8 +105,9 @@ class Api:
         try:
             return self.credential.get_token(f"{self.audience.rstrip('/')}/.default").token
         except Exception as error:  # azure-identity raises several kinds; each says what to do
-            raise CliError(f"no Microsoft Entra ID token for {self.audience}: {str(error).splitlines()[0]} "
-                           "(sign in with az login)") from None
+            raise CliError(
+                f"no Microsoft Entra ID token for {self.audience}: {str(error).splitlines()[0]} (sign in with az login)"
+            ) from None
 
     def counts(self, job_id: str) -> dict:
         return self.get(f"jobs/{urllib.parse.quote(job_id, safe='')}/taskcounts")
@@ -134,8 +143,11 @@ def counts_table(title: str, body: dict, compare: dict[str, dict] | None = None,
     for column in compare or {}:
         table.add_column(column, justify="right")
     for name in BUCKETS:
-        row = [Text(("  " if name in ("succeeded", "failed") else "") + name, style=COLOURS[name]),
-               bar(counts[name], total, colour=COLOURS[name]), str(counts[name])]
+        row = [
+            Text(("  " if name in ("succeeded", "failed") else "") + name, style=COLOURS[name]),
+            bar(counts[name], total, colour=COLOURS[name]),
+            str(counts[name]),
+        ]
         for other in (compare or {}).values():
             row.append(Text(str(other[name]), style="bold" if other[name] == counts[name] else "bold magenta"))
         table.add_row(*row)
@@ -186,11 +198,11 @@ def freshness(body: dict) -> str:
 
 
 def _age(iso: str) -> str:
-    return _duration((datetime.now(timezone.utc) - parse_timestamp(iso)).total_seconds())
+    return _duration((datetime.now(UTC) - parse_timestamp(iso)).total_seconds())
 
 
 def _age_until(iso: str) -> str:
-    return _duration((parse_timestamp(iso) - datetime.now(timezone.utc)).total_seconds())
+    return _duration((parse_timestamp(iso) - datetime.now(UTC)).total_seconds())
 
 
 def _duration(seconds: float) -> str:
@@ -230,12 +242,20 @@ def _entra(audience: str | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="taskcounts", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        prog="taskcounts",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("--url", default=os.environ.get("TASKCOUNTS_URL"), help="the function app's base URL")
     parser.add_argument("--key", default=os.environ.get("TASKCOUNTS_KEY"), help="the app's read key")
-    parser.add_argument("--entra", default=os.environ.get("TASKCOUNTS_ENTRA"), metavar="APP_URI",
-                        help="sign in with Microsoft Entra ID for this app registration (api://<application id>)")
+    parser.add_argument(
+        "--entra",
+        default=os.environ.get("TASKCOUNTS_ENTRA"),
+        metavar="APP_URI",
+        help="sign in with Microsoft Entra ID for this app registration (api://<application id>)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     get = commands.add_parser("get", help="the counts of one job")
     get.add_argument("job_id")
@@ -262,9 +282,14 @@ def main(argv: list[str] | None = None) -> int:
             table = Table("job", *BUCKETS, "rate", "ETA", "validation", "alerts", show_edge=False)
             for job in api.jobs():
                 progress = job.get("progress") or {}
-                table.add_row(job["id"], *(str(job["taskCounts"][b]) for b in BUCKETS), rate_text(progress),
-                              eta_text(progress), job["validationStatus"],
-                              Text(alerts_text(progress), style="bold red"))
+                table.add_row(
+                    job["id"],
+                    *(str(job["taskCounts"][b]) for b in BUCKETS),
+                    rate_text(progress),
+                    eta_text(progress),
+                    job["validationStatus"],
+                    Text(alerts_text(progress), style="bold red"),
+                )
             console.print(table)
         return 0
     except CliError as error:

@@ -17,6 +17,7 @@ Two modes (``ACCESS_MODE``):
   the route's app role. The header is trusted only where the platform says authentication is on
   (``WEBSITE_AUTH_ENABLED``), so a misconfigured app refuses rather than believe a forged header.
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,9 +26,9 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping
 
 from shared.errors import ConfigError, batch_error_body
 from shared.replies import Reply, error
@@ -72,7 +73,7 @@ class AccessPolicy:
     platform_authentication: bool = False  # App Service Authentication is on (WEBSITE_AUTH_ENABLED)
 
     @classmethod
-    def parse(cls, mode: str, keys: Mapping[Access, str], platform_authentication: bool) -> "AccessPolicy":
+    def parse(cls, mode: str, keys: Mapping[Access, str], platform_authentication: bool) -> AccessPolicy:
         try:
             chosen = AccessMode((mode or AccessMode.KEYS.value).strip().lower())
         except ValueError:
@@ -82,9 +83,11 @@ class AccessPolicy:
             values = tuple(key.strip() for key in (text or "").split(",") if key.strip())
             short = [key for key in values if len(key) < MIN_KEY_LENGTH]
             if short:
-                raise ConfigError(f"ACCESS_{access.name}_KEYS holds a key of {len(short[0])} characters: "
-                                  f"keys must be at least {MIN_KEY_LENGTH} (generate one: python -c "
-                                  "\"import secrets; print(secrets.token_urlsafe(32))\")")
+                raise ConfigError(
+                    f"ACCESS_{access.name}_KEYS holds a key of {len(short[0])} characters: "
+                    f"keys must be at least {MIN_KEY_LENGTH} (generate one: python -c "
+                    '"import secrets; print(secrets.token_urlsafe(32))")'
+                )
             if any(len(key) > MAX_KEY_LENGTH for key in values):
                 raise ConfigError(f"ACCESS_{access.name}_KEYS holds a key longer than {MAX_KEY_LENGTH} characters")
             parsed[access] = values
@@ -100,8 +103,9 @@ class AccessPolicy:
     def _key_refusal(self, access: Access, headers: Mapping[str, str], query: Mapping[str, str]) -> Reply | None:
         in_header, in_query = headers.get(KEY_HEADER), query.get(KEY_QUERY)
         if in_header and in_query and not hmac.compare_digest(_digest(in_header), _digest(in_query)):
-            return _unauthorized(f"The {KEY_HEADER} header and the ?{KEY_QUERY}= parameter name different keys; "
-                                 "send one.")
+            return _unauthorized(
+                f"The {KEY_HEADER} header and the ?{KEY_QUERY}= parameter name different keys; send one."
+            )
         given = in_header or in_query
         if not given:
             return _unauthorized(f"This route needs a {access.value} key: send it as the {KEY_HEADER} header.")
@@ -109,8 +113,12 @@ class AccessPolicy:
             return _unauthorized(f"The key is longer than any key of this app ({MAX_KEY_LENGTH} characters).")
         accepted = self.keys.get(access, ())
         if not accepted:
-            logger.warning("a %s route was called but ACCESS_%s_KEYS is empty: the route is closed",
-                           access.value, access.name, extra={"access": access.value})
+            logger.warning(
+                "a %s route was called but ACCESS_%s_KEYS is empty: the route is closed",
+                access.value,
+                access.name,
+                extra={"access": access.value},
+            )
         offered = _digest(given)
         # Every accepted key is compared (no early exit), each as a digest of equal length.
         matches = [hmac.compare_digest(offered, _digest(key)) for key in accepted]
@@ -120,11 +128,16 @@ class AccessPolicy:
 
     def _entra_refusal(self, access: Access, headers: Mapping[str, str]) -> Reply | None:
         if not self.platform_authentication:
-            logger.error("ACCESS_MODE is entra but App Service Authentication is off (WEBSITE_AUTH_ENABLED): "
-                         "refusing every request, since any caller could forge the principal header")
-            return error(503, "AuthenticationNotConfigured",
-                         "This app expects Microsoft Entra ID sign-in, but App Service Authentication is off; "
-                         "an administrator must turn it on (see the README's access section).")
+            logger.error(
+                "ACCESS_MODE is entra but App Service Authentication is off (WEBSITE_AUTH_ENABLED): "
+                "refusing every request, since any caller could forge the principal header"
+            )
+            return error(
+                503,
+                "AuthenticationNotConfigured",
+                "This app expects Microsoft Entra ID sign-in, but App Service Authentication is off; "
+                "an administrator must turn it on (see the README's access section).",
+            )
         encoded = headers.get(PRINCIPAL_HEADER)
         if not encoded:
             return _sign_in("Sign in with Microsoft Entra ID: this route needs a bearer token for the app.")
@@ -134,8 +147,9 @@ class AccessPolicy:
             return _sign_in(f"The client principal could not be read: {failure}")
         role = APP_ROLES[access]
         if role not in roles:
-            return error(403, "InsufficientPermissions",
-                         f"The signed-in identity lacks the app role {role!r} this route needs.")
+            return error(
+                403, "InsufficientPermissions", f"The signed-in identity lacks the app role {role!r} this route needs."
+            )
         return None
 
 
@@ -150,8 +164,11 @@ def principal_roles(encoded: str) -> frozenset[str]:
     if not isinstance(principal, dict) or not isinstance(principal.get("claims"), list):
         raise ValueError("it has no list of claims")
     role_types = {principal.get("role_typ"), *ROLE_CLAIM_TYPES}
-    return frozenset(claim["val"] for claim in principal["claims"]
-                     if isinstance(claim, dict) and claim.get("typ") in role_types and isinstance(claim.get("val"), str))
+    return frozenset(
+        claim["val"]
+        for claim in principal["claims"]
+        if isinstance(claim, dict) and claim.get("typ") in role_types and isinstance(claim.get("val"), str)
+    )
 
 
 def _digest(key: str) -> bytes:

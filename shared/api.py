@@ -1,12 +1,14 @@
 """The counts API: Batch's Get Task Counts body plus freshness, validation and progress; job
 listing; a job's progress history. Every GET answers with an ETag and honours If-None-Match."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from shared.config import Settings
@@ -32,9 +34,13 @@ class Reading:
     watch_seconds: float = 0.0  # a job read is kept fresh this long (WATCH_MINUTES); 0: the read marks nothing
 
     @classmethod
-    def now_for(cls, settings: Settings, if_none_match: str | None) -> "Reading":
-        return cls(ProgressRules.from_settings(settings), datetime.now(timezone.utc), if_none_match,
-                   settings.watch_minutes * 60.0)
+    def now_for(cls, settings: Settings, if_none_match: str | None) -> Reading:
+        return cls(
+            ProgressRules.from_settings(settings),
+            datetime.now(UTC),
+            if_none_match,
+            settings.watch_minutes * 60.0,
+        )
 
 
 @dataclass(frozen=True)
@@ -51,16 +57,26 @@ class JobView:
         """What the ETag covers: the counts and validation, Batch's own counts where they disagree, the
         newest history point and the flags. Rate and ETA are recomputed whenever one of these
         changes, not as the clock moves."""
-        return {**counts_body(self.counts), **self._batch_reported(), "newestPoint": iso(self.newest_point),
-                "stalledSince": iso(self.progress.stalled_since), "failing": self.progress.failing}
+        return {
+            **counts_body(self.counts),
+            **self._batch_reported(),
+            "newestPoint": iso(self.newest_point),
+            "stalledSince": iso(self.progress.stalled_since),
+            "failing": self.progress.failing,
+        }
 
     def _batch_reported(self) -> dict[str, Any]:
         """Batch's own counts beside ours once they have disagreed longer than DISAGREEMENT_SECONDS."""
         report = self.counts.job.batch_reported
         if report is None or not report.standing(self.now):
             return {}
-        return {"batchReported": {"taskCounts": report.task_counts, "askedAt": iso(report.at),
-                                  "disagreeingSince": iso(report.since)}}
+        return {
+            "batchReported": {
+                "taskCounts": report.task_counts,
+                "askedAt": iso(report.at),
+                "disagreeingSince": iso(report.since),
+            }
+        }
 
 
 def counts_body(job: JobCounts) -> dict[str, Any]:
@@ -105,7 +121,9 @@ async def job_history(store: CountsStore, job_id: str, query: Mapping[str, str],
     if raw_since is not None:
         since = _parse_time(raw_since)
         if since is None:
-            return _bad_query("since", raw_since, "must be an ISO 8601 time with a time zone, e.g. 2026-11-25T12:00:00Z")
+            return _bad_query(
+                "since", raw_since, "must be an ISO 8601 time with a time zone, e.g. 2026-11-25T12:00:00Z"
+            )
     job, points = await asyncio.gather(store.get_job(job_id.lower()), store.progress_since(job_id.lower(), since))
     if job is None:
         return _job_not_found(job_id)
@@ -126,13 +144,14 @@ async def list_jobs(store: CountsStore, query: Mapping[str, str], url: str, read
         return _bad_query("$skiptoken", token or "", str(failure))
     start = reading.now - reading.rules.window
     recents = await asyncio.gather(*(store.recent_progress(job.job.job_key, start) for job in jobs))
-    views = [_view(job, recent[2], reading) for job, recent in zip(jobs, recents)]
+    views = [_view(job, recent[2], reading) for job, recent in zip(jobs, recents, strict=True)]
     body: dict[str, Any] = {"value": [{"id": view.counts.job.job_id, **view.body()} for view in views]}
     version: dict[str, Any] = {"value": [{"id": view.counts.job.job_id, **view.version()} for view in views]}
     if next_token:
         base = url.split("?", 1)[0]
-        body["odata.nextLink"] = version["odata.nextLink"] = \
+        body["odata.nextLink"] = version["odata.nextLink"] = (
             f"{base}?{urlencode({'maxresults': raw_size, '$skiptoken': next_token}, safe='$')}"
+        )
     return conditional(body, version, reading.if_none_match)
 
 
@@ -148,8 +167,9 @@ async def _watch(store: CountsStore, job: JobRecord, reading: Reading) -> None:
 
 
 def _view(job: JobCounts, series: list[Point], reading: Reading) -> JobView:
-    return JobView(job, progress_of(series, job.tasks, reading.now, reading.rules),
-                   series[-1].at if series else None, reading.now)
+    return JobView(
+        job, progress_of(series, job.tasks, reading.now, reading.rules), series[-1].at if series else None, reading.now
+    )
 
 
 def _point_body(point: Point) -> dict[str, Any]:
@@ -169,7 +189,9 @@ def _parse_time(text: str) -> datetime | None:
 
 
 def _bad_query(name: str, value: str, reason: str) -> Reply:
-    return error(400, "InvalidQueryParameterValue",
-                 "Value for one of the query parameters specified in the request URI is invalid.",
-                 {"QueryParameterName": name, "QueryParameterValue": value[:100], "Reason": reason})
-
+    return error(
+        400,
+        "InvalidQueryParameterValue",
+        "Value for one of the query parameters specified in the request URI is invalid.",
+        {"QueryParameterName": name, "QueryParameterValue": value[:100], "Reason": reason},
+    )

@@ -5,6 +5,7 @@ otherwise Microsoft Entra ID (the app's managed identity). Throttling (429) and 
 with backoff by the SDK's pipeline (honouring Retry-After), and every attempt goes through the
 account's request budget (``BATCH_REQUESTS_PER_SECOND``), which a refusal pauses as a whole.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,11 +13,12 @@ import json
 import logging
 import math
 import time
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from azure.batch.aio import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
@@ -34,8 +36,12 @@ PAGE_SIZE = 1000  # List Tasks' maximum
 LISTED_FIELDS = ["id", "state", "stateTransitionTime", "executionInfo", "requiredSlots", "creationTime"]
 # Throttling comes in bursts when validation fans out: every status retry the total allows (the
 # SDK's default is 3), waiting as Retry-After asks.
-_CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 6, "retry_status": 6, "retry_backoff_factor": 0.5,
-                                   "retry_backoff_max": 30}
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 6,
+    "retry_status": 6,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 30,
+}
 
 
 class RequestBudget:
@@ -44,8 +50,12 @@ class RequestBudget:
     (429 or 503, or 500 as Batch times out under load) pauses every caller until its Retry-After,
     not only the call that got it. The sync, validation and the sizing of new jobs share it."""
 
-    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+    def __init__(
+        self,
+        per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
         self.per_second = per_second
         self._interval = 1.0 / per_second
         self._clock, self._sleep = clock, sleep
@@ -70,8 +80,11 @@ class RequestBudget:
         self.refusals += 1
         until = self._clock() + (DEFAULT_REFUSAL_PAUSE if retry_after is None else retry_after)
         self._paused_until = max(self._paused_until, until)
-        logger.warning("Batch refused a request: every call to the account waits %.1f s",
-                       until - self._clock(), extra={"retry_after": retry_after})
+        logger.warning(
+            "Batch refused a request: every call to the account waits %.1f s",
+            until - self._clock(),
+            extra={"retry_after": retry_after},
+        )
 
 
 class BudgetPolicy(AsyncHTTPPolicy):
@@ -102,7 +115,7 @@ def retry_after_seconds(headers: Any) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         try:
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
 
@@ -136,18 +149,24 @@ class BatchReader:
         self._api_version = client._config.api_version  # the REST version this SDK speaks
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "BatchReader":
+    def from_settings(cls, settings: Settings) -> BatchReader:
         if not settings.batch_account_url:
             raise ConfigError("BATCH_ACCOUNT_URL is not set: validation needs the Batch account's URL")
-        if settings.batch_account_key:
+        if settings.batch_account_key and settings.batch_account_name:  # the settings require both or neither
             credential: Any = AzureNamedKeyCredential(settings.batch_account_name, settings.batch_account_key)
         else:
             from azure.identity.aio import DefaultAzureCredential
 
             credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
-        return cls(BatchClient(settings.batch_account_url, credential, **_CLIENT_OPTIONS,
-                               per_retry_policies=[BudgetPolicy(budget_for(settings))],
-                               use_env_settings=settings.proxy_from_environment))
+        return cls(
+            BatchClient(
+                settings.batch_account_url,
+                credential,
+                **_CLIENT_OPTIONS,
+                per_retry_policies=[BudgetPolicy(budget_for(settings))],
+                use_env_settings=settings.proxy_from_environment,
+            )
+        )
 
     async def close(self) -> None:
         await self._client.close()
@@ -166,8 +185,13 @@ class BatchReader:
             return None
         except AzureError as error:
             raise BatchUnavailableError(f"Batch failed reading task counts of {job_id}: {error}") from error
-        return {"active": counts.active, "running": counts.running, "completed": counts.completed,
-                "succeeded": counts.succeeded, "failed": counts.failed}
+        return {
+            "active": counts.active,
+            "running": counts.running,
+            "completed": counts.completed,
+            "succeeded": counts.succeeded,
+            "failed": counts.failed,
+        }
 
     async def job_state(self, job_id: str) -> str | None:
         """The job's state (active, completed, ...); None when Batch has no such job."""
@@ -182,14 +206,16 @@ class BatchReader:
     async def job_creation_time(self, job_id: str) -> str | None:
         """When Batch created the job (ISO 8601; no task of it is older); None when Batch has no such job."""
         try:
-            body = await self._get_page(f"/jobs/{quote(job_id, safe='')}", {"$select": "id,creationTime"}, None,
-                                        f"reading job {job_id}")
+            body = await self._get_page(
+                f"/jobs/{quote(job_id, safe='')}", {"$select": "id,creationTime"}, None, f"reading job {job_id}"
+            )
         except ResourceNotFoundError:
             return None
         return body.get("creationTime")
 
-    async def list_page(self, job_id: str, next_link: str | None, page_size: int = PAGE_SIZE,
-                        task_filter: str | None = None) -> TaskPage:
+    async def list_page(
+        self, job_id: str, next_link: str | None, page_size: int = PAGE_SIZE, task_filter: str | None = None
+    ) -> TaskPage:
         """One List Tasks page in Batch's order (all states, or those ``task_filter`` selects);
         resume with the returned next_link, which carries the filter.
 
@@ -200,8 +226,9 @@ class BatchReader:
         params: dict[str, Any] = {"maxresults": page_size, "$select": ",".join(LISTED_FIELDS)}
         if task_filter:
             params["$filter"] = task_filter
-        body = await self._get_page(f"/jobs/{quote(job_id, safe='')}/tasks", params, next_link,
-                                    f"listing tasks of {job_id}")
+        body = await self._get_page(
+            f"/jobs/{quote(job_id, safe='')}/tasks", params, next_link, f"listing tasks of {job_id}"
+        )
         return TaskPage(body.get("value", []), body.get("odata.nextLink"))
 
     async def unfinished_jobs(self) -> dict[str, str]:
@@ -209,9 +236,16 @@ class BatchReader:
         jobs: dict[str, str] = {}
         next_link = None
         while True:
-            body = await self._get_page("/jobs", {"$filter": "state ne 'completed' and state ne 'deleting'",
-                                                   "$select": "id,state", "maxresults": PAGE_SIZE},
-                                        next_link, "listing jobs")
+            body = await self._get_page(
+                "/jobs",
+                {
+                    "$filter": "state ne 'completed' and state ne 'deleting'",
+                    "$select": "id,state",
+                    "maxresults": PAGE_SIZE,
+                },
+                next_link,
+                "listing jobs",
+            )
             jobs.update((job["id"], job.get("state", "")) for job in body.get("value", []))
             next_link = body.get("odata.nextLink")
             if not next_link:

@@ -5,11 +5,13 @@ per process, with its connections reused across invocations. A script that runs 
 ``asyncio.run`` ends its loop instead: each client is then closed as the loop shuts down (asyncio.run
 cancels the tasks left and waits for them), so nothing is left unclosed at exit.
 """
+
 from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Awaitable, Callable, Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
 
 
 class Closable(Protocol):
@@ -22,8 +24,9 @@ ClientT = TypeVar("ClientT", bound=Closable)
 class PerLoop(Generic[ClientT]):
     def __init__(self) -> None:
         # loop -> (its client, the task that closes it when the loop shuts down)
-        self._clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[ClientT, asyncio.Task]]" = \
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[ClientT, asyncio.Task]] = (
             weakref.WeakKeyDictionary()
+        )
 
     def get(self, make: Callable[[], ClientT]) -> ClientT:
         loop = asyncio.get_running_loop()

@@ -3,12 +3,13 @@
 Every name here is an app setting: the same names appear in local.settings.example.json,
 the README's configuration table and the Bicep app settings.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Mapping
 
 from shared.access import Access, AccessMode, AccessPolicy
 from shared.errors import ConfigError
@@ -62,15 +63,41 @@ PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
 
 # Every app setting the app reads (code, or the host via function.json).
 APP_SETTINGS = (
-    STORAGE_CONNECTION, STORAGE_TABLE_URI, STORAGE_CLIENT_ID, TABLE_PREFIX, JOB_PARTITIONS, JOB_PARTITION_ROWS,
-    BATCH_ACCOUNT_URL, BATCH_ACCOUNT_NAME, BATCH_ACCOUNT_KEY, VALIDATION_MAX_TASKS, VALIDATION_PARALLEL_LISTINGS,
+    STORAGE_CONNECTION,
+    STORAGE_TABLE_URI,
+    STORAGE_CLIENT_ID,
+    TABLE_PREFIX,
+    JOB_PARTITIONS,
+    JOB_PARTITION_ROWS,
+    BATCH_ACCOUNT_URL,
+    BATCH_ACCOUNT_NAME,
+    BATCH_ACCOUNT_KEY,
+    VALIDATION_MAX_TASKS,
+    VALIDATION_PARALLEL_LISTINGS,
     RETENTION_DAYS,
-    TASK_SYNC_MAX_JOBS, TASK_SYNC_MAX_PAGES, TASK_SYNC_OVERLAP_SECONDS,
-    PROGRESS_WINDOW_MINUTES, PROGRESS_MAX_POINTS, STALL_MINUTES, FAILURE_ALERT_PERCENT, COUNTS_MAX_AGE_MS,
-    BATCH_REQUESTS_PER_SECOND, WATCH_MINUTES,
-    ACCESS_MODE, ACCESS_READ_KEYS, ACCESS_INGEST_KEYS, ACCESS_OPERATE_KEYS,
-    VALIDATION_SCHEDULE, TASK_SYNC_SCHEDULE, PROGRESS_SCHEDULE, BATCH_LOG_HUB, BATCH_LOG_CONSUMER_GROUP,
-    BATCH_LOG_CONNECTION, BATCH_LOG_NAMESPACE, BATCH_LOG_CREDENTIAL, BATCH_LOG_CLIENT_ID,
+    TASK_SYNC_MAX_JOBS,
+    TASK_SYNC_MAX_PAGES,
+    TASK_SYNC_OVERLAP_SECONDS,
+    PROGRESS_WINDOW_MINUTES,
+    PROGRESS_MAX_POINTS,
+    STALL_MINUTES,
+    FAILURE_ALERT_PERCENT,
+    COUNTS_MAX_AGE_MS,
+    BATCH_REQUESTS_PER_SECOND,
+    WATCH_MINUTES,
+    ACCESS_MODE,
+    ACCESS_READ_KEYS,
+    ACCESS_INGEST_KEYS,
+    ACCESS_OPERATE_KEYS,
+    VALIDATION_SCHEDULE,
+    TASK_SYNC_SCHEDULE,
+    PROGRESS_SCHEDULE,
+    BATCH_LOG_HUB,
+    BATCH_LOG_CONSUMER_GROUP,
+    BATCH_LOG_CONNECTION,
+    BATCH_LOG_NAMESPACE,
+    BATCH_LOG_CREDENTIAL,
+    BATCH_LOG_CLIENT_ID,
 )
 
 # App Service leaves this text in place when it cannot resolve a reference (no role on the vault, wrong
@@ -129,15 +156,14 @@ class Settings:
     proxy_from_environment: bool = False  # a proxy variable is set: the Azure clients read the environment
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         _refuse_unresolved_references(env)
         connection = env.get(STORAGE_CONNECTION) or None
         table_uri = env.get(STORAGE_TABLE_URI) or None
         if connection is None and table_uri is None:
             raise ConfigError(
-                f"set {STORAGE_CONNECTION} (a connection string) or {STORAGE_TABLE_URI} "
-                "(identity-based access)"
+                f"set {STORAGE_CONNECTION} (a connection string) or {STORAGE_TABLE_URI} (identity-based access)"
             )
         prefix = env.get(TABLE_PREFIX, DEFAULT_TABLE_PREFIX)
         if not (prefix.isascii() and prefix.isalnum() and prefix[:1].isalpha() and len(prefix) <= 40):
@@ -157,27 +183,35 @@ class Settings:
             batch_account_name=batch_name,
             batch_account_key=batch_key,
             validation_max_tasks=_int_setting(env, VALIDATION_MAX_TASKS, DEFAULT_VALIDATION_MAX_TASKS, 1, 10**9),
-            validation_parallel_listings=_int_setting(env, VALIDATION_PARALLEL_LISTINGS,
-                                                      DEFAULT_VALIDATION_PARALLEL_LISTINGS, 1, 64),
+            validation_parallel_listings=_int_setting(
+                env, VALIDATION_PARALLEL_LISTINGS, DEFAULT_VALIDATION_PARALLEL_LISTINGS, 1, 64
+            ),
             retention_days=_int_setting(env, RETENTION_DAYS, DEFAULT_RETENTION_DAYS, 1, 3650),
             task_sync_max_jobs=_int_setting(env, TASK_SYNC_MAX_JOBS, DEFAULT_TASK_SYNC_MAX_JOBS, 1, 10_000),
             task_sync_max_pages=_int_setting(env, TASK_SYNC_MAX_PAGES, DEFAULT_TASK_SYNC_MAX_PAGES, 1, 10_000),
-            task_sync_overlap_seconds=_int_setting(env, TASK_SYNC_OVERLAP_SECONDS, DEFAULT_TASK_SYNC_OVERLAP_SECONDS,
-                                                   0, 3600),
-            progress_window_minutes=_int_setting(env, PROGRESS_WINDOW_MINUTES, DEFAULT_PROGRESS_WINDOW_MINUTES,
-                                                 1, 24 * 60),
+            task_sync_overlap_seconds=_int_setting(
+                env, TASK_SYNC_OVERLAP_SECONDS, DEFAULT_TASK_SYNC_OVERLAP_SECONDS, 0, 3600
+            ),
+            progress_window_minutes=_int_setting(
+                env, PROGRESS_WINDOW_MINUTES, DEFAULT_PROGRESS_WINDOW_MINUTES, 1, 24 * 60
+            ),
             progress_max_points=_int_setting(env, PROGRESS_MAX_POINTS, DEFAULT_PROGRESS_MAX_POINTS, 10, 10_000),
             stall_minutes=_int_setting(env, STALL_MINUTES, DEFAULT_STALL_MINUTES, 1, 7 * 24 * 60),
             failure_alert_percent=_int_setting(env, FAILURE_ALERT_PERCENT, DEFAULT_FAILURE_ALERT_PERCENT, 1, 100),
             counts_max_age_ms=_int_setting(env, COUNTS_MAX_AGE_MS, DEFAULT_COUNTS_MAX_AGE_MS, 0, 5000),
-            batch_requests_per_second=_int_setting(env, BATCH_REQUESTS_PER_SECOND, DEFAULT_BATCH_REQUESTS_PER_SECOND,
-                                                   1, 10_000),
+            batch_requests_per_second=_int_setting(
+                env, BATCH_REQUESTS_PER_SECOND, DEFAULT_BATCH_REQUESTS_PER_SECOND, 1, 10_000
+            ),
             watch_minutes=_int_setting(env, WATCH_MINUTES, DEFAULT_WATCH_MINUTES, 0, 24 * 60),
             access=AccessPolicy.parse(
                 env.get(ACCESS_MODE, DEFAULT_ACCESS_MODE),
-                {Access.READ: env.get(ACCESS_READ_KEYS, ""), Access.INGEST: env.get(ACCESS_INGEST_KEYS, ""),
-                 Access.OPERATE: env.get(ACCESS_OPERATE_KEYS, "")},
-                env.get(PLATFORM_AUTHENTICATION, "").strip().lower() == "true"),
+                {
+                    Access.READ: env.get(ACCESS_READ_KEYS, ""),
+                    Access.INGEST: env.get(ACCESS_INGEST_KEYS, ""),
+                    Access.OPERATE: env.get(ACCESS_OPERATE_KEYS, ""),
+                },
+                env.get(PLATFORM_AUTHENTICATION, "").strip().lower() == "true",
+            ),
             proxy_from_environment=any(env.get(name) or env.get(name.lower()) for name in PROXY_VARIABLES),
         )
 

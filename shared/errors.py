@@ -1,4 +1,5 @@
 """Typed errors and the one Batch-style error body."""
+
 from __future__ import annotations
 
 from typing import Any

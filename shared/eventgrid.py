@@ -6,6 +6,7 @@ or a Batch service-log record, parsed by ``shared.servicelog``) and ``Batch.Task
 ``jobId`` and ``id``; its time is the envelope's ``eventTime``/``time``). Anything else in an
 element is rejected with a reason; the rest of the delivery still counts.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,19 @@ from shared import servicelog
 from shared.counting import TaskStatus
 from shared.errors import InvalidEventError, TaskCountsError
 from shared.events import (
-    TASK_DELETED, TASK_STATE_CHANGED, Delivery, Rejection, TaskEvent, batch_id, event_id_of, job_and_task_ids,
-    raw_text, required_str, short, task_status, ticks_of,
+    TASK_DELETED,
+    TASK_STATE_CHANGED,
+    Delivery,
+    Rejection,
+    TaskEvent,
+    batch_id,
+    event_id_of,
+    job_and_task_ids,
+    raw_text,
+    required_str,
+    short,
+    task_status,
+    ticks_of,
 )
 
 SUBSCRIPTION_VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
@@ -98,6 +110,4 @@ def parse_event(element: Any, received_at: datetime) -> TaskEvent | None:
         ticks = ticks_of(element.get(envelope_time_field), envelope_time_field, received_at)
         return TaskEvent(event_id, event_type, job_id, task_id, TaskStatus.observed(ticks, 0, None, None, 1))
 
-    raise InvalidEventError(
-        f"unsupported event type {event_type!r}: expected {TASK_STATE_CHANGED} or {TASK_DELETED}"
-    )
+    raise InvalidEventError(f"unsupported event type {event_type!r}: expected {TASK_STATE_CHANGED} or {TASK_DELETED}")

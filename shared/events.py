@@ -6,17 +6,25 @@ service log through Event Hubs (``shared.servicelog``), and Batch task objects f
 into the ``TaskEvent`` below; a malformed element raises InvalidEventError with the reason that
 is kept with it.
 """
+
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from shared.counting import (
-    ID_RULE, MAX_ATTEMPT, MAX_REQUIRED_SLOTS, RESULT_OF_VALUE, STATE_OF_VALUE, TaskResult, TaskState, TaskStatus,
+    ID_RULE,
+    MAX_ATTEMPT,
+    MAX_REQUIRED_SLOTS,
+    RESULT_OF_VALUE,
+    STATE_OF_VALUE,
+    TaskResult,
+    TaskState,
+    TaskStatus,
     is_batch_id,
 )
 from shared.errors import InvalidEventError
@@ -25,13 +33,13 @@ TASK_STATE_CHANGED = "Batch.TaskStateChanged"
 TASK_DELETED = "Batch.TaskDeleted"
 
 MAX_FUTURE = timedelta(hours=1)  # clock skew tolerated; a far-future time would pin a task forever
-EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):?(\d{2}))",
     re.ASCII,  # ASCII digits only, as ISO 8601 (and the shortcut in _raw_ticks) read them
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EARLIEST_TICKS = (EARLIEST - _EPOCH) // timedelta(microseconds=1) * 10
 TICKS_PER_SECOND = 10_000_000
 
@@ -187,8 +195,14 @@ def _latest_ticks(received_at: datetime) -> int:
 def _raw_ticks(value: Any, field: str) -> int:
     # Batch's own form (seven fractional digits, Z), most of a listing's and a delivery's timestamps:
     # its second is looked up, the rest is one int().
-    if (isinstance(value, str) and len(value) == 28 and value[19] == "." and value[27] in "Zz"
-            and (fraction := value[20:27]).isascii() and fraction.isdigit()):
+    if (
+        isinstance(value, str)
+        and len(value) == 28
+        and value[19] == "."
+        and value[27] in "Zz"
+        and (fraction := value[20:27]).isascii()
+        and fraction.isdigit()
+    ):
         return _second_ticks_of(value[:19], field) + int(fraction)
     match = _TIMESTAMP.fullmatch(value) if isinstance(value, str) else None
     if match is None:
@@ -197,7 +211,7 @@ def _raw_ticks(value: Any, field: str) -> int:
         )
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     try:
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone.utc)
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
     except ValueError as error:
         raise InvalidEventError(f"{field} is not a real time: {error}") from None
     if not zulu:

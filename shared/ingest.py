@@ -7,12 +7,13 @@
   raised; only storage trouble raises (StoreUnavailableError), so the trigger's retry policy runs
   the same messages again before the checkpoint moves.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Mapping
 
 from shared import servicelog
 from shared.eventgrid import MAX_DELIVERY_BYTES, InvalidDeliveryError, parse_delivery
@@ -34,8 +35,14 @@ class IngestOutcome:
     rejected: int
 
 
-async def handle_delivery(store: CountsStore, method: str, headers: Mapping[str, str], body: bytes,
-                          received_at: datetime, refusal: Reply | None = None) -> Reply:
+async def handle_delivery(
+    store: CountsStore,
+    method: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    received_at: datetime,
+    refusal: Reply | None = None,
+) -> Reply:
     """``refusal``: the edge found the caller without ingest access. Then only Event Grid's handshakes
     are answered (they read and write nothing, and may come without the delivery's key header); every
     other request gets the refusal, with nothing kept."""
@@ -43,8 +50,11 @@ async def handle_delivery(store: CountsStore, method: str, headers: Mapping[str,
     if method.upper() == "OPTIONS":
         return _abuse_protection_handshake(headers)
     if len(body) > MAX_DELIVERY_BYTES:
-        return refusal or error(413, "RequestBodyTooLarge",
-                                f"A delivery may be at most {MAX_DELIVERY_BYTES} bytes; this one is {len(body)}.")
+        return refusal or error(
+            413,
+            "RequestBodyTooLarge",
+            f"A delivery may be at most {MAX_DELIVERY_BYTES} bytes; this one is {len(body)}.",
+        )
     try:
         delivery = parse_delivery(body, received_at)
     except InvalidDeliveryError as failure:
@@ -56,15 +66,19 @@ async def handle_delivery(store: CountsStore, method: str, headers: Mapping[str,
         return refusal
 
     outcome = await apply_delivery(store, delivery, received_at, "Event Grid delivery")
-    return ok({
-        "received": outcome.received,
-        "applied": outcome.applied,
-        "unchanged": outcome.unchanged,
-        "ignored": outcome.ignored,
-        "rejected": outcome.rejected,
-        "rejections": [{"index": r.index, "eventId": r.event_id, "reason": r.reason}
-                       for r in delivery.rejections[:MAX_REJECTIONS_LISTED]],
-    })
+    return ok(
+        {
+            "received": outcome.received,
+            "applied": outcome.applied,
+            "unchanged": outcome.unchanged,
+            "ignored": outcome.ignored,
+            "rejected": outcome.rejected,
+            "rejections": [
+                {"index": r.index, "eventId": r.event_id, "reason": r.reason}
+                for r in delivery.rejections[:MAX_REJECTIONS_LISTED]
+            ],
+        }
+    )
 
 
 async def apply_service_log(store: CountsStore, bodies: Iterable[str | bytes], received_at: datetime) -> IngestOutcome:
@@ -78,17 +92,31 @@ async def apply_delivery(store: CountsStore, delivery: Delivery, received_at: da
     if delivery.rejections:
         await store.keep_rejected(delivery.rejections, received_at)
         for rejection in delivery.rejections:
-            logger.warning("event rejected: %s", rejection.reason,
-                           extra={"event_id": rejection.event_id, "index": rejection.index, "source": source})
+            logger.warning(
+                "event rejected: %s",
+                rejection.reason,
+                extra={"event_id": rejection.event_id, "index": rejection.index, "source": source},
+            )
     applied: ApplyOutcome = await store.apply(delivery.events)
     outcome = IngestOutcome(
-        received=len(delivery.events) + len(delivery.rejections) + delivery.ignored, applied=applied.applied,
-        unchanged=applied.unchanged, ignored=delivery.ignored, rejected=len(delivery.rejections))
-    logger.info("%s applied", source, extra={
-        "events": len(delivery.events), "applied": outcome.applied, "unchanged": outcome.unchanged,
-        "ignored": outcome.ignored, "rejected": outcome.rejected,
-        "jobs": sorted({event.job_id for event in delivery.events})[:20],
-    })
+        received=len(delivery.events) + len(delivery.rejections) + delivery.ignored,
+        applied=applied.applied,
+        unchanged=applied.unchanged,
+        ignored=delivery.ignored,
+        rejected=len(delivery.rejections),
+    )
+    logger.info(
+        "%s applied",
+        source,
+        extra={
+            "events": len(delivery.events),
+            "applied": outcome.applied,
+            "unchanged": outcome.unchanged,
+            "ignored": outcome.ignored,
+            "rejected": outcome.rejected,
+            "jobs": sorted({event.job_id for event in delivery.events})[:20],
+        },
+    )
     return outcome
 
 
@@ -97,5 +125,4 @@ def _abuse_protection_handshake(headers: Mapping[str, str]) -> Reply:
     origin = headers.get("webhook-request-origin")
     if not origin:
         return error(400, "MissingRequiredHeader", "An OPTIONS request must carry WebHook-Request-Origin.")
-    return Reply(200, None, {"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*",
-                             "Allow": "POST, OPTIONS"})
+    return Reply(200, None, {"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*", "Allow": "POST, OPTIONS"})

@@ -5,13 +5,14 @@ Alerts are warnings logged once per episode. The message itself carries the aler
 ``ALERT_PREFIX``, because that is what reaches Application Insights' ``traces`` from any Python
 worker (``extra`` fields may not become customDimensions); the Bicep log alert rules search it.
 """
+
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from shared.config import Settings
 from shared.progress import Alert, ProgressRules, alerts_due, iso, next_point, points_to_drop, progress_of
@@ -46,19 +47,22 @@ async def record_progress(store: CountsStore, settings: Settings, now: datetime)
     jobs = [job async for job in store.all_jobs()]
     outcomes = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
     recorded = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
-    for job, outcome in zip(jobs, outcomes):
+    for job, outcome in zip(jobs, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             logger.warning("could not record progress: %s", outcome, extra={"job_id": job.job.job_id})
     if jobs and not recorded:
-        raise next(outcome for outcome in outcomes if isinstance(outcome, BaseException))  # the host counts a failed run
+        raise next(
+            outcome for outcome in outcomes if isinstance(outcome, BaseException)
+        )  # the host counts a failed run
     # Column sums of (points, alerts, thinned); the zero row keeps a run with no job at zeros.
-    run = ProgressRun(len(recorded), *(sum(column) for column in zip((0, 0, 0), *recorded)))
+    run = ProgressRun(len(recorded), *(sum(column) for column in zip((0, 0, 0), *recorded, strict=True)))
     logger.info("progress recorded", extra={"jobs": run.jobs, "points": run.points, "alerts": run.alerts})
     return run
 
 
-async def _record_job(store: CountsStore, settings: Settings, rules: ProgressRules, job: JobCounts,
-                      now: datetime) -> tuple[int, int, int]:
+async def _record_job(
+    store: CountsStore, settings: Settings, rules: ProgressRules, job: JobCounts, now: datetime
+) -> tuple[int, int, int]:
     key = job.job.job_key
     episodes, held, series = await store.recent_progress(key, now - rules.window)
     point = next_point(series[-1] if series else None, job.tasks, now)
@@ -84,19 +88,30 @@ async def _record_job(store: CountsStore, settings: Settings, rules: ProgressRul
 
 def _log_alert(job: JobCounts, alert: Alert) -> None:
     record = {"alert": alert.kind, "jobId": job.job.job_id, "since": iso(alert.since), **job.tasks.as_dict()}
-    logger.warning("%s%s", ALERT_PREFIX, json.dumps(record, separators=(",", ":")),
-                   extra={"job_id": job.job.job_id, "alert": alert.kind, "since": record["since"]})
+    logger.warning(
+        "%s%s",
+        ALERT_PREFIX,
+        json.dumps(record, separators=(",", ":")),
+        extra={"job_id": job.job.job_id, "alert": alert.kind, "since": record["since"]},
+    )
 
 
 def report_service_log_lag(enqueued: list[datetime | None], now: datetime) -> bool:
     """Raise the lagging alert when an invocation's oldest record was enqueued a day or more ago (each
     retry of a failing batch raises it again, so it fires for as long as the reader is stuck)."""
-    times = [when if when.tzinfo else when.replace(tzinfo=timezone.utc) for when in enqueued if when is not None]
+    times = [when if when.tzinfo else when.replace(tzinfo=UTC) for when in enqueued if when is not None]
     if not times or now - min(times) < SERVICE_LOG_LAG_ALERT:
         return False
     oldest = min(times)
-    record = {"alert": SERVICE_LOG_LAGGING, "oldestEnqueued": iso(oldest),
-              "hoursBehind": round((now - oldest).total_seconds() / 3600, 1)}
-    logger.warning("%s%s", ALERT_PREFIX, json.dumps(record, separators=(",", ":")),
-                   extra={"alert": SERVICE_LOG_LAGGING, "since": record["oldestEnqueued"]})
+    record = {
+        "alert": SERVICE_LOG_LAGGING,
+        "oldestEnqueued": iso(oldest),
+        "hoursBehind": round((now - oldest).total_seconds() / 3600, 1),
+    }
+    logger.warning(
+        "%s%s",
+        ALERT_PREFIX,
+        json.dumps(record, separators=(",", ":")),
+        extra={"alert": SERVICE_LOG_LAGGING, "since": record["oldestEnqueued"]},
+    )
     return True

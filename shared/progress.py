@@ -6,11 +6,12 @@ number of completed tasks last changed, so a stall is read off the newest point 
 
 Everything here is arithmetic over points, counts and a given ``now``: no clock, no I/O.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Sequence
 
 from shared.config import Settings
 from shared.counting import Counts
@@ -33,10 +34,12 @@ class ProgressRules:
     failure_ratio: float  # recent failed / recent completed at or above this: failing (0..1)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ProgressRules":
-        return cls(window=timedelta(minutes=settings.progress_window_minutes),
-                   stall_after=timedelta(minutes=settings.stall_minutes),
-                   failure_ratio=settings.failure_alert_percent / 100)
+    def from_settings(cls, settings: Settings) -> ProgressRules:
+        return cls(
+            window=timedelta(minutes=settings.progress_window_minutes),
+            stall_after=timedelta(minutes=settings.stall_minutes),
+            failure_ratio=settings.failure_alert_percent / 100,
+        )
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ class Progress:
     def as_dict(self) -> dict:
         return {
             "asOf": iso(self.as_of),
-            "completionsPerMinute": None if self.completions_per_minute is None
+            "completionsPerMinute": None
+            if self.completions_per_minute is None
             else round(self.completions_per_minute, 3),
             "eta": iso(self.eta),
             "stalledSince": iso(self.stalled_since),
@@ -96,10 +100,10 @@ def progress_of(series: Sequence[Point], counts: Counts, now: datetime, rules: P
     eta = now + timedelta(minutes=left / rate) if rate and left else None
     recent_failed = counts.failed - baseline.counts.failed
     recent_ratio = _ratio_of(recent_failed, completed) if completed > 0 and recent_failed >= 0 else None
-    failing = (recent_ratio is not None and completed >= MIN_RECENT_COMPLETIONS
-               and recent_ratio >= rules.failure_ratio)
-    return Progress(now, rate, eta, stalled_since(series[-1], counts, now, rules.stall_after), recent_ratio,
-                    overall, failing)
+    failing = recent_ratio is not None and completed >= MIN_RECENT_COMPLETIONS and recent_ratio >= rules.failure_ratio
+    return Progress(
+        now, rate, eta, stalled_since(series[-1], counts, now, rules.stall_after), recent_ratio, overall, failing
+    )
 
 
 def stalled_since(newest: Point, counts: Counts, now: datetime, stall_after: timedelta) -> datetime | None:
@@ -121,7 +125,7 @@ def points_to_drop(times: Sequence[datetime], max_points: int) -> list[datetime]
     The first and the newest points are always kept."""
     if len(times) <= max_points:
         return []
-    older = times[1:len(times) // 2 + 1]
+    older = times[1 : len(times) // 2 + 1]
     return list(older[::2])
 
 

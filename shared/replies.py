@@ -3,13 +3,15 @@
 A function folder turns a Reply into ``func.HttpResponse(reply.text, status_code=reply.status,
 headers=reply.headers)``; ``guarded`` is the edge's one place that logs an unexpected error.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable
+from typing import Any
 
 from shared.errors import StoreUnavailableError, batch_error_body
 
@@ -62,8 +64,9 @@ def error(status: int, code: str, message: str, values: dict[str, str] | None = 
 
 def store_unavailable(error_: StoreUnavailableError) -> Reply:
     # 503 makes Event Grid redeliver and tells API callers to retry; nothing was half-applied.
-    return Reply(503, batch_error_body("ServerBusy", f"The server is busy; retry later. {error_}"),
-                 {"Retry-After": "10"})
+    return Reply(
+        503, batch_error_body("ServerBusy", f"The server is busy; retry later. {error_}"), {"Retry-After": "10"}
+    )
 
 
 async def guarded(logger: logging.Logger, work: Awaitable[Reply], **log_fields: Any) -> Reply:

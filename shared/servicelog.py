@@ -28,18 +28,31 @@ attempt loses to anything newer, whatever the arrival order. A TaskStartEvent ca
 start (retries + requeues) wins the tie, with the same state. A TaskCompleteEvent and a
 TaskFailEvent of the same failure carry the same end time, attempt and result: one version.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from shared.counting import TaskResult, TaskState, TaskStatus
 from shared.errors import InvalidEventError
 from shared.events import (
-    Delivery, Rejection, TaskEvent, attempt_of, is_int, job_and_task_ids, optional_object, raw_text,
-    required_slots_of, required_str, result_of, short, ticks_of,
+    Delivery,
+    Rejection,
+    TaskEvent,
+    attempt_of,
+    is_int,
+    job_and_task_ids,
+    optional_object,
+    raw_text,
+    required_slots_of,
+    required_str,
+    result_of,
+    short,
+    ticks_of,
 )
 
 TASK_START = "TaskStartEvent"
@@ -99,7 +112,8 @@ def parse_record(record: Any, received_at: datetime, event_id: str | None = None
     properties = _properties(record)
     task_type = properties.get("taskType")
     if (isinstance(task_type, str) and task_type.lower() not in COUNTED_TASK_TYPES) or (
-            "id" not in properties and "taskId" not in properties and "taskName" in properties):
+        "id" not in properties and "taskId" not in properties and "taskName" in properties
+    ):
         return None
     job_id, task_id = job_and_task_ids(properties)
     execution = optional_object(properties, "executionInfo")

@@ -7,11 +7,12 @@ and no key: its script asks for the read key once, keeps it in the tab's session
 storage only when asked to remember it) and sends it as the ``x-functions-key`` header, so the key
 never appears in a URL; with Microsoft Entra ID it offers to sign in instead.
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from shared.errors import batch_error_body
@@ -21,12 +22,16 @@ ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
 OPENAPI = ROOT / "openapi.json"
 INDEX = "index.html"
-CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".css": "text/css; charset=utf-8", ".json": "application/json"}
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+}
 # The page talks to this app only; nothing inline, nothing framed.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
@@ -68,7 +73,7 @@ def _web_files() -> frozenset[str]:
     return frozenset(path.name for path in WEB.iterdir() if path.is_file() and path.suffix in CONTENT_TYPES)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(path: Path) -> tuple[bytes, str]:
     """A file's bytes and ETag, read once per process (they change only with a deployment)."""
     content = path.read_bytes()

@@ -16,13 +16,14 @@ refusal pauses as a whole. One run at a time (a lease in the job index); the wat
 of their own every second (``run_watched``). A run that still fails after the client's retries
 stops early and keeps what it finished.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -61,10 +62,18 @@ class SyncReport:
     failed: str | None = None
 
     def to_json(self) -> dict:
-        return {"runId": self.run_id, "skipped": self.skipped, "jobsReached": self.jobs_reached,
-                "jobsWaiting": self.jobs_waiting, "pages": self.pages, "tasksListed": self.tasks_listed,
-                "applied": self.applied, "invalid": self.invalid, "resumedLater": self.resumed_later,
-                "failed": self.failed}
+        return {
+            "runId": self.run_id,
+            "skipped": self.skipped,
+            "jobsReached": self.jobs_reached,
+            "jobsWaiting": self.jobs_waiting,
+            "pages": self.pages,
+            "tasksListed": self.tasks_listed,
+            "applied": self.applied,
+            "invalid": self.invalid,
+            "resumedLater": self.resumed_later,
+            "failed": self.failed,
+        }
 
 
 def changed_since_filter(watermark_ticks: int, overlap_seconds: int) -> str:
@@ -73,8 +82,9 @@ def changed_since_filter(watermark_ticks: int, overlap_seconds: int) -> str:
     return f"stateTransitionTime ge DateTime'{ticks_to_iso(since)}'"
 
 
-def plan(unfinished: dict[str, str], positions: dict[str, SyncPosition], max_jobs: int,
-         now: datetime) -> tuple[list[SyncPosition], int]:
+def plan(
+    unfinished: dict[str, str], positions: dict[str, SyncPosition], max_jobs: int, now: datetime
+) -> tuple[list[SyncPosition], int]:
     """The jobs this run reaches and how many wait. Due: a job never synced, one whose listing is
     half done, one whose last listing found changes within ACTIVE_SECONDS (every run), and any
     other once IDLE_SYNC_SECONDS have passed since its last sync. Never synced first, then the
@@ -99,6 +109,7 @@ def _is_due(position: SyncPosition, now: datetime) -> bool:
 
 async def run(store: CountsStore, batch: BatchReader, settings: Settings, now: datetime) -> SyncReport:
     """One sync run over the account's jobs (the SyncTasks timer calls this)."""
+
     async def choose(report: SyncReport) -> list[tuple[SyncPosition, bool]]:
         unfinished = await batch.unfinished_jobs()
         unfinished_keys = {job_id.lower() for job_id in unfinished}
@@ -149,12 +160,22 @@ async def _compare_with_batch(store: CountsStore, batch: BatchReader, position: 
     since = previous.since if previous is not None else now
     await store.record_batch_report(position.job_key, BatchReported(reported, now, since))
     if previous is None:
-        logger.info("Batch's own counts differ from ours", extra={"job_id": position.job_id, "batch": reported,
-                                                                  "ours": ours.tasks.as_dict()})
+        logger.info(
+            "Batch's own counts differ from ours",
+            extra={"job_id": position.job_id, "batch": reported, "ours": ours.tasks.as_dict()},
+        )
 
 
-async def _run(store: CountsStore, batch: BatchReader, settings: Settings, now: datetime, lease: str,
-               choose, what: str, after_job=None) -> SyncReport:
+async def _run(
+    store: CountsStore,
+    batch: BatchReader,
+    settings: Settings,
+    now: datetime,
+    lease: str,
+    choose,
+    what: str,
+    after_job=None,
+) -> SyncReport:
     """Sync the jobs ``choose`` picks, at most JOBS_IN_FLIGHT at once, holding ``lease`` (one run at a
     time); ``after_job(position)`` then, if given."""
     report = SyncReport(run_id=uuid.uuid4().hex)
@@ -181,24 +202,41 @@ async def _run(store: CountsStore, batch: BatchReader, settings: Settings, now: 
     finally:
         await store.release_lease(lease, report.run_id)
     log = logger.warning if report.failed else (logger.info if report.applied or report.resumed_later else logger.debug)
-    log("%s: %d jobs, %d pages, %d tasks listed, %d applied", what, report.jobs_reached, report.pages,
-        report.tasks_listed, report.applied, extra=report.to_json())
+    log(
+        "%s: %d jobs, %d pages, %d tasks listed, %d applied",
+        what,
+        report.jobs_reached,
+        report.pages,
+        report.tasks_listed,
+        report.applied,
+        extra=report.to_json(),
+    )
     return report
 
 
-async def _sync_job(store: CountsStore, batch: BatchReader, settings: Settings, position: SyncPosition,
-                    unfinished: bool, now: datetime, report: SyncReport) -> None:
+async def _sync_job(
+    store: CountsStore,
+    batch: BatchReader,
+    settings: Settings,
+    position: SyncPosition,
+    unfinished: bool,
+    now: datetime,
+    report: SyncReport,
+) -> None:
     # The watermark is when this job's listing began, not when the run did: in a long run (many jobs,
     # a paced budget) the run's start would fall minutes behind and every later listing re-list them.
-    began = max(now, datetime.now(timezone.utc))
+    began = max(now, datetime.now(UTC))
     started_ticks = datetime_to_ticks(began)
     if position.next_link:  # resume a listing the page budget cut
         next_link, listing_started = position.next_link, position.listing_started_ticks or started_ticks
         task_filter = None
     else:
         next_link, listing_started = None, started_ticks
-        task_filter = (None if position.watermark_ticks is None
-                       else changed_since_filter(position.watermark_ticks, settings.task_sync_overlap_seconds))
+        task_filter = (
+            None
+            if position.watermark_ticks is None
+            else changed_since_filter(position.watermark_ticks, settings.task_sync_overlap_seconds)
+        )
     extra = {"job_id": position.job_id}
     listed = 0
     try:
@@ -232,9 +270,19 @@ async def _sync_job(store: CountsStore, batch: BatchReader, settings: Settings, 
         return
     if next_link:
         report.resumed_later.append(position.job_id)
-        await store.record_sync(replace(position, next_link=next_link, listing_started_ticks=listing_started,
-                                        finished=False, changed_at=began))
+        await store.record_sync(
+            replace(
+                position, next_link=next_link, listing_started_ticks=listing_started, finished=False, changed_at=began
+            )
+        )
     else:
-        await store.record_sync(replace(position, watermark_ticks=listing_started, next_link=None,
-                                        listing_started_ticks=None, finished=not unfinished,
-                                        changed_at=began if listed else position.changed_at))
+        await store.record_sync(
+            replace(
+                position,
+                watermark_ticks=listing_started,
+                next_link=None,
+                listing_started_ticks=None,
+                finished=not unfinished,
+                changed_at=began if listed else position.changed_at,
+            )
+        )

@@ -1,5 +1,6 @@
 """At most once an interval per key, in this process: the watched-job marks and Batch's own counts
 beside ours both need it, so each costs its storage or Batch call rarely however often it is asked."""
+
 from __future__ import annotations
 
 

@@ -2,27 +2,29 @@
 
 A pass over one job: ``begin`` (size check, creation time, scan id), ``list_pages`` for every List
 Tasks page of every creation-time slice (all states, so a task that changes state mid-scan is still
-listed exactly once; each page's tasks are kept per shard in the scans table), ``sweep`` per partition (counter check, then
-listed-newer corrections and removals through the same ETag-guarded path as events), ``finish``
-(marks the job validated with what was found). The orchestration is in ``shared.workflow``.
+listed exactly once; each page's tasks are kept per shard in the scans table), ``sweep`` per
+partition (counter check, then listed-newer corrections and removals through the same ETag-guarded
+path as events), ``finish`` (marks the job validated with what was found). The orchestration is in ``shared.workflow``.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared import workflow
 from shared.batch import BatchReader, get_batch
 from shared.config import Settings, get_settings
 from shared.errors import InvalidEventError
 from shared.events import datetime_to_ticks, task_status, ticks_of, ticks_to_datetime, ticks_to_iso
-from shared import workflow
+from shared.replies import Reply, error, ok
 from shared.store import CountsStore, JobCounts, get_store, shard_of
 from shared.store.layout import partitions_for
-from shared.replies import Reply, error, ok
 from shared.store.reconcile import DRIFT_KINDS
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ Activity = Callable[[Deps, Any], Awaitable[Any]]
 
 def default_deps() -> Deps:
     settings = get_settings()
-    return Deps(get_store(settings), get_batch(settings), settings, datetime.now(timezone.utc))
+    return Deps(get_store(settings), get_batch(settings), settings, datetime.now(UTC))
 
 
 def activity(work: Activity, deps: Callable[[], Deps] = default_deps) -> Callable[[Any], Awaitable[Any]]:
@@ -102,7 +104,7 @@ async def select_jobs(deps: Deps) -> dict:
         state = await deps.batch.job_state(job.job.job_id)
         if state is None:
             remove.append({**ref, "reason": "JobNotFound"})
-        elif state == "completed" and deps.now - validated_at > retention:
+        elif state == "completed" and validated_at is not None and deps.now - validated_at > retention:
             remove.append({**ref, "reason": f"completed and validated over {deps.settings.retention_days} days ago"})
     logger.info("validation planned", extra={"validate": len(validate), "remove": len(remove)})
     return {"validate": validate, "remove": remove}
@@ -113,13 +115,19 @@ async def schedule(client: Any, deps: Deps) -> dict:
     validation uses, so one job never has two at once, and a long pass over a huge job delays no
     other job), unless it is still running; hand removals to one clean-up orchestration."""
     plan = await select_jobs(deps)
-    started = [job["jobId"] for job in plan["validate"]
-               if await start_unless_running(client, workflow.VALIDATE_JOB, workflow.on_demand_instance_id(job["jobKey"]),
-                                             job)]
+    started = [
+        job["jobId"]
+        for job in plan["validate"]
+        if await start_unless_running(client, workflow.VALIDATE_JOB, workflow.on_demand_instance_id(job["jobKey"]), job)
+    ]
     removing = bool(plan["remove"]) and await start_unless_running(
-        client, workflow.REMOVE_JOBS, workflow.REMOVAL_INSTANCE_ID, plan["remove"])
-    return {"started": started, "stillRunning": len(plan["validate"]) - len(started),
-            "removing": [job["jobId"] for job in plan["remove"]] if removing else []}
+        client, workflow.REMOVE_JOBS, workflow.REMOVAL_INSTANCE_ID, plan["remove"]
+    )
+    return {
+        "started": started,
+        "stillRunning": len(plan["validate"]) - len(started),
+        "removing": [job["jobId"] for job in plan["remove"]] if removing else [],
+    }
 
 
 async def remove_job(deps: Deps, job: dict) -> dict:
@@ -137,17 +145,26 @@ async def begin(deps: Deps, job: dict) -> dict:
         return await remove_job(deps, {**job, "reason": "JobNotFound"})
     await deps.store.register_job(job_id)  # validation may meet a job before any event
     known = await deps.store.get_job(job_key)  # read afresh: another process may have resharded it
-    if job.get("reshardedTo") and known.resharding_to == job["reshardedTo"]:
+    if known is not None and job.get("reshardedTo") and known.resharding_to == job["reshardedTo"]:
         await deps.store.finish_reshard(job_key, job["reshardedTo"])
         known = await deps.store.get_job(job_key)
+    if known is None:  # removed (a cleanup pass) since it was registered above
+        return await remove_job(deps, {**job, "reason": "removed while the pass began"})
     # A reshard left unfinished (a failed pass) is finished as it began: its sources are sealed for it.
     wanted = known.resharding_to or partitions_for(size, deps.settings.job_partition_rows, known.partitions)
     if wanted > known.partitions:
         await deps.store.begin_reshard(job_key, wanted)
-        logger.info("job outgrew its partitions; resharding", extra={
-            "job_id": job_id, "tasks": size, "partitions": known.partitions, "target": wanted})
-        return {"jobId": job_id, "jobKey": job_key, "action": "reshard", "partitions": known.partitions,
-                "target": wanted}
+        logger.info(
+            "job outgrew its partitions; resharding",
+            extra={"job_id": job_id, "tasks": size, "partitions": known.partitions, "target": wanted},
+        )
+        return {
+            "jobId": job_id,
+            "jobKey": job_key,
+            "action": "reshard",
+            "partitions": known.partitions,
+            "target": wanted,
+        }
     limit = deps.settings.validation_max_tasks
     if size > limit:
         note = f"{size} tasks is over VALIDATION_MAX_TASKS ({limit}); counts come from events only"
@@ -159,10 +176,18 @@ async def begin(deps: Deps, job: dict) -> dict:
         return await remove_job(deps, {**job, "reason": "JobNotFound"})
     started = datetime_to_ticks(deps.now)
     await deps.store.drop_scans(job_key, before=f"{datetime_to_ticks(deps.now - ABANDONED_SCAN_AGE):019d}")
-    return {"jobId": job_id, "jobKey": job_key, "action": "validate", "scanId": f"{started:019d}",
-            "scanStartedTicks": started, "createdTicks": ticks_of(created, "the job's creationTime", deps.now),
-            "partitions": known.partitions, "expectedTasks": size, "knownSpan": known.created_span,
-            "parallelListings": deps.settings.validation_parallel_listings}
+    return {
+        "jobId": job_id,
+        "jobKey": job_key,
+        "action": "validate",
+        "scanId": f"{started:019d}",
+        "scanStartedTicks": started,
+        "createdTicks": ticks_of(created, "the job's creationTime", deps.now),
+        "partitions": known.partitions,
+        "expectedTasks": size,
+        "knownSpan": known.created_span,
+        "parallelListings": deps.settings.validation_parallel_listings,
+    }
 
 
 async def reshard(deps: Deps, move: dict) -> dict:
@@ -190,14 +215,20 @@ async def list_pages(deps: Deps, scan: dict) -> dict:
             return {"split": True}
         by_shard, skipped, created = _by_shard(page.tasks, scan, deps.now)
         span = workflow.widened(span, created)
-        await deps.store.record_listing(scan["jobKey"], scan["scanId"], f"{piece['low']:019d}-{page_number:06d}",
-                                        by_shard)
+        await deps.store.record_listing(
+            scan["jobKey"], scan["scanId"], f"{piece['low']:019d}-{page_number:06d}", by_shard
+        )
         listed, invalid, page_number = listed + len(page.tasks) - skipped, invalid + skipped, page_number + 1
         next_link = page.next_link
         if not next_link:
             break
-    return {"next": next_link, "pages": page_number - piece["pages"], "listed": listed, "invalid": invalid,
-            "created": span}
+    return {
+        "next": next_link,
+        "pages": page_number - piece["pages"],
+        "listed": listed,
+        "invalid": invalid,
+        "created": span,
+    }
 
 
 def _by_shard(tasks: list[dict], scan: dict, now: datetime) -> tuple[dict[int, list], int, list[int] | None]:
@@ -223,34 +254,47 @@ def _by_shard(tasks: list[dict], scan: dict, now: datetime) -> tuple[dict[int, l
 
 def creation_filter(low_ticks: int, high_ticks: int) -> str:
     """List Tasks' $filter for the tasks created in [low, high)."""
-    return (f"creationTime ge DateTime'{ticks_to_iso(low_ticks)}' and "
-            f"creationTime lt DateTime'{ticks_to_iso(high_ticks)}'")
+    return (
+        f"creationTime ge DateTime'{ticks_to_iso(low_ticks)}' and creationTime lt DateTime'{ticks_to_iso(high_ticks)}'"
+    )
 
 
 async def sweep(deps: Deps, scan: dict) -> dict:
     """Reconcile one partition with what the scan listed for it."""
     listed = await deps.store.listed_in_shard(scan["jobKey"], scan["scanId"], scan["shard"])
-    return await deps.store.reconcile_partition(scan["jobKey"], scan["shard"], scan["partitions"], listed,
-                                                scan["scanStartedTicks"], scan["jobId"])
+    return await deps.store.reconcile_partition(
+        scan["jobKey"], scan["shard"], scan["partitions"], listed, scan["scanStartedTicks"], scan["jobId"]
+    )
 
 
 async def finish(deps: Deps, scan: dict) -> dict:
     """Mark the job validated as of the scan's start, with the drift found, and drop the listing."""
-    totals = {name: sum(sweep_result[name] for sweep_result in scan["sweeps"])
-              for name in ("checked", *DRIFT_KINDS, "countersRepaired", "counterCheckDeferred")}
-    summary = {
-        "scanStartedAt": ticks_to_iso(scan["scanStartedTicks"]), "finishedAt": deps.now.isoformat(),
-        "tasksListed": scan["tasksListed"], "pages": scan["pages"],
-        "corrected": {kind: totals[kind] for kind in DRIFT_KINDS},
-        "countersRepaired": totals["countersRepaired"], "counterCheckDeferred": totals["counterCheckDeferred"],
+    totals = {
+        name: sum(sweep_result[name] for sweep_result in scan["sweeps"])
+        for name in ("checked", *DRIFT_KINDS, "countersRepaired", "counterCheckDeferred")
     }
-    await deps.store.mark_validation(scan["jobKey"], VALIDATED, None, ticks_to_datetime(scan["scanStartedTicks"]),
-                                     summary, scan.get("createdSpan"))  # where the next pass slices
+    summary = {
+        "scanStartedAt": ticks_to_iso(scan["scanStartedTicks"]),
+        "finishedAt": deps.now.isoformat(),
+        "tasksListed": scan["tasksListed"],
+        "pages": scan["pages"],
+        "corrected": {kind: totals[kind] for kind in DRIFT_KINDS},
+        "countersRepaired": totals["countersRepaired"],
+        "counterCheckDeferred": totals["counterCheckDeferred"],
+    }
+    await deps.store.mark_validation(
+        scan["jobKey"], VALIDATED, None, ticks_to_datetime(scan["scanStartedTicks"]), summary, scan.get("createdSpan")
+    )  # where the next pass slices
     await deps.store.drop_scans(scan["jobKey"], scan_id=scan["scanId"])
     drift = sum(summary["corrected"].values()) + summary["countersRepaired"]
     log = logger.warning if drift else logger.info
-    log("job validated: %d tasks listed, corrected %s, %d counter rows repaired", summary["tasksListed"],
-        summary["corrected"], summary["countersRepaired"], extra={"job_id": scan["jobId"], **summary["corrected"]})
+    log(
+        "job validated: %d tasks listed, corrected %s, %d counter rows repaired",
+        summary["tasksListed"],
+        summary["corrected"],
+        summary["countersRepaired"],
+        extra={"job_id": scan["jobId"], **summary["corrected"]},
+    )
     return {"jobId": scan["jobId"], "action": "validated", **summary}
 
 
@@ -279,9 +323,18 @@ async def on_demand_status(client: Any, job_id: str) -> Reply:
     status = await client.get_status(workflow.on_demand_instance_id(job_id.lower()))
     runtime = _runtime_of(status)
     if runtime is None:
-        return error(404, "ValidationNotFound", f"No validation of the job {job_id!r} was started on demand "
-                                                "(or its record is gone): POST .../validate starts one.")
+        return error(
+            404,
+            "ValidationNotFound",
+            f"No validation of the job {job_id!r} was started on demand "
+            "(or its record is gone): POST .../validate starts one.",
+        )
     stamp = {"createdTime": status.created_time, "lastUpdatedTime": status.last_updated_time}
-    body = {"jobId": job_id, "runtimeStatus": runtime, "customStatus": status.custom_status, "output": status.output,
-            **{name: value.isoformat() if isinstance(value, datetime) else value for name, value in stamp.items()}}
+    body = {
+        "jobId": job_id,
+        "runtimeStatus": runtime,
+        "customStatus": status.custom_status,
+        "output": status.output,
+        **{name: value.isoformat() if isinstance(value, datetime) else value for name, value in stamp.items()},
+    }
     return Reply(202, body, {"Retry-After": "2"}) if runtime in GOING else ok(body)

@@ -3,9 +3,11 @@
 Function folders wrap them with ``df.Orchestrator.create``; the names below are the function
 folders they call, and a test checks each one exists with the right trigger.
 """
+
 from __future__ import annotations
 
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 from shared.batch import PAGE_SIZE
 
@@ -117,10 +119,17 @@ def validate_job(context) -> Generator[Any, Any, dict]:
         for _ in range(MAX_RESHARDS):  # the job outgrew its partitions: move rows, then begin again
             if scan["action"] != "reshard":
                 break
-            context.set_custom_status({"jobId": scan["jobId"], "phase": "resharding",
-                                       "partitions": scan["partitions"], "target": scan["target"]})
-            yield context.task_all([context.call_activity(RESHARD, {**scan, "shard": shard})
-                                    for shard in range(scan["partitions"])])
+            context.set_custom_status(
+                {
+                    "jobId": scan["jobId"],
+                    "phase": "resharding",
+                    "partitions": scan["partitions"],
+                    "target": scan["target"],
+                }
+            )
+            yield context.task_all(
+                [context.call_activity(RESHARD, {**scan, "shard": shard}) for shard in range(scan["partitions"])]
+            )
             scan = yield context.call_activity(BEGIN, {**job, "reshardedTo": scan["target"]})
         if scan["action"] != "validate":
             return scan
@@ -131,24 +140,47 @@ def validate_job(context) -> Generator[Any, Any, dict]:
         # leaving room to split the slice the tasks turn out to crowd into.
         pages_needed = max(1, -(-scan["expectedTasks"] // PAGE_SIZE))
         count = min(parallel if known_span else max(1, parallel // 2), pages_needed)
-        listing = {"pending": planned_slices(scan["createdTicks"], scan["scanStartedTicks"], count, known_span),
-                   "pagesNeeded": pages_needed, "pages": 0, "listed": 0, "splits": 0,
-                   "span": None}  # span: first and last creation tick listed, for the next pass
+        listing = {
+            "pending": planned_slices(scan["createdTicks"], scan["scanStartedTicks"], count, known_span),
+            "pagesNeeded": pages_needed,
+            "pages": 0,
+            "listed": 0,
+            "splits": 0,
+            "span": None,
+        }  # span: first and last creation tick listed, for the next pass
         while listing["pending"]:
             listing = yield context.call_sub_orchestrator(LIST_SLICES, {"scan": scan, **listing})
             if listing.get("gone"):  # Batch deleted the job mid-scan
                 return (yield context.call_activity(REMOVE_JOB, {**job, "reason": "JobNotFound"}))
-            context.set_custom_status({"jobId": scan["jobId"], "phase": "listing", "pages": listing["pages"],
-                                       "tasksListed": listing["listed"], "expectedTasks": scan["expectedTasks"],
-                                       "slicesPending": len(listing["pending"]), "splits": listing["splits"]})
+            context.set_custom_status(
+                {
+                    "jobId": scan["jobId"],
+                    "phase": "listing",
+                    "pages": listing["pages"],
+                    "tasksListed": listing["listed"],
+                    "expectedTasks": scan["expectedTasks"],
+                    "slicesPending": len(listing["pending"]),
+                    "splits": listing["splits"],
+                }
+            )
         pages, listed, span = listing["pages"], listing["listed"], listing["span"]
-        context.set_custom_status({"jobId": scan["jobId"], "phase": "sweeping", "pages": pages,
-                                   "tasksListed": listed, "partitions": scan["partitions"]})
-        sweeps = yield context.task_all([
-            context.call_activity(SWEEP, {**scan, "shard": shard}) for shard in range(scan["partitions"])
-        ])
-        return (yield context.call_activity(FINISH, {**scan, "sweeps": sweeps, "tasksListed": listed, "pages": pages,
-                                                     "createdSpan": span}))
+        context.set_custom_status(
+            {
+                "jobId": scan["jobId"],
+                "phase": "sweeping",
+                "pages": pages,
+                "tasksListed": listed,
+                "partitions": scan["partitions"],
+            }
+        )
+        sweeps = yield context.task_all(
+            [context.call_activity(SWEEP, {**scan, "shard": shard}) for shard in range(scan["partitions"])]
+        )
+        return (
+            yield context.call_activity(
+                FINISH, {**scan, "sweeps": sweeps, "tasksListed": listed, "pages": pages, "createdSpan": span}
+            )
+        )
     except Exception as error:  # a failed activity: report it, so sibling jobs in a wave still finish
         return {"jobId": job["jobId"], "action": "failed", "error": str(error).strip()[:500]}
 
@@ -170,8 +202,11 @@ def list_slices(context) -> Generator[Any, Any, dict]:
             piece = pending.pop(0)
             # each split costs one page (listed again by the parts); never more slices than pages
             may_split = len(in_flight) + 1 + len(pending) < slice_limit(parallel, pages_needed)
-            in_flight[context.call_activity(LIST_PAGES, {**scan, "slice": piece, "maySplit": may_split,
-                                                         "maxPages": PAGES_PER_CALL})] = piece
+            in_flight[
+                context.call_activity(
+                    LIST_PAGES, {**scan, "slice": piece, "maySplit": may_split, "maxPages": PAGES_PER_CALL}
+                )
+            ] = piece
             started += 1
         done = yield context.task_any(list(in_flight))
         piece, result = in_flight.pop(done), done.result

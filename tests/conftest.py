@@ -1,5 +1,6 @@
 """Test tiers: unit (pure), functional (shared/ and function folders against a real Azurite),
 e2e (processes over HTTP). Azurite is started once per session on a free loopback port."""
+
 from __future__ import annotations
 
 import itertools
@@ -31,8 +32,11 @@ def make_settings(azurite: Azurite, **overrides) -> Settings:
     request (COUNTS_MAX_AGE_MS=0), so a test sees its own writes at once; the recent-read window is
     tested on its own (tests/unit/test_recent.py, test_functions.py) and runs at its default in the
     local stack (tests/e2e)."""
-    env = {"AzureWebJobsStorage": azurite.connection_string,
-           "COUNTS_TABLE_PREFIX": f"t{os.getpid()}n{next(_prefixes)}", "COUNTS_MAX_AGE_MS": "0"}
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "COUNTS_TABLE_PREFIX": f"t{os.getpid()}n{next(_prefixes)}",
+        "COUNTS_MAX_AGE_MS": "0",
+    }
     env.update({key: str(value) for key, value in overrides.items()})
     return Settings.from_env(env)
 
@@ -74,11 +78,16 @@ async def app_settings(azurite, simulator):
     from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
     from tools.stack import ACCESS_KEYS
 
-    env = {"AzureWebJobsStorage": azurite.connection_string, "COUNTS_TABLE_PREFIX": f"app{os.getpid()}",
-           "BATCH_ACCOUNT_URL": simulator[1], "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
-           "VALIDATION_MAX_TASKS": str(APP_VALIDATION_MAX_TASKS),
-           "JOB_PARTITIONS": "2",  # every job spread over partitions, as large jobs are
-           **ACCESS_KEYS}
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "COUNTS_TABLE_PREFIX": f"app{os.getpid()}",
+        "BATCH_ACCOUNT_URL": simulator[1],
+        "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT,
+        "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
+        "VALIDATION_MAX_TASKS": str(APP_VALIDATION_MAX_TASKS),
+        "JOB_PARTITIONS": "2",  # every job spread over partitions, as large jobs are
+        **ACCESS_KEYS,
+    }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     get_settings.cache_clear()

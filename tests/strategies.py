@@ -1,4 +1,5 @@
 """Hypothesis strategies shared by the unit and functional property tests."""
+
 from __future__ import annotations
 
 from hypothesis import strategies as st

@@ -1,4 +1,5 @@
 """Start and stop a local Azurite Table service (npm package ``azurite``) on loopback."""
+
 from __future__ import annotations
 
 import shutil
@@ -40,14 +41,24 @@ class Azurite:
     def connection_string(self) -> str:
         return DEVELOPMENT_STORAGE.replace(":10002/", f":{self.port}/")
 
-    def start(self, timeout: float = 30.0) -> "Azurite":
+    def start(self, timeout: float = 30.0) -> Azurite:
         # Idle connections are better closed by the client first: Azurite's default (5 s) is below the
         # SDK's aiohttp pool (15 s), so requests would go out on connections Azurite is closing.
         self.process = subprocess.Popen(
-            [azurite_table_command(), "--tableHost", "127.0.0.1", "--tablePort", str(self.port),
-             "--tableKeepAliveTimeout", str(AZURITE_KEEP_ALIVE_SECONDS),
-             "--silent", "--disableTelemetry", "--inMemoryPersistence"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                azurite_table_command(),
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(self.port),
+                "--tableKeepAliveTimeout",
+                str(AZURITE_KEEP_ALIVE_SECONDS),
+                "--silent",
+                "--disableTelemetry",
+                "--inMemoryPersistence",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -73,7 +84,7 @@ class Azurite:
                 self.process.wait()
         self.process.stderr.close()
 
-    def __enter__(self) -> "Azurite":
+    def __enter__(self) -> Azurite:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -8,6 +8,7 @@ events; then the orchestrator is replayed again. Each replay must repeat the act
 previous one (determinism is checked). State lives in memory: a restarted process forgets
 running instances, but an instance can be resumed from a saved history (see ``resume``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,9 +17,10 @@ import json
 import logging
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +46,20 @@ class Instance:
     runtime_status: str = "Pending"  # Pending, Running, Completed, Failed, Terminated
     output: Any = None
     custom_status: Any = None
-    created_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    last_updated_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    last_updated_time: datetime = field(default_factory=lambda: datetime.now(UTC))
     replays: int = 0
 
     def status_json(self, show_history: bool = False) -> dict:
         body = {
-            "name": self.name, "instanceId": self.instance_id, "runtimeStatus": self.runtime_status,
-            "input": json.loads(self.input) if self.input else None, "customStatus": self.custom_status,
-            "output": self.output, "createdTime": _iso(self.created_time), "lastUpdatedTime": _iso(self.last_updated_time),
+            "name": self.name,
+            "instanceId": self.instance_id,
+            "runtimeStatus": self.runtime_status,
+            "input": json.loads(self.input) if self.input else None,
+            "customStatus": self.custom_status,
+            "output": self.output,
+            "createdTime": _iso(self.created_time),
+            "lastUpdatedTime": _iso(self.last_updated_time),
         }
         if show_history:
             body["historyEvents"] = self.history
@@ -101,7 +108,7 @@ class DurableEngine:
         if task is not None:
             task.cancel()
         instance.runtime_status, instance.output = "Terminated", reason
-        instance.last_updated_time = datetime.now(timezone.utc)
+        instance.last_updated_time = datetime.now(UTC)
         return True
 
     async def wait(self, instance_id: str) -> Instance:
@@ -128,14 +135,16 @@ class DurableEngine:
             raise
         except Exception as error:  # the orchestration fails; the engine carries on
             instance.runtime_status, instance.output = "Failed", f"{type(error).__name__}: {error}"
-        instance.last_updated_time = datetime.now(timezone.utc)
+        instance.last_updated_time = datetime.now(UTC)
 
     async def _replay_until_done(self, instance: Instance) -> None:
         handler = self._require(instance.name, "orchestrationTrigger")
         history = instance.history
         if not history:
-            history += [_event(ORCHESTRATOR_STARTED),
-                        _event(EXECUTION_STARTED, Name=instance.name, Input=instance.input, Version="")]
+            history += [
+                _event(ORCHESTRATOR_STARTED),
+                _event(EXECUTION_STARTED, Name=instance.name, Input=instance.input, Version=""),
+            ]
         scheduled = [e for e in history if e["EventType"] in SCHEDULING_EVENTS]
         completed = {e["TaskScheduledId"] for e in history if e["EventType"] in COMPLETION_EVENTS}
         # After a restart, work that was scheduled but never completed is run again (at-least-once).
@@ -149,7 +158,8 @@ class DurableEngine:
                     raise NonDeterminismError(
                         f"replay {instance.replays} of {instance.instance_id} scheduled "
                         f"{_action_signature(leaves[index]) if index < len(leaves) else 'nothing'} where the "
-                        f"history has {_event_signature(recorded)}")
+                        f"history has {_event_signature(recorded)}"
+                    )
             for index in range(len(scheduled), len(leaves)):
                 event = _scheduling_event(index, leaves[index], instance.instance_id)
                 history.append(event)
@@ -157,13 +167,15 @@ class DurableEngine:
                 pending[index] = self._execute(instance, event)
             history.append(_event(ORCHESTRATOR_COMPLETED))
             instance.custom_status = state.get("customStatus", instance.custom_status)
-            instance.last_updated_time = datetime.now(timezone.utc)
+            instance.last_updated_time = datetime.now(UTC)
             if state.get("isDone"):
                 instance.runtime_status, instance.output = "Completed", state.get("output")
                 return
             if not pending:
-                raise RuntimeError("the orchestrator waits for something this local engine does not provide "
-                                   "(timers, external events and entities are not supported)")
+                raise RuntimeError(
+                    "the orchestrator waits for something this local engine does not provide "
+                    "(timers, external events and entities are not supported)"
+                )
             try:
                 done, _ = await asyncio.wait(pending.values(), return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:  # terminated: unlike the real host, stop its work in flight too,
@@ -177,8 +189,14 @@ class DurableEngine:
                     del pending[index]
 
     def _call_orchestrator(self, handler: Callable, instance: Instance) -> dict:
-        context = {"history": instance.history, "instanceId": instance.instance_id, "isReplaying": False,
-                   "input": instance.input, "parentInstanceId": None, "upperSchemaVersion": 1}
+        context = {
+            "history": instance.history,
+            "instanceId": instance.instance_id,
+            "isReplaying": False,
+            "input": instance.input,
+            "parentInstanceId": None,
+            "upperSchemaVersion": 1,
+        }
         result = handler(json.dumps(context))
         return json.loads(result) if isinstance(result, str) else result
 
@@ -204,8 +222,12 @@ class DurableEngine:
                     result = await asyncio.to_thread(entry, payload)
             except Exception as error:  # logged as the host logs a failed activity; the orchestrator decides
                 logger.exception("activity %s failed", scheduled["Name"], extra={"instance_id": instance.instance_id})
-                return _event(TASK_FAILED, TaskScheduledId=task_id, Reason=f"{type(error).__name__}: {error}",
-                              Details=traceback.format_exc())
+                return _event(
+                    TASK_FAILED,
+                    TaskScheduledId=task_id,
+                    Reason=f"{type(error).__name__}: {error}",
+                    Details=traceback.format_exc(),
+                )
         return _event(TASK_COMPLETED, TaskScheduledId=task_id, Result=json.dumps(result))
 
     def _require(self, name: str, trigger: str) -> Callable:
@@ -231,10 +253,17 @@ def _scheduling_event(index: int, action: dict, parent_id: str) -> dict:
     if kind == CALL_ACTIVITY:
         return _event(TASK_SCHEDULED, EventId=index, Name=action["functionName"], Input=action.get("input"))
     if kind == CALL_SUB_ORCHESTRATOR:
-        return _event(SUB_CREATED, EventId=index, Name=action["functionName"], Input=action.get("input"),
-                      InstanceId=action.get("instanceId") or f"{parent_id}:{index:04d}")
-    raise RuntimeError(f"action type {kind} is not supported by this local engine (only activities and "
-                       "sub-orchestrations without retry options)")
+        return _event(
+            SUB_CREATED,
+            EventId=index,
+            Name=action["functionName"],
+            Input=action.get("input"),
+            InstanceId=action.get("instanceId") or f"{parent_id}:{index:04d}",
+        )
+    raise RuntimeError(
+        f"action type {kind} is not supported by this local engine (only activities and "
+        "sub-orchestrations without retry options)"
+    )
 
 
 def _action_signature(action: dict) -> tuple:
@@ -247,8 +276,13 @@ def _event_signature(event: dict) -> tuple:
 
 
 def _event(event_type: int, **fields: Any) -> dict:
-    return {"EventType": event_type, "EventId": fields.pop("EventId", -1), "IsPlayed": False,
-            "Timestamp": _iso(datetime.now(timezone.utc)), **fields}
+    return {
+        "EventType": event_type,
+        "EventId": fields.pop("EventId", -1),
+        "IsPlayed": False,
+        "Timestamp": _iso(datetime.now(UTC)),
+        **fields,
+    }
 
 
 def _iso(moment: datetime) -> str:

@@ -10,6 +10,7 @@ the machine is. Counts what it injected.
 
     python -m tools.faultproxy --target http://127.0.0.1:10002 --port 10102 --before 0.03 --after 0.03
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,8 +79,7 @@ def build_app(target: str, before: float, after: float, seed: int = 0) -> web.Ap
         # The path exactly as signed: decoding or requoting %27 would break the SharedKey signature.
         url = URL(target + request.raw_path, encoded=True)
         # data=None for an empty body: aiohttp would add a Content-Type, which SharedKey signs.
-        async with request.app[SESSION].request(request.method, url, headers=headers,
-                                                  data=body or None) as upstream:
+        async with request.app[SESSION].request(request.method, url, headers=headers, data=body or None) as upstream:
             payload = await upstream.read()
             cut_batch = is_batch and rates["cutBatches"] >= 1
             if cut_batch or roll < rates["before"] + rates["after"]:  # storage did the work; the answer is lost

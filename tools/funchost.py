@@ -16,6 +16,7 @@ way ``func start`` does:
 
     python -m tools.funchost [--port 7071] [--settings local.settings.json] [--retry-interval-scale 1.0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,11 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 import azure.functions as func
@@ -51,7 +53,9 @@ REPO = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)
 
 DURABLE_TRIGGERS = ("orchestrationTrigger", "activityTrigger")
-_PLAIN_ROUTE = re.compile(r"[A-Za-z0-9_\-./]*(\{[A-Za-z_][A-Za-z0-9_]*\}[A-Za-z0-9_\-./]*)*(/\{\*[A-Za-z_][A-Za-z0-9_]*\})?")
+_PLAIN_ROUTE = re.compile(
+    r"[A-Za-z0-9_\-./]*(\{[A-Za-z_][A-Za-z0-9_]*\}[A-Za-z0-9_\-./]*)*(/\{\*[A-Za-z_][A-Za-z0-9_]*\})?"
+)
 _CATCH_ALL = re.compile(r"/\{\*([A-Za-z_][A-Za-z0-9_]*)\}$")
 _SETTING = re.compile(r"%([A-Za-z0-9_]+)%")
 WEBHOOKS = "/runtime/webhooks/durabletask"
@@ -96,12 +100,15 @@ class Keys:
         return any(key and hmac.compare_digest(key.encode(), given.encode()) for key in candidates)
 
     @classmethod
-    def from_settings(cls, section: dict) -> "Keys":
+    def from_settings(cls, section: dict) -> Keys:
         """``{"master": k, "host": {name: k}, "functions": {function: {name: k}}}``; a plain string
         beside the master key (the older ``{"default": k}``) is a host key."""
         host = {name: value for name, value in section.items() if isinstance(value, str) and name != "master"}
-        return cls(master=section.get("master", ""), host={**host, **section.get("host", {})},
-                   functions={name: dict(keys) for name, keys in section.get("functions", {}).items()})
+        return cls(
+            master=section.get("master", ""),
+            host={**host, **section.get("host", {})},
+            functions={name: dict(keys) for name, keys in section.get("functions", {}).items()},
+        )
 
 
 @dataclass
@@ -111,7 +118,7 @@ class FunctionApp:
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, root: Path = REPO) -> "FunctionApp":
+    def load(cls, root: Path = REPO) -> FunctionApp:
         host = json.loads((root / "host.json").read_text())
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))  # as the host does: the app root is importable
@@ -119,13 +126,19 @@ class FunctionApp:
         for definition in sorted(root.glob("*/function.json")):
             folder = definition.parent
             config = json.loads(definition.read_text())
-            if config.get("disabled") or os.environ.get(f"AzureWebJobs.{folder.name}.Disabled", "").lower() in ("true", "1"):
+            if config.get("disabled") or os.environ.get(f"AzureWebJobs.{folder.name}.Disabled", "").lower() in (
+                "true",
+                "1",
+            ):
                 continue
             script = config.get("scriptFile", "__init__.py")
-            module = importlib.import_module(folder.name if script == "__init__.py"
-                                             else f"{folder.name}.{Path(script).stem}")
+            module = importlib.import_module(
+                folder.name if script == "__init__.py" else f"{folder.name}.{Path(script).stem}"
+            )
             entry = getattr(module, config.get("entryPoint", "main"))
-            app.functions[folder.name] = FunctionSpec(folder.name, tuple(config["bindings"]), entry, config.get("retry"))
+            app.functions[folder.name] = FunctionSpec(
+                folder.name, tuple(config["bindings"]), entry, config.get("retry")
+            )
         return app
 
     @property
@@ -151,7 +164,7 @@ class FunctionApp:
         catch_all = _CATCH_ALL.search(route)
         if catch_all is None:
             return [route]
-        base = route[:catch_all.start()]
+        base = route[: catch_all.start()]
         return [base, f"{base}/{{{catch_all.group(1)}:[\\s\\S]*}}"]
 
     def durable_engine(self) -> DurableEngine:
@@ -165,19 +178,21 @@ class FunctionError(Exception):
 
 def resolve_settings(text: str) -> str:
     """Binding expressions like %VALIDATION_SCHEDULE% come from app settings (the environment)."""
+
     def lookup(match: re.Match) -> str:
         value = os.environ.get(match.group(1))
         if value is None:
-            raise FunctionError(f"'%{match.group(1)}%' does not resolve to a value "
-                                f"(app setting {match.group(1)} is not set)")
+            raise FunctionError(
+                f"'%{match.group(1)}%' does not resolve to a value (app setting {match.group(1)} is not set)"
+            )
         return value
+
     return _SETTING.sub(lookup, text)
 
 
 def resolve_trigger(spec: FunctionSpec) -> dict:
     """The trigger binding with every %SETTING% in it resolved, as the host does when it indexes."""
-    return {name: resolve_settings(value) if isinstance(value, str) else value
-            for name, value in spec.trigger.items()}
+    return {name: resolve_settings(value) if isinstance(value, str) else value for name, value in spec.trigger.items()}
 
 
 class LocalHost:
@@ -232,22 +247,33 @@ class LocalHost:
         hooks, code = f"{self.base_url}{WEBHOOKS}", quote(self.keys.master)
         query = f"taskHub={self.hub}&connection=Storage&code={code}"
         instance = f"{hooks}/instances/{INSTANCE_PLACEHOLDER}"
-        return json.dumps({
-            "taskHubName": self.hub,
-            "creationUrls": {"createNewInstancePostUri": f"{hooks}/orchestrators/{{functionName}}[/{{instanceId}}]?code={code}",
-                             "createAndWaitOnNewInstancePostUri": f"{hooks}/orchestrators/{{functionName}}[/{{instanceId}}]?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&code={code}"},
-            "managementUrls": {"id": INSTANCE_PLACEHOLDER, "statusQueryGetUri": f"{instance}?{query}",
-                               "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
-                               "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
-                               "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
-                               "purgeHistoryDeleteUri": f"{instance}?{query}",
-                               "restartPostUri": f"{instance}/restart?{query}",
-                               "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
-                               "resumePostUri": f"{instance}/resume?reason={{text}}&{query}"},
-            "baseUrl": hooks, "requiredQueryStringParameters": f"code={code}",
-            "rpcBaseUrl": f"{self.base_url}{RPC}/", "httpBaseUrl": "", "maxGrpcMessageSizeInBytes": 0,
-            "grpcHttpClientTimeout": "00:01:40",
-        })
+        return json.dumps(
+            {
+                "taskHubName": self.hub,
+                "creationUrls": {
+                    "createNewInstancePostUri": f"{hooks}/orchestrators/{{functionName}}[/{{instanceId}}]?code={code}",
+                    "createAndWaitOnNewInstancePostUri": f"{hooks}/orchestrators/{{functionName}}[/{{instanceId}}]"
+                    f"?timeout={{timeoutInSeconds}}&pollingInterval={{intervalInSeconds}}&code={code}",
+                },
+                "managementUrls": {
+                    "id": INSTANCE_PLACEHOLDER,
+                    "statusQueryGetUri": f"{instance}?{query}",
+                    "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
+                    "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
+                    "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
+                    "purgeHistoryDeleteUri": f"{instance}?{query}",
+                    "restartPostUri": f"{instance}/restart?{query}",
+                    "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
+                    "resumePostUri": f"{instance}/resume?reason={{text}}&{query}",
+                },
+                "baseUrl": hooks,
+                "requiredQueryStringParameters": f"code={code}",
+                "rpcBaseUrl": f"{self.base_url}{RPC}/",
+                "httpBaseUrl": "",
+                "maxGrpcMessageSizeInBytes": 0,
+                "grpcHttpClientTimeout": "00:01:40",
+            }
+        )
 
     async def invoke(self, spec: FunctionSpec, trigger_value: Any) -> Any:
         """Call a function with its trigger and the input bindings this host provides."""
@@ -271,13 +297,19 @@ class LocalHost:
             if not self.keys.allows(level, spec.name, _key_of(request)):
                 return web.Response(status=401)
             http_request = func.HttpRequest(
-                method=request.method, url=str(request.url), headers=dict(request.headers),
+                method=request.method,
+                url=str(request.url),
+                headers=dict(request.headers),
                 params=dict(request.query),  # as in Azure: ?code= included
-                route_params=dict(request.match_info), body=await request.read(),
+                route_params=dict(request.match_info),
+                body=await request.read(),
             )
             result = await self.invoke(spec, http_request)
-            return web.Response(body=result.get_body(), status=result.status_code,
-                                headers={k: v for k, v in result.headers.items() if k.lower() != "content-length"})
+            return web.Response(
+                body=result.get_body(),
+                status=result.status_code,
+                headers={k: v for k, v in result.headers.items() if k.lower() != "content-length"},
+            )
 
         return handle
 
@@ -330,17 +362,22 @@ class LocalHost:
         async def invoke(events: list) -> None:
             await self.invoke(spec, events)
 
-        return HubTrigger(spec.name, hub_endpoint(connection), binding["eventHubName"],
-                          binding.get("consumerGroup", "$Default"),
-                          int(settings.get("maxEventBatchSize", DEFAULT_MAX_EVENT_BATCH_SIZE)),
-                          RetryPolicy.from_function_json(spec.retry, self.retry_interval_scale), invoke)
+        return HubTrigger(
+            spec.name,
+            hub_endpoint(connection),
+            binding["eventHubName"],
+            binding.get("consumerGroup", "$Default"),
+            int(settings.get("maxEventBatchSize", DEFAULT_MAX_EVENT_BATCH_SIZE)),
+            RetryPolicy.from_function_json(spec.retry, self.retry_interval_scale),
+            invoke,
+        )
 
     async def _run_timer(self, spec: FunctionSpec, schedule: str) -> None:
-        times = croniter(schedule, datetime.now(timezone.utc), second_at_beginning=True)
+        times = croniter(schedule, datetime.now(UTC), second_at_beginning=True)
         while True:
             due = times.get_next(datetime)
-            await asyncio.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()))
-            await self._fire(spec, past_due=(datetime.now(timezone.utc) - due).total_seconds() > 1)
+            await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+            await self._fire(spec, past_due=(datetime.now(UTC) - due).total_seconds() > 1)
 
     async def _fire(self, spec: FunctionSpec, past_due: bool) -> None:
         try:
@@ -354,6 +391,7 @@ class LocalHost:
         async def handle(request: web.Request) -> web.Response:
             refused = guard(request)
             return refused if refused is not None else await handler(request)
+
         return handle
 
     def _require_master(self, request: web.Request) -> web.Response | None:
@@ -434,23 +472,35 @@ def banner(host: LocalHost) -> str:
             methods = ",".join(m.upper() for m in spec.trigger.get("methods", ["get", "post"]))
             lines.append(f"        {spec.name}: [{methods}] {host.base_url}{host.app.route_of(spec)}")
         elif kind == "timerTrigger":
-            lines.append(f"        {spec.name}: timerTrigger ({host.schedules[spec.name]}; "
-                         f"run now: POST {host.base_url}/admin/functions/{spec.name} with the master key)")
+            lines.append(
+                f"        {spec.name}: timerTrigger ({host.schedules[spec.name]}; "
+                f"run now: POST {host.base_url}/admin/functions/{spec.name} with the master key)"
+            )
         elif kind == "eventHubTrigger":
             reading = next((t for t in host.hub_triggers if t.name == spec.name), None)
-            lines.append(f"        {spec.name}: eventHubTrigger ("
-                         + (f"hub {reading.hub} at {reading.endpoint}, consumer group {reading.group})" if reading
-                            else f"not reading: {spec.trigger['connection']} is not set)"))
+            lines.append(
+                f"        {spec.name}: eventHubTrigger ("
+                + (
+                    f"hub {reading.hub} at {reading.endpoint}, consumer group {reading.group})"
+                    if reading
+                    else f"not reading: {spec.trigger['connection']} is not set)"
+                )
+            )
         else:
             lines.append(f"        {spec.name}: {kind}")
-    lines += ["", "The API's routes check their own access (ACCESS_MODE and ACCESS_*_KEYS in the settings).",
-              f"Master key (the admin API, x-functions-key header): {host.keys.master or '(none)'}",
-              "Durable Functions state is kept in memory by this local host: a restart forgets running orchestrations.", ""]
+    lines += [
+        "",
+        "The API's routes check their own access (ACCESS_MODE and ACCESS_*_KEYS in the settings).",
+        f"Master key (the admin API, x-functions-key header): {host.keys.master or '(none)'}",
+        "Durable Functions state is kept in memory by this local host: a restart forgets running orchestrations.",
+        "",
+    ]
     return "\n".join(lines)
 
 
-async def serve(app: FunctionApp, keys: Keys, host: str, port: int, triggers: bool = False,
-                retry_interval_scale: float = 1.0) -> tuple[web.AppRunner, LocalHost]:
+async def serve(
+    app: FunctionApp, keys: Keys, host: str, port: int, triggers: bool = False, retry_interval_scale: float = 1.0
+) -> tuple[web.AppRunner, LocalHost]:
     local = LocalHost(app, keys, f"http://{host}:{port}", retry_interval_scale)
     runner = await serving.start(local.web_app(), host, port)
     if triggers:
@@ -468,8 +518,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--settings", type=Path, default=REPO / "local.settings.json")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int)
-    parser.add_argument("--retry-interval-scale", type=float, default=1.0,
-                        help="multiply function.json retry intervals (tests shorten them)")
+    parser.add_argument(
+        "--retry-interval-scale",
+        type=float,
+        default=1.0,
+        help="multiply function.json retry intervals (tests shorten them)",
+    )
     args = parser.parse_args(argv)
     if not args.settings.exists():
         parser.error(f"{args.settings} not found: copy local.settings.example.json to local.settings.json")
@@ -484,14 +538,16 @@ def main(argv: list[str] | None = None) -> None:
     local_host: list[LocalHost] = []
 
     async def begin():
-        runner, local = await serve(app, keys, args.host, port, triggers=True,
-                                    retry_interval_scale=args.retry_interval_scale)
+        runner, local = await serve(
+            app, keys, args.host, port, triggers=True, retry_interval_scale=args.retry_interval_scale
+        )
         local_host.append(local)
 
         async def shut_down() -> None:
             await stop(runner, local)
             await close_store()
             await close_batch()
+
         return shut_down
 
     serving.run_until_interrupted(begin, lambda: banner(local_host[0]))

@@ -11,14 +11,16 @@
 The hub is the Batch simulator's (``tools.batchsim.hub``), named by the trigger's connection
 setting as ``Endpoint=http://host:port/``; a real Event Hubs namespace cannot be read here.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import azure.functions as func
@@ -41,16 +43,19 @@ class RetryPolicy:
     maximum_interval: float = 0.0
 
     @classmethod
-    def from_function_json(cls, retry: dict | None, scale: float = 1.0) -> "RetryPolicy":
+    def from_function_json(cls, retry: dict | None, scale: float = 1.0) -> RetryPolicy:
         if not retry:
             return cls()
         strategy = retry["strategy"]
         if strategy == "fixedDelay":
             return cls(strategy, int(retry["maxRetryCount"]), delay=timespan_seconds(retry["delayInterval"]) * scale)
         if strategy == "exponentialBackoff":
-            return cls(strategy, int(retry["maxRetryCount"]),
-                       minimum_interval=timespan_seconds(retry["minimumInterval"]) * scale,
-                       maximum_interval=timespan_seconds(retry["maximumInterval"]) * scale)
+            return cls(
+                strategy,
+                int(retry["maxRetryCount"]),
+                minimum_interval=timespan_seconds(retry["minimumInterval"]) * scale,
+                maximum_interval=timespan_seconds(retry["maximumInterval"]) * scale,
+            )
         raise ValueError(f"retry strategy {strategy!r} is not fixedDelay or exponentialBackoff")
 
     def wait_before(self, retry: int) -> float | None:
@@ -76,16 +81,26 @@ def hub_endpoint(connection: str) -> str:
     parts = dict(part.split("=", 1) for part in connection.split(";") if "=" in part)
     endpoint = parts.get("Endpoint", "")
     if not endpoint.startswith(("http://", "https://")):
-        raise ValueError("the local host reads only the Batch simulator's hub: set the connection to "
-                         "Endpoint=http://127.0.0.1:PORT/ (a real Event Hubs namespace needs func start)")
+        raise ValueError(
+            "the local host reads only the Batch simulator's hub: set the connection to "
+            "Endpoint=http://127.0.0.1:PORT/ (a real Event Hubs namespace needs func start)"
+        )
     return endpoint.rstrip("/")
 
 
 class HubTrigger:
     """Feeds one eventHubTrigger function from every partition of its hub."""
 
-    def __init__(self, name: str, endpoint: str, hub: str, consumer_group: str, max_batch: int,
-                 retry: RetryPolicy, invoke: Callable[[list[func.EventHubEvent]], Awaitable[Any]]):
+    def __init__(
+        self,
+        name: str,
+        endpoint: str,
+        hub: str,
+        consumer_group: str,
+        max_batch: int,
+        retry: RetryPolicy,
+        invoke: Callable[[list[func.EventHubEvent]], Awaitable[Any]],
+    ):
         self.name, self.endpoint, self.hub, self.group = name, endpoint, hub, consumer_group
         self.max_batch, self.retry, self.invoke = max_batch, retry, invoke
         self.invocations = 0
@@ -93,7 +108,7 @@ class HubTrigger:
 
     async def run(self) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            partitions = await self._get(session, f"/partitions")
+            partitions = await self._get(session, "/partitions")
             await asyncio.gather(*(self._read(session, int(p)) for p in partitions["partitionIds"]))
 
     async def _read(self, session: aiohttp.ClientSession, partition: int) -> None:
@@ -101,9 +116,14 @@ class HubTrigger:
         position = (await self._get(session, checkpoint_path))["sequenceNumber"] + 1
         while True:
             try:
-                messages = (await self._get(session, f"/partitions/{partition}/messages",
-                                            {"from": position, "max": self.max_batch, "waitMs": POLL_WAIT_MS}))["messages"]
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+                messages = (
+                    await self._get(
+                        session,
+                        f"/partitions/{partition}/messages",
+                        {"from": position, "max": self.max_batch, "waitMs": POLL_WAIT_MS},
+                    )
+                )["messages"]
+            except (TimeoutError, aiohttp.ClientError):
                 logger.warning("hub unreachable; trying again", extra={"function": self.name, "partition": partition})
                 await asyncio.sleep(1)
                 continue
@@ -115,9 +135,15 @@ class HubTrigger:
                 response.raise_for_status()
 
     async def _deliver(self, partition: int, messages: list[dict]) -> None:
-        events = [func.EventHubEvent(body=m["body"].encode(), sequence_number=m["sequenceNumber"],
-                                     enqueued_time=datetime.fromisoformat(m["enqueuedTimeUtc"]), partition_key=None)
-                  for m in messages]
+        events = [
+            func.EventHubEvent(
+                body=m["body"].encode(),
+                sequence_number=m["sequenceNumber"],
+                enqueued_time=datetime.fromisoformat(m["enqueuedTimeUtc"]),
+                partition_key=None,
+            )
+            for m in messages
+        ]
         retry = 0
         while True:
             self.invocations += 1
@@ -128,12 +154,18 @@ class HubTrigger:
                 retry += 1
                 wait = self.retry.wait_before(retry)
                 if wait is None:
-                    logger.exception("batch failed and its retries are spent: the checkpoint moves past it",
-                                     extra={"function": self.name, "partition": partition})
+                    logger.exception(
+                        "batch failed and its retries are spent: the checkpoint moves past it",
+                        extra={"function": self.name, "partition": partition},
+                    )
                     return
                 self.retries += 1
-                logger.warning("batch failed; running it again in %.2fs (retry %d)", wait, retry,
-                               extra={"function": self.name, "partition": partition})
+                logger.warning(
+                    "batch failed; running it again in %.2fs (retry %d)",
+                    wait,
+                    retry,
+                    extra={"function": self.name, "partition": partition},
+                )
                 await asyncio.sleep(wait)
 
     def _url(self, path: str) -> str:

@@ -3,6 +3,7 @@ Batch simulator, one of them failing, one stopped.
 
     ./dev screenshot [--out docs/dashboard.png] [--width 1280] [--height 800]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,12 @@ from tools.termination import stop_children_on_termination
 
 REPO = Path(__file__).resolve().parent.parent
 # (job, tasks, random moves per step, tasks failed outright per step): what the picture shows.
-JOBS = (("Render-Frames", 4000, 700, 0), ("Nightly-ETL", 1200, 200, 0), ("Genome-Align", 2500, 150, 15),
-        ("Stuck-Pool", 600, 0, 0))  # nothing moves after its first step: "stalled" once STALL_MINUTES pass
+JOBS = (
+    ("Render-Frames", 4000, 700, 0),
+    ("Nightly-ETL", 1200, 200, 0),
+    ("Genome-Align", 2500, 150, 15),
+    ("Stuck-Pool", 600, 0, 0),
+)  # nothing moves after its first step: "stalled" once STALL_MINUTES pass
 
 
 def seed(stack: Stack, steps: int = 4, pause: float = 1.5) -> None:
@@ -34,7 +39,7 @@ def seed(stack: Stack, steps: int = 4, pause: float = 1.5) -> None:
     control("jobs/Stuck-Pool/step", {"moves": 300, "seed": 1})  # then nothing moves
     failed = 0
     for step in range(steps):
-        for job, tasks, moves, failures in JOBS:
+        for job, _, moves, failures in JOBS:
             if moves:
                 control(f"jobs/{job}/step", {"moves": moves, "seed": step})
             failing = [f"failing-{failed + n}" for n in range(failures)]  # tasks the random moves never touched
@@ -67,8 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--height", type=int, default=800)
     args = parser.parse_args(argv)
     stop_children_on_termination()
-    with Stack(validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None,
-               progress_schedule="* * * * * *") as stack:
+    with Stack(
+        validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None, progress_schedule="* * * * * *"
+    ) as stack:
         seed(stack)
         print(f"wrote {asyncio.run(capture(stack.app_url, args.out, (args.width, args.height)))}")
 

@@ -1,8 +1,9 @@
 """Serving an aiohttp application on loopback, for the local tools."""
+
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -14,9 +15,12 @@ async def start(app: web.Application, host: str, port: int) -> web.AppRunner:
     return runner
 
 
-def run_until_interrupted(begin: Callable[[], Awaitable[Callable[[], Awaitable[None]]]], banner: Callable[[], str]) -> None:
+def run_until_interrupted(
+    begin: Callable[[], Awaitable[Callable[[], Awaitable[None]]]], banner: Callable[[], str]
+) -> None:
     """Run ``begin()`` (which returns its own stop coroutine), print the banner, serve until
     Ctrl-C or SIGTERM, then stop cleanly."""
+
     async def main() -> None:
         stop = await begin()
         print(banner(), flush=True)

@@ -3,6 +3,7 @@ function host, on free loopback ports. Always cleaned up, even on failure (a con
 
 Azurite is started unless ``storage_connection`` names a real storage account.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,12 @@ READ_KEY = "local-read-key-not-a-secret"
 INGEST_KEY = "local-ingest-key-not-a-secret"
 OPERATE_KEY = "local-operate-key-not-a-secret"
 MASTER_KEY = "local-master-key"  # the local host's admin API (fire a timer now)
-ACCESS_KEYS = {"ACCESS_MODE": "keys", "ACCESS_READ_KEYS": READ_KEY, "ACCESS_INGEST_KEYS": INGEST_KEY,
-               "ACCESS_OPERATE_KEYS": OPERATE_KEY}
+ACCESS_KEYS = {
+    "ACCESS_MODE": "keys",
+    "ACCESS_READ_KEYS": READ_KEY,
+    "ACCESS_INGEST_KEYS": INGEST_KEY,
+    "ACCESS_OPERATE_KEYS": OPERATE_KEY,
+}
 
 
 @dataclass
@@ -74,7 +79,7 @@ class Stack:
     def settings_path(self) -> Path:
         return self._workdir / "local.settings.json"
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         try:
             self.start()
         except BaseException:
@@ -94,21 +99,42 @@ class Stack:
             connection = self.azurite.connection_string
             if self.storage_faults is not None:
                 before, after = self.storage_faults
-                self._spawn("faultproxy", ["-m", "tools.faultproxy", "--target", f"http://127.0.0.1:{self.azurite.port}",
-                                           "--port", str(self.proxy_port), "--before", str(before),
-                                           "--after", str(after)], logs)
+                self._spawn(
+                    "faultproxy",
+                    [
+                        "-m",
+                        "tools.faultproxy",
+                        "--target",
+                        f"http://127.0.0.1:{self.azurite.port}",
+                        "--port",
+                        str(self.proxy_port),
+                        "--before",
+                        str(before),
+                        "--after",
+                        str(after),
+                    ],
+                    logs,
+                )
                 _wait_for_port(self.proxy_port, self.processes)
                 connection = connection.replace(f":{self.azurite.port}/", f":{self.proxy_port}/")
         self.connection = connection
         values = {
-            "FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": connection,
-            "COUNTS_TABLE_PREFIX": self.table_prefix, "JOB_PARTITIONS": str(self.job_partitions),
-            "BATCH_ACCOUNT_URL": self.simulator_url, "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT,
-            "BATCH_ACCOUNT_KEY": DEFAULT_KEY, "VALIDATION_MAX_TASKS": str(self.validation_max_tasks),
-            "VALIDATION_SCHEDULE": self.validation_schedule, "RETENTION_DAYS": "7",
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+            "AzureWebJobsStorage": connection,
+            "COUNTS_TABLE_PREFIX": self.table_prefix,
+            "JOB_PARTITIONS": str(self.job_partitions),
+            "BATCH_ACCOUNT_URL": self.simulator_url,
+            "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT,
+            "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
+            "VALIDATION_MAX_TASKS": str(self.validation_max_tasks),
+            "VALIDATION_SCHEDULE": self.validation_schedule,
+            "RETENTION_DAYS": "7",
             "TASK_SYNC_SCHEDULE": self.task_sync_schedule or "0 0 0 1 1 *",
-            "PROGRESS_SCHEDULE": self.progress_schedule, "STALL_MINUTES": str(self.stall_minutes),
-            "BATCH_LOG_HUB": SERVICE_LOG_HUB, "BATCH_LOG_CONSUMER_GROUP": "taskcounts", **ACCESS_KEYS,
+            "PROGRESS_SCHEDULE": self.progress_schedule,
+            "STALL_MINUTES": str(self.stall_minutes),
+            "BATCH_LOG_HUB": SERVICE_LOG_HUB,
+            "BATCH_LOG_CONSUMER_GROUP": "taskcounts",
+            **ACCESS_KEYS,
         }
         if self.access_mode == "entra":
             values.update({"ACCESS_MODE": "entra", "WEBSITE_AUTH_ENABLED": "True"})
@@ -119,12 +145,17 @@ class Stack:
         if self.task_sync_schedule is None:  # the Event Grid path alone: no listing but validation's
             values["AzureWebJobs.SyncTasks.Disabled"] = "true"
             values["AzureWebJobs.WatchedSync.Disabled"] = "true"
-        self.settings_path.write_text(json.dumps({
-            "IsEncrypted": False,
-            "Values": values,
-            "Host": {"LocalHttpPort": self.app_port},
-            "FunctionKeys": {"master": MASTER_KEY},
-        }, indent=2))
+        self.settings_path.write_text(
+            json.dumps(
+                {
+                    "IsEncrypted": False,
+                    "Values": values,
+                    "Host": {"LocalHttpPort": self.app_port},
+                    "FunctionKeys": {"master": MASTER_KEY},
+                },
+                indent=2,
+            )
+        )
         if self.external_simulator_port is None:
             self._spawn("batchsim", ["-m", "tools.batchsim", "--port", str(self.simulator_port), "--service-log"], logs)
             _wait_for_port(self.simulator_port, self.processes)
@@ -132,9 +163,21 @@ class Stack:
         _wait_for_port(self.app_port, self.processes)
 
     def _start_app(self, logs: Path) -> None:
-        self._spawn("funchost", ["-m", "tools.funchost", "--settings", str(self.settings_path),
-                                 "--port", str(self.app_port), "--retry-interval-scale", str(self.retry_interval_scale)],
-                    logs, cwd=self.app_repo)
+        self._spawn(
+            "funchost",
+            [
+                "-m",
+                "tools.funchost",
+                "--settings",
+                str(self.settings_path),
+                "--port",
+                str(self.app_port),
+                "--retry-interval-scale",
+                str(self.retry_interval_scale),
+            ],
+            logs,
+            cwd=self.app_repo,
+        )
 
     def kill_app(self) -> None:
         """SIGKILL the function host: no clean-up runs, in-flight work is cut wherever it is."""
@@ -150,8 +193,16 @@ class Stack:
     def _spawn(self, name: str, args: list[str], logs: Path, cwd: Path = REPO) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(logs / f"{name}.log", "ab") as log:  # the process writes to its own copy of the file
-            self.processes.append(subprocess.Popen([sys.executable, *args], cwd=cwd, stdout=log,
-                                                   stderr=subprocess.STDOUT, env=env, start_new_session=True))
+            self.processes.append(
+                subprocess.Popen(
+                    [sys.executable, *args],
+                    cwd=cwd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+            )
 
     def log_text(self, name: str) -> str:
         path = (self.log_dir or self._workdir) / f"{name}.log"

@@ -5,6 +5,7 @@ would end Python at once, skipping every ``finally`` and leaving Azurite, the si
 function hosts running. After ``stop_children_on_termination()`` they raise SystemExit instead, so
 the launcher's ``with`` blocks stop its children, as on Ctrl-C or on its own failure.
 """
+
 from __future__ import annotations
 
 import signal

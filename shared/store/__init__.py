@@ -5,6 +5,7 @@ The one package that talks to azure-data-tables (docs/design.md, "How exactly-on
 ``rejected``), the pure row codec (``codec``), the pure sweep decision (``reconcile``) and the
 shared client plumbing (``tables``).
 """
+
 from __future__ import annotations
 
 from shared.clients import PerLoop
@@ -12,13 +13,32 @@ from shared.config import Settings
 from shared.store.codec import COUNTER_ROW, partition_key, raw_text_of, shard_of
 from shared.store.facade import CountsStore
 from shared.store.records import (
-    ApplyOutcome, BatchReported, JobCounts, JobRecord, Observation, Observed, SyncPosition,
+    ApplyOutcome,
+    BatchReported,
+    JobCounts,
+    JobRecord,
+    Observation,
+    Observed,
+    SyncPosition,
 )
 from shared.store.tables import DEVELOPMENT_STORAGE
 
 __all__ = [
-    "COUNTER_ROW", "DEVELOPMENT_STORAGE", "ApplyOutcome", "BatchReported", "CountsStore", "JobCounts", "JobRecord", "Observation",
-    "Observed", "SyncPosition", "close_store", "get_store", "partition_key", "raw_text_of", "shard_of",
+    "COUNTER_ROW",
+    "DEVELOPMENT_STORAGE",
+    "ApplyOutcome",
+    "BatchReported",
+    "CountsStore",
+    "JobCounts",
+    "JobRecord",
+    "Observation",
+    "Observed",
+    "SyncPosition",
+    "close_store",
+    "get_store",
+    "partition_key",
+    "raw_text_of",
+    "shard_of",
 ]
 
 _stores: PerLoop[CountsStore] = PerLoop()
@@ -28,6 +48,7 @@ def get_store(settings: Settings) -> CountsStore:
     """The process's store for the running event loop: clients and connections are reused. With a
     Batch account configured, a job seen for the first time is sized by Batch's own count of its
     tasks (one Get Task Counts call)."""
+
     def build() -> CountsStore:
         if not settings.batch_account_url:
             return CountsStore.from_settings(settings)

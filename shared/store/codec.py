@@ -2,13 +2,15 @@
 
 Nothing here does I/O, so every rule of the layout (docs/design.md, "How exactly-once works") can be tested alone.
 """
+
 from __future__ import annotations
 
 import base64
 import json
 import zlib
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from shared.counting import RESULT_OF_VALUE, STATE_OF_VALUE, ZERO, Counts, TaskStatus
 from shared.errors import InvalidContinuationError
@@ -37,13 +39,14 @@ def shard_of(task_key: str, partitions: int) -> int:
 
 def task_row(pk: str, task_key: str, status: TaskStatus) -> dict[str, Any]:
     return {
-        "PartitionKey": pk, "RowKey": task_key,
+        "PartitionKey": pk,
+        "RowKey": task_key,
         "State": DELETED if status.state is None else status.state.value,
         "Result": status.result.value if status.result else "",
-        "Slots": status.required_slots, "Version": status.version, "UpdatedAt": now(),
+        "Slots": status.required_slots,
+        "Version": status.version,
+        "UpdatedAt": now(),
     }
-
-
 
 
 def status_of_row(row: dict) -> TaskStatus:
@@ -80,8 +83,9 @@ def counts_of_row(row: dict | None) -> tuple[Counts, Counts]:
     return tasks, slots
 
 
-def sum_counters(job: JobRecord, counters: Iterable[dict | None],
-                 counted_twice: Iterable[tuple[Counts, Counts]] = ()) -> JobCounts:
+def sum_counters(
+    job: JobRecord, counters: Iterable[dict | None], counted_twice: Iterable[tuple[Counts, Counts]] = ()
+) -> JobCounts:
     """A job's counts: its counter rows summed, less what a reshard's batch in flight put in two."""
     tasks, slots, updated = ZERO, ZERO, None
     for twice_tasks, twice_slots in counted_twice:
@@ -99,11 +103,15 @@ def sum_counters(job: JobRecord, counters: Iterable[dict | None],
 
 def job_of_row(row: dict) -> JobRecord:
     return JobRecord(
-        job_key=row["RowKey"], job_id=row["JobId"], partitions=int(row["Partitions"]),
-        first_seen_at=row["FirstSeenAt"], validation_status=row.get("ValidationStatus", "unvalidated"),
-        last_validated_at=row.get("LastValidatedAt"), validation_note=row.get("ValidationNote") or None,
+        job_key=row["RowKey"],
+        job_id=row["JobId"],
+        partitions=int(row["Partitions"]),
+        first_seen_at=row["FirstSeenAt"],
+        validation_status=row.get("ValidationStatus", "unvalidated"),
+        last_validated_at=row.get("LastValidatedAt"),
+        validation_note=row.get("ValidationNote") or None,
         last_validation=json.loads(row["LastValidation"]) if row.get("LastValidation") else None,
-        created_span=tuple(int(part) for part in row["CreatedSpan"].split("-")) if row.get("CreatedSpan") else None,
+        created_span=_span_of(row["CreatedSpan"]) if row.get("CreatedSpan") else None,
         resharding_to=int(row["ReshardingTo"]) if row.get("ReshardingTo") else None,
         batch_reported=batch_reported_of(row.get("BatchReported")),
     )
@@ -113,15 +121,19 @@ def batch_reported_text(report: BatchReported | None) -> str:
     """The ``BatchReported`` property: empty while Batch's counts agree with ours."""
     if report is None:
         return ""
-    return json.dumps({"taskCounts": report.task_counts, "at": report.at.isoformat(), "since": report.since.isoformat()},
-                      separators=(",", ":"))
+    return json.dumps(
+        {"taskCounts": report.task_counts, "at": report.at.isoformat(), "since": report.since.isoformat()},
+        separators=(",", ":"),
+    )
 
 
 def batch_reported_of(text: str | None) -> BatchReported | None:
     if not text:
         return None
     value = json.loads(text)
-    return BatchReported(value["taskCounts"], datetime.fromisoformat(value["at"]), datetime.fromisoformat(value["since"]))
+    return BatchReported(
+        value["taskCounts"], datetime.fromisoformat(value["at"]), datetime.fromisoformat(value["since"])
+    )
 
 
 def ticks_text(ticks: int | None) -> str:
@@ -138,7 +150,7 @@ def scan_partition(job_key: str, scan_id: str) -> str:
 
 def binary_parts(data: bytes) -> list[bytes]:
     """``data`` cut into pieces a binary property can hold, in order."""
-    return [data[start:start + BINARY_PROPERTY_BYTES] for start in range(0, len(data), BINARY_PROPERTY_BYTES)]
+    return [data[start : start + BINARY_PROPERTY_BYTES] for start in range(0, len(data), BINARY_PROPERTY_BYTES)]
 
 
 # A listing row's properties, in order: one shard's part of a page is usually a few KB, but 1,000
@@ -151,8 +163,12 @@ def listing_properties(entries: Iterable[tuple[str, TaskStatus]]) -> dict[str, b
     JSON, over as many of LISTING_PARTS as it needs. The key is the id lower-cased, so it is not kept
     (half the bytes for mixed-case ids). Level 1: a pass compresses a million of these, and level 6
     made them only ~8% smaller at ~1.7x the CPU."""
-    blob = zlib.compress(json.dumps([[task_id, *_status_to_list(status)] for task_id, status in entries],
-                                    separators=(",", ":")).encode(), 1)
+    blob = zlib.compress(
+        json.dumps(
+            [[task_id, *_status_to_list(status)] for task_id, status in entries], separators=(",", ":")
+        ).encode(),
+        1,
+    )
     return {LISTING_PARTS[n]: part for n, part in enumerate(binary_parts(blob))}
 
 
@@ -162,13 +178,19 @@ def listing_entries(parts: Iterable[bytes]) -> list[tuple[str, TaskStatus]]:
 
 
 def _status_to_list(status: TaskStatus) -> list:
-    return [status.state.value if status.state else None, status.result.value if status.result else None,
-            status.required_slots, status.version]
+    return [
+        status.state.value if status.state else None,
+        status.result.value if status.result else None,
+        status.required_slots,
+        status.version,
+    ]
 
 
 def _status_from_list(values: list) -> TaskStatus:
     state, result, slots, version = values
-    return TaskStatus(STATE_OF_VALUE[state] if state else None, RESULT_OF_VALUE[result] if result else None, slots, version)
+    return TaskStatus(
+        STATE_OF_VALUE[state] if state else None, RESULT_OF_VALUE[result] if result else None, slots, version
+    )
 
 
 def raw_text_of(row: dict) -> str:
@@ -186,8 +208,7 @@ def raw_properties(raw: str) -> dict[str, Any]:
     if len(packed) > RAW_MAX_BYTES:  # incompressible and huge: keep a readable head rather than fail the delivery
         return {"Raw": raw[:RAW_TEXT_LIMIT], "RawLength": len(raw), "RawTruncated": True}
     parts = binary_parts(packed)
-    return {"RawLength": len(raw), "RawChunks": len(parts),
-            **{f"RawDeflate{i}": part for i, part in enumerate(parts)}}
+    return {"RawLength": len(raw), "RawChunks": len(parts), **{f"RawDeflate{i}": part for i, part in enumerate(parts)}}
 
 
 def encode_token(token: Any) -> str | None:
@@ -209,4 +230,10 @@ def decode_token(token: str | None) -> Any:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
+
+
+def _span_of(text: str) -> tuple[int, int]:
+    """``"low-high"`` ticks of the creation times a pass saw."""
+    low, high = text.split("-")
+    return int(low), int(high)

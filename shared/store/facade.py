@@ -1,32 +1,34 @@
 """CountsStore: the one object callers use; each table's rows are handled by its own module."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableServiceClient
 
 from shared.config import Settings
 from shared.counting import TaskStatus
-from shared.store.codec import JOBS_PARTITION, job_of_row, sum_counters
-from shared.store import reshard
 from shared.progress import Episodes, Point
+from shared.store import reshard
+from shared.store.codec import JOBS_PARTITION, job_of_row, sum_counters
 from shared.store.history import ProgressHistory
 from shared.store.jobs import JobIndex, JobSize
 from shared.store.layout import ROWS_PER_PARTITION
 from shared.store.partitions import PartitionTables
 from shared.store.recent import RecentReads
 from shared.store.records import ApplyOutcome, BatchReported, JobCounts, JobRecord, Observed, SyncPosition
-from shared.store.watches import Watches
 from shared.store.rejected import RejectedEvents
 from shared.store.scans import ScanListings
 from shared.store.tables import create_table, service_client, storage_call
 from shared.store.tasks import TaskRows
+from shared.store.watches import Watches
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +39,25 @@ class CountsStore:
     per job partition for task and counter rows (shared.store.partitions) and one per validation
     scan for its listing (shared.store.scans)."""
 
-    def __init__(self, service: TableServiceClient, table_prefix: str, job_partitions: int,
-                 rows_per_partition: int = ROWS_PER_PARTITION, job_size: JobSize | None = None,
-                 counts_max_age: float = 0.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        service: TableServiceClient,
+        table_prefix: str,
+        job_partitions: int,
+        rows_per_partition: int = ROWS_PER_PARTITION,
+        job_size: JobSize | None = None,
+        counts_max_age: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         """``clock``: monotonic seconds, by which recent reads age."""
         self._service = service
-        self._recent_readings: RecentReads[tuple[JobCounts | None, list[Point]]] = RecentReads(counts_max_age,
-                                                                                                clock=clock)
+        self._recent_readings: RecentReads[tuple[JobCounts | None, list[Point]]] = RecentReads(
+            counts_max_age, clock=clock
+        )
         self.task_rows = TaskRows(PartitionTables(service, table_prefix))
-        self.job_index = JobIndex(service.get_table_client(f"{table_prefix}jobs"), job_partitions, rows_per_partition,
-                                  job_size)
+        self.job_index = JobIndex(
+            service.get_table_client(f"{table_prefix}jobs"), job_partitions, rows_per_partition, job_size
+        )
         self.rows_per_partition = rows_per_partition
         self.scans = ScanListings(service, table_prefix)
         self.rejected = RejectedEvents(service.get_table_client(f"{table_prefix}rejected"))
@@ -56,11 +67,19 @@ class CountsStore:
         self._tables_ready = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, job_size: JobSize | None = None,
-                      clock: Callable[[], float] = time.monotonic) -> "CountsStore":
+    def from_settings(
+        cls, settings: Settings, job_size: JobSize | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> CountsStore:
         """``job_size``: Batch's own count of a job's tasks, to size a job's partitions on first sight."""
-        return cls(service_client(settings), settings.table_prefix, settings.job_partitions,
-                   settings.job_partition_rows, job_size, settings.counts_max_age_ms / 1000, clock)
+        return cls(
+            service_client(settings),
+            settings.table_prefix,
+            settings.job_partitions,
+            settings.job_partition_rows,
+            job_size,
+            settings.counts_max_age_ms / 1000,
+            clock,
+        )
 
     async def close(self) -> None:
         await self._recent_readings.close()
@@ -87,12 +106,21 @@ class CountsStore:
         by_job: dict[str, list[Observed]] = defaultdict(list)
         for observation in observations:
             by_job[observation.job_id.lower()].append(observation)
-        counts = await asyncio.gather(*(self.job_index.partitions_for(job_key, job_observations[0].job_id)
-                                        for job_key, job_observations in by_job.items()))
-        changes = await self.task_rows.apply({job_key: (count, job_observations)
-                                              for (job_key, job_observations), count in zip(by_job.items(), counts)})
+        counts = await asyncio.gather(
+            *(
+                self.job_index.partitions_for(job_key, job_observations[0].job_id)
+                for job_key, job_observations in by_job.items()
+            )
+        )
+        changes = await self.task_rows.apply(
+            {
+                job_key: (count, job_observations)
+                for (job_key, job_observations), count in zip(by_job.items(), counts, strict=True)
+            }
+        )
         return ApplyOutcome(
-            applied=len(changes), unchanged=len(observations) - len(changes),
+            applied=len(changes),
+            unchanged=len(observations) - len(changes),
             created=sum(change.old is None for change in changes),
             deleted=sum(change.new.deleted for change in changes),
         )
@@ -117,9 +145,11 @@ class CountsStore:
                 return await self._counts_of(job)
             # Read the job's row and counter rows in one round trip: a partition count that grew since it
             # was cached is found from the counter rows themselves (their reshard marks).
-            job_row, counters = await asyncio.gather(self.job_index.table.get_entity(JOBS_PARTITION, job_key),
-                                                     self.task_rows.job_counters(job_key, partitions),
-                                                     return_exceptions=True)
+            job_row, counters = await asyncio.gather(
+                self.job_index.table.get_entity(JOBS_PARTITION, job_key),
+                self.task_rows.job_counters(job_key, partitions),
+                return_exceptions=True,
+            )
             if isinstance(job_row, ResourceNotFoundError):  # removed since (retention)
                 self.job_index.forget(job_key)
                 return None
@@ -136,9 +166,13 @@ class CountsStore:
     async def job_reading(self, job_key: str, window_start: datetime) -> tuple[JobCounts | None, list[Point]]:
         """What a poll of the job's counts is answered from: its counts and its progress points since
         ``window_start``, from a read at most ``COUNTS_MAX_AGE_MS`` old (see shared.store.recent)."""
+
         async def read() -> tuple[JobCounts | None, list[Point]]:
-            job, recent = await asyncio.gather(self.get_job_counts(job_key), self.recent_progress(job_key, window_start))
+            job, recent = await asyncio.gather(
+                self.get_job_counts(job_key), self.recent_progress(job_key, window_start)
+            )
             return job, recent[2]
+
         return await self._recent_readings.get(job_key, read)
 
     async def list_jobs(self, max_results: int, continuation: str | None) -> tuple[list[JobCounts], str | None]:
@@ -182,13 +216,20 @@ class CountsStore:
     async def finish_reshard(self, job_key: str, target: int) -> None:
         await self.job_index.finish_reshard(job_key, target)
 
-    async def mark_validation(self, job_key: str, status: str, note: str | None = None,
-                              validated_at: datetime | None = None, summary: dict | None = None,
-                              created_span: tuple[int, int] | None = None) -> None:
+    async def mark_validation(
+        self,
+        job_key: str,
+        status: str,
+        note: str | None = None,
+        validated_at: datetime | None = None,
+        summary: dict | None = None,
+        created_span: tuple[int, int] | None = None,
+    ) -> None:
         await self.job_index.mark_validation(job_key, status, note, validated_at, summary, created_span)
 
-    async def record_listing(self, job_key: str, scan_id: str, page_id: str,
-                             listed: dict[int, list[tuple[str, TaskStatus]]]) -> None:
+    async def record_listing(
+        self, job_key: str, scan_id: str, page_id: str, listed: dict[int, list[tuple[str, TaskStatus]]]
+    ) -> None:
         await self.ensure_tables()
         await self.scans.record(job_key, scan_id, page_id, listed)
 
@@ -199,9 +240,15 @@ class CountsStore:
         await self.ensure_tables()
         await self.scans.drop(job_key, before, scan_id)
 
-    async def reconcile_partition(self, job_key: str, shard: int, partitions: int,
-                                  listed: dict[str, tuple[str, TaskStatus]], scan_started_ticks: int,
-                                  job_id: str) -> dict[str, int]:
+    async def reconcile_partition(
+        self,
+        job_key: str,
+        shard: int,
+        partitions: int,
+        listed: dict[str, tuple[str, TaskStatus]],
+        scan_started_ticks: int,
+        job_id: str,
+    ) -> dict[str, int]:
         return await self.task_rows.reconcile_partition(job_key, shard, partitions, listed, scan_started_ticks, job_id)
 
     async def remove_job(self, job_key: str) -> int:
@@ -242,7 +289,7 @@ class CountsStore:
         await self.ensure_tables()
         keys = await self.watches.active(now)
         positions = await asyncio.gather(*(self.job_index.sync_position(key) for key in keys))  # every second
-        for job_key, position in zip(keys, positions):
+        for job_key, position in zip(keys, positions, strict=True):
             if position is None:
                 await self.watches.forget(job_key)
         return [position for position in positions if position is not None]

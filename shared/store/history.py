@@ -4,9 +4,10 @@ Rows: ``head`` (how many points the job holds, which alerts were raised) and one
 keyed ``p`` + (MAX_TICKS - ticks), so a partition read from its start meets the head, then the
 newest points: the recent window costs one query page.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.data.tables.aio import TableClient
@@ -27,16 +28,25 @@ def point_key(at: datetime) -> str:
 
 
 def point_row(job_key: str, point: Point) -> dict[str, Any]:
-    return {"PartitionKey": job_key, "RowKey": point_key(point.at), "At": point.at,
-            "Active": point.counts.active, "Running": point.counts.running,
-            "Succeeded": point.counts.succeeded, "Failed": point.counts.failed,
-            "CompletedSince": point.completed_since}
+    return {
+        "PartitionKey": job_key,
+        "RowKey": point_key(point.at),
+        "At": point.at,
+        "Active": point.counts.active,
+        "Running": point.counts.running,
+        "Succeeded": point.counts.succeeded,
+        "Failed": point.counts.failed,
+        "CompletedSince": point.completed_since,
+    }
 
 
 def point_of_row(row: dict) -> Point:
     succeeded, failed = row["Succeeded"], row["Failed"]
-    return Point(_utc(row["At"]), Counts(row["Active"], row["Running"], succeeded + failed, succeeded, failed),
-                 _utc(row["CompletedSince"]))
+    return Point(
+        _utc(row["At"]),
+        Counts(row["Active"], row["Running"], succeeded + failed, succeeded, failed),
+        _utc(row["CompletedSince"]),
+    )
 
 
 class ProgressHistory:
@@ -48,8 +58,9 @@ class ProgressHistory:
         (oldest first) with the newest point at or before ``start``: the counts in force then."""
         episodes, held, newest_first = Episodes(), 0, []
         async with storage_call("reading progress"):
-            rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": job_key},
-                                             results_per_page=RECENT_PAGE)
+            rows = self.table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": job_key}, results_per_page=RECENT_PAGE
+            )
             async for row in rows:
                 if row["RowKey"] == HEAD_ROW:
                     episodes, held = _episodes_of(row), row.get("Points", 0)
@@ -64,15 +75,24 @@ class ProgressHistory:
         """Every point held after ``start`` (all of them without), oldest first."""
         upper = f"{POINT_PREFIX}~" if start is None else point_key(start)  # newer points have smaller keys
         async with storage_call("reading progress"):
-            rows = [point_of_row(row) async for row in self.table.query_entities(
-                "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
-                parameters={"pk": job_key, "low": POINT_PREFIX, "high": upper})]
+            rows = [
+                point_of_row(row)
+                async for row in self.table.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                    parameters={"pk": job_key, "low": POINT_PREFIX, "high": upper},
+                )
+            ]
         return rows[::-1]
 
     async def record(self, job_key: str, point: Point | None, episodes: Episodes, held: int) -> None:
         """Write a new point (if any) and the head in one transaction (idempotent: resent if cut)."""
-        head = {"PartitionKey": job_key, "RowKey": HEAD_ROW, "Points": held,
-                "StallLogged": episodes.stall_logged, "FailingSince": episodes.failing_since}
+        head = {
+            "PartitionKey": job_key,
+            "RowKey": HEAD_ROW,
+            "Points": held,
+            "StallLogged": episodes.stall_logged,
+            "FailingSince": episodes.failing_since,
+        }
         operations = [("upsert", head)] + ([("upsert", point_row(job_key, point))] if point else [])
         async with storage_call("recording progress"):
             await self.table.submit_transaction(operations, **RESENDABLE)
@@ -80,9 +100,14 @@ class ProgressHistory:
     async def point_times(self, job_key: str) -> list[datetime]:
         """When each held point was taken, oldest first."""
         async with storage_call("reading progress"):
-            rows = [row async for row in self.table.query_entities(
-                "PartitionKey eq @pk and RowKey ge @low", parameters={"pk": job_key, "low": POINT_PREFIX},
-                select=["At"])]
+            rows = [
+                row
+                async for row in self.table.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @low",
+                    parameters={"pk": job_key, "low": POINT_PREFIX},
+                    select=["At"],
+                )
+            ]
         return [_utc(row["At"]) for row in reversed(rows)]
 
     async def drop_points(self, job_key: str, times: list[datetime]) -> None:
@@ -101,5 +126,13 @@ def _episodes_of(row: dict) -> Episodes:
 
 def _utc(moment: datetime) -> datetime:
     """Table Storage hands back its own datetime subclass; the domain compares plain UTC datetimes."""
-    return datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
-                    moment.microsecond, tzinfo=timezone.utc)
+    return datetime(
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+        tzinfo=UTC,
+    )

@@ -1,37 +1,55 @@
 """The job index (``{prefix}jobs``): one row per job (PartitionKey ``jobs``), which also holds the
 job's validation outcome and the delta sync's position; and leases (PartitionKey ``leases``)."""
+
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
 from shared.store.codec import (
-    JOBS_PARTITION, LEASES_PARTITION, batch_reported_text, decode_token, encode_token, job_of_row, now, optional_ticks,
+    JOBS_PARTITION,
+    LEASES_PARTITION,
+    batch_reported_text,
+    decode_token,
+    encode_token,
+    job_of_row,
+    now,
+    optional_ticks,
     ticks_text,
 )
 from shared.store.layout import partitions_for
 from shared.store.records import BatchReported, JobRecord, SyncPosition
-from shared.store.tables import RESENDABLE, if_match, storage_call
+from shared.store.tables import RESENDABLE, etag_of, if_match, storage_call
 
 logger = logging.getLogger(__name__)
 
-_SYNC_FIELDS = ["RowKey", "JobId", "SyncWatermark", "SyncNextLink", "SyncListingStarted", "SyncedAt", "SyncFinished",
-                "SyncChangedAt"]
+_SYNC_FIELDS = [
+    "RowKey",
+    "JobId",
+    "SyncWatermark",
+    "SyncNextLink",
+    "SyncListingStarted",
+    "SyncedAt",
+    "SyncFinished",
+    "SyncChangedAt",
+]
 JobSize = Callable[[str], Awaitable["int | None"]]  # tasks in a job by Batch's own count; None: no such job
 JOB_CACHE_SECONDS = 60.0  # how long a process trusts that a job's index row still exists
 
 
 class JobIndex:
-    def __init__(self, table: TableClient, default_partitions: int, rows_per_partition: int,
-                 job_size: JobSize | None = None):
+    def __init__(
+        self, table: TableClient, default_partitions: int, rows_per_partition: int, job_size: JobSize | None = None
+    ):
         self.table = table
         self._default_partitions = default_partitions
         self._rows_per_partition = rows_per_partition
@@ -74,10 +92,16 @@ class JobIndex:
             if job is None:
                 partitions = await self._partitions_for_new(job_id)
                 try:
-                    await self.table.create_entity({
-                        "PartitionKey": JOBS_PARTITION, "RowKey": job_key, "JobId": job_id,
-                        "Partitions": partitions, "FirstSeenAt": now(),
-                    }, **RESENDABLE)
+                    await self.table.create_entity(
+                        {
+                            "PartitionKey": JOBS_PARTITION,
+                            "RowKey": job_key,
+                            "JobId": job_id,
+                            "Partitions": partitions,
+                            "FirstSeenAt": now(),
+                        },
+                        **RESENDABLE,
+                    )
                     logger.info("new job registered", extra={"job_id": job_id, "partitions": partitions})
                 except ResourceExistsError:  # another instance registered it first
                     job = await self.get(job_key)
@@ -119,8 +143,10 @@ class JobIndex:
 
     async def page(self, max_results: int, continuation: str | None) -> tuple[list[JobRecord], str | None]:
         """One page of the job index; the token is opaque to callers."""
-        pages = self.table.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": JOBS_PARTITION}, results_per_page=max_results,
+        pages: Any = self.table.query_entities(  # an AsyncPageIterator: it has continuation_token
+            "PartitionKey eq @pk",
+            parameters={"pk": JOBS_PARTITION},
+            results_per_page=max_results,
         ).by_page(continuation_token=decode_token(continuation))
         rows: list = []
         async for page in pages:
@@ -128,12 +154,22 @@ class JobIndex:
             break
         return [job_of_row(row) for row in rows], encode_token(pages.continuation_token)
 
-    async def mark_validation(self, job_key: str, status: str, note: str | None = None,
-                              validated_at: datetime | None = None, summary: dict | None = None,
-                              created_span: tuple[int, int] | None = None) -> None:
+    async def mark_validation(
+        self,
+        job_key: str,
+        status: str,
+        note: str | None = None,
+        validated_at: datetime | None = None,
+        summary: dict | None = None,
+        created_span: tuple[int, int] | None = None,
+    ) -> None:
         """Record a validation outcome on the job's index row (merge: other fields stay)."""
-        row: dict[str, Any] = {"PartitionKey": JOBS_PARTITION, "RowKey": job_key,
-                               "ValidationStatus": status, "ValidationNote": note or ""}
+        row: dict[str, Any] = {
+            "PartitionKey": JOBS_PARTITION,
+            "RowKey": job_key,
+            "ValidationStatus": status,
+            "ValidationNote": note or "",
+        }
         if validated_at is not None:
             row["LastValidatedAt"] = validated_at
         if summary is not None:
@@ -159,8 +195,9 @@ class JobIndex:
         """Every known job's sync position (one query over the job index)."""
         positions = {}
         async with storage_call("reading sync positions"):
-            async for row in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": JOBS_PARTITION},
-                                                       select=_SYNC_FIELDS):
+            async for row in self.table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": JOBS_PARTITION}, select=_SYNC_FIELDS
+            ):
                 positions[row["RowKey"]] = _position_of(row)
         return positions
 
@@ -174,10 +211,15 @@ class JobIndex:
 
     async def record_sync(self, position: SyncPosition) -> None:
         """Save a job's sync position on its index row, stamped now (merge: other fields stay)."""
-        row = {"PartitionKey": JOBS_PARTITION, "RowKey": position.job_key,
-               "SyncWatermark": ticks_text(position.watermark_ticks), "SyncNextLink": position.next_link or "",
-               "SyncListingStarted": ticks_text(position.listing_started_ticks),
-               "SyncedAt": now(), "SyncFinished": position.finished}
+        row = {
+            "PartitionKey": JOBS_PARTITION,
+            "RowKey": position.job_key,
+            "SyncWatermark": ticks_text(position.watermark_ticks),
+            "SyncNextLink": position.next_link or "",
+            "SyncListingStarted": ticks_text(position.listing_started_ticks),
+            "SyncedAt": now(),
+            "SyncFinished": position.finished,
+        }
         if position.changed_at is not None:
             row["SyncChangedAt"] = position.changed_at
         async with storage_call("recording a sync position"):
@@ -188,8 +230,12 @@ class JobIndex:
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take (or extend, for its holder) a named lease; False while another holder has it."""
         current_time = now()
-        row = {"PartitionKey": LEASES_PARTITION, "RowKey": name, "Holder": holder,
-               "ExpiresAt": datetime.fromtimestamp(current_time.timestamp() + seconds, timezone.utc)}
+        row = {
+            "PartitionKey": LEASES_PARTITION,
+            "RowKey": name,
+            "Holder": holder,
+            "ExpiresAt": datetime.fromtimestamp(current_time.timestamp() + seconds, UTC),
+        }
         async with storage_call("taking a lease"):
             try:
                 await self.table.create_entity(row, **RESENDABLE)
@@ -199,7 +245,7 @@ class JobIndex:
             if current["Holder"] != holder and current["ExpiresAt"] > current_time:
                 return False
             try:
-                await self.table.update_entity(row, **if_match(current.metadata["etag"]))
+                await self.table.update_entity(row, **if_match(etag_of(current)))
                 return True
             except (ResourceModifiedError, ResourceNotFoundError):
                 return False  # another holder took it in between
@@ -209,15 +255,24 @@ class JobIndex:
             try:
                 current = await self.table.get_entity(LEASES_PARTITION, name)
                 if current["Holder"] == holder:
-                    await self.table.delete_entity(LEASES_PARTITION, name, etag=current.metadata["etag"],
-                                                   match_condition=MatchConditions.IfNotModified)
+                    await self.table.delete_entity(
+                        LEASES_PARTITION,
+                        name,
+                        etag=etag_of(current),
+                        match_condition=MatchConditions.IfNotModified,
+                    )
             except (ResourceNotFoundError, ResourceModifiedError):
                 pass  # gone or taken over after expiry: nothing of ours to release
 
 
 def _position_of(row: dict) -> SyncPosition:
-    return SyncPosition(job_key=row["RowKey"], job_id=row["JobId"], watermark_ticks=optional_ticks(row.get("SyncWatermark")),
-                        next_link=row.get("SyncNextLink") or None,
-                        listing_started_ticks=optional_ticks(row.get("SyncListingStarted")),
-                        synced_at=row.get("SyncedAt"), finished=bool(row.get("SyncFinished")),
-                        changed_at=row.get("SyncChangedAt"))
+    return SyncPosition(
+        job_key=row["RowKey"],
+        job_id=row["JobId"],
+        watermark_ticks=optional_ticks(row.get("SyncWatermark")),
+        next_link=row.get("SyncNextLink") or None,
+        listing_started_ticks=optional_ticks(row.get("SyncListingStarted")),
+        synced_at=row.get("SyncedAt"),
+        finished=bool(row.get("SyncFinished")),
+        changed_at=row.get("SyncChangedAt"),
+    )

@@ -12,6 +12,7 @@ first wrote it, and nothing of it was let go since): then a task without a kept 
 delivery of new tasks is written without reading first. Bounded: at most ROWS_KEPT rows in all, the
 partitions least recently written letting theirs go first (their counter rows stay kept).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -20,6 +21,7 @@ from typing import NamedTuple
 
 from shared.counting import TaskStatus
 from shared.store.codec import status_of_row
+from shared.store.tables import etag_of
 
 ROWS_KEPT = 20_000  # ~0.4 KB each: a few MB however many partitions a process writes
 PARTITIONS_KEPT = 4096  # counter rows kept
@@ -34,12 +36,11 @@ class KeptRow(NamedTuple):
     moving: bool  # a reshard's batch in flight holds it (MovingTo)
 
     @classmethod
-    def of_entity(cls, row: dict) -> "KeptRow":
-        return cls.written(row["RowKey"], status_of_row(row), row.get("TaskId"), row.metadata["etag"],
-                           "MovingTo" in row)
+    def of_entity(cls, row: dict) -> KeptRow:
+        return cls.written(row["RowKey"], status_of_row(row), row.get("TaskId"), etag_of(row), "MovingTo" in row)
 
     @classmethod
-    def written(cls, key: str, status: TaskStatus, task_id: str | None, etag: str, moving: bool = False) -> "KeptRow":
+    def written(cls, key: str, status: TaskStatus, task_id: str | None, etag: str, moving: bool = False) -> KeptRow:
         return cls(status, None if task_id == key else task_id, etag, moving)
 
     def display_id(self, key: str) -> str:
@@ -67,8 +68,15 @@ class KeptPartitions:
     def get(self, pk: str) -> KeptPartition | None:
         return self._partitions.get(pk)
 
-    def keep(self, pk: str, counter: dict | None, etag: str | None, rows: dict[str, KeptRow], complete: bool,
-             since: str | None) -> None:
+    def keep(
+        self,
+        pk: str,
+        counter: dict | None,
+        etag: str | None,
+        rows: dict[str, KeptRow],
+        complete: bool,
+        since: str | None,
+    ) -> None:
         """The partition as this process just wrote or read it: its counter row and that row's ETag,
         the task rows it learnt, whether those are all the partition's rows (an empty partition's first
         write), and ``since``: the counter ETag it read or wrote from. Rows kept under ``since`` are

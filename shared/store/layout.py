@@ -18,6 +18,7 @@ in ``d`` and add their counts to ``d`` with ``MoveIn=M``; (3) delete them from `
 counts off ``s``, ``MoveDone=M``. Between (2) and (3) the rows count in both, frozen (no writer
 touches a moving row, nor its copy, which writers only look for once the source lacks the row).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,8 +28,16 @@ from shared.counting import ZERO, Counts
 
 ROWS_PER_PARTITION = 20_000  # Azure serves ~2,000 entities/s per partition; 20,000 rows keep a sweep short
 COUNT_NAMES = ("Active", "Running", "Completed", "Succeeded", "Failed")
-MARK_COLUMNS = ["Splits", "MoveOut", "MoveTo", "MoveDone", "MoveIn", "MoveFrom", "MoveKeys",
-                *(f"MoveIn{name}{suffix}" for name in COUNT_NAMES for suffix in ("", "Slots"))]
+MARK_COLUMNS = [
+    "Splits",
+    "MoveOut",
+    "MoveTo",
+    "MoveDone",
+    "MoveIn",
+    "MoveFrom",
+    "MoveKeys",
+    *(f"MoveIn{name}{suffix}" for name in COUNT_NAMES for suffix in ("", "Slots")),
+]
 
 
 def partitions_for(tasks: int, rows_per_partition: int, current: int = 1, most: int = MAX_PARTITIONS) -> int:
@@ -73,22 +82,33 @@ def marks_of(row: dict | None) -> Marks:
     def counts(suffix: str) -> Counts:
         return Counts(*(int(row.get(f"MoveIn{name}{suffix}") or 0) for name in COUNT_NAMES))
 
-    return Marks(splits=tuple(int(part) for part in str(row["Splits"]).split()),
-                 move_out=int(row.get("MoveOut") or 0), move_to=int(row.get("MoveTo") or 0),
-                 move_done=int(row.get("MoveDone") or 0), move_in=int(row.get("MoveIn") or 0),
-                 move_from=int(row.get("MoveFrom") or 0), move_keys=tuple(str(row.get("MoveKeys") or "").split()),
-                 moved_in=(counts(""), counts("Slots")))
+    return Marks(
+        splits=tuple(int(part) for part in str(row["Splits"]).split()),
+        move_out=int(row.get("MoveOut") or 0),
+        move_to=int(row.get("MoveTo") or 0),
+        move_done=int(row.get("MoveDone") or 0),
+        move_in=int(row.get("MoveIn") or 0),
+        move_from=int(row.get("MoveFrom") or 0),
+        move_keys=tuple(str(row.get("MoveKeys") or "").split()),
+        moved_in=(counts(""), counts("Slots")),
+    )
 
 
 def mark_fields(marks: Marks) -> dict:
     """A counter row's mark properties (none for a partition never resharded)."""
     if marks == NO_MARKS:
         return {}
-    fields = {"Splits": " ".join(str(count) for count in marks.splits), "MoveOut": marks.move_out,
-              "MoveTo": marks.move_to, "MoveDone": marks.move_done, "MoveIn": marks.move_in,
-              "MoveFrom": marks.move_from, "MoveKeys": " ".join(marks.move_keys)}
+    fields = {
+        "Splits": " ".join(str(count) for count in marks.splits),
+        "MoveOut": marks.move_out,
+        "MoveTo": marks.move_to,
+        "MoveDone": marks.move_done,
+        "MoveIn": marks.move_in,
+        "MoveFrom": marks.move_from,
+        "MoveKeys": " ".join(marks.move_keys),
+    }
     tasks, slots = marks.moved_in
-    for name, in_tasks, in_slots in zip(COUNT_NAMES, tasks.as_dict().values(), slots.as_dict().values()):
+    for name, in_tasks, in_slots in zip(COUNT_NAMES, tasks.as_dict().values(), slots.as_dict().values(), strict=True):
         fields[f"MoveIn{name}"], fields[f"MoveIn{name}Slots"] = in_tasks, in_slots
     return fields
 

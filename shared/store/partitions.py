@@ -11,6 +11,7 @@ so a table's rows still say whose they are.
 A table is created on the first write to its partition (the writer sees no counter row there);
 reads of a partition whose table does not exist see no rows.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict

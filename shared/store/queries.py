@@ -7,10 +7,12 @@ goes through the table client's own pipeline (authentication, retries, logging) 
 raises as the SDK's query does. Values are as OData's JSON carries them (an Int64 is its decimal
 string): rows read here are for reading, not for writing back whole.
 """
+
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
@@ -28,17 +30,25 @@ class Row(dict):
         self.metadata = {"etag": etag}
 
 
-async def stream_rows(table: TableClient, query_filter: str, parameters: dict[str, str],
-                      select: Sequence[str]) -> AsyncIterator[Row]:
+async def stream_rows(
+    table: TableClient, query_filter: str, parameters: dict[str, str], select: Sequence[str]
+) -> AsyncIterator[Row]:
     """Every entity ``query_filter`` matches, page after page (``@name`` parameters as the SDK takes them)."""
     base = f"{table.scheme}://{table._primary_hostname}/{table.table_name}()"
-    query = {"$filter": _parameter_filter_substitution(parameters, query_filter), "$top": str(PAGE_SIZE),
-             "$select": ",".join(select)}
-    headers = {"x-ms-version": table.api_version, "DataServiceVersion": "3.0",
-               "Accept": "application/json;odata=minimalmetadata"}
+    query = {
+        "$filter": _parameter_filter_substitution(parameters, query_filter),
+        "$top": str(PAGE_SIZE),
+        "$select": ",".join(select),
+    }
+    headers = {
+        "x-ms-version": table.api_version,
+        "DataServiceVersion": "3.0",
+        "Accept": "application/json;odata=minimalmetadata",
+    }
     while True:
-        response = await table._client.send_request(HttpRequest("GET", base, params=query, headers=headers),
-                                                    stream=True)
+        response = await table._client.send_request(
+            HttpRequest("GET", base, params=query, headers=headers), stream=True
+        )
         await response.read()
         if response.status_code == 404:
             raise ResourceNotFoundError(response=response)

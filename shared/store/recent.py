@@ -5,14 +5,16 @@ time refreshes it in the background, so a steadily polled job never makes its re
 storage and is never older than about ``max_age`` plus one read. A reading past ``max_age`` (a job
 nobody polled lately) is read afresh, callers of the same key sharing that one read.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Generic, Hashable, TypeVar
+from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class RecentReads(Generic[T]):
             return await read()
         entry = self._entries.get(key)
         age = None if entry is None else self._clock() - entry.read_at
-        if entry is not None and age < self.max_age:
+        if entry is not None and age is not None and age < self.max_age:
             self._entries.move_to_end(key)
             if age >= self.max_age / 2 and key not in self._reads:
                 self._start_read(key, read)

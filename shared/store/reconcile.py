@@ -3,9 +3,10 @@
 The decision only chooses observations; they then go through the same ETag-guarded write path as
 events, which re-reads each row and decides again, so a row that changed since is judged anew.
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from shared.counting import Change, TaskStatus
 from shared.store.records import Observation
@@ -13,8 +14,12 @@ from shared.store.records import Observation
 DRIFT_KINDS = ("missing", "stale", "removed")
 
 
-def corrections(job_id: str, listed: Mapping[str, tuple[str, TaskStatus]],
-                stored: Mapping[str, tuple[str, bool]], scan_started_ticks: int) -> list[Observation]:
+def corrections(
+    job_id: str,
+    listed: Mapping[str, tuple[str, TaskStatus]],
+    stored: Mapping[str, tuple[str, bool]],
+    scan_started_ticks: int,
+) -> list[Observation]:
     """Observations that bring the stored rows in line with a listing.
 
     ``listed``: task key -> (task id, status) as List Tasks showed it; ``stored``: task key ->
@@ -23,11 +28,17 @@ def corrections(job_id: str, listed: Mapping[str, tuple[str, TaskStatus]],
     -- unless its row is newer than the scan's start: an event for a task added after the scan
     began, which no slice could list.
     """
-    found = [Observation(job_id, task_id, status) for key, (task_id, status) in listed.items()
-             if key not in stored or status.version > stored[key][0]]
+    found = [
+        Observation(job_id, task_id, status)
+        for key, (task_id, status) in listed.items()
+        if key not in stored or status.version > stored[key][0]
+    ]
     removed = TaskStatus.observed(scan_started_ticks, 0, None, None, 1)
-    found += [Observation(job_id, key, removed) for key, (version, deleted) in stored.items()
-              if key not in listed and not deleted and version < removed.version]
+    found += [
+        Observation(job_id, key, removed)
+        for key, (version, deleted) in stored.items()
+        if key not in listed and not deleted and version < removed.version
+    ]
     return found
 
 

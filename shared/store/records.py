@@ -1,4 +1,5 @@
 """What the store hands out and takes in: plain frozen records, no storage types."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,11 +10,17 @@ from shared.counting import Counts, TaskStatus
 
 
 class Observed(Protocol):
-    """An observation of one task: a parsed event, or a task seen by validation."""
+    """An observation of one task: a parsed event, or a task seen by validation (read-only, so
+    frozen dataclasses satisfy it)."""
 
-    job_id: str
-    task_id: str
-    status: TaskStatus
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def status(self) -> TaskStatus: ...
 
 
 @dataclass(frozen=True)

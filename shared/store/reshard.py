@@ -2,12 +2,14 @@
 are described in shared.store.layout). Every step reads, decides and writes under ETags, so any
 number of movers -- and writers that find a batch in flight and finish it -- can run at once, and a
 mover stopped anywhere is resumed by the next."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
@@ -17,7 +19,14 @@ from shared.store.codec import COUNTER_ROW, counter_row, counts_of_row, partitio
 from shared.store.layout import marks_of
 from shared.store.partitions import PartitionTables
 from shared.store.tables import (
-    CONFLICT_STATUSES, MAX_TRANSACTION_OPERATIONS, RESENDABLE, if_match, read_rows, retry_pause, storage_call,
+    CONFLICT_STATUSES,
+    MAX_TRANSACTION_OPERATIONS,
+    RESENDABLE,
+    etag_of,
+    if_match,
+    read_rows,
+    retry_pause,
+    storage_call,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,7 +78,7 @@ async def seal(tables: PartitionTables, job_key: str, shard: int, target: int) -
             await tables.create(pk)
             await tables.of(pk).create_entity(row, **RESENDABLE)
         else:
-            await tables.of(pk).update_entity(row, **if_match(counter.metadata["etag"]))
+            await tables.of(pk).update_entity(row, **if_match(etag_of(counter)))
 
     await _until_written(pk, "sealing a partition", step)
 
@@ -91,15 +100,23 @@ async def finish_batch(tables: PartitionTables, job_key: str, shard: int) -> Non
         tasks, slots = counts_of_row(counter)
         done = replace(marks, move_out=0, move_to=0, move_keys=(), move_done=marks.move_out)
         await tables.of(pk).submit_transaction(
-            [*(("delete", {"PartitionKey": pk, "RowKey": row["RowKey"]}) for row in moving),
-             ("update", counter_row(pk, tasks - moved_tasks, slots - moved_slots, done),
-              if_match(counter.metadata["etag"]))], **RESENDABLE)
+            [
+                *(("delete", {"PartitionKey": pk, "RowKey": row["RowKey"]}) for row in moving),
+                (
+                    "update",
+                    counter_row(pk, tasks - moved_tasks, slots - moved_slots, done),
+                    if_match(etag_of(counter)),
+                ),
+            ],
+            **RESENDABLE,
+        )
 
     await _until_written(pk, "finishing a move", step)
 
 
-async def _copy_in(tables: PartitionTables, job_key: str, source: int, dest: int, batch: int, rows: list[dict],
-                   moved: tuple) -> None:
+async def _copy_in(
+    tables: PartitionTables, job_key: str, source: int, dest: int, batch: int, rows: list[dict], moved: tuple
+) -> None:
     """Step 2: the batch's rows into the destination with their counts, once (its MoveIn says)."""
     pk = partition_key(job_key, dest)
     counter = await read_counter(tables, pk)
@@ -111,12 +128,16 @@ async def _copy_in(tables: PartitionTables, job_key: str, source: int, dest: int
     tasks, slots = counts_of_row(counter)
     arrived = replace(marks, move_in=batch, move_from=source, moved_in=moved)
     counter_update = counter_row(pk, tasks + moved[0], slots + moved[1], arrived)
-    copies = [{**{name: value for name, value in row.items() if name != "MovingTo"}, "PartitionKey": pk}
-              for row in rows]
+    copies = [
+        {**{name: value for name, value in row.items() if name != "MovingTo"}, "PartitionKey": pk} for row in rows
+    ]
     await tables.of(pk).submit_transaction(
-        [*(("create", copy) for copy in copies),
-         ("create", counter_update) if counter is None else ("update", counter_update, if_match(counter.metadata["etag"]))],
-        **RESENDABLE)
+        [
+            *(("create", copy) for copy in copies),
+            ("create", counter_update) if counter is None else ("update", counter_update, if_match(etag_of(counter))),
+        ],
+        **RESENDABLE,
+    )
 
 
 async def _start_batch(tables: PartitionTables, job_key: str, shard: int, dest: int, keys: list[str]) -> int:
@@ -134,9 +155,12 @@ async def _start_batch(tables: PartitionTables, job_key: str, shard: int, dest: 
         tasks, slots = counts_of_row(counter)
         in_flight = replace(marks, move_out=marks.move_done + 1, move_to=dest, move_keys=tuple(sorted(rows)))
         await tables.of(pk).submit_transaction(
-            [*(("update", {**row, "MovingTo": dest}, if_match(row.metadata["etag"])) for row in rows.values()),
-             ("update", counter_row(pk, tasks, slots, in_flight), if_match(counter.metadata["etag"]))],
-            **RESENDABLE)
+            [
+                *(("update", {**row, "MovingTo": dest}, if_match(etag_of(row))) for row in rows.values()),
+                ("update", counter_row(pk, tasks, slots, in_flight), if_match(etag_of(counter))),
+            ],
+            **RESENDABLE,
+        )
         return len(rows)
 
     return await _until_written(pk, "starting a move", step)
@@ -157,11 +181,12 @@ async def move_source(tables: PartitionTables, job_key: str, shard: int, target:
     moved = 0
     for dest, keys in sorted(by_dest.items()):
         for start in range(0, len(keys), BATCH_ROWS):
-            batch = keys[start:start + BATCH_ROWS]
+            batch = keys[start : start + BATCH_ROWS]
             started = await _start_batch(tables, job_key, shard, dest, batch)
             if started:
                 await finish_batch(tables, job_key, shard)
                 moved += started
-    logger.info("partition resharded", extra={"job_key": job_key, "shard": shard, "partitions": target,
-                                              "rows_moved": moved})
+    logger.info(
+        "partition resharded", extra={"job_key": job_key, "shard": shard, "partitions": target, "rows_moved": moved}
+    )
     return moved

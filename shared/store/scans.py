@@ -7,6 +7,7 @@ reads its shard's rows as one range). A finished scan is dropped with one Delete
 ``{prefix}scans`` indexes the listing tables (PartitionKey ``jobKey``, RowKey ``scanId``), so that a
 job's abandoned scans, or all of them when the job is removed, can be found.
 """
+
 from __future__ import annotations
 
 import base64
@@ -28,13 +29,19 @@ class ScanListings:
     def _listing(self, job_key: str, scan_id: str) -> TableClient:
         return self._service.get_table_client(hashed_table_name(self._prefix, "s", scan_partition(job_key, scan_id)))
 
-    async def record(self, job_key: str, scan_id: str, page_id: str,
-                     listed: dict[int, list[tuple[str, TaskStatus]]]) -> None:
+    async def record(
+        self, job_key: str, scan_id: str, page_id: str, listed: dict[int, list[tuple[str, TaskStatus]]]
+    ) -> None:
         """Keep what one page (``page_id``, unique in the scan) showed, per shard (idempotent). The
         scan's first page creates its table, indexed first so that no table is ever left unfound."""
-        rows = [{"PartitionKey": scan_partition(job_key, scan_id), "RowKey": f"{shard:02x}-{page_id}",
-                 **listing_properties(entries)}
-                for shard, entries in sorted(listed.items())]
+        rows = [
+            {
+                "PartitionKey": scan_partition(job_key, scan_id),
+                "RowKey": f"{shard:02x}-{page_id}",
+                **listing_properties(entries),
+            }
+            for shard, entries in sorted(listed.items())
+        ]
         listing = self._listing(job_key, scan_id)
         async with storage_call("recording a listing page"):
             try:
@@ -51,10 +58,12 @@ class ScanListings:
         listed: dict[str, tuple[str, TaskStatus]] = {}
         async with storage_call("reading a listing"):
             try:
-                async for row in stream_rows(self._listing(job_key, scan_id),
-                                             "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
-                                             {"pk": scan_partition(job_key, scan_id), "low": f"{shard:02x}-",
-                                              "high": f"{shard:02x}."}, LISTING_PARTS):
+                async for row in stream_rows(
+                    self._listing(job_key, scan_id),
+                    "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                    {"pk": scan_partition(job_key, scan_id), "low": f"{shard:02x}-", "high": f"{shard:02x}."},
+                    LISTING_PARTS,
+                ):
                     parts = [base64.b64decode(row[name]) for name in LISTING_PARTS if row.get(name)]  # Edm.Binary
                     for task_id, status in listing_entries(parts):
                         listed[task_id.lower()] = (task_id, status)
@@ -70,8 +79,12 @@ class ScanListings:
         elif before is not None:
             query, parameters = query + " and RowKey lt @before", {**parameters, "before": before}
         async with storage_call("removing listings"):
-            indexed = [row async for row in self.table.query_entities(query, parameters=parameters,
-                                                                      select=["PartitionKey", "RowKey"])]
+            indexed = [
+                row
+                async for row in self.table.query_entities(
+                    query, parameters=parameters, select=["PartitionKey", "RowKey"]
+                )
+            ]
             for row in indexed:
                 await self._listing(job_key, row["RowKey"]).delete_table()
             await delete_rows(self.table, indexed)

@@ -1,12 +1,14 @@
 """The azure-data-tables plumbing every table module shares: clients, resends, errors, batches."""
+
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Sequence
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
@@ -30,8 +32,11 @@ KEYS_PER_QUERY = MAX_FILTER_COMPARISONS - 1  # one comparison is the PartitionKe
 
 # Fail fast on storage trouble: the webhook answers 503 and Event Grid redelivers later.
 _CLIENT_OPTIONS: dict[str, Any] = {
-    "retry_total": 3, "retry_backoff_factor": 0.2, "retry_backoff_max": 2,
-    "connection_timeout": 5, "read_timeout": 20,
+    "retry_total": 3,
+    "retry_backoff_factor": 0.2,
+    "retry_backoff_max": 2,
+    "connection_timeout": 5,
+    "read_timeout": 20,
 }
 # The SDK resends a request whose connection failed only for methods it knows to be idempotent, never
 # a POST (entity-group transactions, inserts) or a PATCH (merges): it cannot know whether storage got
@@ -40,7 +45,9 @@ _CLIENT_OPTIONS: dict[str, Any] = {
 # caller treats as "re-read" or "already there".
 # Transaction failures meaning "what was read is no longer what is stored": re-read, retry.
 CONFLICT_STATUSES = frozenset({404, 409, 412})
-RESENDABLE = {"retry_on_methods": frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"})}
+RESENDABLE: dict[str, Any] = {
+    "retry_on_methods": frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"})
+}
 
 
 def hashed_table_name(prefix: str, kind: str, key: str) -> str:
@@ -57,21 +64,40 @@ def service_client(settings: Settings) -> TableServiceClient:
     if settings.storage_connection:
         try:
             return TableServiceClient.from_connection_string(
-                development_connection(settings.storage_connection), **_CLIENT_OPTIONS,
-                use_env_settings=settings.proxy_from_environment)
+                development_connection(settings.storage_connection),
+                **_CLIENT_OPTIONS,
+                use_env_settings=settings.proxy_from_environment,
+            )
         except ValueError as error:
             raise ConfigError(f"AzureWebJobsStorage is not a usable connection string: {error}") from None
+    if not settings.table_service_uri:  # the settings require a connection string or this
+        raise ConfigError("set AzureWebJobsStorage or AzureWebJobsStorage__tableServiceUri")
     from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
-    credential = (ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
-                  if settings.managed_identity_client_id else DefaultAzureCredential())
-    return TableServiceClient(endpoint=settings.table_service_uri, credential=credential, **_CLIENT_OPTIONS,
-                              use_env_settings=settings.proxy_from_environment)
+    credential = (
+        ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
+        if settings.managed_identity_client_id
+        else DefaultAzureCredential()
+    )
+    return TableServiceClient(
+        endpoint=settings.table_service_uri,
+        credential=credential,
+        **_CLIENT_OPTIONS,
+        use_env_settings=settings.proxy_from_environment,
+    )
 
 
 def row_etag(row: Any) -> str | None:
     """The ETag a row was read with (None for no row)."""
-    return None if row is None else row.metadata["etag"]
+    return None if row is None else etag_of(row)
+
+
+def etag_of(entity: Any) -> str:
+    """The ETag Table Storage returned with an entity it read (a TableEntity's metadata)."""
+    etag = entity.metadata.get("etag")
+    if not etag:
+        raise ValueError(f"an entity read without an ETag: {entity.get('RowKey')!r}")
+    return etag
 
 
 def if_match(etag: str) -> dict[str, Any]:
@@ -97,8 +123,9 @@ async def upsert_all(table: TableClient, rows: list[dict]) -> None:
     """Upsert (insert or replace) rows of one partition in transactions of <= 100 (idempotent: resent
     if cut), sent through the write path's own ``$batch``."""
     for start in range(0, len(rows), MAX_TRANSACTION_OPERATIONS):
-        await transactions.submit(table, [("upsert", row) for row in rows[start:start + MAX_TRANSACTION_OPERATIONS]],
-                                  **RESENDABLE)
+        await transactions.submit(
+            table, [("upsert", row) for row in rows[start : start + MAX_TRANSACTION_OPERATIONS]], **RESENDABLE
+        )
 
 
 async def delete_rows(table: TableClient, rows: list) -> None:
@@ -109,14 +136,22 @@ async def delete_rows(table: TableClient, rows: list) -> None:
         by_partition[row["PartitionKey"]].append(row)
     for partition_rows in by_partition.values():
         for start in range(0, len(partition_rows), MAX_TRANSACTION_OPERATIONS):
-            await table.submit_transaction([("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]})
-                                            for r in partition_rows[start:start + MAX_TRANSACTION_OPERATIONS]])
+            await table.submit_transaction(
+                [
+                    ("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]})
+                    for r in partition_rows[start : start + MAX_TRANSACTION_OPERATIONS]
+                ]
+            )
 
 
 async def delete_partition(table: TableClient, pk: str) -> int:
     """Delete every row of one partition; rows removed."""
-    rows = [row async for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": pk},
-                                                      select=["PartitionKey", "RowKey"])]
+    rows = [
+        row
+        async for row in table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": pk}, select=["PartitionKey", "RowKey"]
+        )
+    ]
     await delete_rows(table, rows)
     return len(rows)
 
@@ -150,9 +185,11 @@ async def _read_rows(table: TableClient, pk: str, keys: list[str]) -> dict[str, 
     if len(keys) < 2 or not all(key.isascii() for key in keys):  # ASCII: Python's order is storage's
         return await _read_by_or(table, pk, keys)
     wanted, found, scanned, passable = set(keys), {}, 0, RANGE_SLACK * len(keys)
-    rows = table.query_entities("PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
-                                parameters={"pk": pk, "low": keys[0], "high": keys[-1]},
-                                results_per_page=min(MAX_PAGE, passable))  # a sparse span costs one short page
+    rows = table.query_entities(
+        "PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
+        parameters={"pk": pk, "low": keys[0], "high": keys[-1]},
+        results_per_page=min(MAX_PAGE, passable),
+    )  # a sparse span costs one short page
     async for row in rows:
         if row["RowKey"] in wanted:
             found[row["RowKey"]] = row
@@ -171,14 +208,17 @@ async def _read_by_or(table: TableClient, pk: str, keys: Sequence[str]) -> dict[
         parameters["pk"] = pk
         # Spaces around the parentheses: the SDK's @name substitution splits on whitespace.
         row_filter = " or ".join(f"RowKey eq @k{i}" for i in range(len(chunk)))
-        return [entity async for entity in table.query_entities(
-            f"PartitionKey eq @pk and ( {row_filter} )", parameters=parameters)]
+        return [
+            entity
+            async for entity in table.query_entities(f"PartitionKey eq @pk and ( {row_filter} )", parameters=parameters)
+        ]
 
-    results = await asyncio.gather(*(read_chunk(keys[i:i + KEYS_PER_QUERY])
-                                     for i in range(0, len(keys), KEYS_PER_QUERY)))
+    results = await asyncio.gather(
+        *(read_chunk(keys[i : i + KEYS_PER_QUERY]) for i in range(0, len(keys), KEYS_PER_QUERY))
+    )
     return {entity["RowKey"]: entity for rows in results for entity in rows}
 
 
 async def retry_pause(attempt: int) -> None:
     """Jittered, growing pause before re-reading after a conflict (at most 0.5 s)."""
-    await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
+    await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))

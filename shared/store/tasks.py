@@ -1,28 +1,42 @@
 """Task rows and counter rows: the exactly-once write path, counts, sweeps.
 
 A job's tasks are spread over its partitions ``{jobKey}|{shard:02x}`` (shard = crc32(taskKey) mod
-partitions), each in a table of its own (shared.store.partitions). Each partition holds its task rows (RowKey = task key) and one counter row (RowKey
-``!counts``, sorting first) with that partition's counts. A task row and the counter row it moves
+partitions), each in a table of its own (shared.store.partitions). Each partition holds its task
+rows (RowKey = task key) and one counter row (RowKey ``!counts``, sorting first) with that
+partition's counts. A task row and the counter row it moves
 change together in one entity-group transaction under ETag conditions: the exactly-once mechanism.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterable, Sequence
 
 from azure.core.exceptions import (
-    AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError,
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
 )
 
 from shared.counting import Change, changes_to_apply, newest_per_task
 from shared.errors import StoreUnavailableError
 from shared.store import reconcile, reshard, transactions
 from shared.store.codec import (
-    COUNTER_COLUMNS, COUNTER_ROW, DELETED, TASK_COLUMNS, counter_row, counts_of_row, counts_of_rows, partition_key,
-    shard_of, task_row,
+    COUNTER_COLUMNS,
+    COUNTER_ROW,
+    DELETED,
+    TASK_COLUMNS,
+    counter_row,
+    counts_of_row,
+    counts_of_rows,
+    partition_key,
+    shard_of,
+    task_row,
 )
 from shared.store.kept import KeptPartitions, KeptRow
 from shared.store.layout import MARK_COLUMNS, CounterRead, Inconsistent, Marks, counted_twice, marks_of
@@ -30,8 +44,16 @@ from shared.store.partitions import PartitionTables
 from shared.store.queries import stream_rows
 from shared.store.records import Observed
 from shared.store.tables import (
-    CONFLICT_STATUSES, MAX_TRANSACTION_OPERATIONS, RESENDABLE, if_match, read_rows, retry_pause, row_etag,
-    storage_call, unavailable,
+    CONFLICT_STATUSES,
+    MAX_TRANSACTION_OPERATIONS,
+    RESENDABLE,
+    etag_of,
+    if_match,
+    read_rows,
+    retry_pause,
+    row_etag,
+    storage_call,
+    unavailable,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,7 +76,7 @@ def _hand_out(changes: list[Change], group: list[tuple[Sequence[Observed], async
     theirs: list[list[Change]] = [[] for _ in group]
     for change in changes:
         theirs[owner.get((change.task_key, change.new.version), 0)].append(change)
-    for (_, waiting), own in zip(group, theirs):
+    for (_, waiting), own in zip(group, theirs, strict=True):
         if not waiting.done():  # a caller cancelled meanwhile needs no answer
             waiting.set_result(own)
 
@@ -96,8 +118,14 @@ class TaskRows:
         results = await asyncio.gather(*(apply_one(where, items) for where, items in partitions.items()))
         return [change for applied in results for change in applied]
 
-    async def apply_partition(self, job_key: str, shard: int, partitions: int,
-                              observations: Sequence[Observed], snapshot: Snapshot | None = None) -> list[Change]:
+    async def apply_partition(
+        self,
+        job_key: str,
+        shard: int,
+        partitions: int,
+        observations: Sequence[Observed],
+        snapshot: Snapshot | None = None,
+    ) -> list[Change]:
         """Apply observations to shard ``shard`` of ``partitions``; the changes they made. A task
         that partition no longer holds since a reshard is followed to where it went (see
         shared.store.layout).
@@ -120,12 +148,24 @@ class TaskRows:
                 group = self._queued.pop(pk, [])  # empty when an earlier holder applied ours with its own
                 if group:
                     applied, later, elsewhere = await self._apply_here(
-                        job_key, shard, partitions, [o for queued, _ in group for o in queued], snapshot)
+                        job_key, shard, partitions, [o for queued, _ in group for o in queued], snapshot
+                    )
             if group:  # outside the lock: tasks that moved away are applied where they are now
-                followed = await asyncio.gather(*(
-                    self.apply_partition(job_key, dest, later, [o for queued, _ in group for o in queued
-                                                                if o.task_id.lower() in keys])
-                    for dest, keys in elsewhere.items()))
+                followed = (
+                    []
+                    if later is None  # nothing is elsewhere unless the partition is sealed for a layout
+                    else await asyncio.gather(
+                        *(
+                            self.apply_partition(
+                                job_key,
+                                dest,
+                                later,
+                                [o for queued, _ in group for o in queued if o.task_id.lower() in keys],
+                            )
+                            for dest, keys in elsewhere.items()
+                        )
+                    )
+                )
                 _hand_out([*applied, *(change for changes in followed for change in changes)], group)
         except BaseException as error:  # the group's callers wait on this one: tell them (they retry)
             failure = error if isinstance(error, Exception) else StoreUnavailableError(f"writing {pk} was interrupted")
@@ -135,8 +175,9 @@ class TaskRows:
             raise
         return await mine
 
-    async def _apply_here(self, job_key: str, shard: int, partitions: int, observations: list[Observed],
-                          snapshot: Snapshot | None = None) -> tuple[list[Change], int | None, dict[int, set[str]]]:
+    async def _apply_here(
+        self, job_key: str, shard: int, partitions: int, observations: list[Observed], snapshot: Snapshot | None = None
+    ) -> tuple[list[Change], int | None, dict[int, set[str]]]:
         """Under the partition's lock: apply what belongs here; return the changes, and where the
         partition was sealed for (the tasks to follow there, by destination shard).
 
@@ -171,8 +212,9 @@ class TaskRows:
             else:
                 async with storage_call("reading task rows"):
                     # The counter row apart: it sorts first, and a range read of the task keys must not span to it.
-                    counter, read = await asyncio.gather(reshard.read_counter(self.tables, pk),
-                                                         read_rows(self.tables.of(pk), pk, list(newest)))
+                    counter, read = await asyncio.gather(
+                        reshard.read_counter(self.tables, pk), read_rows(self.tables.of(pk), pk, list(newest))
+                    )
                 counter_etag = row_etag(counter)
                 rows = {key: KeptRow.of_entity(row) for key, row in read.items()}
                 complete = counter is None  # every write moves the counter row: none, no task rows
@@ -183,8 +225,11 @@ class TaskRows:
                 for key in newest:
                     if key not in rows and shard_of(key, later) != shard:
                         elsewhere.setdefault(shard_of(key, later), set()).add(key)
-            here = {key: status for key, status in newest.items() if key in rows or not later
-                    or shard_of(key, later) == shard}
+            here = {
+                key: status
+                for key, status in newest.items()
+                if key in rows or not later or shard_of(key, later) == shard
+            }
             if any(rows[key].moving for key in here if key in rows):  # a batch in flight
                 waits += 1
                 if waits % HELP_MOVER_AFTER == 0:  # the mover may have stopped: finish its batch
@@ -194,15 +239,15 @@ class TaskRows:
             changes = changes_to_apply({key: row.status for key, row in rows.items()}, here)
             try:
                 written_counter, written_etag, written = await self._commit(
-                    pk, changes, rows, counter, counter_etag, marks, display_ids, applied)
+                    pk, changes, rows, counter, counter_etag, marks, display_ids, applied
+                )
                 self._kept.keep(pk, written_counter, written_etag, {**rows, **written}, complete, since=counter_etag)
                 break
             except HttpResponseError as error:
                 self._kept.forget(pk)
                 if error.status_code not in CONFLICT_STATUSES:
                     raise unavailable(error, "writing task rows") from error
-                logger.debug("partition changed under us; re-reading",
-                             extra={"partition": pk, "attempt": attempt})
+                logger.debug("partition changed under us; re-reading", extra={"partition": pk, "attempt": attempt})
             except AzureError as error:
                 self._kept.forget(pk)
                 raise unavailable(error, "writing task rows") from error
@@ -212,9 +257,17 @@ class TaskRows:
             raise StoreUnavailableError(f"partition {pk} stayed contended after {CONFLICT_ATTEMPTS} attempts")
         return list(applied.values()), later, elsewhere
 
-    async def _commit(self, pk: str, changes: list[Change], rows: dict[str, KeptRow], counter: dict | None,
-                      counter_etag: str | None, marks: Marks, display_ids: dict[str, str],
-                      applied: dict[str, Change]) -> tuple[dict | None, str | None, dict[str, KeptRow]]:
+    async def _commit(
+        self,
+        pk: str,
+        changes: list[Change],
+        rows: dict[str, KeptRow],
+        counter: dict | None,
+        counter_etag: str | None,
+        marks: Marks,
+        display_ids: dict[str, str],
+        applied: dict[str, Change],
+    ) -> tuple[dict | None, str | None, dict[str, KeptRow]]:
         """Write changes in transactions of <= 100 operations, each moving the counter row too; the
         counter row and its ETag as they now are, and the task rows written."""
         if counter_etag is None:  # the partition's first write: its table may not exist yet
@@ -223,7 +276,7 @@ class TaskRows:
         written: dict[str, KeptRow] = {}
         per_transaction = MAX_TRANSACTION_OPERATIONS - 1
         for start in range(0, len(changes), per_transaction):
-            chunk = changes[start:start + per_transaction]
+            chunk = changes[start : start + per_transaction]
             operations: list[tuple] = []
             for change in chunk:
                 row = task_row(pk, change.task_key, change.new)
@@ -236,15 +289,19 @@ class TaskRows:
                     operations.append(("update", row, if_match(existing.etag)))
                 tasks, slots = tasks + change.task_delta, slots + change.slot_delta
             counter_update = counter_row(pk, tasks, slots, marks)
-            operations.append(("create", counter_update) if counter_etag is None
-                              else ("update", counter_update, if_match(counter_etag)))
+            operations.append(
+                ("create", counter_update)
+                if counter_etag is None
+                else ("update", counter_update, if_match(counter_etag))
+            )
             results = await transactions.submit(self.tables.of(pk), operations, **RESENDABLE)
             counter, counter_etag = counter_update, results[-1]["etag"]
             applied.update((change.task_key, change) for change in chunk)
-            for change, (_, row, *_), result in zip(chunk, operations, results):
+            for change, (_, row, *_), result in zip(chunk, operations, results, strict=False):
                 if result["etag"] is not None:
-                    written[change.task_key] = KeptRow.written(change.task_key, change.new, row["TaskId"],
-                                                               result["etag"])
+                    written[change.task_key] = KeptRow.written(
+                        change.task_key, change.new, row["TaskId"], result["etag"]
+                    )
         return counter, counter_etag, written
 
     # ---- counts ----------------------------------------------------------------------------
@@ -261,7 +318,8 @@ class TaskRows:
             low, high, round_number = 0, partitions, 0
             while low < high:
                 rows = await self._counter_rows(job_key, range(low, high))
-                reads += [CounterRead(shard, round_number, row) for shard, row in zip(range(low, high), rows)]
+                shards = range(low, high)
+                reads += [CounterRead(shard, round_number, row) for shard, row in zip(shards, rows, strict=True)]
                 sealed_for = [count for read in reads if (count := marks_of(read.row).next_layout(high))]
                 low, high, round_number = high, min(sealed_for, default=high), round_number + 1
             try:
@@ -278,8 +336,11 @@ class TaskRows:
 
     async def _counter_rows(self, job_key: str, shards: Iterable[int]) -> list[dict | None]:
         """Counter rows, read concurrently (None for a partition with none yet)."""
-        return list(await asyncio.gather(*(reshard.read_counter(self.tables, partition_key(job_key, shard))
-                                           for shard in shards)))
+        return list(
+            await asyncio.gather(
+                *(reshard.read_counter(self.tables, partition_key(job_key, shard)) for shard in shards)
+            )
+        )
 
     async def partition_rows(self, job_key: str, shard: int) -> AsyncIterator[dict]:
         """Every row of one of a job's partitions, as stored (tests check counter rows with it)."""
@@ -292,8 +353,9 @@ class TaskRows:
 
     # ---- validation ------------------------------------------------------------------------
 
-    async def reconcile_partition(self, job_key: str, shard: int, partitions: int, listed: dict,
-                                  scan_started_ticks: int, job_id: str) -> dict[str, int]:
+    async def reconcile_partition(
+        self, job_key: str, shard: int, partitions: int, listed: dict, scan_started_ticks: int, job_id: str
+    ) -> dict[str, int]:
         """Correct one partition from a listing; newer stored rows (events that overtook the scan) stay.
 
         1. Read the partition; if the counter row disagrees with the sum of its task rows and no
@@ -304,11 +366,16 @@ class TaskRows:
         stored, counter_fixed, snapshot = await self._check_counter(pk, listed)
         observations = reconcile.corrections(job_id, listed, stored, scan_started_ticks)
         changes = await self.apply_partition(job_key, shard, partitions, observations, snapshot) if observations else []
-        return {"checked": len(listed), **reconcile.drift(changes),
-                "countersRepaired": int(counter_fixed is True), "counterCheckDeferred": int(counter_fixed is None)}
+        return {
+            "checked": len(listed),
+            **reconcile.drift(changes),
+            "countersRepaired": int(counter_fixed is True),
+            "counterCheckDeferred": int(counter_fixed is None),
+        }
 
-    async def _check_counter(self, pk: str, listed: dict
-                             ) -> tuple[dict[str, tuple[str, bool]], bool | None, Snapshot | None]:
+    async def _check_counter(
+        self, pk: str, listed: dict
+    ) -> tuple[dict[str, tuple[str, bool]], bool | None, Snapshot | None]:
         """Stream a partition; repair its counter row if it disagrees with the task rows.
 
         Returns each task row's (version, deleted) -- all a sweep needs to compare with a listing;
@@ -320,7 +387,9 @@ class TaskRows:
         versions: dict[str, tuple[str, bool]] = {}
         for _ in range(3):
             async with storage_call("checking a counter row"):
-                counter, versions, differing, tally = None, {}, {}, Counter()
+                counter, versions = None, {}
+                differing: dict[str, dict] = {}
+                tally: Counter[tuple[str, str, int]] = Counter()
                 try:
                     async for row in stream_rows(self.tables.of(pk), "PartitionKey eq @pk", {"pk": pk}, SWEEP_COLUMNS):
                         for name in [name for name, value in row.items() if value is None]:
@@ -344,15 +413,17 @@ class TaskRows:
                 # consistent snapshot and the conditional write below proves it.
                 try:
                     async with self._partition_locks[pk]:
-                        row = counter_row(pk, tasks, slots, marks_of(counter))
+                        repaired = counter_row(pk, tasks, slots, marks_of(counter))
                         table = self.tables.of(pk)
                         if counter is None:
-                            await table.create_entity(row, **RESENDABLE)
+                            await table.create_entity(repaired, **RESENDABLE)
                         else:
-                            await table.update_entity(row, **if_match(counter.metadata["etag"]))
+                            await table.update_entity(repaired, **if_match(etag_of(counter)))
                         self._kept.forget(pk)
-                    logger.warning("counter row repaired", extra={
-                        "partition": pk, "was": str(counts_of_row(counter)[0]), "now": str(tasks)})
+                    logger.warning(
+                        "counter row repaired",
+                        extra={"partition": pk, "was": str(counts_of_row(counter)[0]), "now": str(tasks)},
+                    )
                     return versions, True, None
                 except (ResourceModifiedError, ResourceExistsError):
                     continue

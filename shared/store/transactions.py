@@ -10,12 +10,14 @@ client's own pipeline (authentication, retries, logging), entity values are type
 own serializer, and a failed operation raises as ``TableClient.submit_transaction`` does: an
 ``HttpResponseError`` with the operation's status (409, 412, 404), nothing written.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote
 
 from azure.core.exceptions import HttpResponseError
@@ -30,7 +32,7 @@ _ETAG = re.compile(r"^ETag: *(.+?)\r?$", re.MULTILINE | re.IGNORECASE)
 _ERROR_CODE = re.compile(r'"code" *: *"([^"]+)"')
 
 
-async def submit(table: TableClient, operations: Sequence[tuple], **kwargs: Any) -> list[dict[str, str]]:
+async def submit(table: TableClient, operations: Sequence[tuple], **kwargs: Any) -> list[dict[str, str | None]]:
     """Commit ``("create", entity)``, ``("update", entity, {"etag": ...})`` (replace, If-Match) and
     ``("upsert", entity)`` (insert or replace) operations of one partition atomically; each
     operation's new ETag, in order."""
@@ -48,14 +50,25 @@ async def submit(table: TableClient, operations: Sequence[tuple], **kwargs: Any)
             condition = f"If-Match: {operation[2]['etag']}\r\n" if kind == "update" else ""
         else:
             raise ValueError(f"operation {kind!r} is not one this path sends (create, update, upsert)")
-        parts.append(f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-                     f"Content-ID: {index}\r\n\r\n{target} HTTP/1.1\r\nContent-Type: application/json\r\n"
-                     f"Accept: application/json;odata=minimalmetadata\r\nDataServiceVersion: 3.0\r\n"
-                     f"x-ms-version: {table.api_version}\r\n{condition}Content-Length: {len(body)}\r\n\r\n{body}\r\n")
+        parts.append(
+            f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+            f"Content-ID: {index}\r\n\r\n{target} HTTP/1.1\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json;odata=minimalmetadata\r\nDataServiceVersion: 3.0\r\n"
+            f"x-ms-version: {table.api_version}\r\n{condition}Content-Length: {len(body)}\r\n\r\n{body}\r\n"
+        )
     parts.append(f"--{changeset}--\r\n\r\n--{batch}--\r\n")
-    request = HttpRequest("POST", f"{base}/$batch", content="".join(parts).encode(), headers={
-        "x-ms-version": table.api_version, "DataServiceVersion": "3.0", "MaxDataServiceVersion": "3.0;NetFx",
-        "Content-Type": f"multipart/mixed; boundary={batch}", "Accept": "application/json"})
+    request = HttpRequest(
+        "POST",
+        f"{base}/$batch",
+        content="".join(parts).encode(),
+        headers={
+            "x-ms-version": table.api_version,
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx",
+            "Content-Type": f"multipart/mixed; boundary={batch}",
+            "Accept": "application/json",
+        },
+    )
     response = await table._client.send_request(request, stream=True, **kwargs)  # the reply is read here, not decoded
     await response.read()
     if response.status_code != 202:  # the whole request refused (auth, size, a missing table)
@@ -63,7 +76,7 @@ async def submit(table: TableClient, operations: Sequence[tuple], **kwargs: Any)
     return _results(response.text(), len(operations))
 
 
-def _results(reply: str, operations: int) -> list[dict[str, str]]:
+def _results(reply: str, operations: int) -> list[dict[str, str | None]]:
     boundary = _CHANGESET_BOUNDARY.search(reply)
     if boundary is None:
         raise HttpResponseError(message=f"a $batch reply without a changeset: {reply[:200]!r}")
@@ -75,10 +88,10 @@ def _results(reply: str, operations: int) -> list[dict[str, str]]:
         code = int(status.group(1))
         if not 200 <= code < 300:  # storage answers a failed transaction with that one operation's error
             error_code = _ERROR_CODE.search(part)
-            failure = TableTransactionError(message=f"transaction failed: HTTP {code} "
-                                                    f"{error_code.group(1) if error_code else ''}".strip())
+            failure = TableTransactionError(
+                message=f"transaction failed: HTTP {code} {error_code.group(1) if error_code else ''}".strip()
+            )
             failure.status_code = code
-            failure.error_code = error_code.group(1) if error_code else None
             raise failure
         etag = _ETAG.search(part)
         results.append({"etag": etag.group(1) if etag else None})

@@ -5,6 +5,7 @@ A read of one job (its counts or its history) marks it watched until ``WATCH_MIN
 Marks are written at most once a quarter of that per job and process, so polling costs storage
 almost nothing; the watched sync reads the one small partition each run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,9 @@ class Watches:
         found: list[str] = []
         expired: list[str] = []
         async with storage_call("reading watched jobs"):
-            async for row in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": WATCHED_PARTITION},
-                                                       select=["RowKey", "WatchedUntil"]):
+            async for row in self.table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": WATCHED_PARTITION}, select=["RowKey", "WatchedUntil"]
+            ):
                 (found if row["WatchedUntil"] > now else expired).append(row["RowKey"])
             for job_key in expired:
                 await self.forget(job_key)

@@ -1,6 +1,7 @@
 """The CLI with Microsoft Entra ID: it sends a bearer token for the app registration, no key, and says
 what to do when the token is refused or the role is missing. No token can be had here, so a stand-in
 credential gives one (azure-core's TokenCredential protocol, as DefaultAzureCredential implements it)."""
+
 import asyncio
 import threading
 
@@ -8,8 +9,8 @@ import pytest
 from aiohttp import web
 from azure.core.credentials import AccessToken
 
-from tools.azurite import free_port
 from cli.taskcounts import Api, CliError
+from tools.azurite import free_port
 
 
 class StandInCredential:
@@ -31,8 +32,9 @@ def api_server():
     async def jobs(request):
         seen.append(dict(request.headers))
         if answer["status"] != 200:
-            return web.json_response({"code": "InsufficientPermissions", "message": {"value": "no role"}},
-                                     status=answer["status"])
+            return web.json_response(
+                {"code": "InsufficientPermissions", "message": {"value": "no role"}}, status=answer["status"]
+            )
         return web.json_response({"value": [{"id": "job-1"}]})
 
     loop, port, ready = asyncio.new_event_loop(), free_port(), threading.Event()

@@ -1,5 +1,6 @@
 """Crash safety: the function host is SIGKILLed in the middle of applying deliveries and in the
 middle of a validation pass, then restarted; redelivery and the next pass leave exact counts."""
+
 import asyncio
 import random
 import time
@@ -23,8 +24,9 @@ OPERATING = {"x-functions-key": OPERATE_KEY}
 @pytest.fixture(scope="module")
 def stack():
     # A fault proxy with no random faults in front of Azurite: the tests hold storage with it.
-    with Stack(validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None,
-               storage_faults=(0.0, 0.0)) as running:
+    with Stack(
+        validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None, storage_faults=(0.0, 0.0)
+    ) as running:
         yield running
 
 
@@ -60,9 +62,17 @@ def test_killed_while_applying_deliveries_nothing_is_lost_or_double_counted(stac
         # 20 transactions reach storage, then the host is held between two of its writes and killed
         # there: some deliveries are half applied, none answered.
         storage_gate(stack, holdAfterBatches=20)
-        delivering = asyncio.create_task(publish(
-            events, f"{stack.app_url}/api/taskevents", headers=INGESTING, max_events_per_batch=200,
-            faults=Faults(duplicate=0.1, reorder=True), concurrency=4, seed=5))
+        delivering = asyncio.create_task(
+            publish(
+                events,
+                f"{stack.app_url}/api/taskevents",
+                headers=INGESTING,
+                max_events_per_batch=200,
+                faults=Faults(duplicate=0.1, reorder=True),
+                concurrency=4,
+                seed=5,
+            )
+        )
         await until(lambda: storage_gate(stack)["held"] > 0, "storage held a write", delivering)
         stack.kill_app()
         storage_gate(stack, release=True)  # the dead host's held writes land late, as a network may deliver them
@@ -78,12 +88,17 @@ def test_killed_while_applying_deliveries_nothing_is_lost_or_double_counted(stac
 
 def test_killed_during_a_validation_pass_the_next_pass_converges(stack):
     job = "crash-validate"
-    requests.post(f"{stack.simulator_url}/control/jobs", json={"id": job, "tasks": 15000, "publish": False},
-                  timeout=60).raise_for_status()
-    requests.post(f"{stack.simulator_url}/control/jobs/{job}/step", json={"moves": 15000, "seed": 1},
-                  timeout=60).raise_for_status()
-    requests.post(f"{stack.simulator_url}/control/publish", json={
-        "url": f"{stack.app_url}/api/taskevents", "headers": INGESTING, "drop": 0.3}, timeout=120).raise_for_status()
+    requests.post(
+        f"{stack.simulator_url}/control/jobs", json={"id": job, "tasks": 15000, "publish": False}, timeout=60
+    ).raise_for_status()
+    requests.post(
+        f"{stack.simulator_url}/control/jobs/{job}/step", json={"moves": 15000, "seed": 1}, timeout=60
+    ).raise_for_status()
+    requests.post(
+        f"{stack.simulator_url}/control/publish",
+        json={"url": f"{stack.app_url}/api/taskevents", "headers": INGESTING, "drop": 0.3},
+        timeout=120,
+    ).raise_for_status()
     hold_url = f"{stack.simulator_url}/control/holds"
 
     def validate_once():
@@ -96,8 +111,10 @@ def test_killed_during_a_validation_pass_the_next_pass_converges(stack):
         # certainly under way (listing rows written, pages in flight) when the host is killed.
         requests.post(hold_url, json={"jobId": job, "after": 4}, timeout=10).raise_for_status()
         location = validate_once()
-        await until(lambda: requests.get(f"{hold_url}/{job}", timeout=10).json()["waiting"] > 0,
-                    "the pass listed its first pages")
+        await until(
+            lambda: requests.get(f"{hold_url}/{job}", timeout=10).json()["waiting"] > 0,
+            "the pass listed its first pages",
+        )
         assert requests.get(location, headers=KEYED, timeout=10).status_code == 202  # still running
         stack.kill_app()
         requests.delete(f"{hold_url}/{job}", timeout=10).raise_for_status()
@@ -114,5 +131,10 @@ def test_killed_during_a_validation_pass_the_next_pass_converges(stack):
     assert status.status_code == 200 and status.json()["output"]["action"] == "validated", status.text
     sdk = BatchClient(stack.simulator_url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY))
     c = sdk.get_job_task_counts(job).task_counts
-    assert counts(stack, job) == {"active": c.active, "running": c.running, "completed": c.completed,
-                                  "succeeded": c.succeeded, "failed": c.failed}
+    assert counts(stack, job) == {
+        "active": c.active,
+        "running": c.running,
+        "completed": c.completed,
+        "succeeded": c.succeeded,
+        "failed": c.failed,
+    }

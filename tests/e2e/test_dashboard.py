@@ -1,5 +1,6 @@
 """The web dashboard in a real headless Chromium (Debian's chromium, driven by Playwright) against the
 local stack: Azurite, the Batch simulator and the function host, as a person would use it."""
+
 import asyncio
 import re
 import struct
@@ -39,8 +40,13 @@ def api_counts(stack, job_id):
 
 @pytest.fixture(scope="module")
 def stack():
-    with Stack(validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None,
-               progress_schedule="* * * * * *", stall_minutes=1) as running:
+    with Stack(
+        validation_schedule="0 0 0 1 1 *",
+        service_log=False,
+        task_sync_schedule=None,
+        progress_schedule="* * * * * *",
+        stall_minutes=1,
+    ) as running:
         # A job that moves once, then never again: its stall clock starts here; the stall test runs last.
         control(running, "jobs", {"id": "Stopped", "tasks": 40})
         control(running, "jobs/Stopped/step", {"moves": 30, "seed": 3})
@@ -65,8 +71,9 @@ async def card_counts(page, job_id) -> dict[str, int] | None:
     card = page.locator(f'article[data-job="{job_id}"]')
     if await card.count() == 0:
         return None
-    return {state: int(re.sub(r"\D", "", await card.locator(f'[data-field="{state}"]').text_content()))
-            for state in STATES}
+    return {
+        state: int(re.sub(r"\D", "", await card.locator(f'[data-field="{state}"]').text_content())) for state in STATES
+    }
 
 
 async def until(check, timeout: float, what: str):
@@ -138,6 +145,7 @@ async def test_cards_show_the_apis_numbers(page, stack):
     async def same():
         expected = shown(api_counts(stack, "Shown"))
         return await card_counts(page, "Shown") == expected and sum(expected.values()) > 0
+
     await until(same, 3 * REFRESH_SECONDS, "the Shown card equal to GET taskcounts")
 
 
@@ -149,19 +157,24 @@ async def test_a_change_shows_within_one_refresh(page, stack):
     async def api_changed():
         counts = shown(api_counts(stack, "Shown"))
         return counts if counts != before else None
+
     after = await until(api_changed, DEFAULT_COUNTS_MAX_AGE_MS / 1000 + 1, "GET taskcounts showing the change")
     changed_at = time.monotonic()
 
     async def follows():
         return await card_counts(page, "Shown") == after
+
     await until(follows, REFRESH_SECONDS + 2, "the card following the change")
     assert time.monotonic() - changed_at <= REFRESH_SECONDS + 2
 
 
 async def test_polls_of_unchanged_jobs_are_answered_304(page):
     async def counters():
-        return (int(await page.get_attribute("body", "data-refreshes")),
-                int(await page.get_attribute("body", "data-not-modified")))
+        return (
+            int(await page.get_attribute("body", "data-refreshes")),
+            int(await page.get_attribute("body", "data-not-modified")),
+        )
+
     refreshes, unchanged = await counters()
     await until(lambda: _more_refreshes(page, refreshes + 2), 3 * REFRESH_SECONDS, "two more refreshes")
     assert (await counters())[1] > unchanged
@@ -175,7 +188,10 @@ async def test_the_job_page_charts_history_and_shows_the_last_validation(page, s
     started = requests.post(f"{stack.app_url}/api/jobs/Shown/validate", headers=OPERATING, timeout=10)
     assert started.status_code == 202
     deadline = time.monotonic() + 60
-    while requests.get(started.headers["Location"], headers=KEYED, timeout=10).status_code == 202 and time.monotonic() < deadline:
+    while (
+        requests.get(started.headers["Location"], headers=KEYED, timeout=10).status_code == 202
+        and time.monotonic() < deadline
+    ):
         await asyncio.sleep(0.3)
     await page.click('article[data-job="Shown"] h2 a')
     await page.wait_for_selector("#job:not([hidden]) svg.chart polyline.completed")
@@ -201,7 +217,9 @@ async def test_readable_from_a_phone_to_a_wall_screen(stack, browser):
         try:
             await page.wait_for_selector('article[data-job="Shown"]')
             assert await page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
-            lefts = {box["x"] for box in [await card.bounding_box() for card in await page.locator("article.card").all()]}
+            lefts = {
+                box["x"] for box in [await card.bounding_box() for card in await page.locator("article.card").all()]
+            }
             assert len(lefts) >= columns if columns > 1 else len(lefts) == 1
         finally:
             await page.close()

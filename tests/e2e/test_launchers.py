@@ -2,6 +2,7 @@
 terminal stops it, leaves no process behind (`./dev demo --keep` killed with SIGTERM or SIGHUP stops
 Azurite, the simulator and both function hosts it started); function folders run in a script leave
 nothing unclosed; the local host with a timer's setting missing serves the rest."""
+
 import asyncio
 import json
 import os
@@ -47,8 +48,14 @@ def running(pid: int) -> bool:
 def test_the_demo_stopped_by_a_signal_stops_every_process_it_started(signum):
     # without AzureWebJobsStorage (other tests set it in this process), so the demo starts its own Azurite
     env = {name: value for name, value in os.environ.items() if name != "AzureWebJobsStorage"}
-    demo = subprocess.Popen([sys.executable, "-m", "tools.demo", "--tasks", "300", "--keep"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "tools.demo", "--tasks", "300", "--keep"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     children: list[int] = []
     try:
         deadline = time.monotonic() + 90
@@ -80,12 +87,27 @@ async def test_function_folders_run_in_process_leave_nothing_unclosed(azurite, s
     account, url = simulator
     account.create_job("InProcess")
     account.add_tasks("InProcess", ["t1", "t2"], publish=False)
-    env = {"PATH": os.environ["PATH"], "AzureWebJobsStorage": azurite.connection_string,
-           "COUNTS_TABLE_PREFIX": f"inproc{os.getpid()}", "BATCH_ACCOUNT_URL": url,
-           "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY, **ACCESS_KEYS}
+    env = {
+        "PATH": os.environ["PATH"],
+        "AzureWebJobsStorage": azurite.connection_string,
+        "COUNTS_TABLE_PREFIX": f"inproc{os.getpid()}",
+        "BATCH_ACCOUNT_URL": url,
+        "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT,
+        "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
+        **ACCESS_KEYS,
+    }
     script = await asyncio.create_subprocess_exec(
-        sys.executable, "-W", "error::ResourceWarning", "-m", "tests.e2e.in_process", "InProcess", cwd=REPO, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-W",
+        "error::ResourceWarning",
+        "-m",
+        "tests.e2e.in_process",
+        "InProcess",
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     stdout, stderr = await asyncio.wait_for(script.communicate(), timeout=120)
     errors = stderr.decode(errors="replace")
     assert script.returncode == 0, errors
@@ -109,9 +131,15 @@ def test_the_local_host_serves_the_rest_when_a_timer_setting_is_unset(tmp_path):
     settings = tmp_path / "local.settings.json"
     settings.write_text(json.dumps(example))
     port = free_port()
-    host = subprocess.Popen([sys.executable, "-m", "tools.funchost", "--settings", str(settings), "--port", str(port)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={"PATH": os.environ["PATH"]}, start_new_session=True)
+    host = subprocess.Popen(
+        [sys.executable, "-m", "tools.funchost", "--settings", str(settings), "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"PATH": os.environ["PATH"]},
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

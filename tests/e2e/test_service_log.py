@@ -3,8 +3,9 @@ log to its hub (several records per message, duplicates, reordering, loss, speci
 records), the local host runs BatchServiceLogs from it and SyncTasks on its timer, and no Event
 Grid producer exists. Counts must reach the truth; storage faults mid-invocation must be retried,
 never double counted."""
+
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -35,8 +36,11 @@ def served(stack, job):
 
 
 def truth(stack, job):
-    counts = BatchClient(stack.simulator_url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY)) \
-        .get_job_task_counts(job).task_counts
+    counts = (
+        BatchClient(stack.simulator_url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY))
+        .get_job_task_counts(job)
+        .task_counts
+    )
     return {name: getattr(counts, name) for name in NAMES}
 
 
@@ -60,13 +64,26 @@ def test_counted_exactly_from_the_service_log_and_the_delta_sync_alone():
             # starts, completions (some failing, some before running), retries, requeues,
             # scheduling failures, reactivations; no deletions (no log or listing shows those)
             control(stack, f"jobs/{job}/step", {"moves": 2500, "seed": seed, "deletes": False})
-            log_reports.append(control(stack, "servicelog", {
-                "hub": SERVICE_LOG_HUB, "recordsPerMessage": 40, "drop": 0.05, "duplicate": 0.1, "reorder": True,
-                "noise": 0.1, "seed": seed}))
+            log_reports.append(
+                control(
+                    stack,
+                    "servicelog",
+                    {
+                        "hub": SERVICE_LOG_HUB,
+                        "recordsPerMessage": 40,
+                        "drop": 0.05,
+                        "duplicate": 0.1,
+                        "reorder": True,
+                        "noise": 0.1,
+                        "seed": seed,
+                    },
+                )
+            )
         assert wait_for(lambda: served(stack, job) == truth(stack, job), 60), (served(stack, job), truth(stack, job))
         control(stack, f"jobs/{job}/finish", {"seed": 9})
-        log_reports.append(control(stack, "servicelog", {"hub": SERVICE_LOG_HUB, "duplicate": 0.1, "reorder": True,
-                                                         "seed": 9}))
+        log_reports.append(
+            control(stack, "servicelog", {"hub": SERVICE_LOG_HUB, "duplicate": 0.1, "reorder": True, "seed": 9})
+        )
         assert wait_for(lambda: served(stack, job) == truth(stack, job), 60), (served(stack, job), truth(stack, job))
         host_log = stack.log_text("funchost")
     records = sum(report["records"] for report in log_reports)
@@ -80,13 +97,29 @@ def test_storage_faults_mid_invocation_are_retried_and_never_double_counted():
         control(stack, "jobs", {"id": job, "tasks": 2000, "publish": False})
         for seed in range(1, 4):
             control(stack, f"jobs/{job}/step", {"moves": 2000, "seed": seed})
-        report = control(stack, "servicelog", {"hub": SERVICE_LOG_HUB, "recordsPerMessage": 5, "duplicate": 0.2,
-                                               "reorder": True, "noise": 0.1, "seed": 4})
+        report = control(
+            stack,
+            "servicelog",
+            {
+                "hub": SERVICE_LOG_HUB,
+                "recordsPerMessage": 5,
+                "duplicate": 0.2,
+                "reorder": True,
+                "noise": 0.1,
+                "seed": 4,
+            },
+        )
         # what the log says, folded by the counting rules: the counts the log alone must produce
-        bodies = [message["body"] for partition in (0, 1) for message in requests.get(
-            f"{stack.simulator_url}/eventhubs/{SERVICE_LOG_HUB}/partitions/{partition}/messages",
-            params={"from": 0, "max": 100_000}, timeout=30).json()["messages"]]
-        delivery = parse_messages(bodies, datetime.now(timezone.utc))
+        bodies = [
+            message["body"]
+            for partition in (0, 1)
+            for message in requests.get(
+                f"{stack.simulator_url}/eventhubs/{SERVICE_LOG_HUB}/partitions/{partition}/messages",
+                params={"from": 0, "max": 100_000},
+                timeout=30,
+            ).json()["messages"]
+        ]
+        delivery = parse_messages(bodies, datetime.now(UTC))
         newest = newest_per_task((event.task_key, event.status) for event in delivery.events)
         expected = Counts.total(status.task_counts() for status in newest.values()).as_dict()
 
@@ -102,6 +135,7 @@ def test_the_demo_counts_a_job_from_each_source_side_by_side(capsys):
     """A new user's check: ./dev demo ends with the counts from Event Grid and from the service log + sync
     each matching the truth."""
     from tools import demo
+
     assert demo.main(["--tasks", "1500", "--drop", "0.05", "--duplicate", "0.1"]) == 0
     out = " ".join(capsys.readouterr().out.split())  # rich wraps lines at the terminal's width
     assert "Event Grid: validation Completed" in out and "service log + sync: validation Completed" in out

@@ -3,6 +3,7 @@ for a key, reads the API with the sign-in session alone, and says when the accou
 
 App Service Authentication cannot run here: the browser's requests get the principal header it
 would add (a Playwright route stands in for it), and the app's own role checks run for real."""
+
 import pytest
 import requests
 
@@ -15,20 +16,27 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def stack():
-    with Stack(access_mode="entra", validation_schedule="0 0 0 1 1 *", service_log=False,
-               task_sync_schedule=None) as running:
+    with Stack(
+        access_mode="entra", validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None
+    ) as running:
         signed_in = {"X-MS-CLIENT-PRINCIPAL": principal("AzureEventGridSecureWebhookSubscriber")}
-        requests.post(f"{running.simulator_url}/control/jobs", json={"id": "Signed", "tasks": 5},
-                      timeout=30).raise_for_status()
-        requests.post(f"{running.simulator_url}/control/publish", timeout=60,
-                      json={"url": f"{running.app_url}/api/taskevents", "headers": signed_in}).raise_for_status()
+        requests.post(
+            f"{running.simulator_url}/control/jobs", json={"id": "Signed", "tasks": 5}, timeout=30
+        ).raise_for_status()
+        requests.post(
+            f"{running.simulator_url}/control/publish",
+            timeout=60,
+            json={"url": f"{running.app_url}/api/taskevents", "headers": signed_in},
+        ).raise_for_status()
         yield running
 
 
 async def signed_in_as(page, *roles: str) -> None:
     """Every API request of the page carries the principal App Service Authentication would pass."""
+
     async def add_principal(route):
         await route.continue_(headers={**route.request.headers, "x-ms-client-principal": principal(*roles)})
+
     await page.route("**/api/jobs**", add_principal)
 
 
@@ -54,7 +62,8 @@ async def test_the_dashboard_signs_in_and_reads_with_the_session_alone(stack):
 
 
 def test_keys_open_nothing_in_entra_mode(stack):
-    refused = requests.post(f"{stack.app_url}/api/taskevents", json=[], headers={"x-functions-key": INGEST_KEY},
-                            timeout=10)
+    refused = requests.post(
+        f"{stack.app_url}/api/taskevents", json=[], headers={"x-functions-key": INGEST_KEY}, timeout=10
+    )
     assert refused.status_code == 401 and refused.json()["code"] == "SignInRequired"
     assert refused.headers["WWW-Authenticate"] == "Bearer"

@@ -1,9 +1,10 @@
 """End to end through processes: Azurite, the Batch simulator and tools.funchost, over HTTP
 with the protocols Azure uses (Event Grid webhook, Functions keys, Durable client, Batch SDK)."""
+
 import base64
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -25,7 +26,9 @@ OPERATING = {"x-functions-key": OPERATE_KEY}
 
 @pytest.fixture(scope="module")
 def stack():
-    with Stack(validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None) as running:  # the timer only fires when asked
+    with Stack(
+        validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None
+    ) as running:  # the timer only fires when asked
         yield running
 
 
@@ -51,7 +54,13 @@ def counts(stack, job_id):
 
 def truth(stack, job_id):
     c = simulator(stack).get_job_task_counts(job_id).task_counts
-    return {"active": c.active, "running": c.running, "completed": c.completed, "succeeded": c.succeeded, "failed": c.failed}
+    return {
+        "active": c.active,
+        "running": c.running,
+        "completed": c.completed,
+        "succeeded": c.succeeded,
+        "failed": c.failed,
+    }
 
 
 def follow(url, timeout=90):
@@ -67,19 +76,30 @@ def follow(url, timeout=90):
 def test_event_grid_validation_handshake_needs_no_key(stack):
     """Event Grid may send its handshakes without the delivery's key header; they write nothing."""
     handshake = [validation_handshake("e2e-code")]
-    response = requests.post(f"{stack.app_url}/api/taskevents", json=handshake, timeout=10,
-                             headers={"aeg-event-type": "SubscriptionValidation"})
+    response = requests.post(
+        f"{stack.app_url}/api/taskevents",
+        json=handshake,
+        timeout=10,
+        headers={"aeg-event-type": "SubscriptionValidation"},
+    )
     assert response.status_code == 200 and response.json() == {"validationResponse": "e2e-code"}
-    options = requests.options(f"{stack.app_url}/api/taskevents", timeout=10,
-                               headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    options = requests.options(
+        f"{stack.app_url}/api/taskevents", timeout=10, headers={"WebHook-Request-Origin": "eventgrid.azure.net"}
+    )
     assert options.status_code == 200 and options.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
 
 
 def test_both_schemas_are_delivered_and_the_sdk_reads_the_counts(stack):
-    for sample, content_type in (("eventgrid_batch.json", "application/json"),
-                                 ("cloudevents_batch.json", "application/cloudevents-batch+json")):
-        response = requests.post(f"{stack.app_url}/api/taskevents", data=sample_bytes(sample),
-                                 headers={**INGESTING, "Content-Type": content_type}, timeout=10)
+    for sample, content_type in (
+        ("eventgrid_batch.json", "application/json"),
+        ("cloudevents_batch.json", "application/cloudevents-batch+json"),
+    ):
+        response = requests.post(
+            f"{stack.app_url}/api/taskevents",
+            data=sample_bytes(sample),
+            headers={**INGESTING, "Content-Type": content_type},
+            timeout=10,
+        )
         assert response.status_code == 200 and response.json()["rejected"] == 0
     sdk = BatchClient(f"{stack.app_url}/api", AzureNamedKeyCredential("unused", base64.b64encode(b"x").decode()))
     result = sdk.get_job_task_counts("Render-42", headers=KEYED)
@@ -90,7 +110,9 @@ def test_both_schemas_are_delivered_and_the_sdk_reads_the_counts(stack):
 def test_requests_without_a_key_are_refused(stack):
     assert requests.get(f"{stack.app_url}/api/jobs/render-42/taskcounts", timeout=10).status_code == 401
     assert requests.post(f"{stack.app_url}/api/taskevents", json=[], timeout=10).status_code == 401
-    assert requests.get(f"{stack.app_url}/api/jobs", headers={"x-functions-key": "wrong"}, timeout=10).status_code == 401
+    assert (
+        requests.get(f"{stack.app_url}/api/jobs", headers={"x-functions-key": "wrong"}, timeout=10).status_code == 401
+    )
 
 
 def test_bad_deliveries_are_rejected_and_kept(stack):
@@ -107,9 +129,10 @@ def test_bad_deliveries_are_rejected_and_kept(stack):
     async def kept():
         store = CountsStore.from_settings(Settings.from_env({"AzureWebJobsStorage": stack.azurite.connection_string}))
         try:
-            return [raw_text_of(row) for row in await store.list_rejected(datetime.now(timezone.utc))]
+            return [raw_text_of(row) for row in await store.list_rejected(datetime.now(UTC))]
         finally:
             await store.close()
+
     assert any('"bad-1"' in raw for raw in asyncio.run(kept()))
 
 
@@ -118,8 +141,9 @@ def test_timer_admin_endpoint_starts_a_validation_that_corrects_drift(stack):
     control(stack, "jobs/E2E-Timer/step", {"moves": 2400, "seed": 1})
     publish(stack, drop=0.2, duplicate=0.2, reorder=True, seed=1)
     assert counts(stack, "E2E-Timer")["taskCounts"] != truth(stack, "E2E-Timer")
-    fired = requests.post(f"{stack.app_url}/admin/functions/ValidateCounts", json={}, timeout=10,
-                          headers={"x-functions-key": MASTER_KEY})
+    fired = requests.post(
+        f"{stack.app_url}/admin/functions/ValidateCounts", json={}, timeout=10, headers={"x-functions-key": MASTER_KEY}
+    )
     assert fired.status_code == 202
     # the timer starts each due job's validation on its own, under the job's instance id
     status, body = follow(f"{stack.app_url}/api/jobs/E2E-Timer/validation")  # the same instance as on demand
@@ -142,8 +166,9 @@ def test_on_demand_validation_followed_through_the_status_endpoint(stack):
 
 
 def test_cli_reads_counts_and_explains_wrong_urls_keys_and_jobs(stack):
-    delivered = requests.post(f"{stack.app_url}/api/taskevents", headers=INGESTING, timeout=10,
-                              data=sample_bytes("eventgrid_batch.json"))
+    delivered = requests.post(
+        f"{stack.app_url}/api/taskevents", headers=INGESTING, timeout=10, data=sample_bytes("eventgrid_batch.json")
+    )
     assert delivered.status_code == 200
     code, out, err = run_cli("--url", stack.app_url, "--key", READ_KEY, "get", "Render-42", "--json")
     assert code == 0, err

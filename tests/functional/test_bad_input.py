@@ -2,13 +2,14 @@
 
 Every case either gets a clear Batch-style error or is kept as a rejected event; none crashes
 the app or moves a count."""
+
 import json
 
 import aiohttp
 import pytest
 
-from tools.stack import INGEST_KEY, MASTER_KEY, READ_KEY
 from tests.sample_files import cloud_event, event_grid, service_log_record, task_data, validation_handshake
+from tools.stack import INGEST_KEY, MASTER_KEY, READ_KEY
 
 GOOD_JOB = "catalogue-good"
 
@@ -54,10 +55,16 @@ REJECTED = [  # (kind, element) -> 200, the element rejected with a reason and k
     ("id and taskId disagree", task(taskId="t2")),
     ("CloudEvents 0.3", cloud_event(task()["data"], specversion="0.3")),
     ("CloudEvents binary data", cloud_event(data_base64="AAAA")),
-    ("service-log record with a non-integer exit code",
-     event_grid(service_log_record("task_complete_success", jobId="catalogue-bad", executionInfo={"exitCode": "zero"}))),
-    ("service-log record without properties",
-     event_grid({k: v for k, v in service_log_record("task_start").items() if k != "properties"})),
+    (
+        "service-log record with a non-integer exit code",
+        event_grid(
+            service_log_record("task_complete_success", jobId="catalogue-bad", executionInfo={"exitCode": "zero"})
+        ),
+    ),
+    (
+        "service-log record without properties",
+        event_grid({k: v for k, v in service_log_record("task_start").items() if k != "properties"}),
+    ),
     ("huge invalid event (800 KB)", task(state="x" * 800_000)),
 ]
 
@@ -68,17 +75,25 @@ REFUSED = [  # (kind, body, status, Batch error code): the delivery as a whole i
     ("JSON null", b"null", 400, "InvalidRequestBody"),
     ("deep nesting", b"[" * 50_000 + b"]" * 50_000, 400, "InvalidRequestBody"),
     ("body over 1 MB", json.dumps([task(note="x" * (1024 * 1024))]).encode(), 413, "RequestBodyTooLarge"),
-    ("validation handshake without a code",
-     json.dumps([event_grid({}, event_type="Microsoft.EventGrid.SubscriptionValidationEvent")]).encode(),
-     400, "InvalidRequestBody"),
-    ("validation handshake with a numeric code",
-     json.dumps([validation_handshake(12)]).encode(), 400, "InvalidRequestBody"),
+    (
+        "validation handshake without a code",
+        json.dumps([event_grid({}, event_type="Microsoft.EventGrid.SubscriptionValidationEvent")]).encode(),
+        400,
+        "InvalidRequestBody",
+    ),
+    (
+        "validation handshake with a numeric code",
+        json.dumps([validation_handshake(12)]).encode(),
+        400,
+        "InvalidRequestBody",
+    ),
 ]
 
 
 async def post(session, url, body, headers=None):
-    async with session.post(f"{url}/api/taskevents", data=body,
-                            headers={"x-functions-key": INGEST_KEY, **(headers or {})}) as response:
+    async with session.post(
+        f"{url}/api/taskevents", data=body, headers={"x-functions-key": INGEST_KEY, **(headers or {})}
+    ) as response:
         return response.status, await response.json(content_type=None) if response.content_length else None
 
 
@@ -100,31 +115,37 @@ async def test_unusable_deliveries_are_refused_with_batch_style_errors(app_serve
     assert error["message"]["lang"] == "en-US" and error["message"]["value"]
 
 
-@pytest.mark.parametrize("method,path,headers,status", [
-    ("POST", "/api/taskevents", {}, 401),                                   # no key
-    ("POST", "/api/taskevents", {"x-functions-key": "wrong"}, 401),         # wrong key
-    ("POST", "/api/taskevents?code=wrong", {}, 401),                        # wrong key in the query
-    ("GET", "/api/taskevents", {"x-functions-key": INGEST_KEY}, 405),     # wrong method
-    ("PUT", "/api/jobs/x/taskcounts", {"x-functions-key": READ_KEY}, 405),
-    ("GET", "/api/nowhere", {"x-functions-key": READ_KEY}, 404),        # unknown route
-    ("POST", "/admin/functions/ValidateCounts", {"x-functions-key": READ_KEY}, 401),  # admin needs the master key
-    ("POST", "/admin/functions/TaskEvents", {"x-functions-key": MASTER_KEY}, 404),        # not a timer
-    ("GET", "/runtime/webhooks/durabletask/instances/x", {"x-functions-key": READ_KEY}, 401),
-])
+@pytest.mark.parametrize(
+    "method,path,headers,status",
+    [
+        ("POST", "/api/taskevents", {}, 401),  # no key
+        ("POST", "/api/taskevents", {"x-functions-key": "wrong"}, 401),  # wrong key
+        ("POST", "/api/taskevents?code=wrong", {}, 401),  # wrong key in the query
+        ("GET", "/api/taskevents", {"x-functions-key": INGEST_KEY}, 405),  # wrong method
+        ("PUT", "/api/jobs/x/taskcounts", {"x-functions-key": READ_KEY}, 405),
+        ("GET", "/api/nowhere", {"x-functions-key": READ_KEY}, 404),  # unknown route
+        ("POST", "/admin/functions/ValidateCounts", {"x-functions-key": READ_KEY}, 401),  # admin needs the master key
+        ("POST", "/admin/functions/TaskEvents", {"x-functions-key": MASTER_KEY}, 404),  # not a timer
+        ("GET", "/runtime/webhooks/durabletask/instances/x", {"x-functions-key": READ_KEY}, 401),
+    ],
+)
 async def test_keys_methods_and_routes_are_enforced(app_server, method, path, headers, status):
     async with aiohttp.ClientSession() as session:
         async with session.request(method, f"{app_server.url}{path}", headers=headers, data=b"[]") as response:
             assert response.status == status
 
 
-@pytest.mark.parametrize("path,status,code", [
-    ("/api/jobs/a'b/taskcounts", 400, "InvalidUri"),
-    ("/api/jobs/" + "x" * 65 + "/taskcounts", 400, "InvalidUri"),
-    ("/api/jobs/no-such-job/taskcounts", 404, "JobNotFound"),
-    ("/api/jobs?maxresults=0", 400, "InvalidQueryParameterValue"),
-    ("/api/jobs?maxresults=abc", 400, "InvalidQueryParameterValue"),
-    ("/api/jobs?$skiptoken=not-a-token", 400, "InvalidQueryParameterValue"),
-])
+@pytest.mark.parametrize(
+    "path,status,code",
+    [
+        ("/api/jobs/a'b/taskcounts", 400, "InvalidUri"),
+        ("/api/jobs/" + "x" * 65 + "/taskcounts", 400, "InvalidUri"),
+        ("/api/jobs/no-such-job/taskcounts", 404, "JobNotFound"),
+        ("/api/jobs?maxresults=0", 400, "InvalidQueryParameterValue"),
+        ("/api/jobs?maxresults=abc", 400, "InvalidQueryParameterValue"),
+        ("/api/jobs?$skiptoken=not-a-token", 400, "InvalidQueryParameterValue"),
+    ],
+)
 async def test_bad_reads_get_batch_style_errors(app_server, path, status, code):
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{app_server.url}{path}", headers=app_server.headers) as response:
@@ -142,7 +163,7 @@ async def test_the_whole_catalogue_moves_no_count_wrongly(app_server):
     """Every bad element next to a good one, in one delivery: only the good ones count."""
     job = "catalogue-all"
     good = [good_task(job, f"g{n}", f"all-good-{n}") for n in range(len(REJECTED))]
-    mixed = [item for pair in zip(good, (element for _, element in REJECTED)) for item in pair]
+    mixed = [item for pair in zip(good, (element for _, element in REJECTED), strict=True) for item in pair]
     async with aiohttp.ClientSession() as session:
         status, body = await post(session, app_server.url, json.dumps(mixed).encode())
         assert status == 200 and (body["applied"], body["rejected"]) == (len(REJECTED), len(REJECTED))

@@ -1,9 +1,9 @@
 """The Batch simulator through the real azure-batch SDK over HTTP (SharedKey-signed)."""
+
 import asyncio
 import random
 
 import aiohttp
-
 import pytest
 from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
@@ -50,7 +50,9 @@ async def test_list_tasks_pages_through_every_task_with_filters_and_select(simul
     completed_ok = await asyncio.to_thread(listing, filter="state eq 'completed' and executionInfo/result eq 'success'")
     assert len(completed_ok) == truth["succeeded"]
     assert all(t.state == "completed" and t.execution_info.result == "success" for t in completed_ok)
-    running = await asyncio.to_thread(listing, filter="state eq 'running' or state eq 'preparing'", select=["id", "state"])
+    running = await asyncio.to_thread(
+        listing, filter="state eq 'running' or state eq 'preparing'", select=["id", "state"]
+    )
     assert len(running) == truth["running"]
     assert all(t.command_line is None and t.state in ("running", "preparing") for t in running)
 
@@ -63,14 +65,20 @@ async def test_a_page_position_can_be_resumed_from_its_next_link(simulator):
         pages = client(url).list_tasks("sim-job", max_results=50, filter="id ge 'task-0010'").by_page()
         first = list(next(pages))
         token = pages.continuation_token
-        rest = [t for page in client(url).list_tasks("sim-job", max_results=50, filter="id ge 'task-0010'")
-                .by_page(continuation_token=token) for t in page]
+        rest = [
+            t
+            for page in client(url)
+            .list_tasks("sim-job", max_results=50, filter="id ge 'task-0010'")
+            .by_page(continuation_token=token)
+            for t in page
+        ]
         return first, rest
 
     first, rest = await asyncio.to_thread(first_page_then_resume)
     assert len(first) == 50 and first[0].id == "task-0010"
-    assert [t.id for t in first + rest] == [f"task-{n:04d}" for n in range(10, 120) if f"task-{n:04d}".lower()
-                                            in account.job("sim-job").tasks]
+    assert [t.id for t in first + rest] == [
+        f"task-{n:04d}" for n in range(10, 120) if f"task-{n:04d}".lower() in account.job("sim-job").tasks
+    ]
 
 
 async def test_task_counts_are_the_truth(simulator):
@@ -86,7 +94,7 @@ async def test_wrong_key_is_403_authentication_failed(simulator):
     wrong = "d3Jvbmcta2V5LXdyb25nLWtleQ=="
     for bad in (client(url, key=wrong), client(url, name="other")):
         with pytest.raises(HttpResponseError) as raised:
-            await asyncio.to_thread(lambda: bad.get_job_task_counts("sim-job"))
+            await asyncio.to_thread(bad.get_job_task_counts, "sim-job")
         assert raised.value.status_code == 403 and raised.value.error.code == "AuthenticationFailed"
 
 
@@ -98,7 +106,7 @@ async def test_errors_are_batch_style(simulator):
     assert raised.value.error.code == "JobNotFound"
     for bad_filter in ("state eq", "bogus eq 'x'", "state eq 'a' xor"):
         with pytest.raises(HttpResponseError) as raised:
-            await asyncio.to_thread(lambda: list(client(url).list_tasks("sim-job", filter=bad_filter)))
+            await asyncio.to_thread(lambda text=bad_filter: list(client(url).list_tasks("sim-job", filter=text)))
         assert raised.value.status_code == 400 and raised.value.error.code == "InvalidQueryParameterValue"
 
 
@@ -151,8 +159,14 @@ async def test_batch_reader_rides_out_throttling_and_server_errors(simulator):
 
     account, url = simulator
     seeded_job(account, "flaky", tasks=2500)
-    settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": url,
-                                  "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY})
+    settings = Settings.from_env(
+        {
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+            "BATCH_ACCOUNT_URL": url,
+            "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT,
+            "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
+        }
+    )
     reader = BatchReader.from_settings(settings)
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{url}/control/faults", json={"throttle": 0.3, "serverError": 0.1, "seed": 3}):
@@ -196,7 +210,8 @@ async def test_creation_time_slices_list_exactly_the_tasks_created_then(simulato
     assert await asyncio.to_thread(listed, widened) == sorted(expected + ["task-0599"])
     running = f"{bounded} and state eq 'running'"
     assert await asyncio.to_thread(listed, running) == sorted(
-        task_id for task_id in expected if account.job("Sim-Job").tasks[task_id.lower()].state == "running")
+        task_id for task_id in expected if account.job("Sim-Job").tasks[task_id.lower()].state == "running"
+    )
 
 
 async def test_latency_delays_batch_calls_and_not_control_calls(simulator):
@@ -277,10 +292,17 @@ async def test_the_request_budget_stays_under_the_accounts_limit_and_a_refusal_p
     seeded_job(account, "Budgeted", tasks=20)
 
     def reader_at(per_second: int) -> BatchReader:
-        return BatchReader.from_settings(Settings.from_env({
-            "AzureWebJobsStorage": "UseDevelopmentStorage=true", "BATCH_ACCOUNT_URL": url,
-            "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT, "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
-            "BATCH_REQUESTS_PER_SECOND": str(per_second)}))
+        return BatchReader.from_settings(
+            Settings.from_env(
+                {
+                    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                    "BATCH_ACCOUNT_URL": url,
+                    "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT,
+                    "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
+                    "BATCH_REQUESTS_PER_SECOND": str(per_second),
+                }
+            )
+        )
 
     async def limit(per_second: float) -> int:
         async with aiohttp.ClientSession() as session:
@@ -303,6 +325,13 @@ async def test_the_request_budget_stays_under_the_accounts_limit_and_a_refusal_p
     finally:
         throttled = await limit(0)
         await eager.close()
-    refusals = budget_for(Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true",
-                                             "BATCH_ACCOUNT_URL": url, "BATCH_REQUESTS_PER_SECOND": "100"})).refusals
+    refusals = budget_for(
+        Settings.from_env(
+            {
+                "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                "BATCH_ACCOUNT_URL": url,
+                "BATCH_REQUESTS_PER_SECOND": "100",
+            }
+        )
+    ).refusals
     assert sizes == [20] * 3 and throttled - before >= 2 and refusals == throttled - before

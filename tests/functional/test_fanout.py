@@ -1,5 +1,6 @@
 """Validation's fan-out over creation-time slices, against the Batch simulator (through the real SDK
 over HTTP) and Azurite, with the real workflow and activity folders: correct under change."""
+
 import random
 
 import aiohttp
@@ -10,9 +11,9 @@ from shared.config import get_settings
 from shared.events import ticks_to_iso
 from shared.store import get_store
 from shared.validation import creation_filter
-from tools.stack import READ_KEY
 from tests.functional.test_validation import deliver, engine_for, new_job, served, served_as_truth
 from tools.batchsim.publisher import Faults
+from tools.stack import READ_KEY
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,9 @@ async def test_a_call_lists_pages_of_its_slice_in_order_and_hands_on_where_the_n
     assert await kept() == {}
     first = await list_pages({**scan, "maySplit": False, "maxPages": 2, "slice": whole})
     assert (first["pages"], first["listed"]) == (2, 2000) and first["next"]
-    rest = await list_pages({**scan, "maySplit": False, "maxPages": 2, "slice": {**whole, "next": first["next"], "pages": 2}})
+    rest = await list_pages(
+        {**scan, "maySplit": False, "maxPages": 2, "slice": {**whole, "next": first["next"], "pages": 2}}
+    )
     assert (rest["pages"], rest["listed"], rest["next"]) == (1, 500, None)
     assert first["created"][1] <= rest["created"][0]  # in creation order
     assert sorted(await kept()) == [f"t{n:05d}" for n in range(2500)]
@@ -109,7 +112,8 @@ async def test_two_tasks_created_in_one_tick_at_a_slice_boundary_are_listed_once
         next_link, pages = None, 0
         while True:
             result = await entries[workflow.LIST_PAGES].entry(
-                {**scan, "maySplit": False, "maxPages": 1, "slice": {**piece, "next": next_link, "pages": pages}})
+                {**scan, "maySplit": False, "maxPages": 1, "slice": {**piece, "next": next_link, "pages": pages}}
+            )
             listed, next_link, pages = listed + result["listed"], result["next"], pages + result["pages"]
             if not next_link:
                 break

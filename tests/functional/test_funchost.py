@@ -1,4 +1,5 @@
 """tools.funchost's durable surface: the durableClient binding, status endpoints, timers, admin."""
+
 import asyncio
 import json
 import logging
@@ -7,10 +8,10 @@ import re
 import aiohttp
 
 from shared import workflow
-from tools.stack import MASTER_KEY, READ_KEY
-from tools.batchsim.publisher import publish
 from tools.azurite import free_port
+from tools.batchsim.publisher import publish
 from tools.funchost import Keys, banner, serve, stop
+from tools.stack import MASTER_KEY, READ_KEY
 
 
 async def wait_for_output(session, status_url, timeout=60, headers=None):
@@ -62,9 +63,13 @@ async def test_on_demand_validation_answers_202_and_can_be_followed(app_server, 
         async with session.get(f"{app_server.url}/api/jobs/OnDemand/taskcounts", headers=app_server.headers) as r:
             counts = await r.json(content_type=None)
         assert counts["taskCounts"] == simulator[0].task_counts("OnDemand")["taskCounts"]
-        async with session.post(f"{app_server.url}/api/jobs/bad!id/validate", headers=app_server.operate_headers) as bad:
+        async with session.post(
+            f"{app_server.url}/api/jobs/bad!id/validate", headers=app_server.operate_headers
+        ) as bad:
             assert bad.status == 400 and (await bad.json(content_type=None))["code"] == "InvalidUri"
-        async with session.get(f"{app_server.url}/api/jobs/NeverValidated/validation", headers=app_server.headers) as none:
+        async with session.get(
+            f"{app_server.url}/api/jobs/NeverValidated/validation", headers=app_server.headers
+        ) as none:
             assert none.status == 404 and (await none.json(content_type=None))["code"] == "ValidationNotFound"
         async with session.post(url) as keyless:
             assert keyless.status == 401
@@ -78,8 +83,10 @@ async def test_admin_endpoint_fires_the_timer_which_starts_each_due_job_on_its_o
             assert refused.status == 401  # the admin API takes the master key only
         async with session.post(admin, headers={"x-functions-key": MASTER_KEY}, json={}) as response:
             assert response.status == 202
-        status_url = (f"{app_server.url}/runtime/webhooks/durabletask/instances/"
-                      f"{workflow.on_demand_instance_id('scheduled')}?code={MASTER_KEY}")
+        status_url = (
+            f"{app_server.url}/runtime/webhooks/durabletask/instances/"
+            f"{workflow.on_demand_instance_id('scheduled')}?code={MASTER_KEY}"
+        )
         for _ in range(100):
             async with session.get(status_url) as probe:
                 if probe.status != 404:
@@ -109,8 +116,7 @@ async def test_timer_fires_on_its_ncrontab_schedule(app_server, simulator, monke
         await app_server.local.stop_triggers()
 
 
-async def test_a_timer_with_an_unset_or_bad_schedule_is_in_error_and_the_others_run(app_server, monkeypatch,
-                                                                                     caplog):
+async def test_a_timer_with_an_unset_or_bad_schedule_is_in_error_and_the_others_run(app_server, monkeypatch, caplog):
     """As the Functions host: '%SETTING%' that does not resolve, or a schedule that is no NCRONTAB,
     puts that one function in error (one line naming it and why) and the rest of the app runs."""
     monkeypatch.setenv("VALIDATION_SCHEDULE", "every five minutes")
@@ -125,8 +131,9 @@ async def test_a_timer_with_an_unset_or_bad_schedule_is_in_error_and_the_others_
         assert "six-field NCRONTAB" in local.errors["ValidateCounts"]
         assert local.schedules == {"SyncTasks": "0 0 0 1 1 *", "WatchedSync": "*/1 * * * * *"}  # the others run
         lines = [record.getMessage() for record in caplog.records if record.name == "tools.funchost"]
-        assert len(lines) == 2 and any(line.startswith("The 'RecordProgress' function is in error: '%PROGRESS_SCHEDULE%'")
-                                       for line in lines), lines
+        assert len(lines) == 2 and any(
+            line.startswith("The 'RecordProgress' function is in error: '%PROGRESS_SCHEDULE%'") for line in lines
+        ), lines
         assert "RecordProgress: Error: '%PROGRESS_SCHEDULE%' does not resolve" in banner(local)
         async with aiohttp.ClientSession(headers={"x-functions-key": MASTER_KEY}) as session:
             async with session.post(f"http://127.0.0.1:{port}/admin/functions/RecordProgress") as fired:
@@ -147,7 +154,10 @@ async def test_terminate_through_the_management_url(app_server):
     try:
         instance = engine.start(workflow.VALIDATE_JOB, '{"jobKey": "x", "jobId": "x"}', "to-terminate")
         async with aiohttp.ClientSession() as session:
-            url = f"{app_server.url}/runtime/webhooks/durabletask/instances/to-terminate/terminate?reason=test&code={MASTER_KEY}"
+            url = (
+                f"{app_server.url}/runtime/webhooks/durabletask/instances/to-terminate/terminate"
+                f"?reason=test&code={MASTER_KEY}"
+            )
             async with session.post(url) as response:
                 assert response.status == 202
             async with session.post(url) as again:

@@ -1,6 +1,7 @@
 """The function folders called as the Functions host calls them, against a real Azurite."""
+
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
@@ -26,8 +27,13 @@ def post(body: bytes, **headers) -> func.HttpRequest:
 
 
 def get_counts(job_id: str) -> func.HttpRequest:
-    return func.HttpRequest("GET", f"http://localhost/api/jobs/{job_id}/taskcounts", headers=READING,
-                            route_params={"jobId": job_id}, body=b"")
+    return func.HttpRequest(
+        "GET",
+        f"http://localhost/api/jobs/{job_id}/taskcounts",
+        headers=READING,
+        route_params={"jobId": job_id},
+        body=b"",
+    )
 
 
 def body_of(response: func.HttpResponse):
@@ -35,7 +41,9 @@ def body_of(response: func.HttpResponse):
 
 
 def event(job, task, state, at):
-    return event_grid(task_data(jobId=job, id=task, state=state, stateTransitionTime=at), event_id=f"{task}-{state}-{at}")
+    return event_grid(
+        task_data(jobId=job, id=task, state=state, stateTransitionTime=at), event_id=f"{task}-{state}-{at}"
+    )
 
 
 async def test_event_grid_validation_handshake():
@@ -45,8 +53,12 @@ async def test_event_grid_validation_handshake():
 
 
 async def test_cloudevents_abuse_protection_handshake():
-    request = func.HttpRequest("OPTIONS", "http://localhost/api/taskevents", body=b"",
-                               headers={"WebHook-Request-Origin": "eventgrid.azure.net"})
+    request = func.HttpRequest(
+        "OPTIONS",
+        "http://localhost/api/taskevents",
+        body=b"",
+        headers={"WebHook-Request-Origin": "eventgrid.azure.net"},
+    )
     response = await TaskEvents.main(request)
     assert response.status_code == 200
     assert response.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
@@ -91,16 +103,19 @@ async def test_mixed_batch_applies_good_events_and_keeps_bad_ones():
     counts = body_of(await GetTaskCounts.main(get_counts("mixed")))
     assert counts["taskCounts"]["active"] == 1
     store = get_store(Settings.from_env())
-    kept = {raw_text_of(row): row["Reason"] for row in await store.list_rejected(datetime.now(timezone.utc))}
+    kept = {raw_text_of(row): row["Reason"] for row in await store.list_rejected(datetime.now(UTC))}
     assert json.dumps(bad_state, separators=(",", ":")) in kept
     assert '"not an object"' in kept
 
 
-@pytest.mark.parametrize("body,status,code", [
-    (b"{not json", 400, "InvalidRequestBody"),
-    (b"42", 400, "InvalidRequestBody"),
-    (b"[" + b" " * (1024 * 1024) + b"]", 413, "RequestBodyTooLarge"),
-])
+@pytest.mark.parametrize(
+    "body,status,code",
+    [
+        (b"{not json", 400, "InvalidRequestBody"),
+        (b"42", 400, "InvalidRequestBody"),
+        (b"[" + b" " * (1024 * 1024) + b"]", 413, "RequestBodyTooLarge"),
+    ],
+)
 async def test_unusable_bodies_get_batch_style_errors(body, status, code):
     response = await TaskEvents.main(post(body))
     error = body_of(response)
@@ -134,21 +149,27 @@ async def test_list_jobs_function_pages_and_rejects_bad_parameters():
     assert url is None
     assert {"list-0", "list-1", "list-2"} <= set(ids)
     for params in ({"maxresults": "0"}, {"maxresults": "x"}, {"$skiptoken": "garbage!"}):
-        response = await ListJobs.main(func.HttpRequest("GET", "http://localhost/api/jobs", params=params, headers=READING,
-                                                            body=b""))
+        response = await ListJobs.main(
+            func.HttpRequest("GET", "http://localhost/api/jobs", params=params, headers=READING, body=b"")
+        )
         assert (response.status_code, body_of(response)["code"]) == (400, "InvalidQueryParameterValue")
 
 
 async def test_storage_outage_is_503_and_redelivery_afterwards_counts_once(azurite):
     """Storage down -> 503 (Event Grid retries); the retried delivery then counts exactly once."""
-    dead = Settings.from_env({"AzureWebJobsStorage": azurite.connection_string.replace(
-        f":{azurite.port}/", f":{free_port()}/"), "COUNTS_TABLE_PREFIX": "dead"})
+    dead = Settings.from_env(
+        {
+            "AzureWebJobsStorage": azurite.connection_string.replace(f":{azurite.port}/", f":{free_port()}/"),
+            "COUNTS_TABLE_PREFIX": "dead",
+        }
+    )
     batch = json.dumps([event("outage", "t1", "running", "2025-06-01T00:00:01Z")]).encode()
-    from shared.replies import guarded
     import logging
+
+    from shared.replies import guarded
+
     dead_store = CountsStore.from_settings(dead)
-    reply = await guarded(logging.getLogger("test"), handle_delivery(
-        dead_store, "POST", {}, batch, datetime.now(timezone.utc)))
+    reply = await guarded(logging.getLogger("test"), handle_delivery(dead_store, "POST", {}, batch, datetime.now(UTC)))
     await dead_store.close()
     assert (reply.status, reply.body["code"]) == (503, "ServerBusy")
     for _ in range(2):  # Event Grid's retry, then a duplicate

@@ -1,8 +1,9 @@
 """Progress history, the progress object, ETags and alerts, through the store against Azurite."""
+
 import json
 import logging
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from shared import api
 from shared.counting import TaskResult, TaskState
@@ -12,7 +13,7 @@ from shared.store import CountsStore
 from tests.conftest import make_settings
 from tests.strategies import observe
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 @asynccontextmanager
@@ -70,16 +71,18 @@ async def test_etags_answer_304_until_something_changes(azurite):
         again = await api.get_task_counts(store, "job-e", reading(settings, T0 + timedelta(seconds=10), etag))
         assert again.status == 304 and again.body is None and again.headers["ETag"] == etag
         listing = await api.list_jobs(store, {}, "http://x/api/jobs", reading(settings, T0))
-        assert (await api.list_jobs(store, {}, "http://x/api/jobs",
-                                    reading(settings, T0, listing.headers["ETag"]))).status == 304
+        assert (
+            await api.list_jobs(store, {}, "http://x/api/jobs", reading(settings, T0, listing.headers["ETag"]))
+        ).status == 304
         history = await api.job_history(store, "job-e", {}, reading(settings, T0))
         assert (await api.job_history(store, "job-e", {}, reading(settings, T0, history.headers["ETag"]))).status == 304
 
         await run_tasks(store, "job-e", range(2), TaskState.COMPLETED, 2, TaskResult.SUCCESS)
         changed = await api.get_task_counts(store, "job-e", reading(settings, T0 + timedelta(seconds=15), etag))
         assert changed.status == 200 and changed.headers["ETag"] != etag
-        assert (await api.list_jobs(store, {}, "http://x/api/jobs",
-                                    reading(settings, T0, listing.headers["ETag"]))).status == 200
+        assert (
+            await api.list_jobs(store, {}, "http://x/api/jobs", reading(settings, T0, listing.headers["ETag"]))
+        ).status == 200
 
 
 async def test_a_stall_is_alerted_once_flagged_in_the_api_and_ends_when_tasks_complete(azurite, caplog):
@@ -98,10 +101,18 @@ async def test_a_stall_is_alerted_once_flagged_in_the_api_and_ends_when_tasks_co
         assert flagged.status == 200 and flagged.body["progress"]["stalledSince"] == "2026-11-25T12:00:00Z"
 
         [record] = [r for r in caplog.records if r.getMessage().startswith(ALERT_PREFIX)]
-        alert = json.loads(record.getMessage()[len(ALERT_PREFIX):])  # what the Bicep log alert parses
+        alert = json.loads(record.getMessage()[len(ALERT_PREFIX) :])  # what the Bicep log alert parses
         assert record.levelno == logging.WARNING
-        assert alert == {"alert": "stalled", "jobId": "job-s", "since": "2026-11-25T12:00:00Z", "active": 0,
-                         "running": 10, "completed": 0, "succeeded": 0, "failed": 0}
+        assert alert == {
+            "alert": "stalled",
+            "jobId": "job-s",
+            "since": "2026-11-25T12:00:00Z",
+            "active": 0,
+            "running": 10,
+            "completed": 0,
+            "succeeded": 0,
+            "failed": 0,
+        }
 
         await run_tasks(store, "job-s", range(1), TaskState.COMPLETED, 2, TaskResult.SUCCESS)
         assert (await record_progress(store, settings, T0 + timedelta(minutes=31))).alerts == 0

@@ -1,5 +1,6 @@
 """shared.store.tables.read_rows against a real Azurite: exactly the rows asked for, whether the
 keys are few, adjacent (one range read) or spread thin over a large partition (range, then by key)."""
+
 import random
 
 import pytest
@@ -21,15 +22,18 @@ def expected(keys):
     return {key for key in keys if int(key[2:]) % 2 == 0 and int(key[2:]) < 6000}
 
 
-@pytest.mark.parametrize("keys", [
-    [f"t-{n:05d}" for n in (4, 5, 10)],  # a few, adjacent: one range read
-    [f"t-{n:05d}" for n in (8, 2400, 5998)],  # a few, far apart: a short range page, then by key
-    ["t-00042"],  # one: a point query
-    [f"t-{n:05d}" for n in range(1000, 1300)],  # adjacent, half absent: one range read
-    [f"t-{n:05d}" for n in range(5900, 6100)],  # running past the last row
-    [f"t-{n:05d}" for n in random.Random(1).sample(range(0, 7000), 40)],  # thin over 3,000 rows: range, then by key
-    [f"t-{n:05d}" for n in range(0, 6000, 300)] + ["t-99999"],  # spread out, one past the end
-])
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [f"t-{n:05d}" for n in (4, 5, 10)],  # a few, adjacent: one range read
+        [f"t-{n:05d}" for n in (8, 2400, 5998)],  # a few, far apart: a short range page, then by key
+        ["t-00042"],  # one: a point query
+        [f"t-{n:05d}" for n in range(1000, 1300)],  # adjacent, half absent: one range read
+        [f"t-{n:05d}" for n in range(5900, 6100)],  # running past the last row
+        [f"t-{n:05d}" for n in random.Random(1).sample(range(0, 7000), 40)],  # thin over 3,000 rows: range, then by key
+        [f"t-{n:05d}" for n in range(0, 6000, 300)] + ["t-99999"],  # spread out, one past the end
+    ],
+)
 async def test_exactly_the_rows_asked_for(table, keys):
     rows = await read_rows(table, PK, keys)
     assert set(rows) == expected(keys)
@@ -58,10 +62,13 @@ async def test_a_sparse_span_stops_scanning_and_reads_the_rest_by_key(table, que
     assert RANGE_SLACK * len(keys) < 3000  # the span really was too sparse to scan through
 
 
-@pytest.mark.parametrize("keys, queries", [
-    ([f"t-{n:05d}" for n in range(200, 216)], 1),  # adjacent (half absent): the range alone
-    ([f"t-{n:05d}" for n in (100, 3000, 5000)], 2),  # 2,450 rows apart: one short page, then by key
-])
+@pytest.mark.parametrize(
+    "keys, queries",
+    [
+        ([f"t-{n:05d}" for n in range(200, 216)], 1),  # adjacent (half absent): the range alone
+        ([f"t-{n:05d}" for n in (100, 3000, 5000)], 2),  # 2,450 rows apart: one short page, then by key
+    ],
+)
 async def test_a_few_keys_are_a_range_read_unless_far_apart(table, queries_sent, keys, queries):
     assert set(await read_rows(table, PK, keys)) == expected(keys)
     assert len(queries_sent) == queries
@@ -77,9 +84,19 @@ async def test_streamed_rows_are_the_sdks_rows_with_their_etags_across_pages(tab
     from shared.store.queries import stream_rows
 
     odd = "job-'r|00"
-    await upsert_all(table, [{"PartitionKey": odd, "RowKey": f"t-{n:05d}", "N": n,
-                              "Big": EntityProperty(2**40 + n, EdmType.INT64), "S": f"s{n}"}
-                             for n in range(1005)])
+    await upsert_all(
+        table,
+        [
+            {
+                "PartitionKey": odd,
+                "RowKey": f"t-{n:05d}",
+                "N": n,
+                "Big": EntityProperty(2**40 + n, EdmType.INT64),
+                "S": f"s{n}",
+            }
+            for n in range(1005)
+        ],
+    )
     for pk, select in ((PK, ["RowKey", "N"]), (odd, ["RowKey", "N", "Big", "S", "Missing"])):
         ours = [row async for row in stream_rows(table, "PartitionKey eq @pk", {"pk": pk}, select)]
         sdk = [row async for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": pk}, select=select)]
@@ -95,6 +112,7 @@ async def test_streaming_a_missing_table_raises_not_found(settings):
     from azure.data.tables.aio import TableClient
 
     from shared.store.queries import stream_rows
+
     async with TableClient.from_connection_string(settings.storage_connection, "nosuchtable") as missing:
         with pytest.raises(ResourceNotFoundError):
             async for _ in stream_rows(missing, "PartitionKey eq @pk", {"pk": "x"}, ["RowKey"]):

@@ -1,12 +1,12 @@
 """Resharding against a real Azurite: a job's rows move to more partitions while deliveries and
 reads keep coming, and every read and the end state stay exact."""
+
 import asyncio
 import random
 
 from shared.counting import Counts, TaskState, counts_of
 from shared.errors import StoreUnavailableError
-from shared.store import COUNTER_ROW, CountsStore, shard_of
-from shared.store import reshard
+from shared.store import COUNTER_ROW, CountsStore, reshard, shard_of
 from shared.store.codec import counts_of_row, status_of_row
 from shared.store.layout import marks_of
 from tests.conftest import make_settings
@@ -99,8 +99,10 @@ async def test_a_reshard_under_concurrent_deliveries_and_reads_stays_exact(azuri
     results = await asyncio.gather(move(), *(deliver(store, seed) for seed, store in enumerate(writers)), read())
     assert results[0] > 450  # 7/8 of the rows moved
     assert len(reads) > 10 and len(redeliveries) < 5, (len(reads), redeliveries)
-    newest = {key: max((event.status for event in events), key=lambda status: status.version)
-              for key, events in history.items()}
+    newest = {
+        key: max((event.status for event in events), key=lambda status: status.version)
+        for key, events in history.items()
+    }
     stored = await partitions_hold_their_own_rows(mover, job, 8)
     assert stored == newest
     final = await stores[1].get_job_counts(job)
@@ -175,8 +177,9 @@ async def test_concurrent_deliveries_of_a_new_job_share_one_registration(azurite
         return await partitions_for(job_key, job_id)
 
     store.job_index.partitions_for = arriving
-    await asyncio.wait_for(asyncio.gather(*(store.apply([observe("Burst", f"t{n}", ACTIVE, 1)]) for n in range(8))),
-                           timeout=60)
+    await asyncio.wait_for(
+        asyncio.gather(*(store.apply([observe("Burst", f"t{n}", ACTIVE, 1)]) for n in range(8))), timeout=60
+    )
     assert arrived == ["burst"] * 8
     assert asked == ["Burst"] and (await store.get_job("burst")).partitions == 4
     assert (await store.get_job_counts("burst")).tasks == Counts(active=8)

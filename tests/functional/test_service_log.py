@@ -1,9 +1,10 @@
 """BatchServiceLogs called as the host calls it (List[func.EventHubEvent]) against Azurite, and the
 local host's Event Hubs trigger against the simulator's hub: batches, retries and checkpoints."""
+
 import asyncio
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aiohttp
 import azure.functions as func
@@ -22,11 +23,11 @@ from tools.batchsim.model import BatchAccount
 from tools.batchsim.server import serve
 from tools.hubtrigger import HubTrigger, RetryPolicy, timespan_seconds
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def at(seconds: int) -> str:
-    return datetime.fromtimestamp(NOW.timestamp() - 600 + seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+    return datetime.fromtimestamp(NOW.timestamp() - 600 + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
 
 
 def hub_events(*bodies: str) -> list[func.EventHubEvent]:
@@ -37,30 +38,33 @@ def hub_events(*bodies: str) -> list[func.EventHubEvent]:
 async def test_records_are_counted_once_bad_ones_kept_and_others_ignored():
     job = "Log-Job-1"
     start = service_log_record("task_start", jobId=job, id="t1", executionInfo={"startTime": at(1)})
-    done = service_log_record("task_complete_failure", jobId=job, id="t1", executionInfo={"startTime": at(1),
-                                                                                           "endTime": at(5)})
+    done = service_log_record(
+        "task_complete_failure", jobId=job, id="t1", executionInfo={"startTime": at(1), "endTime": at(5)}
+    )
     fail = service_log_record("task_fail", jobId=job, id="t1", executionInfo={"startTime": at(1), "endTime": at(5)})
     requeued = service_log_record("task_requeue", at(3), jobId=job, id="t2")
     unrun = service_log_record("task_complete_before_run", jobId=job, id="t3", executionInfo={"endTime": at(4)})
     bad = service_log_record("task_start", jobId=job, id="t#4")
     noise = [service_log_record("special_task_start", jobId=job), service_log_record("pool_resize_complete")]
     # out of order, duplicated across messages, in one invocation and again in a redelivery
-    messages = hub_events(hub_message(done, requeued, noise[0], bad), hub_message(start, fail, unrun, noise[1]),
-                          "not an envelope")
+    messages = hub_events(
+        hub_message(done, requeued, noise[0], bad), hub_message(start, fail, unrun, noise[1]), "not an envelope"
+    )
     await BatchServiceLogs.main(messages)
     await BatchServiceLogs.main(messages)
 
     store = get_store(get_settings())
     counts = (await store.get_job_counts(job.lower())).tasks.as_dict()
     assert counts == {"active": 1, "running": 0, "completed": 2, "succeeded": 0, "failed": 2}
-    kept = {row["Reason"]: raw_text_of(row) for row in await store.list_rejected(datetime.now(timezone.utc))}
+    kept = {row["Reason"]: raw_text_of(row) for row in await store.list_rejected(datetime.now(UTC))}
     assert any("task id" in reason and json.loads(raw) == bad for reason, raw in kept.items())
     assert any("Event Hubs message" in reason and raw == "not an envelope" for reason, raw in kept.items())
 
 
 async def test_storage_trouble_raises_so_the_retry_policy_runs_the_batch_again(azurite):
-    dead = make_settings(azurite, AzureWebJobsStorage=azurite.connection_string.replace(
-        f":{azurite.port}/", f":{free_port()}/"))
+    dead = make_settings(
+        azurite, AzureWebJobsStorage=azurite.connection_string.replace(f":{azurite.port}/", f":{free_port()}/")
+    )
     store = CountsStore.from_settings(dead)
     try:
         with pytest.raises(StoreUnavailableError):
@@ -89,8 +93,15 @@ async def test_the_local_trigger_retries_a_failing_batch_and_checkpoints_after_i
             failures["left"] -= 1
             raise StoreUnavailableError("storage is down")
 
-    trigger = HubTrigger("BatchServiceLogs", f"http://127.0.0.1:{port}", "hub-x", "taskcounts", 3,
-                         RetryPolicy("fixedDelay", -1, delay=0.01), flaky)
+    trigger = HubTrigger(
+        "BatchServiceLogs",
+        f"http://127.0.0.1:{port}",
+        "hub-x",
+        "taskcounts",
+        3,
+        RetryPolicy("fixedDelay", -1, delay=0.01),
+        flaky,
+    )
     reader = asyncio.create_task(trigger.run())
     try:
         async with aiohttp.ClientSession() as session:
@@ -98,15 +109,17 @@ async def test_the_local_trigger_retries_a_failing_batch_and_checkpoints_after_i
                 account.create_job(f"hub-{n}")
                 account.add_tasks(f"hub-{n}", ["a"])
                 account.start(f"hub-{n}", "a")
-            async with session.post(f"http://127.0.0.1:{port}/control/servicelog",
-                                    json={"hub": "hub-x", "recordsPerMessage": 1, "noise": 0}) as response:
+            async with session.post(
+                f"http://127.0.0.1:{port}/control/servicelog", json={"hub": "hub-x", "recordsPerMessage": 1, "noise": 0}
+            ) as response:
                 assert (await response.json())["messages"] == 4
 
             async def checkpoints() -> list[int]:
                 found = []
                 for partition in (0, 1):
-                    async with session.get(f"http://127.0.0.1:{port}/eventhubs/hub-x/consumergroups/taskcounts/"
-                                           f"checkpoints/{partition}") as response:
+                    async with session.get(
+                        f"http://127.0.0.1:{port}/eventhubs/hub-x/consumergroups/taskcounts/checkpoints/{partition}"
+                    ) as response:
                         found.append((await response.json())["sequenceNumber"])
                 return found
 
@@ -132,15 +145,24 @@ def test_pump_writes_several_records_per_message_with_noise_duplicates_and_loss(
         account.start("pumped", f"t{n}")
         account.complete("pumped", f"t{n}", n % 3)
     hub = EventHub()
-    report = pump(account.take_log_outbox(), hub, LogFaults(drop=0.1, duplicate=0.1, reorder=True, noise=0.2),
-                  records_per_message=40, seed=1)
+    report = pump(
+        account.take_log_outbox(),
+        hub,
+        LogFaults(drop=0.1, duplicate=0.1, reorder=True, noise=0.2),
+        records_per_message=40,
+        seed=1,
+    )
     bodies = [message["body"] for partition in hub.partitions for message in partition]
     records = [record for body in bodies for record in json.loads(body)["records"]]
     assert report.records == 200 + 200 + 133  # starts, completions, and a TaskFailEvent per failure
     assert len(records) == report.records - report.dropped + report.duplicated + report.noise
     assert report.dropped and report.duplicated and report.noise and len(bodies) == report.messages > 1
-    assert {r["operationName"] for r in records} >= {"TaskStartEvent", "TaskCompleteEvent", "TaskFailEvent",
-                                                     "PoolResizeCompleteEvent"}
+    assert {r["operationName"] for r in records} >= {
+        "TaskStartEvent",
+        "TaskCompleteEvent",
+        "TaskFailEvent",
+        "PoolResizeCompleteEvent",
+    }
 
 
 def test_export_delays_center_on_the_median_and_stop_at_the_tail():
@@ -169,8 +191,13 @@ async def test_an_export_delay_holds_each_message_back_until_it_is_exported():
         if sum(len(partition) for partition in quick.partitions) == 5:
             break
         await asyncio.sleep(0.05)
-    assert sorted(json.loads(m["body"])["records"][0]["properties"]["id"] for p in quick.partitions for m in p) == \
-        ["t0", "t2", "t4", "t6", "t8"]
+    assert sorted(json.loads(m["body"])["records"][0]["properties"]["id"] for p in quick.partitions for m in p) == [
+        "t0",
+        "t2",
+        "t4",
+        "t6",
+        "t8",
+    ]
 
 
 @pytest.mark.usefixtures("app_settings")

@@ -1,12 +1,15 @@
 """The store against a real Azurite: exactly-once effect, ordering, deletes, contention."""
+
 import asyncio
 import random
 import threading
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aiohttp
-from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from shared.counting import Counts, TaskResult, TaskState, counts_of
 from shared.events import Rejection
@@ -95,7 +98,7 @@ async def test_list_jobs_pages_with_a_token(store):
 
 
 async def test_rejected_events_are_kept_idempotently_with_raw_text(store):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     small = Rejection(0, "e1", "state must be one of ...", '{"id":"e1"}')
     huge_raw = '{"id":"e2","data":"' + "x" * 200_000 + '"}'
     huge = Rejection(1, "e2", "unsupported event type", huge_raw)
@@ -111,8 +114,11 @@ _prop_jobs = iter(range(10**9))
 
 
 @hyp_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(events=st.lists(observations(), min_size=1, max_size=30), rnd=st.randoms(use_true_random=False),
-       batch_size=st.integers(1, 12))
+@given(
+    events=st.lists(observations(), min_size=1, max_size=30),
+    rnd=st.randoms(use_true_random=False),
+    batch_size=st.integers(1, 12),
+)
 def test_property_any_order_any_duplicates_same_counts_in_storage(azurite, events, rnd, batch_size):
     """Through real storage: the counts equal those of each task's newest event."""
     job = f"prop-{next(_prop_jobs)}"
@@ -123,8 +129,7 @@ def test_property_any_order_any_duplicates_same_counts_in_storage(azurite, event
         store = CountsStore.from_settings(make_settings(azurite, JOB_PARTITIONS=2))
         try:
             for start in range(0, len(delivered), batch_size):
-                await store.apply([_as_event(job, key, s)
-                                   for key, s in delivered[start:start + batch_size]])
+                await store.apply([_as_event(job, key, s) for key, s in delivered[start : start + batch_size]])
             newest = {}
             for key, status in events:
                 newest[key.lower()] = max(newest.get(key.lower(), status), status, key=lambda s: s.version)
@@ -139,6 +144,7 @@ def test_property_any_order_any_duplicates_same_counts_in_storage(azurite, event
 
 def _as_event(job, task_key, status):
     from shared.events import TASK_STATE_CHANGED, TaskEvent
+
     return TaskEvent("e", TASK_STATE_CHANGED, job, task_key, status)
 
 
@@ -164,9 +170,10 @@ def test_concurrent_instances_with_overlapping_batches_count_exactly(azurite):
             try:
                 rnd.shuffle(mine)
                 for start in range(0, len(mine), 40):
-                    await store.apply(mine[start:start + 40])
+                    await store.apply(mine[start : start + 40])
             finally:
                 await store.close()
+
         try:
             asyncio.run(run())
         except Exception as error:  # surfaced below
@@ -185,11 +192,13 @@ def test_concurrent_instances_with_overlapping_batches_count_exactly(azurite):
             reactivated = len(range(0, tasks, 10))
             completed = tasks - reactivated
             failed = len([i for i in range(tasks) if i % 3 == 0 and i % 10 != 0])
-            assert await counts(store, "hot") == Counts(active=reactivated, completed=completed,
-                                                       succeeded=completed - failed, failed=failed)
+            assert await counts(store, "hot") == Counts(
+                active=reactivated, completed=completed, succeeded=completed - failed, failed=failed
+            )
             await assert_counters_match_rows(store, "hot")
         finally:
             await store.close()
+
     asyncio.run(check())
 
 
@@ -197,9 +206,21 @@ async def test_a_listing_row_over_one_binary_property_is_kept_and_read_back_whol
     """A one-partition job's page of 1,000 random 64-character ids needs two binary properties."""
     rng = random.Random(2)
     alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
-    entries = [("".join(rng.choice(alphabet) for _ in range(64)),
-                observe("j", "t", TaskState.COMPLETED, rng.randrange(10**9), TaskResult.FAILURE,
-                        rng.randrange(999_999), rng.randrange(1, 99_999)).status) for _ in range(1000)]
+    entries = [
+        (
+            "".join(rng.choice(alphabet) for _ in range(64)),
+            observe(
+                "j",
+                "t",
+                TaskState.COMPLETED,
+                rng.randrange(10**9),
+                TaskResult.FAILURE,
+                rng.randrange(999_999),
+                rng.randrange(1, 99_999),
+            ).status,
+        )
+        for _ in range(1000)
+    ]
     await store.record_listing("j", "0000000000000000001", "page-0", {0: entries})
     listed = await store.listed_in_shard("j", "0000000000000000001", 0)
     assert listed == {task_id.lower(): (task_id, status) for task_id, status in entries}
@@ -214,8 +235,10 @@ async def test_an_upsert_transaction_cut_after_storage_answered_is_sent_again(az
     store = CountsStore.from_settings(make_settings(azurite, AzureWebJobsStorage=connection))
     try:
         await store.ensure_tables()
-        listed = {shard: [(f"T{shard}-{n}", observe("j", f"t{shard}-{n}", RUNNING, n).status)
-                          for n in range(3)] for shard in range(2)}
+        listed = {
+            shard: [(f"T{shard}-{n}", observe("j", f"t{shard}-{n}", RUNNING, n).status) for n in range(3)]
+            for shard in range(2)
+        }
         async with aiohttp.ClientSession() as session:
             async with session.post(f"http://127.0.0.1:{port}/_faults", json={"cutBatches": 2}) as response:
                 assert response.status == 200
@@ -225,7 +248,8 @@ async def test_an_upsert_transaction_cut_after_storage_answered_is_sent_again(az
         assert faults["cut_after"] == 2 and faults["cutBatches"] == 0  # both cuts spent on this page
         for shard, entries in listed.items():
             assert await store.listed_in_shard("j", "0000000000000000001", shard) == {
-                task_id.lower(): (task_id, status) for task_id, status in entries}
+                task_id.lower(): (task_id, status) for task_id, status in entries
+            }
     finally:
         await store.close()
         await proxy.cleanup()
@@ -274,6 +298,7 @@ async def test_a_sweep_corrects_from_the_rows_it_streamed_and_rereads_only_a_sta
     async def counting_read_rows(*args, **kwargs):
         reads.append(args[1])
         return await real_read_rows(*args, **kwargs)
+
     monkeypatch.setattr(task_rows_module, "read_rows", counting_read_rows)
     result = await store.reconcile_partition("snap", 0, 1, listed, BASE_TICKS + 10, "Snap")
     assert (result["stale"], result["removed"]) == (10, 20) and reads == []
@@ -304,6 +329,7 @@ async def test_a_writer_keeps_the_counter_it_wrote_and_a_stale_one_is_read_again
     async def counting_read_counter(table, pk):
         counter_reads.append(pk)
         return await real_read_counter(table, pk)
+
     monkeypatch.setattr(reshard, "read_counter", counting_read_counter)
     try:
         await first.apply([observe("Kept", f"t{n}", ACTIVE, 1) for n in range(5)])
@@ -321,8 +347,7 @@ async def test_a_writer_keeps_the_counter_it_wrote_and_a_stale_one_is_read_again
         await second.close()
 
 
-async def test_a_writer_that_created_a_partition_writes_it_without_reading_until_another_writes(azurite,
-                                                                                                monkeypatch):
+async def test_a_writer_that_created_a_partition_writes_it_without_reading_until_another_writes(azurite, monkeypatch):
     """The writer that created a partition knows all its rows: later deliveries, new tasks and known
     ones alike, are written without a read. Once another process writes it, the first one's next
     transaction fails on the counter's ETag and it reads afresh; duplicates stay duplicates; exact counts."""
@@ -336,18 +361,21 @@ async def test_a_writer_that_created_a_partition_writes_it_without_reading_until
     async def counting_read_rows(table, pk, keys):
         reads.append(sorted(keys))
         return await real_read_rows(table, pk, keys)
+
     monkeypatch.setattr(tasks, "read_rows", counting_read_rows)
     try:
         await first.apply([observe("Known", f"t{n}", ACTIVE, 1) for n in range(5)])
         assert len(reads) == 1  # the partition's first write: nothing there yet, one read says so
         reads.clear()
-        outcome = await first.apply([observe("Known", "t0", RUNNING, 2), observe("Known", "T5", ACTIVE, 1),
-                                     observe("Known", "t1", ACTIVE, 1)])  # a move, a new task, a duplicate
+        outcome = await first.apply(
+            [observe("Known", "t0", RUNNING, 2), observe("Known", "T5", ACTIVE, 1), observe("Known", "t1", ACTIVE, 1)]
+        )  # a move, a new task, a duplicate
         assert (outcome.applied, outcome.unchanged, outcome.created) == (2, 1, 1) and reads == []
         await second.apply([observe("Known", "t2", COMPLETED, 3, SUCCESS), observe("Known", "t6", ACTIVE, 1)])
         reads.clear()
-        outcome = await first.apply([observe("Known", "t2", RUNNING, 2), observe("Known", "t6", ACTIVE, 1),
-                                     observe("Known", "t3", RUNNING, 2)])
+        outcome = await first.apply(
+            [observe("Known", "t2", RUNNING, 2), observe("Known", "t6", ACTIVE, 1), observe("Known", "t3", RUNNING, 2)]
+        )
         # Kept rows said t6 was new and t2 older: the transaction failed on the counter; read again,
         # only t3 moved.
         assert (outcome.applied, outcome.unchanged) == (1, 2) and reads == [["t2", "t3", "t6"]]
@@ -364,8 +392,9 @@ async def test_a_writer_that_created_a_partition_writes_it_without_reading_until
         await second.close()
 
 
-async def test_removing_a_job_drops_its_partition_tables_and_a_writer_that_knew_them_starts_afresh(azurite,
-                                                                                                 monkeypatch):
+async def test_removing_a_job_drops_its_partition_tables_and_a_writer_that_knew_them_starts_afresh(
+    azurite, monkeypatch
+):
     """Each partition lives in a table of its own: removal deletes the job's tables (not row by row)
     and leaves other jobs alone; a process still holding the removed job's counter rows writes the
     job's next events into new tables, counted from zero."""
@@ -376,8 +405,10 @@ async def test_removing_a_job_drops_its_partition_tables_and_a_writer_that_knew_
 
     settings = make_settings(azurite, JOB_PARTITIONS=2)
     remover, writer = CountsStore.from_settings(settings), CountsStore.from_settings(settings)
-    await writer.apply([observe("Gone", f"t{n}", RUNNING, 1) for n in range(40)]
-                       + [observe("Kept", f"t{n}", ACTIVE, 1) for n in range(10)])
+    await writer.apply(
+        [observe("Gone", f"t{n}", RUNNING, 1) for n in range(40)]
+        + [observe("Kept", f"t{n}", ACTIVE, 1) for n in range(10)]
+    )
     names = {table_name(settings.table_prefix, f"gone|{shard:02x}") for shard in range(2)}
     assert names <= await table_names(remover)
 

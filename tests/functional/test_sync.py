@@ -1,12 +1,13 @@
 """The delta sync against the Batch simulator (real SDK pipeline over HTTP, SharedKey) and Azurite:
 tasks added with no event appear, cost stays one List Tasks call per quiet job, long listings
 resume, every job is reached, one run at a time, throttling is waited out."""
+
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-import pytest
 import aiohttp
+import pytest
 
 from shared import sync
 from shared.batch import BatchReader
@@ -25,8 +26,13 @@ async def world(azurite):
     url = f"http://127.0.0.1:{port}"
 
     def make(**overrides):
-        return make_settings(azurite, BATCH_ACCOUNT_URL=url, BATCH_ACCOUNT_NAME=DEFAULT_ACCOUNT,
-                             BATCH_ACCOUNT_KEY=DEFAULT_KEY, **overrides)
+        return make_settings(
+            azurite,
+            BATCH_ACCOUNT_URL=url,
+            BATCH_ACCOUNT_NAME=DEFAULT_ACCOUNT,
+            BATCH_ACCOUNT_KEY=DEFAULT_KEY,
+            **overrides,
+        )
 
     opened = []
 
@@ -44,7 +50,7 @@ async def world(azurite):
 
 
 def now():
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def counts(store, job_id):

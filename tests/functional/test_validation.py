@@ -1,9 +1,10 @@
 """Validation end to end, in-process: the simulator (real SDK over HTTP, SharedKey), ingestion
 through the TaskEvents function over HTTP, the real workflow and activity folders driven by the
 local durable engine, and the store in Azurite."""
+
 import asyncio
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aiohttp
 import azure.durable_functions as df
@@ -13,10 +14,10 @@ from shared import validation, workflow
 from shared.config import get_settings
 from shared.store import COUNTER_ROW, get_store, partition_key, shard_of
 from tests.conftest import APP_VALIDATION_MAX_TASKS
-from tools.stack import INGEST_KEY, READ_KEY
 from tools.batchsim.publisher import Faults, publish
 from tools.durable import DurableEngine
 from tools.funchost import FunctionApp
+from tools.stack import INGEST_KEY, READ_KEY
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +31,23 @@ def engine_for(function_app: FunctionApp, **overrides) -> DurableEngine:
     return engine
 
 
-async def deliver(url, account, faults=Faults(), seed=0):
-    return await publish(account.take_outbox(), f"{url}/api/taskevents", headers={"x-functions-key": INGEST_KEY},
-                         max_events_per_batch=1000, faults=faults, concurrency=4, seed=seed)
+async def deliver(url, account, faults: Faults | None = None, seed=0):
+    return await publish(
+        account.take_outbox(),
+        f"{url}/api/taskevents",
+        headers={"x-functions-key": INGEST_KEY},
+        max_events_per_batch=1000,
+        faults=faults or Faults(),
+        concurrency=4,
+        seed=seed,
+    )
 
 
 async def served(url, job_id):
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/api/jobs/{job_id}/taskcounts", headers={"x-functions-key": READ_KEY}) as response:
+        async with session.get(
+            f"{url}/api/jobs/{job_id}/taskcounts", headers={"x-functions-key": READ_KEY}
+        ) as response:
             assert response.status == 200
             return await response.json(content_type=None)
 
@@ -142,7 +152,7 @@ async def test_removed_tasks_missing_tasks_and_a_broken_counter_are_corrected(ap
     assert result["action"] == "validated", result
     assert result["corrected"] == {"missing": 20, "stale": 50, "removed": 30}
     assert result["countersRepaired"] == 1
-    after = await served_as_truth(url, account, job)
+    await served_as_truth(url, account, job)
 
     again = await engine_for(function_app).run(workflow.VALIDATE_JOB, {"jobKey": job, "jobId": job}, "v-repairs")
     assert again.output["corrected"] == {"missing": 0, "stale": 0, "removed": 0}
@@ -181,9 +191,10 @@ async def scheduled_pass(app_server) -> dict:
 async def validated(app_server, job_ids, timeout=120) -> dict:
     """Wait for each job's own validation instance; their outputs by job id."""
     engine = app_server.local.engine
-    instances = await asyncio.wait_for(asyncio.gather(*(
-        engine.wait(workflow.on_demand_instance_id(job.lower())) for job in job_ids)), timeout)
-    return {job: instance.output for job, instance in zip(job_ids, instances)}
+    instances = await asyncio.wait_for(
+        asyncio.gather(*(engine.wait(workflow.on_demand_instance_id(job.lower())) for job in job_ids)), timeout
+    )
+    return {job: instance.output for job, instance in zip(job_ids, instances, strict=True)}
 
 
 async def test_scheduled_pass_validates_changed_jobs_only_and_removes_jobs_batch_no_longer_has(app_server, simulator):
@@ -193,7 +204,8 @@ async def test_scheduled_pass_validates_changed_jobs_only_and_removes_jobs_batch
     first = await scheduled_pass(app_server)
     assert {"keep-a", "gone-b"} <= set(first["started"])
     assert {output["action"] for output in (await validated(app_server, ["keep-a", "gone-b"])).values()} == {
-        "validated"}
+        "validated"
+    }
 
     account.delete_job("gone-b")
     second = await scheduled_pass(app_server)
@@ -239,7 +251,7 @@ async def test_a_huge_jobs_pass_delays_no_small_job(app_server, simulator, monke
         assert {output["action"] for output in (await validated(app_server, small)).values()} == {"validated"}
         assert engine.instances[huge_id].runtime_status == "Running"
 
-        changed_at = datetime.now(timezone.utc)
+        changed_at = datetime.now(UTC)
         for job in small:
             account.start(job, "t0")
         await deliver(url, account)
@@ -272,12 +284,12 @@ async def test_retention_removes_completed_jobs_validated_long_ago_and_keeps_the
         assert instance.output["action"] == "validated"
     account.job("old-done").state = "completed"
     settings = get_settings()
-    later = datetime.now(timezone.utc) + timedelta(days=settings.retention_days, hours=1)
+    later = datetime.now(UTC) + timedelta(days=settings.retention_days, hours=1)
     plan = await select_jobs(Deps(get_store(settings), get_batch(settings), settings, later))
     removals = {job["jobId"]: job["reason"] for job in plan["remove"]}
     assert "old-done" in removals and "completed and validated over" in removals["old-done"]
     assert "old-active" not in removals
-    soon = await select_jobs(Deps(get_store(settings), get_batch(settings), settings, datetime.now(timezone.utc)))
+    soon = await select_jobs(Deps(get_store(settings), get_batch(settings), settings, datetime.now(UTC)))
     assert "old-done" not in {job["jobId"] for job in soon["remove"]}
 
 

@@ -1,25 +1,33 @@
 """shared.access's rules on their own: settings refused with a reason, keys compared whole, roles read
 from the principal header whatever claim type carries them."""
+
 import base64
 import json
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.access import APP_ROLES, Access, AccessMode, AccessPolicy, principal_roles
 from shared.config import Settings
 from shared.errors import ConfigError
 from tools.funchost import Keys
 
-KEYS = {Access.READ: "read-key-0123456789,read-key-rotated-0001", Access.INGEST: "ingest-key-0123456789",
-        Access.OPERATE: ""}
+KEYS = {
+    Access.READ: "read-key-0123456789,read-key-rotated-0001",
+    Access.INGEST: "ingest-key-0123456789",
+    Access.OPERATE: "",
+}
 
 
-@pytest.mark.parametrize("env,message", [
-    ({"ACCESS_MODE": "certificates"}, "ACCESS_MODE must be 'keys' or 'entra'"),
-    ({"ACCESS_READ_KEYS": "short"}, "at least 16"),
-    ({"ACCESS_INGEST_KEYS": "k" * 300}, "longer than 256"),
-])
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"ACCESS_MODE": "certificates"}, "ACCESS_MODE must be 'keys' or 'entra'"),
+        ({"ACCESS_READ_KEYS": "short"}, "at least 16"),
+        ({"ACCESS_INGEST_KEYS": "k" * 300}, "longer than 256"),
+    ],
+)
 def test_settings_refuse_an_access_they_cannot_enforce(env, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", **env})
@@ -54,9 +62,17 @@ def encoded(document) -> str:
 
 
 def test_roles_are_read_under_the_principals_role_type_or_the_tokens_roles_claim():
-    document = {"auth_typ": "aad", "role_typ": "urn:custom-role", "claims": [
-        {"typ": "urn:custom-role", "val": "TaskCounts.Read"}, {"typ": "roles", "val": "TaskCounts.Operate"},
-        {"typ": "name", "val": "TaskCounts.Admin"}, {"typ": "roles"}, "not a claim"]}
+    document = {
+        "auth_typ": "aad",
+        "role_typ": "urn:custom-role",
+        "claims": [
+            {"typ": "urn:custom-role", "val": "TaskCounts.Read"},
+            {"typ": "roles", "val": "TaskCounts.Operate"},
+            {"typ": "name", "val": "TaskCounts.Admin"},
+            {"typ": "roles"},
+            "not a claim",
+        ],
+    }
     assert principal_roles(encoded(document)) == {"TaskCounts.Read", "TaskCounts.Operate"}
     for bad in ("%%%", encoded([1]), encoded({"claims": "x"}), "A" * 70_000):
         with pytest.raises(ValueError):
@@ -69,8 +85,9 @@ def test_each_kind_of_access_has_its_own_app_role():
 
 
 def test_local_settings_name_keys_per_function_as_azure_keeps_them():
-    keys = Keys.from_settings({"master": "m", "host": {"admin": "h"}, "functions": {"F": {"mine": "f"}},
-                               "default": "legacy-host-key"})
+    keys = Keys.from_settings(
+        {"master": "m", "host": {"admin": "h"}, "functions": {"F": {"mine": "f"}}, "default": "legacy-host-key"}
+    )
     assert keys.allows("function", "F", "f") and not keys.allows("function", "G", "f")
     assert keys.allows("function", "G", "h") and keys.allows("function", "G", "legacy-host-key")
     assert keys.allows("admin", None, "m") and not keys.allows("admin", None, "h")

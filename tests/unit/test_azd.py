@@ -2,6 +2,7 @@
 
 The hooks run here under `sh` for real. The Azure CLI cannot sign in to Azure from these machines,
 so where a hook calls `az`, a stand-in `az` on PATH answers as the CLI would and records its calls."""
+
 import json
 import os
 import re
@@ -15,16 +16,29 @@ from pycep import BicepParser
 REPO = Path(__file__).resolve().parent.parent.parent
 HOOKS = REPO / "infra" / "hooks"
 SYSTEM_PATH = "/usr/bin:/bin"  # sh, sed, sleep; no az
-READY = {"AZURE_LOCATION": "westeurope", "AZURE_BATCH_ACCOUNT_NAME": "contosobatch",
-         "AZURE_BATCH_RESOURCE_GROUP": "rg-batch", "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
-         "AZURE_TENANT_ID": "00000000-0000-0000-0000-0000000000aa",
-         "TASKCOUNTS_READ_KEY": "r" * 43, "TASKCOUNTS_INGEST_KEY": "i" * 43, "TASKCOUNTS_OPERATE_KEY": "o" * 43}
-DEPLOYED = {"AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001", "AZURE_RESOURCE_GROUP": "rg-tc",
-            "AZURE_FUNCTION_APP_NAME": "func-taskcounts-abc", "EVENT_GRID_TOPIC_NAME": "evgt-taskcounts-abc",
-            "STORAGE_ACCOUNT_NAME": "sttcabc", "EVENT_GRID_SCHEMA": "CloudEventSchemaV1_0",
-            "EVENT_GRID_MAX_EVENTS_PER_BATCH": "500", "EVENT_GRID_PREFERRED_BATCH_KB": "64",
-            "EVENT_GRID_DEAD_LETTER_CONTAINER": "taskevents-deadletter", "ACCESS_MODE": "keys",
-            "ENTRA_TENANT_ID": "00000000-0000-0000-0000-0000000000aa"}
+READY = {
+    "AZURE_LOCATION": "westeurope",
+    "AZURE_BATCH_ACCOUNT_NAME": "contosobatch",
+    "AZURE_BATCH_RESOURCE_GROUP": "rg-batch",
+    "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
+    "AZURE_TENANT_ID": "00000000-0000-0000-0000-0000000000aa",
+    "TASKCOUNTS_READ_KEY": "r" * 43,
+    "TASKCOUNTS_INGEST_KEY": "i" * 43,
+    "TASKCOUNTS_OPERATE_KEY": "o" * 43,
+}
+DEPLOYED = {
+    "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000001",
+    "AZURE_RESOURCE_GROUP": "rg-tc",
+    "AZURE_FUNCTION_APP_NAME": "func-taskcounts-abc",
+    "EVENT_GRID_TOPIC_NAME": "evgt-taskcounts-abc",
+    "STORAGE_ACCOUNT_NAME": "sttcabc",
+    "EVENT_GRID_SCHEMA": "CloudEventSchemaV1_0",
+    "EVENT_GRID_MAX_EVENTS_PER_BATCH": "500",
+    "EVENT_GRID_PREFERRED_BATCH_KB": "64",
+    "EVENT_GRID_DEAD_LETTER_CONTAINER": "taskevents-deadletter",
+    "ACCESS_MODE": "keys",
+    "ENTRA_TENANT_ID": "00000000-0000-0000-0000-0000000000aa",
+}
 KEY_NAMES = ("TASKCOUNTS_READ_KEY", "TASKCOUNTS_INGEST_KEY", "TASKCOUNTS_OPERATE_KEY")
 FAKE_AZD = r"""#!/bin/sh
 # Records each call of the stand-in azd, one per line (azd env set NAME VALUE).
@@ -71,7 +85,7 @@ case "$1 $2" in
     esac ;;
   "role assignment")
     case "$3" in
-      list) if [ "${FAKE_ROLE_EXISTS:-1}" = 1 ]; then echo "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/r"; fi ;;
+      list) if [ "${FAKE_ROLE_EXISTS:-1}" = 1 ]; then echo "/subscriptions/s/roleAssignments/r"; fi ;;
     esac ;;
   "deployment group")
     count=$(cat "$FAKE_AZ_LOG.failures" 2>/dev/null || echo 0)
@@ -98,8 +112,9 @@ def fake_az(tmp_path):
 def run_hook(name: str, env: dict, fake_az=None) -> subprocess.CompletedProcess:
     path = SYSTEM_PATH if fake_az is None else f"{fake_az[0]}:{SYSTEM_PATH}"
     extra = {} if fake_az is None else {"FAKE_AZ_LOG": str(fake_az[1])}
-    return subprocess.run(["sh", str(HOOKS / name)], env={"PATH": path, **extra, **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["sh", str(HOOKS / name)], env={"PATH": path, **extra, **env}, capture_output=True, text=True, timeout=60
+    )
 
 
 def azd_calls(fake_az) -> list[str]:
@@ -132,6 +147,7 @@ def test_azure_yaml_runs_both_hooks_in_both_shells():
 @pytest.mark.parametrize("name", ["preprovision", "postdeploy"])
 def test_the_powershell_hook_reads_the_same_values_as_the_shell_hook(name):
     """No PowerShell here to run the .ps1: at least it must name the same settings and say the same things."""
+
     def names(text):
         return set(re.findall(r"\b(?:AZURE|EVENT_GRID|STORAGE|POSTDEPLOY)_[A-Z_]+\b", text))
 
@@ -152,8 +168,10 @@ def test_preprovision_names_the_azd_env_set_that_is_missing(missing):
 def test_preprovision_names_every_missing_value_at_once():
     result = run_hook("preprovision.sh", {})
     assert result.returncode == 1
-    assert all(f"azd env set {name} " in result.stderr
-               for name in ("AZURE_LOCATION", "AZURE_BATCH_ACCOUNT_NAME", "AZURE_BATCH_RESOURCE_GROUP"))
+    assert all(
+        f"azd env set {name} " in result.stderr
+        for name in ("AZURE_LOCATION", "AZURE_BATCH_ACCOUNT_NAME", "AZURE_BATCH_RESOURCE_GROUP")
+    )
 
 
 def test_preprovision_requires_exactly_what_main_parameters_json_cannot_default():
@@ -165,25 +183,40 @@ def test_preprovision_requires_exactly_what_main_parameters_json_cannot_default(
 def test_preprovision_without_the_azure_cli_stops_before_anything_is_created():
     result = run_hook("preprovision.sh", READY)  # no az on PATH
     assert result.returncode == 1
-    assert "https://aka.ms/installazurecli" in result.stderr and "az login --tenant " + READY["AZURE_TENANT_ID"] in result.stderr
+    assert (
+        "https://aka.ms/installazurecli" in result.stderr
+        and "az login --tenant " + READY["AZURE_TENANT_ID"] in result.stderr
+    )
 
 
-CONTRIBUTOR = r"*\tMicrosoft.Authorization/*/Delete Microsoft.Authorization/*/Write Microsoft.Authorization/elevateAccess/Action"
+CONTRIBUTOR = (
+    r"*\tMicrosoft.Authorization/*/Delete Microsoft.Authorization/*/Write Microsoft.Authorization/elevateAccess/Action"
+)
 READER = r"*/read\t"
 
 
-@pytest.mark.parametrize("answers,expected", [
-    ({"FAKE_AZ_VERSION": "2.59.1"}, "needs 2.60.0 or later: az upgrade"),
-    ({"FAKE_AZ_SIGNED_IN": "0"}, "az login --tenant 00000000-0000-0000-0000-0000000000aa"),
-    ({"FAKE_AZ_TENANT": "tenant-b"}, "signed in to tenant tenant-b but azd deploys to 00000000-0000-0000-0000-0000000000aa"),
-    ({"FAKE_AZ_SUBSCRIPTION": "sub-b"}, "az account set --subscription 00000000-0000-0000-0000-000000000001"),
-    ({"FAKE_FLEX_LOCATIONS": "eastus northeurope"}, "offers no Flex Consumption plan"),
-    ({"FAKE_FLEX_PYTHON": "3.12 3.13"}, "does not offer Python 3.11"),
-    ({"FAKE_RIGHTS_SUBSCRIPTION": CONTRIBUTOR},
-     "you lack Microsoft.Authorization/roleAssignments/write on the subscription"),
-    ({"FAKE_RIGHTS_BATCH_GROUP": READER},
-     "you lack Microsoft.Insights/diagnosticSettings/write on resource group rg-batch"),
-])
+@pytest.mark.parametrize(
+    "answers,expected",
+    [
+        ({"FAKE_AZ_VERSION": "2.59.1"}, "needs 2.60.0 or later: az upgrade"),
+        ({"FAKE_AZ_SIGNED_IN": "0"}, "az login --tenant 00000000-0000-0000-0000-0000000000aa"),
+        (
+            {"FAKE_AZ_TENANT": "tenant-b"},
+            "signed in to tenant tenant-b but azd deploys to 00000000-0000-0000-0000-0000000000aa",
+        ),
+        ({"FAKE_AZ_SUBSCRIPTION": "sub-b"}, "az account set --subscription 00000000-0000-0000-0000-000000000001"),
+        ({"FAKE_FLEX_LOCATIONS": "eastus northeurope"}, "offers no Flex Consumption plan"),
+        ({"FAKE_FLEX_PYTHON": "3.12 3.13"}, "does not offer Python 3.11"),
+        (
+            {"FAKE_RIGHTS_SUBSCRIPTION": CONTRIBUTOR},
+            "you lack Microsoft.Authorization/roleAssignments/write on the subscription",
+        ),
+        (
+            {"FAKE_RIGHTS_BATCH_GROUP": READER},
+            "you lack Microsoft.Insights/diagnosticSettings/write on resource group rg-batch",
+        ),
+    ],
+)
 def test_preprovision_stops_with_the_command_to_run_when_the_deployment_would_fail(fake_az, answers, expected):
     result = run_hook("preprovision.sh", {**READY, **answers}, fake_az)
     assert result.returncode == 1 and expected in result.stderr, result.stderr
@@ -205,13 +238,16 @@ def test_preprovision_passes_a_batch_account_the_deployment_can_use(fake_az):
     assert any("batch account show --name contosobatch --resource-group rg-batch" in call for call in az_calls(fake_az))
 
 
-@pytest.mark.parametrize("answers,extra,expected", [
-    ({"FAKE_BATCH_EXISTS": "0"}, {}, "no Batch account contosobatch in resource group rg-batch"),
-    ({"FAKE_BATCH_LOCATION": "eastus"}, {}, "azd env set AZURE_BATCH_LOCATION eastus"),
-    ({"FAKE_BATCH_MODES": "SharedKey"}, {}, "does not allow Microsoft Entra ID"),
-    ({"FAKE_BATCH_NETWORK": "Disabled"}, {}, "public network access is Disabled"),
-    ({"FAKE_BATCH_LOCATION": "eastus"}, {"AZURE_BATCH_LOCATION": "eastus"}, None),
-])
+@pytest.mark.parametrize(
+    "answers,extra,expected",
+    [
+        ({"FAKE_BATCH_EXISTS": "0"}, {}, "no Batch account contosobatch in resource group rg-batch"),
+        ({"FAKE_BATCH_LOCATION": "eastus"}, {}, "azd env set AZURE_BATCH_LOCATION eastus"),
+        ({"FAKE_BATCH_MODES": "SharedKey"}, {}, "does not allow Microsoft Entra ID"),
+        ({"FAKE_BATCH_NETWORK": "Disabled"}, {}, "public network access is Disabled"),
+        ({"FAKE_BATCH_LOCATION": "eastus"}, {"AZURE_BATCH_LOCATION": "eastus"}, None),
+    ],
+)
 def test_preprovision_stops_on_a_batch_account_the_deployment_would_fail_on(fake_az, answers, extra, expected):
     result = run_hook("preprovision.sh", {**READY, **extra, **answers}, fake_az)
     if expected is None:
@@ -225,17 +261,26 @@ def test_postdeploy_deploys_the_subscription_template_with_the_provisioned_value
     assert result.returncode == 0, result.stderr
     [call] = [call for call in az_calls(fake_az) if call.startswith("deployment group create")]
     arguments = call.split()
-    assert Path(arguments[arguments.index("--template-file") + 1]).resolve() == REPO / "infra" / "event-subscription.bicep"
+    assert (
+        Path(arguments[arguments.index("--template-file") + 1]).resolve() == REPO / "infra" / "event-subscription.bicep"
+    )
     assert arguments[arguments.index("--resource-group") + 1] == "rg-tc"
     assert arguments[arguments.index("--subscription") + 1] == DEPLOYED["AZURE_SUBSCRIPTION_ID"]
-    passed = dict(item.split("=", 1) for item in arguments[arguments.index("--parameters") + 1:])
+    passed = dict(item.split("=", 1) for item in arguments[arguments.index("--parameters") + 1 :])
     template = BicepParser().parse(file_path=REPO / "infra" / "event-subscription.bicep")["parameters"]
     assert set(passed) == set(template)
-    assert passed == {"topicName": "evgt-taskcounts-abc", "functionAppName": "func-taskcounts-abc",
-                      "eventSchema": "CloudEventSchemaV1_0", "maxEventsPerBatch": "500",
-                      "preferredBatchSizeInKilobytes": "64", "storageAccountName": "sttcabc",
-                      "deadLetterContainerName": "taskevents-deadletter", "accessMode": "keys", "entraClientId": "",
-                      "entraTenantId": DEPLOYED["ENTRA_TENANT_ID"]}
+    assert passed == {
+        "topicName": "evgt-taskcounts-abc",
+        "functionAppName": "func-taskcounts-abc",
+        "eventSchema": "CloudEventSchemaV1_0",
+        "maxEventsPerBatch": "500",
+        "preferredBatchSizeInKilobytes": "64",
+        "storageAccountName": "sttcabc",
+        "deadLetterContainerName": "taskevents-deadletter",
+        "accessMode": "keys",
+        "entraClientId": "",
+        "entraTenantId": DEPLOYED["ENTRA_TENANT_ID"],
+    }
 
 
 def test_preprovision_makes_each_missing_key_once_and_keeps_it_in_the_azd_environment(fake_az):
@@ -251,10 +296,13 @@ def test_preprovision_makes_each_missing_key_once_and_keeps_it_in_the_azd_enviro
     assert azd_calls(fake_az) == []  # present keys are kept
 
 
-@pytest.mark.parametrize("env,expected", [
-    ({"ACCESS_MODE": "entra"}, "azd env set ENTRA_CLIENT_ID"),
-    ({"ACCESS_MODE": "certificates"}, "azd env set ACCESS_MODE keys"),
-])
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({"ACCESS_MODE": "entra"}, "azd env set ENTRA_CLIENT_ID"),
+        ({"ACCESS_MODE": "certificates"}, "azd env set ACCESS_MODE keys"),
+    ],
+)
 def test_preprovision_stops_on_an_access_mode_it_cannot_deploy(fake_az, env, expected):
     result = run_hook("preprovision.sh", {**READY, **env}, fake_az)
     assert result.returncode == 1 and expected in result.stderr, result.stderr
@@ -282,15 +330,20 @@ def test_postdeploy_tries_again_when_the_fresh_app_misses_the_handshake(fake_az,
 
 PROVISIONED_BATCH_SIDE = {
     "BATCH_ACCOUNT_ID": "/subscriptions/s/resourceGroups/rg-batch/providers/Microsoft.Batch/batchAccounts/contosobatch",
-    "BATCH_DIAGNOSTIC_SETTING_NAME": "taskcounts-servicelog-abc", "MANAGED_IDENTITY_PRINCIPAL_ID": "pid-1",
-    "SERVICE_LOG_HUB_NAME": "batch-service-log", "SERVICE_LOG_RULE_ID": "/subscriptions/s/rule"}
+    "BATCH_DIAGNOSTIC_SETTING_NAME": "taskcounts-servicelog-abc",
+    "MANAGED_IDENTITY_PRINCIPAL_ID": "pid-1",
+    "SERVICE_LOG_HUB_NAME": "batch-service-log",
+    "SERVICE_LOG_RULE_ID": "/subscriptions/s/rule",
+}
 
 
 def test_postdeploy_prints_the_batch_owners_commands_when_the_account_is_someone_elses(fake_az):
     result = run_hook("postdeploy.sh", {**DEPLOYED, **PROVISIONED_BATCH_SIDE, "MANAGE_BATCH_ACCOUNT": "false"}, fake_az)
     assert result.returncode == 0, result.stderr
-    assert ("az role assignment create --assignee-object-id pid-1 --assignee-principal-type ServicePrincipal "
-            "--role 11076f67-66f6-4be0-8f6b-f0609fd05cc9 --scope " + PROVISIONED_BATCH_SIDE["BATCH_ACCOUNT_ID"]) in result.stdout
+    assert (
+        "az role assignment create --assignee-object-id pid-1 --assignee-principal-type ServicePrincipal "
+        "--role 11076f67-66f6-4be0-8f6b-f0609fd05cc9 --scope " + PROVISIONED_BATCH_SIDE["BATCH_ACCOUNT_ID"]
+    ) in result.stdout
     assert "az monitor diagnostic-settings create --name taskcounts-servicelog-abc" in result.stdout
     assert "--event-hub-rule /subscriptions/s/rule" in result.stdout
     managed = run_hook("postdeploy.sh", {**DEPLOYED, **PROVISIONED_BATCH_SIDE}, fake_az)
@@ -307,7 +360,10 @@ def test_predown_removes_what_the_environment_put_on_the_batch_account_and_nothi
     deleted_role = [c for c in calls if c.startswith("role assignment delete")]
     assert len(deleted_setting) == setting and len(deleted_role) == role
     if setting:
-        assert f"--name taskcounts-servicelog-abc --resource {PROVISIONED_BATCH_SIDE['BATCH_ACCOUNT_ID']}" in deleted_setting[0]
+        assert (
+            f"--name taskcounts-servicelog-abc --resource {PROVISIONED_BATCH_SIDE['BATCH_ACCOUNT_ID']}"
+            in deleted_setting[0]
+        )
     if role:
         assert "--assignee pid-1 --role 11076f67-66f6-4be0-8f6b-f0609fd05cc9" in deleted_role[0]
 

@@ -1,10 +1,12 @@
 """The Batch simulator is the tests' truth, so it shares no code with the app: it imports nothing
 from shared/ (directly or through the tools it uses), and its own timestamps agree with the app's
 parsing and formatting, two implementations checked against each other."""
+
 import ast
 from pathlib import Path
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.events import TICKS_PER_SECOND, datetime_to_ticks, parse_timestamp, ticks_to_iso
 from tools.batchsim import wire

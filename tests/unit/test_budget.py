@@ -1,9 +1,12 @@
 """The account's Batch request budget (shared.batch.RequestBudget) on a clock the test sets: never
 more than its rate in any second, requests in the order they asked, and a refusal pausing every
 caller until its Retry-After."""
-import asyncio
 
-from hypothesis import given, settings, strategies as st
+import asyncio
+from itertools import pairwise
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.batch import RequestBudget, retry_after_seconds
 
@@ -41,14 +44,16 @@ def releases(per_second: int, arrivals: list[float], refusals: dict[int, float])
 
 
 @settings(max_examples=200, deadline=None)
-@given(per_second=st.integers(1, 50),
-       gaps=st.lists(st.floats(0, 0.5, allow_nan=False), min_size=1, max_size=200),
-       refused=st.dictionaries(st.integers(0, 199), st.floats(0.1, 5, allow_nan=False), max_size=5))
+@given(
+    per_second=st.integers(1, 50),
+    gaps=st.lists(st.floats(0, 0.5, allow_nan=False), min_size=1, max_size=200),
+    refused=st.dictionaries(st.integers(0, 199), st.floats(0.1, 5, allow_nan=False), max_size=5),
+)
 def test_never_more_than_the_rate_in_any_second_and_nothing_inside_a_pause(per_second, gaps, refused):
-    arrivals = [sum(gaps[:n + 1]) for n in range(len(gaps))]
+    arrivals = [sum(gaps[: n + 1]) for n in range(len(gaps))]
     released = releases(per_second, arrivals, refused)
-    assert all(later >= earlier for earlier, later in zip(released, released[1:]))  # in order
-    assert all(go >= arrival for go, arrival in zip(released, arrivals))
+    assert all(later >= earlier for earlier, later in pairwise(released))  # in order
+    assert all(go >= arrival for go, arrival in zip(released, arrivals, strict=True))
     for n, start in enumerate(released):  # any second starting at a release holds at most per_second
         assert sum(start <= other < start + 1 - 1e-9 for other in released[n:]) <= per_second
     for n, wait in refused.items():

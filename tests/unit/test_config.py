@@ -1,4 +1,5 @@
 """The one settings object: what it accepts and what it refuses, each refusal naming the setting."""
+
 import pytest
 
 from shared.config import APP_SETTINGS, Settings
@@ -8,19 +9,31 @@ BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true"}
 
 
 def test_plain_values_are_read():
-    settings = Settings.from_env({**BASE, "BATCH_ACCOUNT_NAME": "contoso", "BATCH_ACCOUNT_KEY": "a2V5",
-                                  "BATCH_ACCOUNT_URL": "https://contoso.westeurope.batch.azure.com/",
-                                  "JOB_PARTITIONS": "8"})
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "BATCH_ACCOUNT_NAME": "contoso",
+            "BATCH_ACCOUNT_KEY": "a2V5",
+            "BATCH_ACCOUNT_URL": "https://contoso.westeurope.batch.azure.com/",
+            "JOB_PARTITIONS": "8",
+        }
+    )
     assert (settings.batch_account_key, settings.batch_account_url, settings.job_partitions) == (
-        "a2V5", "https://contoso.westeurope.batch.azure.com", 8)
+        "a2V5",
+        "https://contoso.westeurope.batch.azure.com",
+        8,
+    )
 
 
 @pytest.mark.parametrize("name", ["BATCH_ACCOUNT_KEY", "BATCH_ACCOUNT_URL", "AzureWebJobsStorage", "JOB_PARTITIONS"])
-@pytest.mark.parametrize("reference", [
-    "@Microsoft.KeyVault(SecretUri=https://contoso.vault.azure.net/secrets/batch-key/)",
-    "@Microsoft.KeyVault(VaultName=contoso;SecretName=batch-key)",
-    "  @microsoft.keyvault(SecretUri=https://contoso.vault.azure.net/secrets/batch-key)",
-])
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "@Microsoft.KeyVault(SecretUri=https://contoso.vault.azure.net/secrets/batch-key/)",
+        "@Microsoft.KeyVault(VaultName=contoso;SecretName=batch-key)",
+        "  @microsoft.keyvault(SecretUri=https://contoso.vault.azure.net/secrets/batch-key)",
+    ],
+)
 def test_an_unresolved_key_vault_reference_is_refused_with_the_setting_named(name, reference):
     with pytest.raises(ConfigError) as refused:
         Settings.from_env({**BASE, "BATCH_ACCOUNT_NAME": "contoso", name: reference})
@@ -40,22 +53,31 @@ def test_a_value_that_merely_mentions_key_vault_is_a_value():
     assert settings.table_prefix == "keyvault"
 
 
-@pytest.mark.parametrize("environment,named", [
-    ({}, "AzureWebJobsStorage"),
-    ({**BASE, "COUNTS_TABLE_PREFIX": "1abc"}, "COUNTS_TABLE_PREFIX"),
-    ({**BASE, "JOB_PARTITIONS": "many"}, "JOB_PARTITIONS"),
-    ({**BASE, "JOB_PARTITIONS": "0"}, "JOB_PARTITIONS"),
-    ({**BASE, "BATCH_ACCOUNT_KEY": "a2V5"}, "BATCH_ACCOUNT_NAME"),
-])
+@pytest.mark.parametrize(
+    "environment,named",
+    [
+        ({}, "AzureWebJobsStorage"),
+        ({**BASE, "COUNTS_TABLE_PREFIX": "1abc"}, "COUNTS_TABLE_PREFIX"),
+        ({**BASE, "JOB_PARTITIONS": "many"}, "JOB_PARTITIONS"),
+        ({**BASE, "JOB_PARTITIONS": "0"}, "JOB_PARTITIONS"),
+        ({**BASE, "BATCH_ACCOUNT_KEY": "a2V5"}, "BATCH_ACCOUNT_NAME"),
+    ],
+)
 def test_bad_settings_are_refused_with_the_setting_named(environment, named):
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(environment)
 
 
-@pytest.mark.parametrize("environment, trusted", [
-    ({}, False), ({"HTTPS_PROXY": ""}, False), ({"HTTPS_PROXY": "http://proxy:3128"}, True),
-    ({"http_proxy": "http://proxy:3128"}, True), ({"ALL_PROXY": "socks5://proxy:1080"}, True),
-])
+@pytest.mark.parametrize(
+    "environment, trusted",
+    [
+        ({}, False),
+        ({"HTTPS_PROXY": ""}, False),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, True),
+        ({"http_proxy": "http://proxy:3128"}, True),
+        ({"ALL_PROXY": "socks5://proxy:1080"}, True),
+    ],
+)
 def test_the_clients_read_the_environment_per_request_only_when_a_proxy_is_set(environment, trusted):
     settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", **environment})
     assert settings.proxy_from_environment is trusted

@@ -1,7 +1,15 @@
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.counting import (
-    ZERO, Counts, TaskResult, TaskState, TaskStatus, changes_to_apply, counts_of, newest_per_task,
+    ZERO,
+    Counts,
+    TaskResult,
+    TaskState,
+    TaskStatus,
+    changes_to_apply,
+    counts_of,
+    newest_per_task,
 )
 from tests.strategies import BASE_TICKS, observations
 
@@ -68,7 +76,7 @@ def _apply_in_batches(batches):
 def test_any_order_any_duplicates_same_counts(events, rnd, batch_size):
     delivered = events + [rnd.choice(events) for _ in range(len(events) // 3)] if events else []
     rnd.shuffle(delivered)
-    batches = [delivered[i:i + batch_size] for i in range(0, len(delivered), batch_size)]
+    batches = [delivered[i : i + batch_size] for i in range(0, len(delivered), batch_size)]
 
     rows, tasks, slots = _apply_in_batches(batches)
 

@@ -1,5 +1,6 @@
 """The README and docs/ stay true to each other and to the code: every relative link and #anchor
 resolves, and the README's configuration table names every setting with the code's defaults."""
+
 import re
 from pathlib import Path
 
@@ -76,8 +77,9 @@ def configuration_rows() -> dict[str, str]:
 def test_the_configuration_table_names_every_setting_with_the_codes_default():
     rows = configuration_rows()
     assert set(config.APP_SETTINGS) <= set(rows), set(config.APP_SETTINGS) - set(rows)
-    defaults = {name: getattr(config, f"DEFAULT_{name}") for name in config.APP_SETTINGS
-                if hasattr(config, f"DEFAULT_{name}")}
+    defaults = {
+        name: getattr(config, f"DEFAULT_{name}") for name in config.APP_SETTINGS if hasattr(config, f"DEFAULT_{name}")
+    }
     defaults[config.TABLE_PREFIX] = config.DEFAULT_TABLE_PREFIX
     assert len(defaults) >= 15
     wrong = {name: (rows[name].strip(), value) for name, value in defaults.items() if f"`{value}`" not in rows[name]}

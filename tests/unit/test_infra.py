@@ -2,6 +2,7 @@
 
 No Bicep compiler runs here, so these checks stand in for what `az bicep build` would catch and
 assert what the design requires (identity-based storage, Flex Consumption, roles, Event Grid)."""
+
 import json
 import re
 from pathlib import Path
@@ -53,25 +54,53 @@ ROLES = {
 # learn.microsoft.com, 2025-12-22): site properties and app settings a Flex site must not carry. Some
 # are refused outright (ftpsState: BadRequest, ExtendedCode 51021) although the Bicep types accept them.
 FLEX_DEPRECATED_PROPERTIES = {
-    "alwaysOn", "containerSize", "dnsConfiguration", "ftpsState", "isReserved", "IsXenon", "javaVersion",
-    "LinuxFxVersion", "netFrameworkVersion", "powerShellVersion", "functionAppScaleLimit", "preWarmedInstanceCount",
-    "use32BitWorkerProcess", "vnetBackupRestoreEnabled", "vnetContentShareEnabled", "vnetImagePullEnabled",
-    "vnetRouteAllEnabled", "windowsFxVersion",
+    "alwaysOn",
+    "containerSize",
+    "dnsConfiguration",
+    "ftpsState",
+    "isReserved",
+    "IsXenon",
+    "javaVersion",
+    "LinuxFxVersion",
+    "netFrameworkVersion",
+    "powerShellVersion",
+    "functionAppScaleLimit",
+    "preWarmedInstanceCount",
+    "use32BitWorkerProcess",
+    "vnetBackupRestoreEnabled",
+    "vnetContentShareEnabled",
+    "vnetImagePullEnabled",
+    "vnetRouteAllEnabled",
+    "windowsFxVersion",
 }
 FLEX_DEPRECATED_SETTINGS = {
-    "ENABLE_ORYX_BUILD", "FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_WORKER_RUNTIME_VERSION",
-    "FUNCTIONS_MAX_HTTP_CONCURRENCY", "FUNCTIONS_WORKER_PROCESS_COUNT", "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
-    "SCM_DO_BUILD_DURING_DEPLOYMENT", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTOVERVNET",
-    "WEBSITE_CONTENTSHARE", "WEBSITE_DNS_SERVER", "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
-    "WEBSITE_NODE_DEFAULT_VERSION", "WEBSITE_RUN_FROM_PACKAGE", "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
+    "ENABLE_ORYX_BUILD",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+    "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTOVERVNET",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_DNS_SERVER",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "WEBSITE_NODE_DEFAULT_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
     "WEBSITE_VNET_ROUTE_ALL",
 }
 # Not in that table and not confirmed either way on Flex: left out rather than risk a refused deployment.
 FLEX_UNCONFIRMED_PROPERTIES = {"http20Enabled"}
 # Settings the Functions host and its extensions read (not shared/config.py).
 HOST_SETTINGS = {
-    "AzureWebJobsStorage__credential", "AzureWebJobsStorage__blobServiceUri", "AzureWebJobsStorage__queueServiceUri",
-    "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__queueServiceUri",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
 
 
@@ -117,8 +146,9 @@ def test_resource_types_and_api_versions_come_from_the_allow_list():
     seen = set()
     for path in BICEP_FILES:
         for name, resource in parse(path).get("resources", {}).items():
-            assert ALLOWED_TYPES.get(resource["type"]) == resource["api_version"], \
+            assert ALLOWED_TYPES.get(resource["type"]) == resource["api_version"], (
                 f"{path.name}:{name} uses {resource['type']}@{resource['api_version']}"
+            )
             seen.add(resource["type"])
     assert seen == set(ALLOWED_TYPES)
 
@@ -150,8 +180,7 @@ def test_roles_are_the_expected_built_in_roles_with_idempotent_names():
     for path, name, resource in resources("Microsoft.Authorization/roleAssignments"):
         config = body(resource)
         assert config["name"]["function"]["type"] == "guid", f"{path.name}:{name} is not named with guid()"
-        role_ids.update(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-                                   path.read_text()))
+        role_ids.update(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", path.read_text()))
     assert role_ids == set(ROLES), {rid: ROLES.get(rid, "unexpected") for rid in role_ids ^ set(ROLES)}
 
 
@@ -200,8 +229,11 @@ def test_entra_mode_puts_app_service_authentication_in_front_of_every_route_but_
     assert settings["globalValidation"]["requireAuthentication"] is True
     assert settings["globalValidation"]["unauthenticatedClientAction"] == "Return401"
     dashboard = {f"/api/dashboard/{file.name}" for file in (REPO / "web").iterdir()}
-    assert set(settings["globalValidation"]["excludedPaths"]) == \
-        dashboard | {"/api/dashboard", "/api/dashboard/", "/api/openapi.json"}
+    assert set(settings["globalValidation"]["excludedPaths"]) == dashboard | {
+        "/api/dashboard",
+        "/api/dashboard/",
+        "/api/openapi.json",
+    }
     audiences = settings["identityProviders"]["azureActiveDirectory"]["validation"]["allowedAudiences"]
     assert "api://${entraClientId}" in audiences
     assert "roles" not in json.dumps(settings).lower()  # roles are the app's check (shared/access.py), not Easy Auth's
@@ -222,8 +254,11 @@ def test_the_apps_roles_are_granted_before_the_app_is_created():
     assert modules["app"]["config"]["dependsOn"] == ["roles"]
     roles = parse(INFRA / "app" / "roles.bicep")["resources"]
     assert {name for name in roles if not roles[name]["existing"]} == {"appStorageAccess", "appTelemetry"}
-    assert set(modules["roles"]["config"]["params"]) == {"storageAccountName", "applicationInsightsName",
-                                                         "appPrincipalId"}  # waits for nothing created later
+    assert set(modules["roles"]["config"]["params"]) == {
+        "storageAccountName",
+        "applicationInsightsName",
+        "appPrincipalId",
+    }  # waits for nothing created later
 
 
 def test_batch_is_read_with_the_apps_identity_and_no_key_vault_reference_is_left_to_resolve():
@@ -268,8 +303,13 @@ def test_the_service_log_streams_to_a_hub_in_the_batch_region_read_with_the_apps
 
 def test_local_settings_and_readme_name_the_same_settings():
     local = json.loads((REPO / "local.settings.example.json").read_text())["Values"]
-    identity_only = {"AzureWebJobsStorage__tableServiceUri", "AzureWebJobsStorage__clientId",
-                     "BATCH_LOG__fullyQualifiedNamespace", "BATCH_LOG__credential", "BATCH_LOG__clientId"}
+    identity_only = {
+        "AzureWebJobsStorage__tableServiceUri",
+        "AzureWebJobsStorage__clientId",
+        "BATCH_LOG__fullyQualifiedNamespace",
+        "BATCH_LOG__credential",
+        "BATCH_LOG__clientId",
+    }
     assert set(local) - {"FUNCTIONS_WORKER_RUNTIME"} == set(APP_SETTINGS) - identity_only
     readme = (REPO / "README.md").read_text()
     for name in APP_SETTINGS:
@@ -321,8 +361,11 @@ def accessor(name: str, member: str) -> str:
 
 def alert_query(template: str, kind: str) -> str:
     """alerts.bicep's KQL with its interpolations done as Bicep would."""
-    return (template.replace("${length(alertPrefix)}", str(len(ALERT_PREFIX)))
-            .replace("${alertPrefix}", ALERT_PREFIX).replace("${alert.kind}", kind))
+    return (
+        template.replace("${length(alertPrefix)}", str(len(ALERT_PREFIX)))
+        .replace("${alertPrefix}", ALERT_PREFIX)
+        .replace("${alert.kind}", kind)
+    )
 
 
 def test_settings_the_host_resolves_have_one_value_in_local_settings_bicep_and_readme():
@@ -361,7 +404,10 @@ def test_the_batch_side_is_named_per_environment_and_can_be_left_to_its_owner():
     assert "var batchDiagnosticSettingName = 'taskcounts-servicelog-${resourceToken}'" in text
     assert body(one("Microsoft.Insights/diagnosticSettings"))["name"] == "settingName"
     assert "batchAccess.outputs" not in text  # the endpoint is read from the account, whoever runs it
-    assert '"manageBatchAccount": {"value": "${MANAGE_BATCH_ACCOUNT=true}"}' in (INFRA / "main.parameters.json").read_text()
+    assert (
+        '"manageBatchAccount": {"value": "${MANAGE_BATCH_ACCOUNT=true}"}'
+        in (INFRA / "main.parameters.json").read_text()
+    )
 
 
 def test_the_service_log_outlasts_a_long_outage_and_durable_has_a_warm_instance():

@@ -2,6 +2,7 @@
 
 checkov lives in .venv-infra (./dev setup installs it); accepted findings are suppressed in the
 Bicep itself with `// checkov:skip=ID: reason` inside the resource, and listed in docs/operations.md."""
+
 import json
 import os
 import subprocess
@@ -13,8 +14,12 @@ CHECKOV = Path(os.environ.get("CHECKOV", REPO / ".venv-infra" / "bin" / "checkov
 
 def test_checkov_finds_nothing_unexplained():
     assert CHECKOV.exists(), f"{CHECKOV} is missing: run ./dev setup (it installs requirements-infra.txt)"
-    run = subprocess.run([str(CHECKOV), "-d", str(REPO / "infra"), "--framework", "bicep", "--skip-download",
-                          "-o", "json"], capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [str(CHECKOV), "-d", str(REPO / "infra"), "--framework", "bicep", "--skip-download", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report = json.loads(run.stdout)
     summary = report["summary"]
     assert summary["parsing_errors"] == 0, run.stdout[:2000]

@@ -1,6 +1,8 @@
 """What a writer keeps of the partitions it wrote last (shared.store.kept), pure: rows merged while the
 counter's ETag chains, let go when it does not, bounded, and completeness lost with any row."""
-from hypothesis import given, strategies as st
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.counting import TaskState, TaskStatus
 from shared.store.kept import KeptPartitions, KeptRow
@@ -40,8 +42,12 @@ def test_the_least_recently_written_partitions_let_their_rows_go_first_and_with_
     assert kept.get("e").rows == {} and not kept.get("e").complete and kept.rows <= 5
 
 
-@given(st.lists(st.tuples(st.sampled_from("abcdef"), st.lists(st.integers(0, 30), max_size=8), st.booleans(),
-                          st.booleans()), max_size=60))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcdef"), st.lists(st.integers(0, 30), max_size=8), st.booleans(), st.booleans()),
+        max_size=60,
+    )
+)
 def test_the_row_count_is_exact_and_bounded_whatever_is_kept(steps):
     kept = KeptPartitions(rows_kept=12, partitions_kept=4)
     etags = {}

@@ -1,14 +1,23 @@
 """The reshard layout rules, pure: how many partitions, the counter marks, and when counter rows
 read during a move can be trusted (shared.store.layout)."""
+
 import re
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.counting import Counts
 from shared.store.codec import counter_row
 from shared.store.layout import (
-    MAX_PARTITIONS, NO_MARKS, CounterRead, Inconsistent, Marks, counted_twice, marks_of, partitions_for,
+    MAX_PARTITIONS,
+    NO_MARKS,
+    CounterRead,
+    Inconsistent,
+    Marks,
+    counted_twice,
+    marks_of,
+    partitions_for,
 )
 
 
@@ -27,8 +36,16 @@ def test_small_jobs_get_one_partition_and_a_million_tasks_get_sixty_four():
 
 
 def test_marks_travel_through_a_counter_row():
-    marks = Marks(splits=(2, 8), move_out=3, move_to=5, move_done=2, move_in=4, move_from=1,
-                  move_keys=("t1", "t9"), moved_in=(Counts(active=2), Counts(active=3)))
+    marks = Marks(
+        splits=(2, 8),
+        move_out=3,
+        move_to=5,
+        move_done=2,
+        move_in=4,
+        move_from=1,
+        move_keys=("t1", "t9"),
+        moved_in=(Counts(active=2), Counts(active=3)),
+    )
     row = counter_row("j|00", Counts(running=1), Counts(running=1), marks)
     assert marks_of(row) == marks
     assert marks_of(counter_row("j|00", Counts(), Counts())) == NO_MARKS

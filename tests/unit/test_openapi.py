@@ -1,5 +1,6 @@
 """openapi.json documents exactly the HTTP routes the function folders declare, with their methods
 and who may call them (read, ingest, operate access, or anyone)."""
+
 import json
 import re
 from pathlib import Path
@@ -26,7 +27,7 @@ def declared_routes() -> dict[tuple[str, str], str]:
             route = "/" + binding.get("route", definition.parent.name)
             paths = [route]
             if catch_all := re.search(r"/\{\*(\w+)\}$", route):  # also matches nothing: documented as two paths
-                paths = [route[:catch_all.start()], route.replace("{*", "{")]
+                paths = [route[: catch_all.start()], route.replace("{*", "{")]
             for path in paths:
                 for method in binding.get("methods", ["get", "post"]):
                     # OPTIONS is Event Grid's handshake: answered to anyone, it reads and writes nothing
@@ -35,8 +36,12 @@ def declared_routes() -> dict[tuple[str, str], str]:
 
 
 def documented_routes() -> dict[tuple[str, str], list]:
-    return {(path, method): operation.get("security", DOCUMENT.get("security", []))
-            for path, item in DOCUMENT["paths"].items() for method, operation in item.items() if method in HTTP_METHODS}
+    return {
+        (path, method): operation.get("security", DOCUMENT.get("security", []))
+        for path, item in DOCUMENT["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    }
 
 
 def test_the_document_is_openapi_3_1_served_under_the_route_prefix():
@@ -56,8 +61,11 @@ def test_each_route_documents_the_access_its_function_checks():
             assert security == [], route
             continue
         kind = Access(declared[route])
-        assert security == [{"accessKey": [kind.value]}, {"accessKeyQuery": [kind.value]},
-                            {"entraId": [APP_ROLES[kind]]}], route
+        assert security == [
+            {"accessKey": [kind.value]},
+            {"accessKeyQuery": [kind.value]},
+            {"entraId": [APP_ROLES[kind]]},
+        ], route
         assert {"401", "403"} <= set(DOCUMENT["paths"][route[0]][route[1]]["responses"]), route
 
 

@@ -1,6 +1,7 @@
 """The deployment package: the files a zip deploy holds once .funcignore is applied (azd adds no
 default exclusions when a .funcignore exists), walked over the working tree as it is after
 `./dev setup` (virtual environments, node_modules and caches included, so leaving them out is tested)."""
+
 import os
 from pathlib import Path
 

@@ -1,15 +1,26 @@
 """Progress arithmetic (shared.progress), pure: points, rate, ETA, stalls, failure ratios, alerts."""
-from datetime import datetime, timedelta, timezone
 
-from hypothesis import given, strategies as st
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.counting import Counts
 from shared.progress import (
-    MIN_RECENT_COMPLETIONS, Episodes, Point, Progress, ProgressRules, alerts_due, next_point, points_to_drop,
-    progress_of, remaining,
+    MIN_RECENT_COMPLETIONS,
+    Episodes,
+    Point,
+    Progress,
+    ProgressRules,
+    alerts_due,
+    next_point,
+    points_to_drop,
+    progress_of,
+    remaining,
 )
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 RULES = ProgressRules(window=timedelta(minutes=10), stall_after=timedelta(minutes=15), failure_ratio=0.2)
 
 
@@ -36,7 +47,7 @@ def record(life) -> tuple[list[Point], datetime]:
 @given(lives)
 def test_points_are_written_only_on_change_and_know_their_last_completion(life):
     points, _ = record(life)
-    for before, after in zip(points, points[1:]):
+    for before, after in pairwise(points):
         assert after.counts != before.counts and after.at > before.at
         if after.counts.completed == before.counts.completed:
             assert after.completed_since == before.completed_since
@@ -77,8 +88,10 @@ def test_no_stall_when_nothing_is_left_or_something_completed_since_the_newest_p
 
 
 def test_rate_is_net_completions_per_minute_over_the_window():
-    series = [Point(T0, counts(active=100), T0), Point(T0 + timedelta(minutes=5), counts(active=80, succeeded=20),
-                                                        T0 + timedelta(minutes=5))]
+    series = [
+        Point(T0, counts(active=100), T0),
+        Point(T0 + timedelta(minutes=5), counts(active=80, succeeded=20), T0 + timedelta(minutes=5)),
+    ]
     now = T0 + timedelta(minutes=20)  # the window is [10, 20]: the counts in force at 10 are the second point's
     live = counts(active=50, succeeded=50)
     progress = progress_of(series, live, now, RULES)

@@ -1,4 +1,5 @@
 """Recent reads (shared.store.recent): a polled key is answered from memory and refreshed behind the poll."""
+
 import asyncio
 
 import pytest

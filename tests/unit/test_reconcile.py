@@ -1,5 +1,7 @@
 """The sweep's decision (shared.store.reconcile), pure: what a listing corrects in stored rows."""
-from hypothesis import given, strategies as st
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.counting import TaskState, TaskStatus, changes_to_apply, newest_per_task
 from shared.store.reconcile import corrections, drift
@@ -21,8 +23,12 @@ stored_rows = st.dictionaries(st.sampled_from(KEYS), statuses(20))
 
 
 def decide(stored: dict, listed: dict) -> list:
-    return corrections("job", {key: (key.upper(), status) for key, status in listed.items()},
-                       {key: (status.version, status.deleted) for key, status in stored.items()}, SCAN_STARTED)
+    return corrections(
+        "job",
+        {key: (key.upper(), status) for key, status in listed.items()},
+        {key: (status.version, status.deleted) for key, status in stored.items()},
+        SCAN_STARTED,
+    )
 
 
 def after(stored: dict, listed: dict) -> dict:

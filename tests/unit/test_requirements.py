@@ -1,5 +1,6 @@
 """The deployed requirements: requirements.txt is requirements.in compiled (`./dev lock`), every
 package pinned with its hashes, so Azure's remote build installs exactly what the tests ran on."""
+
 import re
 from importlib import metadata
 from pathlib import Path

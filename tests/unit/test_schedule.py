@@ -1,13 +1,15 @@
 """The cost rule that decides which jobs a scheduled pass validates (shared.validation.due), pure."""
-from datetime import datetime, timedelta, timezone
 
-from hypothesis import given, strategies as st
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.counting import Counts
 from shared.store import JobCounts, JobRecord
 from shared.validation import TASKS_PER_MINUTE_APART, due
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def job(tasks: int, validated_minutes_ago: float | None, changed_minutes_ago: float | None) -> JobCounts:

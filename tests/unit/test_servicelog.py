@@ -1,31 +1,40 @@
 """Batch's service log -> typed events: every documented record kind, the version rule, and bad
 records kept with a reason (never raised)."""
+
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.counting import TaskResult, TaskState
 from shared.eventgrid import parse_delivery
 from shared.servicelog import parse_messages, parse_record, record_id
 from tests.sample_files import SERVICE_LOG_KINDS, event_grid, hub_message, service_log_record
 
-NOW = datetime(2025, 6, 1, 12, 30, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 1, 12, 30, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("kind,state,result", [
-    ("task_start", TaskState.RUNNING, None),
-    ("task_complete_success", TaskState.COMPLETED, TaskResult.SUCCESS),
-    ("task_complete_failure", TaskState.COMPLETED, TaskResult.FAILURE),
-    ("task_complete_before_run", TaskState.COMPLETED, TaskResult.FAILURE),
-    ("task_fail", TaskState.COMPLETED, TaskResult.FAILURE),
-    ("task_requeue", TaskState.ACTIVE, None),
-    ("task_schedule_fail", TaskState.ACTIVE, None),
-])
+@pytest.mark.parametrize(
+    "kind,state,result",
+    [
+        ("task_start", TaskState.RUNNING, None),
+        ("task_complete_success", TaskState.COMPLETED, TaskResult.SUCCESS),
+        ("task_complete_failure", TaskState.COMPLETED, TaskResult.FAILURE),
+        ("task_complete_before_run", TaskState.COMPLETED, TaskResult.FAILURE),
+        ("task_fail", TaskState.COMPLETED, TaskResult.FAILURE),
+        ("task_requeue", TaskState.ACTIVE, None),
+        ("task_schedule_fail", TaskState.ACTIVE, None),
+    ],
+)
 def test_each_documented_task_record_means_a_state(kind, state, result):
     event = parse_record(service_log_record(kind), NOW)
-    assert (event.job_id, event.task_id, event.event_type) == ("Render-42", "frame-0007", service_log_record(kind)["operationName"])
+    assert (event.job_id, event.task_id, event.event_type) == (
+        "Render-42",
+        "frame-0007",
+        service_log_record(kind)["operationName"],
+    )
     assert (event.status.state, event.status.result, event.status.required_slots) == (state, result, 2)
 
 
@@ -74,9 +83,15 @@ def test_complete_and_fail_of_one_failure_are_one_version():
 
 def test_a_record_and_a_listing_of_the_same_completion_agree():
     from shared.events import task_status
+
     record = parse_record(service_log_record("task_complete_failure"), NOW)
-    listed = {"id": "frame-0007", "state": "completed", "stateTransitionTime": "2025-06-01T12:01:00.0000000Z",
-              "requiredSlots": 2, "executionInfo": {"result": "failure", "exitCode": 3, "retryCount": 1, "requeueCount": 0}}
+    listed = {
+        "id": "frame-0007",
+        "state": "completed",
+        "stateTransitionTime": "2025-06-01T12:01:00.0000000Z",
+        "requiredSlots": 2,
+        "executionInfo": {"result": "failure", "exitCode": 3, "retryCount": 1, "requeueCount": 0},
+    }
     assert task_status(listed, NOW)[1] == record.status
 
 
@@ -91,20 +106,23 @@ def test_duplicates_share_an_id_and_distinct_records_do_not():
     assert record_id(service_log_record("task_start")) != record_id(service_log_record("task_requeue"))
 
 
-@pytest.mark.parametrize("record,reason", [
-    ({"time": "2025-06-01T12:00:00Z", "properties": {}}, "operationName is required"),
-    (service_log_record("task_start", jobId="bad/id"), "jobId must be"),
-    (service_log_record("task_start", id=None), "task id"),
-    ({**service_log_record("task_start"), "properties": "{not json"}, "not JSON"),
-    ({**service_log_record("task_start"), "properties": [1]}, "properties object"),
-    ({**service_log_record("task_requeue"), "time": "yesterday"}, "time must be an ISO 8601"),
-    (service_log_record("task_start", executionInfo={"startTime": "2999-01-01T00:00:00Z"}), "in the future"),
-    (service_log_record("task_complete_success", executionInfo={"exitCode": "0"}), "exitCode must be an integer"),
-    (service_log_record("task_complete_success", executionInfo={"result": "maybe"}), "result must be"),
-    (service_log_record("task_start", executionInfo={"retryCount": -1}), "retryCount"),
-    (service_log_record("task_start", requiredSlots=0), "requiredSlots"),
-    ("a string", "must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "record,reason",
+    [
+        ({"time": "2025-06-01T12:00:00Z", "properties": {}}, "operationName is required"),
+        (service_log_record("task_start", jobId="bad/id"), "jobId must be"),
+        (service_log_record("task_start", id=None), "task id"),
+        ({**service_log_record("task_start"), "properties": "{not json"}, "not JSON"),
+        ({**service_log_record("task_start"), "properties": [1]}, "properties object"),
+        ({**service_log_record("task_requeue"), "time": "yesterday"}, "time must be an ISO 8601"),
+        (service_log_record("task_start", executionInfo={"startTime": "2999-01-01T00:00:00Z"}), "in the future"),
+        (service_log_record("task_complete_success", executionInfo={"exitCode": "0"}), "exitCode must be an integer"),
+        (service_log_record("task_complete_success", executionInfo={"result": "maybe"}), "result must be"),
+        (service_log_record("task_start", executionInfo={"retryCount": -1}), "retryCount"),
+        (service_log_record("task_start", requiredSlots=0), "requiredSlots"),
+        ("a string", "must be a JSON object"),
+    ],
+)
 def test_bad_records_are_kept_with_a_reason_and_the_rest_still_count(record, reason):
     delivery = parse_messages([hub_message(service_log_record("task_start"), record)], NOW)
     assert len(delivery.events) == 1
@@ -134,11 +152,32 @@ def test_a_record_forwarded_through_event_grid_is_parsed_the_same_way():
 
 
 @settings(max_examples=200)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-                        st.sampled_from(["records", "operationName", "properties", "time", "jobId", "id",
-                                         "executionInfo", "taskType", "category"]), inner, max_size=5),
-                    max_leaves=25))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "records",
+                        "operationName",
+                        "properties",
+                        "time",
+                        "jobId",
+                        "id",
+                        "executionInfo",
+                        "taskType",
+                        "category",
+                    ]
+                ),
+                inner,
+                max_size=5,
+            )
+        ),
+        max_leaves=25,
+    )
+)
 def test_the_parser_never_raises(document):
     delivery = parse_messages([json.dumps(document)], NOW)
     records = document.get("records") if isinstance(document, dict) else None

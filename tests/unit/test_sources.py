@@ -1,10 +1,12 @@
 """The three event sources agree: any interleaving, with duplicates, of a job's webhook events,
 its service-log records and List Tasks listings taken at any moments folds, by the counting
 rules, to the counts of each task's newest state."""
-import random
-from datetime import datetime, timezone
 
-from hypothesis import given, settings, strategies as st
+import random
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.counting import Counts, newest_per_task
 from shared.eventgrid import parse_event
@@ -12,7 +14,7 @@ from shared.events import task_status
 from shared.servicelog import parse_record
 from tools.batchsim.model import BatchAccount
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 JOB = "Sources"
 
 
@@ -33,8 +35,12 @@ def history(seed: int, tasks: int, rounds: int, deletes: bool):
     webhook = [parse_event(event.to_event_grid(), NOW) for event in account.take_outbox()]
     log = [parse_record(record, NOW) for event in account.take_log_outbox() for record in event.to_service_log()]
     listed = [[(task["id"].lower(), task_status(task, NOW)[1]) for task in listing] for listing in listings]
-    return ([(e.task_key, e.status) for e in webhook], [(e.task_key, e.status) for e in log if e is not None],
-            listed, account.task_counts(JOB)["taskCounts"])
+    return (
+        [(e.task_key, e.status) for e in webhook],
+        [(e.task_key, e.status) for e in log if e is not None],
+        listed,
+        account.task_counts(JOB)["taskCounts"],
+    )
 
 
 def fold(observations) -> dict:
@@ -42,8 +48,13 @@ def fold(observations) -> dict:
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), tasks=st.integers(1, 30), rounds=st.integers(1, 4), order=st.randoms(),
-       duplicates=st.floats(0, 0.5))
+@given(
+    seed=st.integers(0, 10_000),
+    tasks=st.integers(1, 30),
+    rounds=st.integers(1, 4),
+    order=st.randoms(),
+    duplicates=st.floats(0, 0.5),
+)
 def test_webhook_log_and_listings_in_any_order_converge(seed, tasks, rounds, order, duplicates):
     webhook, log, listed, truth = history(seed, tasks, rounds, deletes=True)
     everything = webhook + log + [item for listing in listed for item in listing]
@@ -53,8 +64,13 @@ def test_webhook_log_and_listings_in_any_order_converge(seed, tasks, rounds, ord
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), tasks=st.integers(1, 30), rounds=st.integers(1, 4), order=st.randoms(),
-       lost=st.floats(0, 0.5))
+@given(
+    seed=st.integers(0, 10_000),
+    tasks=st.integers(1, 30),
+    rounds=st.integers(1, 4),
+    order=st.randoms(),
+    lost=st.floats(0, 0.5),
+)
 def test_the_log_with_losses_plus_the_latest_listing_converge_without_any_producer(seed, tasks, rounds, order, lost):
     """What a real account gives: the service log (some records lost) and the delta sync."""
     _, log, listed, truth = history(seed, tasks, rounds, deletes=False)
@@ -65,10 +81,15 @@ def test_the_log_with_losses_plus_the_latest_listing_converge_without_any_produc
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), tasks=st.integers(1, 30), rounds=st.integers(2, 6), order=st.randoms(),
-       lost=st.floats(0, 0.5), overlap_ms=st.integers(0, 5))
-def test_two_delta_syncs_listing_at_any_moments_and_a_lossy_log_converge(seed, tasks, rounds, order, lost,
-                                                                       overlap_ms):
+@given(
+    seed=st.integers(0, 10_000),
+    tasks=st.integers(1, 30),
+    rounds=st.integers(2, 6),
+    order=st.randoms(),
+    lost=st.floats(0, 0.5),
+    overlap_ms=st.integers(0, 5),
+)
+def test_two_delta_syncs_listing_at_any_moments_and_a_lossy_log_converge(seed, tasks, rounds, order, lost, overlap_ms):
     """The account's sync and the watched sync each list what changed since their own watermark (less
     the overlap) whenever they run; with the log (records lost), in any order, duplicated across the
     two, the counts are the truth once either has listed after the last change."""
@@ -84,9 +105,11 @@ def test_two_delta_syncs_listing_at_any_moments_and_a_lossy_log_converge(seed, t
     def delta_listing(syncer: str) -> None:
         since = watermarks[syncer]
         started = account.now_ticks()
-        listed.extend((task.id.lower(), task_status(task.to_json(""), NOW)[1])
-                      for task in account.job(JOB).tasks.values()
-                      if since is None or task.state_ticks >= since - overlap_ms * 10_000)
+        listed.extend(
+            (task.id.lower(), task_status(task.to_json(""), NOW)[1])
+            for task in account.job(JOB).tasks.values()
+            if since is None or task.state_ticks >= since - overlap_ms * 10_000
+        )
         watermarks[syncer] = started
 
     for _ in range(rounds):

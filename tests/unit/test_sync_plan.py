@@ -1,12 +1,14 @@
 """Which jobs a sync run reaches (shared.sync.plan): the budget goes where tasks move."""
-from datetime import datetime, timedelta, timezone
 
-from hypothesis import given, strategies as st
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.store import SyncPosition
 from shared.sync import ACTIVE_SECONDS, IDLE_SYNC_SECONDS, plan
 
-NOW = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 
 def ago(seconds: float) -> datetime:
@@ -21,25 +23,47 @@ def test_moving_jobs_every_run_quiet_ones_when_their_time_comes():
         "half-listed": SyncPosition("half-listed", "Half-Listed", 1, next_link="http://x/next", synced_at=ago(1)),
         "done": SyncPosition("done", "Done", 1, synced_at=ago(999), finished=True),
     }
-    unfinished = {"Moving": "active", "Quiet": "active", "Quiet-Due": "active", "Half-Listed": "active",
-                  "New": "active"}
+    unfinished = {
+        "Moving": "active",
+        "Quiet": "active",
+        "Quiet-Due": "active",
+        "Half-Listed": "active",
+        "New": "active",
+    }
     jobs, waiting = plan(unfinished, positions, 10, NOW)
     assert [job.job_key for job in jobs] == ["new", "quiet-due", "moving", "half-listed"] and waiting == 0
     capped, waiting = plan(unfinished, positions, 2, NOW)
     assert [job.job_key for job in capped] == ["new", "quiet-due"] and waiting == 2
 
 
-@given(st.lists(st.tuples(st.floats(0, 120), st.one_of(st.none(), st.floats(0, 600)), st.booleans()),
-                min_size=1, max_size=30),
-       st.integers(1, 40))
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 120), st.one_of(st.none(), st.floats(0, 600)), st.booleans()), min_size=1, max_size=30
+    ),
+    st.integers(1, 40),
+)
 def test_a_quiet_job_waits_no_longer_than_idle_and_the_longest_unsynced_go_first(specs, max_jobs):
-    positions = {f"j{n}": SyncPosition(f"j{n}", f"J{n}", 1, synced_at=ago(synced), finished=finished,
-                                       changed_at=None if changed is None else ago(changed))
-                 for n, (synced, changed, finished) in enumerate(specs)}
+    positions = {
+        f"j{n}": SyncPosition(
+            f"j{n}",
+            f"J{n}",
+            1,
+            synced_at=ago(synced),
+            finished=finished,
+            changed_at=None if changed is None else ago(changed),
+        )
+        for n, (synced, changed, finished) in enumerate(specs)
+    }
     jobs, waiting = plan({}, positions, max_jobs, NOW)
-    due = [p for p in positions.values() if not p.finished and (
-        (NOW - p.synced_at).total_seconds() >= IDLE_SYNC_SECONDS
-        or (p.changed_at is not None and (NOW - p.changed_at).total_seconds() < ACTIVE_SECONDS))]
+    due = [
+        p
+        for p in positions.values()
+        if not p.finished
+        and (
+            (NOW - p.synced_at).total_seconds() >= IDLE_SYNC_SECONDS
+            or (p.changed_at is not None and (NOW - p.changed_at).total_seconds() < ACTIVE_SECONDS)
+        )
+    ]
     assert len(jobs) == min(len(due), max_jobs) and waiting == len(due) - len(jobs)
     assert {job.job_key for job in jobs} <= {p.job_key for p in due}
     reached = [job.synced_at for job in jobs]

@@ -2,12 +2,15 @@
 
 Activities are stand-ins that record their inputs (the real ones are tested against the Batch
 simulator and Azurite in tests/functional/test_validation.py)."""
+
 import asyncio
 import copy
 import random
+from itertools import pairwise
 
 import azure.durable_functions as df
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ValidateCountsCleanup
 import ValidateJobListing
@@ -27,8 +30,14 @@ class Recorder:
     """Stand-in activities for one job whose tasks were created at ``tasks`` (creation ticks), listed
     PAGE_SIZE at a time, and PARTITIONS partitions. Records what each page listed."""
 
-    def __init__(self, tasks=SPREAD_TASKS, fail_page: int | None = None, gone_after: int | None = None,
-                 known_span=None, reshard_to: int | None = None):
+    def __init__(
+        self,
+        tasks=SPREAD_TASKS,
+        fail_page: int | None = None,
+        gone_after: int | None = None,
+        known_span=None,
+        reshard_to: int | None = None,
+    ):
         self.tasks = sorted(tasks)
         self.reshard_to = reshard_to
         self.known_span = known_span
@@ -41,9 +50,17 @@ class Recorder:
         self.calls.append(("begin", job["jobId"], job.get("reshardedTo")))
         if self.reshard_to and job.get("reshardedTo") != self.reshard_to:
             return {**job, "action": "reshard", "partitions": PARTITIONS, "target": self.reshard_to}
-        return {**job, "action": "validate", "scanId": "s1", "scanStartedTicks": SCAN_STARTED,
-                "createdTicks": CREATED, "partitions": self.reshard_to or PARTITIONS, "expectedTasks": len(self.tasks) * SCALE,
-                "parallelListings": PARALLEL, "knownSpan": self.known_span}
+        return {
+            **job,
+            "action": "validate",
+            "scanId": "s1",
+            "scanStartedTicks": SCAN_STARTED,
+            "createdTicks": CREATED,
+            "partitions": self.reshard_to or PARTITIONS,
+            "expectedTasks": len(self.tasks) * SCALE,
+            "parallelListings": PARALLEL,
+            "knownSpan": self.known_span,
+        }
 
     async def page(self, scan):
         """Up to maxPages pages of the slice, as the real activity lists them."""
@@ -57,7 +74,12 @@ class Recorder:
             return {"gone": True}
         in_slice = [tick for tick in self.tasks if piece["low"] <= tick < piece["high"]]
         start = offset = int(piece["next"] or 0)
-        if piece["next"] is None and len(in_slice) > PAGE_SIZE and scan["maySplit"] and piece["high"] - piece["low"] >= 2:
+        if (
+            piece["next"] is None
+            and len(in_slice) > PAGE_SIZE
+            and scan["maySplit"]
+            and piece["high"] - piece["low"] >= 2
+        ):
             return {"split": True}
         pages = 0
         while pages < scan["maxPages"] and (pages == 0 or offset < len(in_slice)):
@@ -65,8 +87,13 @@ class Recorder:
         listed = in_slice[start:offset]
         self.listed += listed
         self.paged.append((piece["next"], pages, len(listed)))
-        return {"next": str(offset) if offset < len(in_slice) else None, "pages": pages, "listed": len(listed),
-                "invalid": 0, "created": [min(listed), max(listed)] if listed else None}
+        return {
+            "next": str(offset) if offset < len(in_slice) else None,
+            "pages": pages,
+            "listed": len(listed),
+            "invalid": 0,
+            "created": [min(listed), max(listed)] if listed else None,
+        }
 
     async def reshard(self, move):
         self.calls.append(("reshard", move["shard"], move["target"]))
@@ -76,8 +103,14 @@ class Recorder:
     async def sweep(self, scan):
         self.calls.append(("sweep", scan["shard"]))
         await asyncio.sleep(random.random() / 100)  # finish out of order
-        return {"checked": 10, "missing": scan["shard"], "stale": 0, "removed": 0,
-                "countersRepaired": 0, "counterCheckDeferred": 0}
+        return {
+            "checked": 10,
+            "missing": scan["shard"],
+            "stale": 0,
+            "removed": 0,
+            "countersRepaired": 0,
+            "counterCheckDeferred": 0,
+        }
 
     async def finish(self, scan):
         self.calls.append(("finish", scan["tasksListed"], sorted(s["missing"] for s in scan["sweeps"])))
@@ -89,17 +122,20 @@ class Recorder:
         return {"jobId": job["jobId"], "action": "removed"}
 
     def engine(self) -> DurableEngine:
-        self.last_engine = DurableEngine({
-            workflow.REMOVE_JOBS: ("orchestrationTrigger", ValidateCountsCleanup.main),
-            workflow.VALIDATE_JOB: ("orchestrationTrigger", ValidateJobOrchestrator.main),
-            workflow.LIST_SLICES: ("orchestrationTrigger", ValidateJobListing.main),
-            workflow.REMOVE_JOB: ("activityTrigger", self.remove),
-            workflow.BEGIN: ("activityTrigger", self.begin),
-            workflow.LIST_PAGES: ("activityTrigger", self.page),
-            workflow.SWEEP: ("activityTrigger", self.sweep),
-            workflow.RESHARD: ("activityTrigger", self.reshard),
-            workflow.FINISH: ("activityTrigger", self.finish),
-        }, max_concurrent_activities=8)
+        self.last_engine = DurableEngine(
+            {
+                workflow.REMOVE_JOBS: ("orchestrationTrigger", ValidateCountsCleanup.main),
+                workflow.VALIDATE_JOB: ("orchestrationTrigger", ValidateJobOrchestrator.main),
+                workflow.LIST_SLICES: ("orchestrationTrigger", ValidateJobListing.main),
+                workflow.REMOVE_JOB: ("activityTrigger", self.remove),
+                workflow.BEGIN: ("activityTrigger", self.begin),
+                workflow.LIST_PAGES: ("activityTrigger", self.page),
+                workflow.SWEEP: ("activityTrigger", self.sweep),
+                workflow.RESHARD: ("activityTrigger", self.reshard),
+                workflow.FINISH: ("activityTrigger", self.finish),
+            },
+            max_concurrent_activities=8,
+        )
         return self.last_engine
 
     def rounds(self, instance) -> list:
@@ -168,8 +204,10 @@ async def test_a_job_that_outgrew_its_partitions_is_resharded_in_parallel_then_v
     assert instance.output["action"] == "validated" and sorted(recorder.listed) == SPREAD_TASKS
     [moves] = episodes(instance, workflow.RESHARD)  # every old partition at once
     assert sorted(call[1:] for call in recorder.calls if call[0] == "reshard") == [(s, 12) for s in range(PARTITIONS)]
-    assert [call for call in recorder.calls if call[0] == "begin"] == [("begin", "Render-42", None),
-                                                                        ("begin", "Render-42", 12)]
+    assert [call for call in recorder.calls if call[0] == "begin"] == [
+        ("begin", "Render-42", None),
+        ("begin", "Render-42", 12),
+    ]
     assert len(moves) == PARTITIONS
     assert sorted(call[1] for call in recorder.calls if call[0] == "sweep") == list(range(12))
 
@@ -228,14 +266,19 @@ async def test_the_next_pass_slices_only_where_the_last_one_saw_tasks_created():
 
 
 @settings(max_examples=200)
-@given(created=st.integers(0, 10**6), width=st.integers(1, 10**6), count=st.integers(1, 16),
-       span=st.none() | st.tuples(st.integers(-10, 2 * 10**6), st.integers(0, 10**6)), probe=st.integers(0, 10**6))
+@given(
+    created=st.integers(0, 10**6),
+    width=st.integers(1, 10**6),
+    count=st.integers(1, 16),
+    span=st.none() | st.tuples(st.integers(-10, 2 * 10**6), st.integers(0, 10**6)),
+    probe=st.integers(0, 10**6),
+)
 def test_planned_slices_partition_the_job_whatever_the_last_pass_saw(created, width, count, span, probe):
     started = created + width
     known = None if span is None else [span[0], span[0] + span[1]]
     pieces = workflow.planned_slices(created, started, count, known)
     assert pieces[0]["low"] == created and pieces[-1]["high"] == max(started, created + 1)
-    assert all(a["high"] == b["low"] for a, b in zip(pieces, pieces[1:]))
+    assert all(a["high"] == b["low"] for a, b in pairwise(pieces))
     assert all(piece["high"] > piece["low"] for piece in pieces)
     tick = created + probe % width
     assert sum(piece["low"] <= tick < piece["high"] for piece in pieces) == 1
@@ -284,8 +327,9 @@ async def test_resuming_a_listing_round_cut_anywhere_finishes_without_redoing_fi
         scheduled = {e["EventId"] for e in history if e.get("Name") == workflow.LIST_PAGES}
         finished = {e["TaskScheduledId"] for e in history if e["EventType"] in COMPLETION_EVENTS} & scheduled
         again = Recorder()
-        resumed = await again.engine().resume(Instance(full.instance_id, workflow.LIST_SLICES, full.input,
-                                                       history=history))
+        resumed = await again.engine().resume(
+            Instance(full.instance_id, workflow.LIST_SLICES, full.input, history=history)
+        )
         assert resumed.output == full.output, f"cut at event {cut}"
         redone = [call for call in again.calls if call[0] == "page"]
         assert len(redone) == page_calls - len(finished), f"cut at event {cut}"
@@ -296,14 +340,17 @@ async def test_resuming_the_job_cut_anywhere_gives_the_same_result_and_redoes_no
     random.seed(4)
     recorder = Recorder()
     full = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v12")
-    pages_of = {listing.instance_id: sum(e.get("Name") == workflow.LIST_PAGES for e in listing.history)
-                for listing in recorder.rounds(full)}
+    pages_of = {
+        listing.instance_id: sum(e.get("Name") == workflow.LIST_PAGES for e in listing.history)
+        for listing in recorder.rounds(full)
+    }
     cuts = [i for i, e in enumerate(full.history) if e["EventType"] == ORCHESTRATOR_STARTED]
     for cut in cuts:
         history = copy.deepcopy(full.history[:cut])
         finished = {e["TaskScheduledId"] for e in history if e["EventType"] in COMPLETION_EVENTS}
-        done_rounds = [e["InstanceId"] for e in history if e.get("Name") == workflow.LIST_SLICES
-                       and e["EventId"] in finished]
+        done_rounds = [
+            e["InstanceId"] for e in history if e.get("Name") == workflow.LIST_SLICES and e["EventId"] in finished
+        ]
         again = Recorder()
         resumed = await again.engine().resume(Instance("v12", workflow.VALIDATE_JOB, full.input, history=history))
         assert resumed.output == full.output, f"cut at event {cut}"
@@ -312,13 +359,12 @@ async def test_resuming_the_job_cut_anywhere_gives_the_same_result_and_redoes_no
 
 
 @settings(max_examples=200)
-@given(low=st.integers(0, 10**18), width=st.integers(1, 10**12), parts=st.integers(1, 16),
-       probe=st.integers(0, 10**12))
+@given(low=st.integers(0, 10**18), width=st.integers(1, 10**12), parts=st.integers(1, 16), probe=st.integers(0, 10**12))
 def test_slices_partition_creation_times_exactly(low, width, parts, probe):
     high = low + width
     pieces = workflow.split_slice(workflow.new_slice(low, high), parts)
     assert pieces[0]["low"] == low and pieces[-1]["high"] == high
-    assert all(a["high"] == b["low"] for a, b in zip(pieces, pieces[1:]))  # adjacent, no gap, no overlap
+    assert all(a["high"] == b["low"] for a, b in pairwise(pieces))  # adjacent, no gap, no overlap
     assert all(piece["high"] > piece["low"] for piece in pieces) and len(pieces) == min(parts, width)
     tick = low + probe % width
     assert sum(piece["low"] <= tick < piece["high"] for piece in pieces) == 1  # a tick is in exactly one
@@ -359,10 +405,25 @@ async def test_the_clean_up_removes_every_job_it_is_given_at_once():
 
 def test_workflow_names_are_function_folders_with_the_right_trigger():
     from tools.funchost import FunctionApp
+
     app = FunctionApp.load()
-    expected = {workflow.REMOVE_JOBS: "orchestrationTrigger", workflow.VALIDATE_JOB: "orchestrationTrigger",
-                workflow.LIST_SLICES: "orchestrationTrigger"}
-    expected.update({name: "activityTrigger" for name in (workflow.REMOVE_JOB, workflow.BEGIN, workflow.RESHARD,
-                                                          workflow.LIST_PAGES, workflow.SWEEP, workflow.FINISH)})
+    expected = {
+        workflow.REMOVE_JOBS: "orchestrationTrigger",
+        workflow.VALIDATE_JOB: "orchestrationTrigger",
+        workflow.LIST_SLICES: "orchestrationTrigger",
+    }
+    expected.update(
+        {
+            name: "activityTrigger"
+            for name in (
+                workflow.REMOVE_JOB,
+                workflow.BEGIN,
+                workflow.RESHARD,
+                workflow.LIST_PAGES,
+                workflow.SWEEP,
+                workflow.FINISH,
+            )
+        }
+    )
     for name, trigger in expected.items():
         assert app.functions[name].trigger["type"] == trigger

@@ -1,16 +1,28 @@
 """Server-side check of Batch SharedKey signatures (what the azure-batch SDK sends)."""
+
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
-from typing import Mapping
 from urllib.parse import parse_qs
 
-SIGNED_HEADERS = ("content-encoding", "content-language", "content-length", "content-md5", "content-type",
-                  "date", "if-modified-since", "if-match", "if-none-match", "if-unmodified-since", "range")
+SIGNED_HEADERS = (
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-md5",
+    "content-type",
+    "date",
+    "if-modified-since",
+    "if-match",
+    "if-none-match",
+    "if-unmodified-since",
+    "range",
+)
 MAX_CLOCK_SKEW_SECONDS = 15 * 60
 
 
@@ -29,25 +41,30 @@ def string_to_sign(account: str, method: str, raw_path: str, raw_query: str, hea
     return text
 
 
-def verify(account: str, key_b64: str, method: str, raw_path: str, raw_query: str,
-           headers: Mapping[str, str]) -> str | None:
+def verify(
+    account: str, key_b64: str, method: str, raw_path: str, raw_query: str, headers: Mapping[str, str]
+) -> str | None:
     """None when the request is signed by this account's key, else the reason it is not."""
     authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
     if not authorization.startswith("SharedKey "):
         return "the Authorization header is missing or not SharedKey"
-    name, _, signature = authorization[len("SharedKey "):].partition(":")
+    name, _, signature = authorization[len("SharedKey ") :].partition(":")
     if name != account:
         return f"unknown account {name!r}"
     date = next((v for k, v in headers.items() if k.lower() in ("ocp-date", "date")), None)
     try:
-        skew = abs((datetime.now(timezone.utc) - parsedate_to_datetime(date)).total_seconds())
+        skew = abs((datetime.now(UTC) - parsedate_to_datetime(date)).total_seconds())
     except (TypeError, ValueError):
         return "the request has no valid ocp-date"
     if skew > MAX_CLOCK_SKEW_SECONDS:
         return "the request's ocp-date is too far from the server's clock"
-    expected = base64.b64encode(hmac.new(base64.b64decode(key_b64),
-                                         string_to_sign(account, method, raw_path, raw_query, headers).encode(),
-                                         hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(
+            base64.b64decode(key_b64),
+            string_to_sign(account, method, raw_path, raw_query, headers).encode(),
+            hashlib.sha256,
+        ).digest()
+    ).decode()
     if not hmac.compare_digest(expected, signature):
         return "the MAC signature does not match"
     return None

@@ -15,6 +15,7 @@ records mixed in) and the hub (append-only partitions, checkpoints), served over
 The local function host (tools.funchost) reads it for ``eventHubTrigger`` functions whose
 connection setting is ``Endpoint=http://...`` (see docs/development.md, "Running locally").
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,7 +23,7 @@ import json
 import math
 import random
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tools.batchsim.model import RESOURCE_ID, OutboxEvent
 
@@ -35,7 +36,7 @@ class LogFaults:
     duplicate: float = 0.0  # fraction of records written twice
     reorder: bool = False  # shuffle records across the whole pump
     noise: float = 0.1  # special-task and pool records added, per task record
-    export_delay: "ExportDelay | None" = None  # None: each message reaches the hub at once
+    export_delay: ExportDelay | None = None  # None: each message reaches the hub at once
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,9 @@ class EventHub:
         """Round-robin over partitions, as a sender without a partition key gets."""
         partition = self.partitions[self._next_partition]
         self._next_partition = (self._next_partition + 1) % len(self.partitions)
-        partition.append({"sequenceNumber": len(partition), "body": body,
-                          "enqueuedTimeUtc": datetime.now(timezone.utc).isoformat()})
+        partition.append(
+            {"sequenceNumber": len(partition), "body": body, "enqueuedTimeUtc": datetime.now(UTC).isoformat()}
+        )
         self._arrived.set()
 
     async def read(self, partition: int, start: int, limit: int, wait_seconds: float) -> list[dict]:
@@ -95,13 +97,18 @@ class EventHub:
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), wait_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
-        return log[start:start + limit]
+        return log[start : start + limit]
 
 
-def pump(events: list[OutboxEvent], hub: EventHub, faults: LogFaults = LogFaults(), records_per_message: int = 50,
-         seed: int = 0) -> PumpReport:
+def pump(
+    events: list[OutboxEvent],
+    hub: EventHub,
+    faults: LogFaults = LogFaults(),
+    records_per_message: int = 50,
+    seed: int = 0,
+) -> PumpReport:
     """Write the service-log records of ``events`` to the hub, several per message."""
     rng = random.Random(seed)
     report = PumpReport()
@@ -123,7 +130,7 @@ def pump(events: list[OutboxEvent], hub: EventHub, faults: LogFaults = LogFaults
     if faults.reorder:
         rng.shuffle(records)
     for start in range(0, len(records), records_per_message):
-        body = json.dumps({"records": records[start:start + records_per_message]}, separators=(",", ":"))
+        body = json.dumps({"records": records[start : start + records_per_message]}, separators=(",", ":"))
         report.messages += 1
         if faults.export_delay is None:
             hub.send(body)
@@ -139,14 +146,51 @@ def _noise(rng: random.Random, job_id: str, time: str) -> dict:
     base = {"time": time, "resourceId": RESOURCE_ID, "category": "ServiceLog", "operationVersion": "2017-01-01"}
     kind = rng.randrange(3)
     if kind == 0:
-        return {**base, "operationName": "TaskStartEvent", "properties": {
-            "jobId": job_id, "taskName": "jobpreparation", "taskType": "JobPreparation", "systemTaskVersion": 0,
-            "nodeInfo": {"poolId": "simpool", "nodeId": "tvmps_sim_0"}, "executionInfo": {"startTime": time, "retryCount": 0}}}
+        return {
+            **base,
+            "operationName": "TaskStartEvent",
+            "properties": {
+                "jobId": job_id,
+                "taskName": "jobpreparation",
+                "taskType": "JobPreparation",
+                "systemTaskVersion": 0,
+                "nodeInfo": {"poolId": "simpool", "nodeId": "tvmps_sim_0"},
+                "executionInfo": {"startTime": time, "retryCount": 0},
+            },
+        }
     if kind == 1:
-        return {**base, "operationName": "TaskCompleteEvent", "properties": {
-            "jobId": "", "taskName": "starttask", "taskType": "StartTask", "nodeInfo": {"poolId": "simpool", "nodeId": "tvmps_sim_0"},
-            "executionInfo": {"startTime": time, "endTime": time, "exitCode": 0, "retryCount": 0, "result": "Success"}}}
-    return {**base, "operationName": "PoolResizeCompleteEvent", "properties": {
-        "id": "simpool", "nodeDeallocationOption": "invalid", "currentDedicatedNodes": 4, "targetDedicatedNodes": 4,
-        "currentLowPriorityNodes": 0, "targetLowPriorityNodes": 0, "enableAutoScale": False, "isAutoPool": False,
-        "startTime": time, "endTime": time, "resultCode": "Success", "resultMessage": "The operation succeeded"}}
+        return {
+            **base,
+            "operationName": "TaskCompleteEvent",
+            "properties": {
+                "jobId": "",
+                "taskName": "starttask",
+                "taskType": "StartTask",
+                "nodeInfo": {"poolId": "simpool", "nodeId": "tvmps_sim_0"},
+                "executionInfo": {
+                    "startTime": time,
+                    "endTime": time,
+                    "exitCode": 0,
+                    "retryCount": 0,
+                    "result": "Success",
+                },
+            },
+        }
+    return {
+        **base,
+        "operationName": "PoolResizeCompleteEvent",
+        "properties": {
+            "id": "simpool",
+            "nodeDeallocationOption": "invalid",
+            "currentDedicatedNodes": 4,
+            "targetDedicatedNodes": 4,
+            "currentLowPriorityNodes": 0,
+            "targetLowPriorityNodes": 0,
+            "enableAutoScale": False,
+            "isAutoPool": False,
+            "startTime": time,
+            "endTime": time,
+            "resultCode": "Success",
+            "resultMessage": "The operation succeeded",
+        },
+    }

@@ -1,20 +1,33 @@
 """The simulator's in-memory Batch account: jobs, tasks, transitions, and two outboxes: the
 events an Event Grid producer would publish, and what Batch writes to its own service log."""
+
 from __future__ import annotations
 
 import bisect
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
-from tools.batchsim.wire import TICKS_PER_SECOND, iso, is_id
+from tools.batchsim.wire import TICKS_PER_SECOND, is_id, iso
 
 ACTIVE, PREPARING, RUNNING, COMPLETED = "active", "preparing", "running", "completed"
 # What happened to a task (an OutboxEvent's kind): decides which service-log records Batch writes.
 ADDED, STARTED, COMPLETED_RUN, RETRIED, REQUEUED, REACTIVATED, TERMINATED, DELETED, SCHEDULE_FAILED = (
-    "added", "started", "completed", "retried", "requeued", "reactivated", "terminated", "deleted", "scheduleFailed")
-RESOURCE_ID = "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/SIM/PROVIDERS/MICROSOFT.BATCH/BATCHACCOUNTS/SIMACCOUNT"
+    "added",
+    "started",
+    "completed",
+    "retried",
+    "requeued",
+    "reactivated",
+    "terminated",
+    "deleted",
+    "scheduleFailed",
+)
+RESOURCE_ID = (
+    "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/SIM"
+    "/PROVIDERS/MICROSOFT.BATCH/BATCHACCOUNTS/SIMACCOUNT"
+)
 
 
 class SimError(Exception):
@@ -124,9 +137,12 @@ class SimJob:
 def parse_creation_position(position: str) -> tuple[int, str]:
     ticks, _, key = position.partition(":")
     if not ticks.isdigit() or not key:
-        raise SimError(400, "InvalidQueryParameterValue",
-                       "Value for one of the query parameters specified in the request URI is invalid.",
-                       {"QueryParameterName": "$skiptoken", "QueryParameterValue": position})
+        raise SimError(
+            400,
+            "InvalidQueryParameterValue",
+            "Value for one of the query parameters specified in the request URI is invalid.",
+            {"QueryParameterName": "$skiptoken", "QueryParameterValue": position},
+        )
     return int(ticks), key
 
 
@@ -143,15 +159,25 @@ class OutboxEvent:
     def to_event_grid(self) -> dict:
         task_id, state, ticks, previous, result, exit_code, retries, requeues, slots = self.task
         when = iso(ticks)
-        base = {"id": f"sim-{self.sequence}", "subject": f"jobs/{self.job_id}/tasks/{task_id}",
-                "eventTime": when, "dataVersion": "1.0"}
+        base = {
+            "id": f"sim-{self.sequence}",
+            "subject": f"jobs/{self.job_id}/tasks/{task_id}",
+            "eventTime": when,
+            "dataVersion": "1.0",
+        }
         if state is None:
             return {**base, "eventType": "Batch.TaskDeleted", "data": {"jobId": self.job_id, "id": task_id}}
         execution = {"retryCount": retries, "requeueCount": requeues}
         if state == COMPLETED:
             execution.update({"result": result, "exitCode": exit_code})
-        data = {"jobId": self.job_id, "id": task_id, "state": state, "stateTransitionTime": when,
-                "requiredSlots": slots, "executionInfo": execution}
+        data = {
+            "jobId": self.job_id,
+            "id": task_id,
+            "state": state,
+            "stateTransitionTime": when,
+            "requiredSlots": slots,
+            "executionInfo": execution,
+        }
         if previous is not None:
             data["previousState"] = previous
         return {**base, "eventType": "Batch.TaskStateChanged", "data": data}
@@ -160,44 +186,93 @@ class OutboxEvent:
         """The records Batch's service log holds for this change (none for adds, retries,
         reactivations and deletes: Batch logs no event for those)."""
         task_id, state, ticks, previous, result, exit_code, retries, requeues, slots = self.task
-        common = {"jobId": self.job_id, "id": task_id, "taskType": "User", "systemTaskVersion": self.sequence,
-                  "requiredSlots": slots, "nodeInfo": {"poolId": "simpool", "nodeId": "tvmps_sim_0"},
-                  "multiInstanceSettings": {"numberOfInstances": 1}, "constraints": {"maxTaskRetryCount": 3}}
+        common = {
+            "jobId": self.job_id,
+            "id": task_id,
+            "taskType": "User",
+            "systemTaskVersion": self.sequence,
+            "requiredSlots": slots,
+            "nodeInfo": {"poolId": "simpool", "nodeId": "tvmps_sim_0"},
+            "multiInstanceSettings": {"numberOfInstances": 1},
+            "constraints": {"maxTaskRetryCount": 3},
+        }
         if self.kind == STARTED and previous == ACTIVE:
-            return [_log_record("TaskStartEvent", ticks, {
-                **common, "executionInfo": {"startTime": iso(ticks), "retryCount": retries}})]
+            return [
+                _log_record(
+                    "TaskStartEvent",
+                    ticks,
+                    {**common, "executionInfo": {"startTime": iso(ticks), "retryCount": retries}},
+                )
+            ]
         if self.kind in (COMPLETED_RUN, TERMINATED):
-            execution = {"endTime": iso(ticks), "exitCode": exit_code, "retryCount": retries,
-                         "requeueCount": requeues, "result": result.capitalize()}
+            execution = {
+                "endTime": iso(ticks),
+                "exitCode": exit_code,
+                "retryCount": retries,
+                "requeueCount": requeues,
+                "result": result.capitalize(),
+            }
             if self.start_ticks is not None:
                 execution["startTime"] = iso(self.start_ticks)
             if exit_code is None:  # failed before it ran
-                execution["schedulingError"] = {"category": "UserError", "code": "ResourceFileDownloadFailed",
-                                                "message": "One of the specified resource files failed to download",
-                                                "details": []}
+                execution["schedulingError"] = {
+                    "category": "UserError",
+                    "code": "ResourceFileDownloadFailed",
+                    "message": "One of the specified resource files failed to download",
+                    "details": [],
+                }
             records = [_log_record("TaskCompleteEvent", ticks, {**common, "executionInfo": execution})]
             if result == "failure":
                 records.append(_log_record("TaskFailEvent", ticks, {**common, "executionInfo": execution}))
             return records
         if self.kind == REQUEUED:
-            return [_log_record("TaskRequeueEvent", ticks, {
-                **common, "executionInfo": {"retryCount": retries, "requeueCount": requeues}})]
+            return [
+                _log_record(
+                    "TaskRequeueEvent",
+                    ticks,
+                    {**common, "executionInfo": {"retryCount": retries, "requeueCount": requeues}},
+                )
+            ]
         if self.kind == SCHEDULE_FAILED:
-            return [_log_record("TaskScheduleFailEvent", ticks, {
-                **common, "nodeInfo": {"poolId": "simpool", "nodeId": ""},
-                "schedulingError": {"category": "ServerError", "code": "TaskSchedulingFailed",
-                                    "message": "The task could not be scheduled; it will be retried"}})]
+            return [
+                _log_record(
+                    "TaskScheduleFailEvent",
+                    ticks,
+                    {
+                        **common,
+                        "nodeInfo": {"poolId": "simpool", "nodeId": ""},
+                        "schedulingError": {
+                            "category": "ServerError",
+                            "code": "TaskSchedulingFailed",
+                            "message": "The task could not be scheduled; it will be retried",
+                        },
+                    },
+                )
+            ]
         return []
 
     def to_cloud_event(self) -> dict:
         grid = self.to_event_grid()
-        return {"specversion": "1.0", "id": grid["id"], "source": "/batchsim", "type": grid["eventType"],
-                "time": grid["eventTime"], "subject": grid["subject"], "data": grid["data"]}
+        return {
+            "specversion": "1.0",
+            "id": grid["id"],
+            "source": "/batchsim",
+            "type": grid["eventType"],
+            "time": grid["eventTime"],
+            "subject": grid["subject"],
+            "data": grid["data"],
+        }
 
 
 def _log_record(operation: str, ticks: int, properties: dict) -> dict:
-    return {"time": iso(ticks), "resourceId": RESOURCE_ID, "category": "ServiceLog",
-            "operationName": operation, "operationVersion": "2017-01-01", "properties": properties}
+    return {
+        "time": iso(ticks),
+        "resourceId": RESOURCE_ID,
+        "category": "ServiceLog",
+        "operationName": operation,
+        "operationVersion": "2017-01-01",
+        "properties": properties,
+    }
 
 
 def counts_of_events(events: list[OutboxEvent]) -> dict:
@@ -211,8 +286,13 @@ def counts_of_events(events: list[OutboxEvent]) -> dict:
         state, result = event.task[1], event.task[4]
         if state is None:
             continue
-        names = ["active"] if state == ACTIVE else ["running"] if state in (RUNNING, PREPARING) \
+        names = (
+            ["active"]
+            if state == ACTIVE
+            else ["running"]
+            if state in (RUNNING, PREPARING)
             else ["completed", "succeeded" if result == "success" else "failed"]
+        )
         for name in names:
             counts[name] += 1
     return counts
@@ -307,9 +387,25 @@ class BatchAccount:
         """A temporary scheduling failure: the task stays active (Batch retries scheduling it)."""
         job, task = self.task(job_id, task_id)
         if task.state != ACTIVE:
-            raise SimError(409, "InvalidTaskState", f"Task {task.id} is {task.state}; only an active task can fail scheduling.")
-        self._emit(job, (task.id, ACTIVE, self.now_ticks(), ACTIVE, None, None, task.retry_count, task.requeue_count,
-                         task.required_slots), publish, SCHEDULE_FAILED)
+            raise SimError(
+                409, "InvalidTaskState", f"Task {task.id} is {task.state}; only an active task can fail scheduling."
+            )
+        self._emit(
+            job,
+            (
+                task.id,
+                ACTIVE,
+                self.now_ticks(),
+                ACTIVE,
+                None,
+                None,
+                task.retry_count,
+                task.requeue_count,
+                task.required_slots,
+            ),
+            publish,
+            SCHEDULE_FAILED,
+        )
 
     def retry(self, job_id: str, task_id: str, publish: bool = True) -> None:
         """A failed attempt with retries left: running -> active, retryCount + 1."""
@@ -354,9 +450,23 @@ class BatchAccount:
         return job, task
 
     def _record(self, job: SimJob, task: SimTask, publish: bool, kind: str) -> None:
-        self._emit(job, (task.id, task.state, task.state_ticks, task.previous_state, task.result,
-                         task.exit_code, task.retry_count, task.requeue_count, task.required_slots), publish, kind,
-                   task.start_ticks)
+        self._emit(
+            job,
+            (
+                task.id,
+                task.state,
+                task.state_ticks,
+                task.previous_state,
+                task.result,
+                task.exit_code,
+                task.retry_count,
+                task.requeue_count,
+                task.required_slots,
+            ),
+            publish,
+            kind,
+            task.start_ticks,
+        )
 
     def _emit(self, job: SimJob, snapshot: tuple, publish: bool, kind: str, start_ticks: int | None = None) -> None:
         self._sequence += 1
@@ -440,8 +550,13 @@ class BatchAccount:
         counts = {name: 0 for name in ("active", "running", "completed", "succeeded", "failed")}
         slots = dict(counts)
         for task in self.job(job_id).tasks.values():
-            names = ["active"] if task.state == ACTIVE else ["running"] if task.state in (RUNNING, PREPARING) \
+            names = (
+                ["active"]
+                if task.state == ACTIVE
+                else ["running"]
+                if task.state in (RUNNING, PREPARING)
                 else ["completed", "succeeded" if task.result == "success" else "failed"]
+            )
             for name in names:
                 counts[name] += 1
                 slots[name] += task.required_slots

@@ -1,19 +1,23 @@
 """The $filter subset of List Tasks / List Jobs: comparisons joined by and/or, startswith(id,'x')."""
+
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tools.batchsim.model import SimError
 from tools.batchsim.wire import ticks_of
 
 Predicate = Callable[[dict], bool]
 
-_TOKEN = re.compile(
-    r"\s*(?:(\()|(\))|(,)|DateTime'([^']*)'|'((?:[^']|'')*)'|(-?\d+)|([A-Za-z_][A-Za-z0-9_/]*))")
+_TOKEN = re.compile(r"\s*(?:(\()|(\))|(,)|DateTime'([^']*)'|'((?:[^']|'')*)'|(-?\d+)|([A-Za-z_][A-Za-z0-9_/]*))")
 _OPERATORS = {
-    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "gt": lambda a, b: a is not None and a > b,
-    "ge": lambda a, b: a is not None and a >= b, "lt": lambda a, b: a is not None and a < b,
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a is not None and a > b,
+    "ge": lambda a, b: a is not None and a >= b,
+    "lt": lambda a, b: a is not None and a < b,
     "le": lambda a, b: a is not None and a <= b,
 }
 
@@ -42,9 +46,12 @@ def parse_filter(text: str, fields: dict[str, Callable[[Any], Any]]) -> Callable
     position = 0
 
     def fail(reason: str) -> SimError:
-        return SimError(400, "InvalidQueryParameterValue",
-                        "Value for one of the query parameters specified in the request URI is invalid.",
-                        {"QueryParameterName": "$filter", "QueryParameterValue": text, "Reason": reason})
+        return SimError(
+            400,
+            "InvalidQueryParameterValue",
+            "Value for one of the query parameters specified in the request URI is invalid.",
+            {"QueryParameterName": "$filter", "QueryParameterValue": text, "Reason": reason},
+        )
 
     def peek() -> tuple | None:
         return tokens[position] if position < len(tokens) else None

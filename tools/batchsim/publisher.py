@@ -1,4 +1,5 @@
 """Publish outbox events to a webhook in Event Grid batches, with faults, retrying like Event Grid."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,9 +43,17 @@ class PublishReport:
         return asdict(self)
 
 
-async def publish(events: list[OutboxEvent], url: str, *, headers: dict[str, str] | None = None,
-                  max_events_per_batch: int = 1000, schema: str = "eventgrid", faults: Faults = Faults(),
-                  concurrency: int = 4, seed: int = 0) -> PublishReport:
+async def publish(
+    events: list[OutboxEvent],
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    max_events_per_batch: int = 1000,
+    schema: str = "eventgrid",
+    faults: Faults = Faults(),
+    concurrency: int = 4,
+    seed: int = 0,
+) -> PublishReport:
     rng = random.Random(seed)
     report = PublishReport(events=len(events))
     kept = []
@@ -80,7 +89,7 @@ async def publish(events: list[OutboxEvent], url: str, *, headers: dict[str, str
                     async with session.post(url, data=body, headers=send_headers) as response:
                         await response.read()
                         status = response.status
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     status = 0
                 report.statuses[str(status)] = report.statuses.get(str(status), 0) + 1
                 if 200 <= status <= 204:

@@ -1,4 +1,5 @@
 """The simulator's HTTP surface: Batch REST (SharedKey-verified) and /control for tests and demos."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,10 @@ DEFAULT_KEY = "dGFza2NvdW50cy1zaW11bGF0b3Ita2V5LW5vdC1hLXNlY3JldA=="  # public, 
 MAX_RESULTS = 1000
 
 TASK_FIELDS = {
-    "id": lambda t: t.id, "state": lambda t: t.state,
-    "executionInfo/result": lambda t: t.result, "executionInfo/exitCode": lambda t: t.exit_code,
+    "id": lambda t: t.id,
+    "state": lambda t: t.state,
+    "executionInfo/result": lambda t: t.result,
+    "executionInfo/exitCode": lambda t: t.exit_code,
     "stateTransitionTime": lambda t: t.state_ticks,  # compared with DateTime'...' literals as ticks
     "creationTime": lambda t: t.creation_ticks,
 }
@@ -62,8 +65,7 @@ class ListingHold:
         self.passed += 1
 
     def to_json(self) -> dict:
-        return {"after": self.after, "passed": self.passed, "waiting": self.waiting,
-                "released": self.released.is_set()}
+        return {"after": self.after, "passed": self.passed, "waiting": self.waiting, "released": self.released.is_set()}
 
 
 def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: str = DEFAULT_KEY) -> web.Application:
@@ -74,8 +76,12 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
                 raw_path, _, raw_query = request.raw_path.partition("?")
                 reason = auth.verify(account_name, key, request.method, raw_path, raw_query, request.headers)
                 if reason is not None:
-                    raise SimError(403, "AuthenticationFailed",
-                                   "Server failed to authenticate the request.", {"AuthenticationErrorDetail": reason})
+                    raise SimError(
+                        403,
+                        "AuthenticationFailed",
+                        "Server failed to authenticate the request.",
+                        {"AuthenticationErrorDetail": reason},
+                    )
                 _refuse_over_the_rate(request.app[FAULTS])
                 _inject_fault(request.app[FAULTS])
                 route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
@@ -87,16 +93,25 @@ def build_app(account: BatchAccount, account_name: str = DEFAULT_ACCOUNT, key: s
         except SimError as error:
             retry_after = error.retry_after if isinstance(error, Throttled) else request.app[FAULTS]["retryAfter"]
             headers = {"Retry-After": str(retry_after)} if error.status in (429, 503) else {}
-            return web.json_response(error_body(error.code, error.message, error.values),
-                                     status=error.status, headers=headers)
+            return web.json_response(
+                error_body(error.code, error.message, error.values), status=error.status, headers=headers
+            )
 
     app = web.Application(middlewares=[errors_and_auth])
     app[ACCOUNT] = account
     app[HUBS] = {}  # hub name -> EventHub, made on first use
     app[CALLS] = {}
     app[HOLDS] = {}
-    app[FAULTS] = {"throttle": 0.0, "serverError": 0.0, "retryAfter": 0, "latency": default_latency(), "injected": 0,
-                   "rng": random.Random(0), "rateLimit": None, "throttled": 0}
+    app[FAULTS] = {
+        "throttle": 0.0,
+        "serverError": 0.0,
+        "retryAfter": 0,
+        "latency": default_latency(),
+        "injected": 0,
+        "rng": random.Random(0),
+        "rateLimit": None,
+        "throttled": 0,
+    }
     app.router.add_get("/jobs", list_jobs)
     app.router.add_get("/jobs/{jobId}", get_job)
     app.router.add_get("/jobs/{jobId}/tasks", list_tasks)
@@ -194,9 +209,16 @@ async def control_faults(request: web.Request) -> web.Response:
     if "rateLimit" in body:
         faults["rateLimit"] = RateLimit(float(body["rateLimit"])) if body["rateLimit"] else None
     limit = faults["rateLimit"]
-    return _reply({"throttle": faults["throttle"], "serverError": faults["serverError"], "latency": faults["latency"],
-                   "rateLimit": limit.per_second if limit else None, "injected": faults["injected"],
-                   "throttled": faults["throttled"]})
+    return _reply(
+        {
+            "throttle": faults["throttle"],
+            "serverError": faults["serverError"],
+            "latency": faults["latency"],
+            "rateLimit": limit.per_second if limit else None,
+            "injected": faults["injected"],
+            "throttled": faults["throttled"],
+        }
+    )
 
 
 def _base(request: web.Request) -> str:
@@ -204,17 +226,24 @@ def _base(request: web.Request) -> str:
 
 
 def _reply(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
-                        headers={"Content-Type": JSON})
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(), status=status, headers={"Content-Type": JSON}
+    )
 
 
 def _max_results(request: web.Request) -> int:
     raw = request.query.get("maxresults", str(MAX_RESULTS))
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_RESULTS:
-        raise SimError(400, "InvalidQueryParameterValue",
-                       "Value for one of the query parameters specified in the request URI is invalid.",
-                       {"QueryParameterName": "maxresults", "QueryParameterValue": raw,
-                        "Reason": f"must be between 1 and {MAX_RESULTS}"})
+        raise SimError(
+            400,
+            "InvalidQueryParameterValue",
+            "Value for one of the query parameters specified in the request URI is invalid.",
+            {
+                "QueryParameterName": "maxresults",
+                "QueryParameterValue": raw,
+                "Reason": f"must be between 1 and {MAX_RESULTS}",
+            },
+        )
     return int(raw)
 
 
@@ -257,8 +286,9 @@ async def list_jobs(request: web.Request) -> web.Response:
     account = request.app[ACCOUNT]
     after = request.query.get("$skiptoken")
     keys = [key for key in sorted(account.jobs) if after is None or key > after]
-    return _page(request, keys, account.jobs.get, JOB_FIELDS, lambda job, select: _job_json(request, job, select),
-                 "/jobs")
+    return _page(
+        request, keys, account.jobs.get, JOB_FIELDS, lambda job, select: _job_json(request, job, select), "/jobs"
+    )
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -266,9 +296,14 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 def _job_json(request: web.Request, job, select: list[str] | None = None) -> dict:
-    body = {"id": job.id, "url": f"{_base(request)}/jobs/{job.id}", "state": job.state,
-            "creationTime": iso(job.creation_ticks), "stateTransitionTime": iso(job.creation_ticks),
-            "poolInfo": {"poolId": "simpool"}}
+    body = {
+        "id": job.id,
+        "url": f"{_base(request)}/jobs/{job.id}",
+        "state": job.state,
+        "creationTime": iso(job.creation_ticks),
+        "stateTransitionTime": iso(job.creation_ticks),
+        "poolInfo": {"poolId": "simpool"},
+    }
     return body if select is None else {name: value for name, value in body.items() if name in select}
 
 
@@ -284,8 +319,15 @@ async def list_tasks(request: web.Request) -> web.Response:
         keys, position = job.keys_after(after), (lambda key: key)
     else:  # a creation-time slice pages through the creation index, as an indexed listing would
         keys, position = job.keys_created_between(*bounds, after), job.creation_position
-    return _page(request, keys, job.tasks.get, TASK_FIELDS, lambda task, select: task.to_json(job_url, select),
-                 f"/jobs/{quote(job.id)}/tasks", position)
+    return _page(
+        request,
+        keys,
+        job.tasks.get,
+        TASK_FIELDS,
+        lambda task, select: task.to_json(job_url, select),
+        f"/jobs/{quote(job.id)}/tasks",
+        position,
+    )
 
 
 async def task_counts(request: web.Request) -> web.Response:
@@ -308,8 +350,12 @@ async def control_create_job(request: web.Request) -> web.Response:
     account = request.app[ACCOUNT]
     job = account.create_job(str(body.get("id", "")))
     count = int(body.get("tasks", 0))
-    account.add_tasks(job.id, [f"task-{n:07d}" for n in range(count)], int(body.get("requiredSlots", 1)),
-                      publish=bool(body.get("publish", True)))
+    account.add_tasks(
+        job.id,
+        [f"task-{n:07d}" for n in range(count)],
+        int(body.get("requiredSlots", 1)),
+        publish=bool(body.get("publish", True)),
+    )
     return _reply({"id": job.id, "tasks": count}, status=201)
 
 
@@ -324,25 +370,34 @@ async def control_add_tasks(request: web.Request) -> web.Response:
     ids = body.get("ids")
     if not isinstance(ids, list):
         raise SimError(400, "MissingRequiredProperty", "ids (a list of task ids) is required.")
-    request.app[ACCOUNT].add_tasks(request.match_info["jobId"], [str(i) for i in ids],
-                                   int(body.get("requiredSlots", 1)), publish=bool(body.get("publish", True)))
+    request.app[ACCOUNT].add_tasks(
+        request.match_info["jobId"],
+        [str(i) for i in ids],
+        int(body.get("requiredSlots", 1)),
+        publish=bool(body.get("publish", True)),
+    )
     return _reply({"added": len(ids)}, status=201)
 
 
 async def control_step(request: web.Request) -> web.Response:
     """{"moves": 500, "seed": 1, "publish": true, "deletes": true}: advance random tasks along their lifecycle."""
     body = await _json_body(request)
-    made = request.app[ACCOUNT].step(request.match_info["jobId"], random.Random(body.get("seed")),
-                                     int(body.get("moves", 1)), publish=bool(body.get("publish", True)),
-                                     deletes=bool(body.get("deletes", True)))
+    made = request.app[ACCOUNT].step(
+        request.match_info["jobId"],
+        random.Random(body.get("seed")),
+        int(body.get("moves", 1)),
+        publish=bool(body.get("publish", True)),
+        deletes=bool(body.get("deletes", True)),
+    )
     return _reply({"moves": made})
 
 
 async def control_finish(request: web.Request) -> web.Response:
     """{"seed": 1, "publish": true}: run every unfinished task to completion."""
     body = await _json_body(request)
-    moved = request.app[ACCOUNT].finish(request.match_info["jobId"], random.Random(body.get("seed")),
-                                        publish=bool(body.get("publish", True)))
+    moved = request.app[ACCOUNT].finish(
+        request.match_info["jobId"], random.Random(body.get("seed")), publish=bool(body.get("publish", True))
+    )
     return _reply({"moves": moved})
 
 
@@ -373,7 +428,8 @@ _ACTIONS = {"start", "complete", "retry", "requeue", "reactivate", "terminate", 
 
 
 async def control_task_action(request: web.Request) -> web.Response:
-    """start | complete {"exitCode": n} | retry | requeue | reactivate | terminate | delete; {"publish": false} loses the event."""
+    """start | complete {"exitCode": n} | retry | requeue | reactivate | terminate | delete;
+    {"publish": false} loses the event."""
     action = request.match_info["action"]
     if action not in _ACTIONS:
         raise SimError(404, "ResourceNotFound", f"Unknown action {action!r}; one of {sorted(_ACTIONS)}.")
@@ -394,12 +450,21 @@ async def control_publish(request: web.Request) -> web.Response:
     body = await _json_body(request)
     if not isinstance(body.get("url"), str):
         raise SimError(400, "MissingRequiredProperty", "url (the webhook to deliver to) is required.")
-    faults = Faults(drop=float(body.get("drop", 0)), duplicate=float(body.get("duplicate", 0)),
-                    reorder=bool(body.get("reorder", False)), delay_ms=int(body.get("delayMs", 0)))
+    faults = Faults(
+        drop=float(body.get("drop", 0)),
+        duplicate=float(body.get("duplicate", 0)),
+        reorder=bool(body.get("reorder", False)),
+        delay_ms=int(body.get("delayMs", 0)),
+    )
     report = await publish(
-        request.app[ACCOUNT].take_outbox(), body["url"], headers=body.get("headers"),
-        max_events_per_batch=int(body.get("maxEventsPerBatch", 1000)), schema=body.get("schema", "eventgrid"),
-        faults=faults, concurrency=int(body.get("concurrency", 4)), seed=int(body.get("seed", 0)),
+        request.app[ACCOUNT].take_outbox(),
+        body["url"],
+        headers=body.get("headers"),
+        max_events_per_batch=int(body.get("maxEventsPerBatch", 1000)),
+        schema=body.get("schema", "eventgrid"),
+        faults=faults,
+        concurrency=int(body.get("concurrency", 4)),
+        seed=int(body.get("seed", 0)),
     )
     return _reply(report.to_json())
 
@@ -451,12 +516,23 @@ async def control_service_log(request: web.Request) -> web.Response:
     try:
         export_delay = None if not delay else ExportDelay(float(delay["median"]), float(delay["tail"]))
     except (TypeError, KeyError, ValueError) as error:
-        raise SimError(400, "InvalidRequestBody", f"exportDelay needs a median and a tail in seconds: {error}") from None
-    faults = LogFaults(drop=float(body.get("drop", 0)), duplicate=float(body.get("duplicate", 0)),
-                       reorder=bool(body.get("reorder", False)), noise=float(body.get("noise", 0.1)),
-                       export_delay=export_delay)
-    report = pump(request.app[ACCOUNT].take_log_outbox(), _hub(request, body.get("hub", "batch-service-log")), faults,
-                  int(body.get("recordsPerMessage", 50)), int(body.get("seed", 0)))
+        raise SimError(
+            400, "InvalidRequestBody", f"exportDelay needs a median and a tail in seconds: {error}"
+        ) from None
+    faults = LogFaults(
+        drop=float(body.get("drop", 0)),
+        duplicate=float(body.get("duplicate", 0)),
+        reorder=bool(body.get("reorder", False)),
+        noise=float(body.get("noise", 0.1)),
+        export_delay=export_delay,
+    )
+    report = pump(
+        request.app[ACCOUNT].take_log_outbox(),
+        _hub(request, body.get("hub", "batch-service-log")),
+        faults,
+        int(body.get("recordsPerMessage", 50)),
+        int(body.get("seed", 0)),
+    )
     return _reply(report.to_json())
 
 
@@ -482,8 +558,12 @@ async def hub_partitions(request: web.Request) -> web.Response:
 async def hub_messages(request: web.Request) -> web.Response:
     hub = _hub(request)
     query = request.query
-    messages = await hub.read(_partition(request, hub), int(query.get("from", "0")), int(query.get("max", "100")),
-                              int(query.get("waitMs", "0")) / 1000)
+    messages = await hub.read(
+        _partition(request, hub),
+        int(query.get("from", "0")),
+        int(query.get("max", "100")),
+        int(query.get("waitMs", "0")) / 1000,
+    )
     return _reply({"messages": messages})
 
 
@@ -495,8 +575,9 @@ async def hub_checkpoint(request: web.Request) -> web.Response:
     return _reply({"sequenceNumber": hub.checkpoints.get(key, -1)})
 
 
-async def serve(account: BatchAccount, host: str, port: int, account_name: str = DEFAULT_ACCOUNT,
-                key: str = DEFAULT_KEY) -> web.AppRunner:
+async def serve(
+    account: BatchAccount, host: str, port: int, account_name: str = DEFAULT_ACCOUNT, key: str = DEFAULT_KEY
+) -> web.AppRunner:
     return await serving.start(build_app(account, account_name, key), host, port)
 
 
@@ -506,12 +587,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--account", default=DEFAULT_ACCOUNT)
     parser.add_argument("--key", default=DEFAULT_KEY)
-    parser.add_argument("--service-log", action="store_true",
-                        help="keep Batch's service log of every change, for POST /control/servicelog")
+    parser.add_argument(
+        "--service-log",
+        action="store_true",
+        help="keep Batch's service log of every change, for POST /control/servicelog",
+    )
     args = parser.parse_args(argv)
 
     async def begin():
-        return (await serve(BatchAccount(keep_service_log=args.service_log), args.host, args.port, args.account, args.key)).cleanup
+        return (
+            await serve(BatchAccount(keep_service_log=args.service_log), args.host, args.port, args.account, args.key)
+        ).cleanup
 
     serving.run_until_interrupted(
-        begin, lambda: f"Batch simulator: http://{args.host}:{args.port}  account={args.account}  key={args.key}")
+        begin, lambda: f"Batch simulator: http://{args.host}:{args.port}  account={args.account}  key={args.key}"
+    )

@@ -2,6 +2,7 @@
 OData datetime literals, ids, and Batch's error body. It imports nothing from ``shared/``: the tests
 take the simulator for Batch's truth, so a mistake in the app's own helpers must not be repeated
 here where no test could see it (tests/unit/test_batchsim_independence.py compares the two)."""
+
 from __future__ import annotations
 
 import calendar
@@ -13,7 +14,8 @@ from typing import Any
 TICKS_PER_SECOND = 10_000_000  # Batch's clock: 100 ns ticks, seven fractional digits
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TIMESTAMP = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,7})\d*)?(?:(Z)|([+-])(\d{2}):(\d{2}))", re.IGNORECASE)
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,7})\d*)?(?:(Z)|([+-])(\d{2}):(\d{2}))", re.IGNORECASE
+)
 
 
 def iso(ticks: int) -> str:

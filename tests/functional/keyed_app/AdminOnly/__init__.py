@@ -1,4 +1,5 @@
 """A function of the keyed test app at authLevel admin: the master key alone opens it."""
+
 import azure.functions as func
 
 

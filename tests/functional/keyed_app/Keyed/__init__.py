@@ -1,4 +1,5 @@
 """A function of the keyed test app: answers 200 to whoever the host lets through."""
+
 import azure.functions as func
 
 
