@@ -117,7 +117,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
     }
     // Only what Flex Consumption accepts: ftpsState, alwaysOn, linuxFxVersion, functionAppScaleLimit and the
-    // other properties in Microsoft's "Flex Consumption plan deprecations" table are refused (tests/unit/test_infra.py).
+    // other properties in Microsoft's "Flex Consumption plan deprecations" table are refused (tests/infra/test_bicep.py).
     siteConfig: {
       minTlsVersion: '1.2'
       appSettings: [

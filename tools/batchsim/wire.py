@@ -1,7 +1,7 @@
 """What the simulator writes and reads on the wire, its own way: timestamps as Batch formats them,
 OData datetime literals, ids, and Batch's error body. It imports nothing from ``shared/``: the tests
 take the simulator for Batch's truth, so a mistake in the app's own helpers must not be repeated
-here where no test could see it (tests/unit/test_batchsim_independence.py compares the two)."""
+here where no test could see it (tests/tools/test_batchsim_independence.py compares the two)."""
 
 from __future__ import annotations
 
