@@ -29,6 +29,7 @@ from azure.core.rest import HttpRequest
 from shared.clients import PerLoop
 from shared.config import Settings
 from shared.errors import ConfigError, TaskCountsError
+from shared.events import ticks_to_iso
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,19 @@ _CLIENT_OPTIONS: dict[str, Any] = {
     "retry_backoff_factor": 0.5,
     "retry_backoff_max": 30,
 }
+
+
+# List Tasks' $filter clauses, built here with the rest of Batch's wire format.
+def creation_filter(low_ticks: int, high_ticks: int) -> str:
+    """The tasks created in [low, high)."""
+    return (
+        f"creationTime ge DateTime'{ticks_to_iso(low_ticks)}' and creationTime lt DateTime'{ticks_to_iso(high_ticks)}'"
+    )
+
+
+def changed_since_filter(since_ticks: int) -> str:
+    """The tasks whose state changed at or after ``since``."""
+    return f"stateTransitionTime ge DateTime'{ticks_to_iso(since_ticks)}'"
 
 
 class RequestBudget:

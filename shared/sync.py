@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.batch import BatchReader, BatchUnavailableError
+from shared.batch import BatchReader, BatchUnavailableError, changed_since_filter
 from shared.config import Settings
 from shared.errors import InvalidEventError
-from shared.events import TICKS_PER_SECOND, datetime_to_ticks, task_status, ticks_to_iso
+from shared.events import TICKS_PER_SECOND, datetime_to_ticks, task_status
 from shared.store import BatchReported, CountsStore, Observation, SyncPosition
 from shared.throttle import Throttle
 
@@ -76,10 +76,9 @@ class SyncReport:
         }
 
 
-def changed_since_filter(watermark_ticks: int, overlap_seconds: int) -> str:
-    """List Tasks' $filter for tasks that changed at or after the watermark, less the overlap."""
-    since = max(0, watermark_ticks - overlap_seconds * TICKS_PER_SECOND)
-    return f"stateTransitionTime ge DateTime'{ticks_to_iso(since)}'"
+def listed_since(watermark_ticks: int, overlap_seconds: int) -> int:
+    """Where a job's listing starts: its watermark, less the overlap (clock skew, List Tasks lag)."""
+    return max(0, watermark_ticks - overlap_seconds * TICKS_PER_SECOND)
 
 
 def plan(
@@ -235,7 +234,7 @@ async def _sync_job(
         task_filter = (
             None
             if position.watermark_ticks is None
-            else changed_since_filter(position.watermark_ticks, settings.task_sync_overlap_seconds)
+            else changed_since_filter(listed_since(position.watermark_ticks, settings.task_sync_overlap_seconds))
         )
     extra = {"job_id": position.job_id}
     listed = 0

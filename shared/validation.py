@@ -18,7 +18,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared import workflow
-from shared.batch import BatchReader, get_batch
+from shared.batch import BatchReader, creation_filter, get_batch
 from shared.config import Settings, get_settings
 from shared.errors import InvalidEventError
 from shared.events import datetime_to_ticks, task_status, ticks_of, ticks_to_datetime, ticks_to_iso
@@ -250,13 +250,6 @@ def _by_shard(tasks: list[dict], scan: dict, now: datetime) -> tuple[dict[int, l
         except InvalidEventError:
             pass
     return by_shard, invalid, [min(created), max(created)] if created else None
-
-
-def creation_filter(low_ticks: int, high_ticks: int) -> str:
-    """List Tasks' $filter for the tasks created in [low, high)."""
-    return (
-        f"creationTime ge DateTime'{ticks_to_iso(low_ticks)}' and creationTime lt DateTime'{ticks_to_iso(high_ticks)}'"
-    )
 
 
 async def sweep(deps: Deps, scan: dict) -> dict:

@@ -7,10 +7,10 @@ import aiohttp
 import pytest
 
 from shared import workflow
+from shared.batch import creation_filter
 from shared.config import get_settings
 from shared.events import ticks_to_iso
 from shared.store import get_store
-from shared.validation import creation_filter
 from tests.functional.test_validation import deliver, engine_for, new_job, served, served_as_truth
 from tools.batchsim.publisher import Faults
 from tools.stack import READ_KEY
