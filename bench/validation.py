@@ -78,11 +78,14 @@ async def seed(settings: Settings, sim_url: str, job: str, tasks: int, drift: fl
             if next_link is None:
                 break
         tables = store.task_rows.tables
+        seeded_at = datetime.now(UTC)
         transactions = []
         for shard, listed in by_shard.items():
             pk = partition_key(job_key, shard)
             await tables.create(pk)
-            rows = [{**task_row(pk, task_id.lower(), status), "TaskId": task_id} for task_id, status in listed]
+            rows = [
+                {**task_row(pk, task_id.lower(), status, seeded_at), "TaskId": task_id} for task_id, status in listed
+            ]
             transactions += [(pk, [("create", row) for row in rows[i : i + 100]]) for i in range(0, len(rows), 100)]
         in_flight = asyncio.Semaphore(8)
 
@@ -94,7 +97,7 @@ async def seed(settings: Settings, sim_url: str, job: str, tasks: int, drift: fl
         for shard, listed in by_shard.items():
             pk = partition_key(job_key, shard)
             tasks_counts, slot_counts = counts_of(status for _, status in listed)
-            await tables.of(pk).upsert_entity(counter_row(pk, tasks_counts, slot_counts))
+            await tables.of(pk).upsert_entity(counter_row(pk, tasks_counts, slot_counts, seeded_at))
         seeded = time.perf_counter() - started
         moved = (await control(f"jobs/{job}/step", {"moves": int(tasks * drift), "seed": 2, "publish": False}))["moves"]
         await reader.close()

@@ -9,7 +9,7 @@ import base64
 import json
 import zlib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.counting import RESULT_OF_VALUE, STATE_OF_VALUE, ZERO, Counts, TaskStatus
@@ -37,7 +37,7 @@ def shard_of(task_key: str, partitions: int) -> int:
     return zlib.crc32(task_key.encode()) % partitions
 
 
-def task_row(pk: str, task_key: str, status: TaskStatus) -> dict[str, Any]:
+def task_row(pk: str, task_key: str, status: TaskStatus, at: datetime) -> dict[str, Any]:
     return {
         "PartitionKey": pk,
         "RowKey": task_key,
@@ -45,7 +45,7 @@ def task_row(pk: str, task_key: str, status: TaskStatus) -> dict[str, Any]:
         "Result": status.result.value if status.result else "",
         "Slots": status.required_slots,
         "Version": status.version,
-        "UpdatedAt": now(),
+        "UpdatedAt": at,
     }
 
 
@@ -65,9 +65,9 @@ def counts_of_rows(tally: Mapping[tuple[str, str, int], int]) -> tuple[Counts, C
     return tasks, slots
 
 
-def counter_row(pk: str, tasks: Counts, slots: Counts, marks: Marks = NO_MARKS) -> dict[str, Any]:
+def counter_row(pk: str, tasks: Counts, slots: Counts, at: datetime, marks: Marks = NO_MARKS) -> dict[str, Any]:
     """A partition's counter row; its reshard marks (shared.store.layout) travel with every write."""
-    row: dict[str, Any] = {"PartitionKey": pk, "RowKey": COUNTER_ROW, "LastUpdatedAt": now(), **mark_fields(marks)}
+    row: dict[str, Any] = {"PartitionKey": pk, "RowKey": COUNTER_ROW, "LastUpdatedAt": at, **mark_fields(marks)}
     for name in COUNT_FIELDS:
         row[name.capitalize()] = getattr(tasks, name)
         row[f"{name.capitalize()}Slots"] = getattr(slots, name)
@@ -227,10 +227,6 @@ def decode_token(token: str | None) -> Any:
     if not isinstance(decoded, dict) or not all(isinstance(v, str) for v in decoded.values()):
         raise InvalidContinuationError("the continuation token is not one this service issued")
     return decoded
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _span_of(text: str) -> tuple[int, int]:

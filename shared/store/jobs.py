@@ -22,13 +22,12 @@ from shared.store.codec import (
     decode_token,
     encode_token,
     job_of_row,
-    now,
     optional_ticks,
     ticks_text,
 )
 from shared.store.layout import partitions_for
 from shared.store.records import BatchReported, JobRecord, SyncPosition
-from shared.store.tables import RESENDABLE, etag_of, if_match, storage_call
+from shared.store.tables import RESENDABLE, etag_of, if_match, storage_call, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ class JobIndex:
                             "RowKey": job_key,
                             "JobId": job_id,
                             "Partitions": partitions,
-                            "FirstSeenAt": now(),
+                            "FirstSeenAt": utc_now(),
                         },
                         **RESENDABLE,
                     )
@@ -217,7 +216,7 @@ class JobIndex:
             "SyncWatermark": ticks_text(position.watermark_ticks),
             "SyncNextLink": position.next_link or "",
             "SyncListingStarted": ticks_text(position.listing_started_ticks),
-            "SyncedAt": now(),
+            "SyncedAt": utc_now(),
             "SyncFinished": position.finished,
         }
         if position.changed_at is not None:
@@ -229,7 +228,7 @@ class JobIndex:
 
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take (or extend, for its holder) a named lease; False while another holder has it."""
-        current_time = now()
+        current_time = utc_now()
         row = {
             "PartitionKey": LEASES_PARTITION,
             "RowKey": name,

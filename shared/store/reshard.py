@@ -27,6 +27,7 @@ from shared.store.tables import (
     read_rows,
     retry_pause,
     storage_call,
+    utc_now,
 )
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ async def seal(tables: PartitionTables, job_key: str, shard: int, target: int) -
         if target in marks.splits:
             return
         tasks, slots = counts_of_row(counter)
-        row = counter_row(pk, tasks, slots, replace(marks, splits=tuple(sorted({*marks.splits, target}))))
+        row = counter_row(pk, tasks, slots, utc_now(), replace(marks, splits=tuple(sorted({*marks.splits, target}))))
         if counter is None:
             await tables.create(pk)
             await tables.of(pk).create_entity(row, **RESENDABLE)
@@ -104,7 +105,7 @@ async def finish_batch(tables: PartitionTables, job_key: str, shard: int) -> Non
                 *(("delete", {"PartitionKey": pk, "RowKey": row["RowKey"]}) for row in moving),
                 (
                     "update",
-                    counter_row(pk, tasks - moved_tasks, slots - moved_slots, done),
+                    counter_row(pk, tasks - moved_tasks, slots - moved_slots, utc_now(), done),
                     if_match(etag_of(counter)),
                 ),
             ],
@@ -127,7 +128,7 @@ async def _copy_in(
         await tables.create(pk)
     tasks, slots = counts_of_row(counter)
     arrived = replace(marks, move_in=batch, move_from=source, moved_in=moved)
-    counter_update = counter_row(pk, tasks + moved[0], slots + moved[1], arrived)
+    counter_update = counter_row(pk, tasks + moved[0], slots + moved[1], utc_now(), arrived)
     copies = [
         {**{name: value for name, value in row.items() if name != "MovingTo"}, "PartitionKey": pk} for row in rows
     ]
@@ -157,7 +158,7 @@ async def _start_batch(tables: PartitionTables, job_key: str, shard: int, dest: 
         await tables.of(pk).submit_transaction(
             [
                 *(("update", {**row, "MovingTo": dest}, if_match(etag_of(row))) for row in rows.values()),
-                ("update", counter_row(pk, tasks, slots, in_flight), if_match(etag_of(counter))),
+                ("update", counter_row(pk, tasks, slots, utc_now(), in_flight), if_match(etag_of(counter))),
             ],
             **RESENDABLE,
         )

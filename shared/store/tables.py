@@ -8,6 +8,7 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -90,6 +91,11 @@ def service_client(settings: Settings) -> TableServiceClient:
 def row_etag(row: Any) -> str | None:
     """The ETag a row was read with (None for no row)."""
     return None if row is None else etag_of(row)
+
+
+def utc_now() -> datetime:
+    """The time rows are stamped with (the codec takes it as an argument: it stays pure)."""
+    return datetime.now(UTC)
 
 
 def etag_of(entity: Any) -> str:

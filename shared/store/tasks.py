@@ -54,6 +54,7 @@ from shared.store.tables import (
     row_etag,
     storage_call,
     unavailable,
+    utc_now,
 )
 
 logger = logging.getLogger(__name__)
@@ -277,9 +278,10 @@ class TaskRows:
         per_transaction = MAX_TRANSACTION_OPERATIONS - 1
         for start in range(0, len(changes), per_transaction):
             chunk = changes[start : start + per_transaction]
+            at = utc_now()  # one stamp for a transaction's rows
             operations: list[tuple] = []
             for change in chunk:
-                row = task_row(pk, change.task_key, change.new)
+                row = task_row(pk, change.task_key, change.new, at)
                 existing = rows.get(change.task_key)
                 if existing is None:
                     row["TaskId"] = display_ids[change.task_key]
@@ -288,7 +290,7 @@ class TaskRows:
                     row["TaskId"] = existing.display_id(change.task_key)
                     operations.append(("update", row, if_match(existing.etag)))
                 tasks, slots = tasks + change.task_delta, slots + change.slot_delta
-            counter_update = counter_row(pk, tasks, slots, marks)
+            counter_update = counter_row(pk, tasks, slots, at, marks)
             operations.append(
                 ("create", counter_update)
                 if counter_etag is None
@@ -413,7 +415,7 @@ class TaskRows:
                 # consistent snapshot and the conditional write below proves it.
                 try:
                     async with self._partition_locks[pk]:
-                        repaired = counter_row(pk, tasks, slots, marks_of(counter))
+                        repaired = counter_row(pk, tasks, slots, utc_now(), marks_of(counter))
                         table = self.tables.of(pk)
                         if counter is None:
                             await table.create_entity(repaired, **RESENDABLE)

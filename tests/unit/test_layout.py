@@ -2,6 +2,7 @@
 read during a move can be trusted (shared.store.layout)."""
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -19,6 +20,8 @@ from shared.store.layout import (
     marks_of,
     partitions_for,
 )
+
+AT = datetime(2026, 12, 4, tzinfo=UTC)  # the rows' stamp: the codec takes the time as given
 
 
 @given(st.integers(0, 10**8), st.integers(1, 50_000), st.sampled_from([1, 2, 3, 4, 8]))
@@ -46,14 +49,14 @@ def test_marks_travel_through_a_counter_row():
         move_keys=("t1", "t9"),
         moved_in=(Counts(active=2), Counts(active=3)),
     )
-    row = counter_row("j|00", Counts(running=1), Counts(running=1), marks)
+    row = counter_row("j|00", Counts(running=1), Counts(running=1), AT, marks)
     assert marks_of(row) == marks
-    assert marks_of(counter_row("j|00", Counts(), Counts())) == NO_MARKS
+    assert marks_of(counter_row("j|00", Counts(), Counts(), AT)) == NO_MARKS
     assert marks.next_layout(1) == 2 and marks.next_layout(2) == 8 and marks.next_layout(8) is None
 
 
 def read(shard, round_number, **marks):
-    row = counter_row(f"j|{shard:02x}", Counts(), Counts(), Marks(**marks)) if marks else None
+    row = counter_row(f"j|{shard:02x}", Counts(), Counts(), AT, Marks(**marks)) if marks else None
     return CounterRead(shard, round_number, row)
 
 
