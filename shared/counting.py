@@ -88,6 +88,8 @@ class Counts:
 
 
 ZERO = Counts()
+# The five numbers in order, for the places that spell them as columns (Table Storage rows).
+COUNT_NAMES = tuple(field.name for field in fields(Counts))
 
 
 def is_batch_id(value: object) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from shared.counting import RESULT_OF_VALUE, STATE_OF_VALUE, ZERO, Counts, TaskStatus
+from shared.counting import COUNT_NAMES, RESULT_OF_VALUE, STATE_OF_VALUE, ZERO, Counts, TaskStatus
 from shared.errors import InvalidContinuationError
 from shared.store.layout import NO_MARKS, Marks, mark_fields
 from shared.store.records import BatchReported, JobCounts, JobRecord
@@ -23,9 +23,8 @@ LEASES_PARTITION = "leases"
 RAW_TEXT_LIMIT = 30_000  # characters kept as plain text; longer raw events are stored compressed
 BINARY_PROPERTY_BYTES = 64_000  # a binary property holds at most 64 KiB
 RAW_MAX_BYTES = 900_000  # an entity holds at most 1 MiB
-COUNT_FIELDS = ("active", "running", "completed", "succeeded", "failed")
 DELETED = "deleted"  # a task row's State once Batch deleted the task
-COUNTER_COLUMNS = [f"{name.capitalize()}{suffix}" for name in COUNT_FIELDS for suffix in ("", "Slots")]
+COUNTER_COLUMNS = [f"{name.capitalize()}{suffix}" for name in COUNT_NAMES for suffix in ("", "Slots")]
 TASK_COLUMNS = ["RowKey", "State", "Result", "Slots", "Version"]
 
 
@@ -68,7 +67,7 @@ def counts_of_rows(tally: Mapping[tuple[str, str, int], int]) -> tuple[Counts, C
 def counter_row(pk: str, tasks: Counts, slots: Counts, at: datetime, marks: Marks = NO_MARKS) -> dict[str, Any]:
     """A partition's counter row; its reshard marks (shared.store.layout) travel with every write."""
     row: dict[str, Any] = {"PartitionKey": pk, "RowKey": COUNTER_ROW, "LastUpdatedAt": at, **mark_fields(marks)}
-    for name in COUNT_FIELDS:
+    for name in COUNT_NAMES:
         row[name.capitalize()] = getattr(tasks, name)
         row[f"{name.capitalize()}Slots"] = getattr(slots, name)
     return row
@@ -78,8 +77,8 @@ def counts_of_row(row: dict | None) -> tuple[Counts, Counts]:
     if row is None:
         return ZERO, ZERO
     # `or 0`: a property missing from an entity may come back as null under $select
-    tasks = Counts(*(int(row.get(name.capitalize()) or 0) for name in COUNT_FIELDS))
-    slots = Counts(*(int(row.get(f"{name.capitalize()}Slots") or 0) for name in COUNT_FIELDS))
+    tasks = Counts(*(int(row.get(name.capitalize()) or 0) for name in COUNT_NAMES))
+    slots = Counts(*(int(row.get(f"{name.capitalize()}Slots") or 0) for name in COUNT_NAMES))
     return tasks, slots
 
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shared.config import MAX_JOB_PARTITIONS as MAX_PARTITIONS
-from shared.counting import ZERO, Counts
+from shared.counting import COUNT_NAMES, ZERO, Counts
 
 ROWS_PER_PARTITION = 20_000  # Azure serves ~2,000 entities/s per partition; 20,000 rows keep a sweep short
-COUNT_NAMES = ("Active", "Running", "Completed", "Succeeded", "Failed")
+COUNT_COLUMNS = tuple(name.capitalize() for name in COUNT_NAMES)
 MARK_COLUMNS = [
     "Splits",
     "MoveOut",
@@ -36,7 +36,7 @@ MARK_COLUMNS = [
     "MoveIn",
     "MoveFrom",
     "MoveKeys",
-    *(f"MoveIn{name}{suffix}" for name in COUNT_NAMES for suffix in ("", "Slots")),
+    *(f"MoveIn{name}{suffix}" for name in COUNT_COLUMNS for suffix in ("", "Slots")),
 ]
 
 
@@ -80,7 +80,7 @@ def marks_of(row: dict | None) -> Marks:
         return NO_MARKS
 
     def counts(suffix: str) -> Counts:
-        return Counts(*(int(row.get(f"MoveIn{name}{suffix}") or 0) for name in COUNT_NAMES))
+        return Counts(*(int(row.get(f"MoveIn{name}{suffix}") or 0) for name in COUNT_COLUMNS))
 
     return Marks(
         splits=tuple(int(part) for part in str(row["Splits"]).split()),
@@ -108,7 +108,7 @@ def mark_fields(marks: Marks) -> dict:
         "MoveKeys": " ".join(marks.move_keys),
     }
     tasks, slots = marks.moved_in
-    for name, in_tasks, in_slots in zip(COUNT_NAMES, tasks.as_dict().values(), slots.as_dict().values(), strict=True):
+    for name, in_tasks, in_slots in zip(COUNT_COLUMNS, tasks.as_dict().values(), slots.as_dict().values(), strict=True):
         fields[f"MoveIn{name}"], fields[f"MoveIn{name}Slots"] = in_tasks, in_slots
     return fields
 
