@@ -18,7 +18,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared import workflow
-from shared.batch import BatchReader, creation_filter, get_batch
+from shared.batch import PAGE_SIZE, BatchReader, creation_filter, get_batch
 from shared.config import Settings, get_settings
 from shared.errors import InvalidEventError
 from shared.events import datetime_to_ticks, task_status, ticks_of, ticks_to_datetime, ticks_to_iso
@@ -185,6 +185,7 @@ async def begin(deps: Deps, job: dict) -> dict:
         "createdTicks": ticks_of(created, "the job's creationTime", deps.now),
         "partitions": known.partitions,
         "expectedTasks": size,
+        "pageSize": PAGE_SIZE,  # in the input: the orchestrator imports nothing of Batch's SDK
         "knownSpan": known.created_span,
         "parallelListings": deps.settings.validation_parallel_listings,
     }

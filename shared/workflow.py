@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from shared.batch import PAGE_SIZE
-
 REMOVE_JOBS = "ValidateCountsCleanup"
 REMOVE_JOB = "ValidateCountsRemoveJob"
 VALIDATE_JOB = "ValidateJobOrchestrator"
@@ -138,7 +136,7 @@ def validate_job(context) -> Generator[Any, Any, dict]:
         # No more slices than the job has pages (a small job costs no empty listings). Where the last
         # pass saw the tasks created, that span is cut for the whole fan-out; otherwise half of it,
         # leaving room to split the slice the tasks turn out to crowd into.
-        pages_needed = max(1, -(-scan["expectedTasks"] // PAGE_SIZE))
+        pages_needed = max(1, -(-scan["expectedTasks"] // scan["pageSize"]))
         count = min(parallel if known_span else max(1, parallel // 2), pages_needed)
         listing = {
             "pending": planned_slices(scan["createdTicks"], scan["scanStartedTicks"], count, known_span),

@@ -18,8 +18,7 @@ import ValidateJobOrchestrator
 from shared import workflow
 from tools.durable import COMPLETION_EVENTS, ORCHESTRATOR_STARTED, DurableEngine, Instance, NonDeterminismError
 
-PAGE_SIZE = 10  # a stand-in page; Batch's holds 1,000, so each task here stands for 100
-SCALE = workflow.PAGE_SIZE // PAGE_SIZE
+PAGE_SIZE = 10  # a stand-in page (Batch's holds 1,000): the scan says how large a page is
 PARALLEL = 3
 PARTITIONS = 3
 SPREAD_TASKS = [tick * 7 for tick in range(95)]  # creation ticks of a job's tasks, spread out
@@ -57,7 +56,8 @@ class Recorder:
             "scanStartedTicks": SCAN_STARTED,
             "createdTicks": CREATED,
             "partitions": self.reshard_to or PARTITIONS,
-            "expectedTasks": len(self.tasks) * SCALE,
+            "expectedTasks": len(self.tasks),
+            "pageSize": PAGE_SIZE,
             "parallelListings": PARALLEL,
             "knownSpan": self.known_span,
         }
@@ -427,3 +427,13 @@ def test_workflow_names_are_function_folders_with_the_right_trigger():
     )
     for name, trigger in expected.items():
         assert app.functions[name].trigger["type"] == trigger
+
+
+def test_the_orchestrator_imports_no_azure_sdk():
+    """Orchestrators replay: the module they run must stay pure (no I/O, no SDK behind an import)."""
+    import subprocess
+    import sys
+
+    code = "import shared.workflow, sys; print([m for m in sys.modules if m.split('.')[0] == 'azure'])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
