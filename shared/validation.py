@@ -133,7 +133,12 @@ async def schedule(client: Any, deps: Deps) -> dict:
 async def remove_job(deps: Deps, job: dict) -> dict:
     partitions = await deps.store.remove_job(job["jobKey"])
     logger.info("job cleaned up", extra={"job_id": job["jobId"], "reason": job.get("reason"), "partitions": partitions})
-    return {"jobId": job["jobId"], "action": "removed", "reason": job.get("reason"), "partitions": partitions}
+    return {
+        "jobId": job["jobId"],
+        "action": workflow.Action.REMOVED,
+        "reason": job.get("reason"),
+        "partitions": partitions,
+    }
 
 
 async def begin(deps: Deps, job: dict) -> dict:
@@ -161,7 +166,7 @@ async def begin(deps: Deps, job: dict) -> dict:
         return {
             "jobId": job_id,
             "jobKey": job_key,
-            "action": "reshard",
+            "action": workflow.Action.RESHARD,
             "partitions": known.partitions,
             "target": wanted,
         }
@@ -170,7 +175,7 @@ async def begin(deps: Deps, job: dict) -> dict:
         note = f"{size} tasks is over VALIDATION_MAX_TASKS ({limit}); counts come from events only"
         await deps.store.mark_validation(job_key, UNVALIDATED, note)
         logger.info("job too large to validate", extra={"job_id": job_id, "tasks": size, "limit": limit})
-        return {"jobId": job_id, "action": "skipped", "reason": note}
+        return {"jobId": job_id, "action": workflow.Action.SKIPPED, "reason": note}
     created = await deps.batch.job_creation_time(job_id)
     if created is None:
         return await remove_job(deps, {**job, "reason": "JobNotFound"})
@@ -179,7 +184,7 @@ async def begin(deps: Deps, job: dict) -> dict:
     return {
         "jobId": job_id,
         "jobKey": job_key,
-        "action": "validate",
+        "action": workflow.Action.VALIDATE,
         "scanId": f"{started:019d}",
         "scanStartedTicks": started,
         "createdTicks": ticks_of(created, "the job's creationTime", deps.now),
@@ -289,7 +294,7 @@ async def finish(deps: Deps, scan: dict) -> dict:
         summary["countersRepaired"],
         extra={"job_id": scan["jobId"], **summary["corrected"]},
     )
-    return {"jobId": scan["jobId"], "action": "validated", **summary}
+    return {"jobId": scan["jobId"], "action": workflow.Action.VALIDATED, **summary}
 
 
 GOING = ("Running", "Pending", "ContinuedAsNew")

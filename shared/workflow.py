@@ -7,6 +7,8 @@ folders they call, and a test checks each one exists with the right trigger.
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 REMOVE_JOBS = "ValidateCountsCleanup"
@@ -41,10 +43,10 @@ SPLIT_PARTS = 4  # a dense creation-time slice becomes this many
 SLICES_PER_LISTING = 4
 
 
-def slice_limit(parallel: int, pages_needed: int) -> int:
+def slice_limit(parallel: int, pages_needed: int, slices_per_listing: int = SLICES_PER_LISTING) -> int:
     """How many slices a listing may be split into (splitting stops there): as many as pages in
-    flight, up to SLICES_PER_LISTING times that for a job of enough pages; never more than its pages."""
-    more = min(parallel * SLICES_PER_LISTING, pages_needed // SLICES_PER_LISTING)
+    flight, up to ``slices_per_listing`` times that for a job of enough pages; never more than its pages."""
+    more = min(parallel * slices_per_listing, pages_needed // slices_per_listing)
     return min(pages_needed, max(parallel, more))
 
 
@@ -58,7 +60,47 @@ PAGES_PER_CALL = 4
 # replayed at every step, so one history holding a 1,000,000-task job's listing made its cost grow
 # with the square of the job's size; in rounds, each history stays short.
 CALLS_PER_ROUND = 32
+
+
+class Action(StrEnum):
+    """What a validation step says comes next (begin) or came of a job (the pass's output). Members
+    are strings, so the JSON the Durable payloads carry stays as it was."""
+
+    RESHARD = "reshard"  # begin: move the job's rows to more partitions first
+    VALIDATE = "validate"  # begin: list and sweep
+    VALIDATED = "validated"
+    SKIPPED = "skipped"  # over VALIDATION_MAX_TASKS
+    REMOVED = "removed"  # gone from Batch, or past retention
+    FAILED = "failed"
+
+
 MAX_RESHARDS = 3  # a job that grows while it is resharded is grown again, a few times per pass
+
+
+@dataclass(frozen=True)
+class ListingLimits:
+    """How a job's listing fans out. It travels in the orchestration's input (``"limits"``, absent:
+    these defaults), so a test or a benchmark passes others instead of patching the module."""
+
+    pages_per_call: int = PAGES_PER_CALL
+    calls_per_round: int = CALLS_PER_ROUND
+    slices_per_listing: int = SLICES_PER_LISTING
+
+    def to_json(self) -> dict:
+        return {
+            "pagesPerCall": self.pages_per_call,
+            "callsPerRound": self.calls_per_round,
+            "slicesPerListing": self.slices_per_listing,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict | None) -> ListingLimits:
+        value = value or {}
+        return cls(
+            value.get("pagesPerCall", PAGES_PER_CALL),
+            value.get("callsPerRound", CALLS_PER_ROUND),
+            value.get("slicesPerListing", SLICES_PER_LISTING),
+        )
 
 
 def new_slice(low: int, high: int) -> dict:
@@ -112,10 +154,11 @@ def validate_job(context) -> Generator[Any, Any, dict]:
     its next link carried from call to call and round to round (``list_slices``; a restart resumes
     after finished calls); the partitions' sweeps in parallel; finish."""
     job = context.get_input()
+    limits = ListingLimits.from_json(job.get("limits"))
     try:
         scan = yield context.call_activity(BEGIN, job)
         for _ in range(MAX_RESHARDS):  # the job outgrew its partitions: move rows, then begin again
-            if scan["action"] != "reshard":
+            if scan["action"] != Action.RESHARD:
                 break
             context.set_custom_status(
                 {
@@ -129,7 +172,7 @@ def validate_job(context) -> Generator[Any, Any, dict]:
                 [context.call_activity(RESHARD, {**scan, "shard": shard}) for shard in range(scan["partitions"])]
             )
             scan = yield context.call_activity(BEGIN, {**job, "reshardedTo": scan["target"]})
-        if scan["action"] != "validate":
+        if scan["action"] != Action.VALIDATE:
             return scan
         parallel = scan["parallelListings"]
         known_span = scan.get("knownSpan")
@@ -147,7 +190,9 @@ def validate_job(context) -> Generator[Any, Any, dict]:
             "span": None,
         }  # span: first and last creation tick listed, for the next pass
         while listing["pending"]:
-            listing = yield context.call_sub_orchestrator(LIST_SLICES, {"scan": scan, **listing})
+            listing = yield context.call_sub_orchestrator(
+                LIST_SLICES, {"scan": scan, "limits": limits.to_json(), **listing}
+            )
             if listing.get("gone"):  # Batch deleted the job mid-scan
                 return (yield context.call_activity(REMOVE_JOB, {**job, "reason": "JobNotFound"}))
             context.set_custom_status(
@@ -180,29 +225,30 @@ def validate_job(context) -> Generator[Any, Any, dict]:
             )
         )
     except Exception as error:  # a failed activity: report it, so sibling jobs in a wave still finish
-        return {"jobId": job["jobId"], "action": "failed", "error": str(error).strip()[:500]}
+        return {"jobId": job["jobId"], "action": Action.FAILED, "error": str(error).strip()[:500]}
 
 
 def list_slices(context) -> Generator[Any, Any, dict]:
     """One round of a job's listing (a sub-orchestration of ``validate_job``): at most
-    ``parallelListings`` calls in flight, each listing up to ``PAGES_PER_CALL`` pages of one slice,
+    ``parallelListings`` calls in flight, each listing up to ``pages_per_call`` pages of one slice,
     the next one started as soon as any finishes (a slow call holds no other back), until
-    ``CALLS_PER_ROUND`` calls were started or no slice is pending; a slice whose first page is full is
-    split instead (while fewer slices are left than ``slice_limit`` allows), each slice pages on in
-    order with its next link carried in the returned state."""
+    ``calls_per_round`` calls were started or no slice is pending (see ``ListingLimits``); a slice
+    whose first page is full is split instead (while fewer slices are left than ``slice_limit``
+    allows), each slice pages on in order with its next link carried in the returned state."""
     state = context.get_input()
-    scan, pending = state.pop("scan"), state["pending"]
+    scan, limits, pending = state.pop("scan"), ListingLimits.from_json(state.pop("limits", None)), state["pending"]
     parallel, pages_needed = scan["parallelListings"], state["pagesNeeded"]
+    most_slices = slice_limit(parallel, pages_needed, limits.slices_per_listing)
     in_flight: dict = {}  # call -> the slice it lists
     started = 0
-    while in_flight or (pending and started < CALLS_PER_ROUND):
-        while pending and len(in_flight) < parallel and started < CALLS_PER_ROUND:
+    while in_flight or (pending and started < limits.calls_per_round):
+        while pending and len(in_flight) < parallel and started < limits.calls_per_round:
             piece = pending.pop(0)
             # each split costs one page (listed again by the parts); never more slices than pages
-            may_split = len(in_flight) + 1 + len(pending) < slice_limit(parallel, pages_needed)
+            may_split = len(in_flight) + 1 + len(pending) < most_slices
             in_flight[
                 context.call_activity(
-                    LIST_PAGES, {**scan, "slice": piece, "maySplit": may_split, "maxPages": PAGES_PER_CALL}
+                    LIST_PAGES, {**scan, "slice": piece, "maySplit": may_split, "maxPages": limits.pages_per_call}
                 )
             ] = piece
             started += 1

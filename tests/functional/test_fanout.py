@@ -32,8 +32,7 @@ async def simulator_control(sim_url, path, body):
             return await response.json()
 
 
-async def test_state_changes_deletions_and_additions_during_the_fan_out_end_in_the_truth(app, simulator, monkeypatch):
-    monkeypatch.setattr(workflow, "PAGES_PER_CALL", 2)  # calls of several pages, and many calls
+async def test_state_changes_deletions_and_additions_during_the_fan_out_end_in_the_truth(app, simulator):
     function_app, url = app
     account, _ = simulator
     job = "Fanout-Change"
@@ -58,7 +57,8 @@ async def test_state_changes_deletions_and_additions_during_the_fan_out_end_in_t
         return result
 
     engine = engine_for(function_app, **{workflow.LIST_PAGES: ("activityTrigger", page_then_change)})
-    instance = await engine.run(workflow.VALIDATE_JOB, job_input(job), "fanout-change")
+    several_pages_a_call = {**job_input(job), "limits": workflow.ListingLimits(pages_per_call=2).to_json()}
+    instance = await engine.run(workflow.VALIDATE_JOB, several_pages_a_call, "fanout-change")
     assert instance.output["action"] == "validated", instance.output
     assert changed["calls"] >= 3 and instance.output["pages"] == changed["pages"]
     assert sum(instance.output["corrected"].values()) > 0

@@ -174,12 +174,16 @@ def in_flight(instance, name) -> tuple[int, bool]:
     return most, overlapped
 
 
-async def test_listing_fans_out_over_slices_lists_every_task_once_then_sweeps_then_finish(monkeypatch):
-    monkeypatch.setattr(workflow, "CALLS_PER_ROUND", 5)  # several rounds for a job this small
-    monkeypatch.setattr(workflow, "PAGES_PER_CALL", 1)  # and many calls
-    monkeypatch.setattr(workflow, "SLICES_PER_LISTING", 1)  # no more slices than pages in flight: slices page on
+def limited(**limits) -> dict:
+    """The job's orchestration input with other listing limits than the defaults."""
+    return {**JOB, "limits": workflow.ListingLimits(**limits).to_json()}
+
+
+async def test_listing_fans_out_over_slices_lists_every_task_once_then_sweeps_then_finish():
+    # several rounds for a job this small, many calls, and no more slices than pages in flight: slices page on
+    job = limited(calls_per_round=5, pages_per_call=1, slices_per_listing=1)
     recorder = Recorder()
-    instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v1")
+    instance = await recorder.engine().run(workflow.VALIDATE_JOB, job, "v1")
     assert instance.runtime_status == "Completed", instance.output
     assert sorted(recorder.listed) == SPREAD_TASKS  # every task exactly once
     assert instance.output == {"jobId": "Render-42", "action": "validated", "tasksListed": len(SPREAD_TASKS)}
@@ -223,15 +227,15 @@ async def test_a_dense_slice_is_split_while_the_fan_out_has_room():
     assert min(widths) < SCAN_STARTED - CREATED  # the full slice holding them was cut
 
 
-async def test_a_large_job_added_at_once_is_cut_into_more_slices_than_pages_in_flight(monkeypatch):
+async def test_a_large_job_added_at_once_is_cut_into_more_slices_than_pages_in_flight():
     """4,000 tasks (400 pages here) created within 100 ticks: split beyond the fan-out, so that no few
     dense slices page on alone while the window stands half empty; still never more in flight."""
     dense = [500 + tick % 100 for tick in range(4000)]
     paged_on = []
     for slices_per_listing in (1, workflow.SLICES_PER_LISTING):  # as many slices as pages in flight, then more
-        monkeypatch.setattr(workflow, "SLICES_PER_LISTING", slices_per_listing)
         recorder = Recorder(tasks=dense)
-        instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, f"v-burst-{slices_per_listing}")
+        job = limited(slices_per_listing=slices_per_listing)
+        instance = await recorder.engine().run(workflow.VALIDATE_JOB, job, f"v-burst-{slices_per_listing}")
         assert instance.output["action"] == "validated" and sorted(recorder.listed) == sorted(dense)
         assert max(in_flight(listing, workflow.LIST_PAGES)[0] for listing in recorder.rounds(instance)) == PARALLEL
         paged_on.append(len({call[1:3] for call in recorder.calls if call[0] == "page" and call[3] is not None}))
@@ -284,13 +288,12 @@ def test_planned_slices_partition_the_job_whatever_the_last_pass_saw(created, wi
     assert sum(piece["low"] <= tick < piece["high"] for piece in pieces) == 1
 
 
-async def test_tasks_created_in_one_tick_page_in_order_within_their_slice(monkeypatch):
-    """A one-tick slice cannot be split: it pages on, PAGES_PER_CALL pages a call, the next call
+async def test_tasks_created_in_one_tick_page_in_order_within_their_slice():
+    """A one-tick slice cannot be split: it pages on, pages_per_call pages a call, the next call
     from where the last one ended."""
-    monkeypatch.setattr(workflow, "PAGES_PER_CALL", 2)
     same_tick = [333] * 35
     recorder = Recorder(tasks=same_tick)
-    instance = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v3")
+    instance = await recorder.engine().run(workflow.VALIDATE_JOB, limited(pages_per_call=2), "v3")
     assert instance.output["action"] == "validated" and recorder.listed == same_tick
     assert [(link, pages) for link, pages, tasks in recorder.paged if tasks] == [(None, 2), ("20", 2)]
     assert instance.custom_status["pages"] == sum(pages for _, pages, _ in recorder.paged)  # pages, not calls
@@ -312,12 +315,11 @@ async def test_a_job_deleted_mid_scan_is_removed_not_swept():
     assert not any(call[0] in ("sweep", "finish") for call in recorder.calls)
 
 
-async def test_resuming_a_listing_round_cut_anywhere_finishes_without_redoing_finished_calls(monkeypatch):
+async def test_resuming_a_listing_round_cut_anywhere_finishes_without_redoing_finished_calls():
     """A host restarted mid-round replays that round's history: calls it finished are not made again."""
-    monkeypatch.setattr(workflow, "PAGES_PER_CALL", 1)  # a round of many steps to cut
     random.seed(3)
     recorder = Recorder()
-    await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v6")
+    await recorder.engine().run(workflow.VALIDATE_JOB, limited(pages_per_call=1), "v6")  # a round of many steps
     [full] = recorder.rounds(Instance("v6", workflow.VALIDATE_JOB, None))
     page_calls = len([e for e in full.history if e.get("Name") == workflow.LIST_PAGES])
     cuts = [i for i, e in enumerate(full.history) if e["EventType"] == ORCHESTRATOR_STARTED]
@@ -335,11 +337,10 @@ async def test_resuming_a_listing_round_cut_anywhere_finishes_without_redoing_fi
         assert len(redone) == page_calls - len(finished), f"cut at event {cut}"
 
 
-async def test_resuming_the_job_cut_anywhere_gives_the_same_result_and_redoes_no_finished_round(monkeypatch):
-    monkeypatch.setattr(workflow, "CALLS_PER_ROUND", 4)
+async def test_resuming_the_job_cut_anywhere_gives_the_same_result_and_redoes_no_finished_round():
     random.seed(4)
     recorder = Recorder()
-    full = await recorder.engine().run(workflow.VALIDATE_JOB, JOB, "v12")
+    full = await recorder.engine().run(workflow.VALIDATE_JOB, limited(calls_per_round=4), "v12")
     pages_of = {
         listing.instance_id: sum(e.get("Name") == workflow.LIST_PAGES for e in listing.history)
         for listing in recorder.rounds(full)
