@@ -5,7 +5,7 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared import api, validation, workflow
+from shared import api, passes, workflow
 from shared.access import Access
 from shared.config import get_settings
 from shared.replies import Reply, error
@@ -20,7 +20,7 @@ async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
         client = df.DurableOrchestrationClient(starter)
         instance_id = workflow.on_demand_instance_id(job_id.lower())
         try:
-            await validation.start_unless_running(
+            await passes.start_unless_running(
                 client, workflow.VALIDATE_JOB, instance_id, {"jobKey": job_id.lower(), "jobId": job_id}
             )
             status_url = req.url.split("?", 1)[0].rstrip("/").removesuffix("/validate") + "/validation"

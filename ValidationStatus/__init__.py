@@ -1,13 +1,13 @@
 """GET /api/jobs/{jobId}/validation: the job's on-demand validation, 202 while it runs.
 
-Binding glue over shared.validation."""
+Binding glue over shared.passes."""
 
 import logging
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared import api, validation
+from shared import api, passes
 from shared.access import Access
 from shared.config import get_settings
 from shared.replies import guarded
@@ -23,4 +23,4 @@ async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
 
 async def _handle(req: func.HttpRequest, starter: str, job_id: str):
     refusal = get_settings().access.refusal(Access.READ, req.headers, req.params) or api.invalid_job_id(job_id)
-    return refusal or await validation.on_demand_status(df.DurableOrchestrationClient(starter), job_id)
+    return refusal or await passes.on_demand_status(df.DurableOrchestrationClient(starter), job_id)

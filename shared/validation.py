@@ -22,8 +22,7 @@ from shared.batch import PAGE_SIZE, BatchReader, creation_filter, get_batch
 from shared.config import Settings, get_settings
 from shared.errors import InvalidEventError
 from shared.events import datetime_to_ticks, task_status, ticks_of, ticks_to_datetime, ticks_to_iso
-from shared.replies import Reply, error, ok
-from shared.store import CountsStore, JobCounts, get_store, shard_of
+from shared.store import CountsStore, get_store, shard_of
 from shared.store.layout import partitions_for
 from shared.store.reconcile import DRIFT_KINDS
 
@@ -60,74 +59,6 @@ def activity(work: Activity, deps: Callable[[], Deps] = default_deps) -> Callabl
 
     main.__doc__ = work.__doc__
     return main
-
-
-TASKS_PER_MINUTE_APART = 10_000  # the cost rule: a job's passes are at least 1 minute per 10,000 of its tasks apart
-
-
-def due(job: JobCounts, now: datetime) -> bool:
-    """Whether a job should be validated now: never validated; Batch's own counts disagreeing with
-    ours for a while since its last pass; or changed since its last pass and that pass is old enough
-    for its size (the cost rule: one minute per 10,000 tasks, so a pass costs each
-    job on average at most ~10 List Tasks calls a minute -- a 200,000-task job every 20 minutes, a
-    1,000,000-task job every 100 -- while small jobs are validated on every schedule tick)."""
-    validated_at = job.job.last_validated_at
-    if validated_at is None:
-        return True
-    report = job.job.batch_reported
-    if report is not None and report.standing(now) and report.since > validated_at:
-        return True  # Batch's own counts have disagreed with ours since the last pass: look now
-    if not changed_since_validated(job):
-        return False
-    tasks = job.tasks.active + job.tasks.running + job.tasks.completed
-    return now - validated_at >= timedelta(minutes=tasks / TASKS_PER_MINUTE_APART)
-
-
-def changed_since_validated(job: JobCounts) -> bool:
-    validated_at = job.job.last_validated_at
-    return validated_at is not None and job.last_updated_at is not None and job.last_updated_at > validated_at
-
-
-async def select_jobs(deps: Deps) -> dict:
-    """Jobs to validate (``due``) and jobs to remove (gone from Batch, or completed and validated
-    longer ago than the retention)."""
-    validate, remove = [], []
-    retention = timedelta(days=deps.settings.retention_days)
-    async for job in deps.store.all_jobs():
-        ref = {"jobKey": job.job.job_key, "jobId": job.job.job_id}
-        if due(job, deps.now):
-            validate.append(ref)
-            continue
-        if changed_since_validated(job):
-            continue  # changed, but validated too recently for its size
-        validated_at = job.job.last_validated_at
-        state = await deps.batch.job_state(job.job.job_id)
-        if state is None:
-            remove.append({**ref, "reason": "JobNotFound"})
-        elif state == "completed" and validated_at is not None and deps.now - validated_at > retention:
-            remove.append({**ref, "reason": f"completed and validated over {deps.settings.retention_days} days ago"})
-    logger.info("validation planned", extra={"validate": len(validate), "remove": len(remove)})
-    return {"validate": validate, "remove": remove}
-
-
-async def schedule(client: Any, deps: Deps) -> dict:
-    """The scheduled pass: start each due job's validation as its own orchestration (the id on-demand
-    validation uses, so one job never has two at once, and a long pass over a huge job delays no
-    other job), unless it is still running; hand removals to one clean-up orchestration."""
-    plan = await select_jobs(deps)
-    started = [
-        job["jobId"]
-        for job in plan["validate"]
-        if await start_unless_running(client, workflow.VALIDATE_JOB, workflow.on_demand_instance_id(job["jobKey"]), job)
-    ]
-    removing = bool(plan["remove"]) and await start_unless_running(
-        client, workflow.REMOVE_JOBS, workflow.REMOVAL_INSTANCE_ID, plan["remove"]
-    )
-    return {
-        "started": started,
-        "stillRunning": len(plan["validate"]) - len(started),
-        "removing": [job["jobId"] for job in plan["remove"]] if removing else [],
-    }
 
 
 async def remove_job(deps: Deps, job: dict) -> dict:
@@ -295,45 +226,3 @@ async def finish(deps: Deps, scan: dict) -> dict:
         extra={"job_id": scan["jobId"], **summary["corrected"]},
     )
     return {"jobId": scan["jobId"], "action": workflow.Action.VALIDATED, **summary}
-
-
-GOING = ("Running", "Pending", "ContinuedAsNew")
-
-
-def _runtime_of(status: Any) -> str | None:
-    return getattr(getattr(status, "runtime_status", None), "value", None)
-
-
-async def start_unless_running(client: Any, orchestrator: str, instance_id: str, payload: Any) -> bool:
-    """Start an orchestration under a fixed id unless one is still going (Durable's client API)."""
-    status = await client.get_status(instance_id)
-    if _runtime_of(status) in GOING:
-        logger.info("validation still running; not starting another", extra={"instance_id": instance_id})
-        return False
-    await client.start_new(orchestrator, instance_id, payload)
-    logger.info("validation started", extra={"instance_id": instance_id, "orchestrator": orchestrator})
-    return True
-
-
-async def on_demand_status(client: Any, job_id: str) -> Reply:
-    """``GET /api/jobs/{jobId}/validation``: the job's on-demand validation as Durable reports it,
-    202 while it runs, 200 once it ended. Not Durable's own status URLs: they carry the extension's
-    system key, which opens every instance's management API, in their query string."""
-    status = await client.get_status(workflow.on_demand_instance_id(job_id.lower()))
-    runtime = _runtime_of(status)
-    if runtime is None:
-        return error(
-            404,
-            "ValidationNotFound",
-            f"No validation of the job {job_id!r} was started on demand "
-            "(or its record is gone): POST .../validate starts one.",
-        )
-    stamp = {"createdTime": status.created_time, "lastUpdatedTime": status.last_updated_time}
-    body = {
-        "jobId": job_id,
-        "runtimeStatus": runtime,
-        "customStatus": status.custom_status,
-        "output": status.output,
-        **{name: value.isoformat() if isinstance(value, datetime) else value for name, value in stamp.items()},
-    }
-    return Reply(202, body, {"Retry-After": "2"}) if runtime in GOING else ok(body)

@@ -269,7 +269,7 @@ async def test_batchs_own_counts_beside_ours_once_they_disagree_for_a_while_and_
     Ours are never replaced."""
     from datetime import timedelta
 
-    from shared import api, validation
+    from shared import api, scheduling
     from shared.events import datetime_to_ticks
     from shared.progress import ProgressRules
     from tests.strategies import BASE_TICKS, observe
@@ -291,16 +291,16 @@ async def test_batchs_own_counts_beside_ours_once_they_disagree_for_a_while_and_
     job = await store.get_job_counts("hinted")
     assert job.tasks.active == 20 and job.job.batch_reported.task_counts["active"] == 19  # ours kept
     assert "batchReported" not in (await api.get_task_counts(store, "hinted", reading(t1 + timedelta(seconds=30)))).body
-    assert not validation.due(job, t1 + timedelta(seconds=30))
+    assert not scheduling.due(job, t1 + timedelta(seconds=30))
 
     await sync.run_watched(store, batch, settings, t1 + timedelta(seconds=61))  # still differs: since t1
     standing = await api.get_task_counts(store, "hinted", reading(t1 + timedelta(seconds=61)))
     assert standing.body["batchReported"]["taskCounts"]["active"] == 19 and standing.body["taskCounts"]["active"] == 20
     assert standing.body["batchReported"]["disagreeingSince"].startswith(t1.strftime("%Y-%m-%dT%H:%M:%S"))
     job = await store.get_job_counts("hinted")
-    assert validation.due(job, t1 + timedelta(seconds=61))  # unchanged since its pass, yet due: Batch disagrees
+    assert scheduling.due(job, t1 + timedelta(seconds=61))  # unchanged since its pass, yet due: Batch disagrees
     await store.mark_validation("hinted", "validated", None, t1 + timedelta(seconds=62), {})
-    assert not validation.due(await store.get_job_counts("hinted"), t1 + timedelta(seconds=63))  # once per disagreement
+    assert not scheduling.due(await store.get_job_counts("hinted"), t1 + timedelta(seconds=63))  # once per disagreement
 
     deleted_at = datetime_to_ticks(now()) - BASE_TICKS  # newer than any listing of t3
     await store.apply([observe("Hinted", "t3", None, deleted_at)])  # the delete reaches us (a producer, validation)

@@ -10,7 +10,7 @@ import aiohttp
 import azure.durable_functions as df
 import pytest
 
-from shared import validation, workflow
+from shared import passes, validation, workflow
 from shared.config import get_settings
 from shared.store import COUNTER_ROW, get_store, partition_key, shard_of
 from tests.conftest import APP_VALIDATION_MAX_TASKS
@@ -185,7 +185,7 @@ async def test_a_job_over_the_limit_reads_unvalidated_and_is_skipped_cheaply(app
 async def scheduled_pass(app_server) -> dict:
     """What the ValidateCounts timer does, through the local host's real durable client endpoints."""
     client = df.DurableOrchestrationClient(app_server.local.client_binding())
-    return await validation.schedule(client, validation.default_deps())
+    return await passes.schedule(client, validation.default_deps())
 
 
 async def validated(app_server, job_ids, timeout=120) -> dict:
@@ -274,7 +274,8 @@ async def test_retention_removes_completed_jobs_validated_long_ago_and_keeps_the
     from datetime import timedelta
 
     from shared.batch import get_batch
-    from shared.validation import Deps, select_jobs
+    from shared.scheduling import select_jobs
+    from shared.validation import Deps
 
     function_app, url = app
     account, _ = simulator
