@@ -10,6 +10,7 @@ is kept with it.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,8 @@ from shared.counting import (
     is_batch_id,
 )
 from shared.errors import InvalidEventError
+
+logger = logging.getLogger(__name__)
 
 TASK_STATE_CHANGED = "Batch.TaskStateChanged"
 TASK_DELETED = "Batch.TaskDeleted"
@@ -89,6 +92,22 @@ def task_status(task: dict, received_at: datetime) -> tuple[str, TaskStatus]:
     execution = optional_object(task, "executionInfo")
     result = result_of(execution) if state is TaskState.COMPLETED else None
     return task_id, TaskStatus.observed(ticks, attempt_of(execution), state, result, required_slots_of(task))
+
+
+def read_listing(
+    tasks: list[dict], received_at: datetime, job_id: str
+) -> tuple[list[tuple[dict, str, TaskStatus]], int]:
+    """A List Tasks page's tasks as (task object, id, status), and how many did not read as a task:
+    those are logged and skipped, never raised (one bad task must not stop a listing). The one loop
+    the sync and validation read listings with."""
+    read, invalid = [], 0
+    for task in tasks:
+        try:
+            read.append((task, *task_status(task, received_at)))
+        except InvalidEventError as error:
+            invalid += 1
+            logger.warning("listed task skipped: %s", error, extra={"job_id": job_id, "task_id": task.get("id")})
+    return read, invalid
 
 
 def parse_timestamp(value: Any) -> datetime:

@@ -29,8 +29,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from shared.batch import BatchReader, BatchUnavailableError, changed_since_filter
 from shared.config import Settings
-from shared.errors import InvalidEventError
-from shared.events import TICKS_PER_SECOND, datetime_to_ticks, task_status
+from shared.events import TICKS_PER_SECOND, datetime_to_ticks, read_listing
 from shared.store import BatchReported, CountsStore, Observation, SyncPosition
 from shared.throttle import Throttle
 
@@ -243,15 +242,9 @@ async def _sync_job(
         for _ in range(settings.task_sync_max_pages):
             page = await batch.list_page(position.job_id, next_link, task_filter=task_filter)
             report.pages += 1
-            observations = []
-            for raw in page.tasks:
-                try:
-                    task_id, status = task_status(raw, now)
-                except InvalidEventError as error:
-                    report.invalid += 1
-                    logger.warning("listed task skipped: %s", error, extra={**extra, "task_id": raw.get("id")})
-                    continue
-                observations.append(Observation(position.job_id, task_id, status))
+            read, invalid = read_listing(page.tasks, now, position.job_id)
+            report.invalid += invalid
+            observations = [Observation(position.job_id, task_id, status) for _, task_id, status in read]
             report.tasks_listed += len(page.tasks)
             listed += len(page.tasks)
             if observations:

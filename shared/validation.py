@@ -21,7 +21,7 @@ from shared import workflow
 from shared.batch import PAGE_SIZE, BatchReader, creation_filter, get_batch
 from shared.config import Settings, get_settings
 from shared.errors import InvalidEventError
-from shared.events import datetime_to_ticks, task_status, ticks_of, ticks_to_datetime, ticks_to_iso
+from shared.events import datetime_to_ticks, read_listing, ticks_of, ticks_to_datetime, ticks_to_iso
 from shared.store import CountsStore, get_store, shard_of
 from shared.store.layout import partitions_for
 from shared.store.reconcile import DRIFT_KINDS
@@ -172,15 +172,9 @@ def _by_shard(tasks: list[dict], scan: dict, now: datetime) -> tuple[dict[int, l
     """A page's tasks per shard as (id, status); how many were skipped as invalid; the first and last
     of their creation ticks."""
     by_shard: dict[int, list] = defaultdict(list)
-    invalid = 0
     created: list[int] = []
-    for raw in tasks:
-        try:
-            task_id, status = task_status(raw, now)
-        except InvalidEventError as error:
-            invalid += 1
-            logger.warning("listed task skipped: %s", error, extra={"job_id": scan["jobId"], "task_id": raw.get("id")})
-            continue
+    read, invalid = read_listing(tasks, now, scan["jobId"])
+    for raw, task_id, status in read:
         by_shard[shard_of(task_id.lower(), scan["partitions"])].append((task_id, status))
         try:  # only guides the next pass's slicing: a task without it is still checked
             created.append(ticks_of(raw.get("creationTime"), "creationTime", now))

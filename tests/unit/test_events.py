@@ -164,3 +164,14 @@ def test_parser_never_raises_anything_but_its_own_errors(document):
     assert len(delivery.events) + len(delivery.rejections) + delivery.ignored <= max(
         1, len(document) if isinstance(document, list) else 1
     )
+
+
+def test_a_listing_reads_every_task_it_can_and_counts_the_rest():
+    from shared.events import read_listing
+    from tests.sample_files import task_data
+
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    good = task_data(id="t1", stateTransitionTime="2026-12-01T00:00:00Z")
+    bad = [task_data(id="t/2"), task_data(id="t3", state="sleeping"), {"id": "t4"}]
+    read, invalid = read_listing([bad[0], good, *bad[1:]], now, "job-1")
+    assert [(raw["id"], task_id) for raw, task_id, _ in read] == [("t1", "t1")] and invalid == 3
