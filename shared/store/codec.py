@@ -15,7 +15,7 @@ from typing import Any
 from shared.counting import COUNT_NAMES, RESULT_OF_VALUE, STATE_OF_VALUE, ZERO, Counts, TaskStatus
 from shared.errors import InvalidContinuationError
 from shared.store.layout import NO_MARKS, Marks, mark_fields
-from shared.store.records import BatchReported, JobCounts, JobRecord
+from shared.store.records import BatchReported, JobCounts, JobRecord, SyncPosition
 
 COUNTER_ROW = "!counts"  # '!' sorts before every character a task key can hold
 JOBS_PARTITION = "jobs"
@@ -232,3 +232,96 @@ def _span_of(text: str) -> tuple[int, int]:
     """``"low-high"`` ticks of the creation times a pass saw."""
     low, high = text.split("-")
     return int(low), int(high)
+
+
+# ---- the job index (jobs table, partition JOBS_PARTITION) and leases --------------------------
+
+SYNC_COLUMNS = [
+    "RowKey",
+    "JobId",
+    "SyncWatermark",
+    "SyncNextLink",
+    "SyncListingStarted",
+    "SyncedAt",
+    "SyncFinished",
+    "SyncChangedAt",
+]
+
+
+def new_job_row(job_key: str, job_id: str, partitions: int, at: datetime) -> dict[str, Any]:
+    return {
+        "PartitionKey": JOBS_PARTITION,
+        "RowKey": job_key,
+        "JobId": job_id,
+        "Partitions": partitions,
+        "FirstSeenAt": at,
+    }
+
+
+def reshard_begun_row(job_key: str, target: int) -> dict[str, Any]:
+    return {"PartitionKey": JOBS_PARTITION, "RowKey": job_key, "ReshardingTo": target}
+
+
+def reshard_finished_row(job_key: str, target: int) -> dict[str, Any]:
+    return {"PartitionKey": JOBS_PARTITION, "RowKey": job_key, "Partitions": target, "ReshardingTo": 0}
+
+
+def validation_row(
+    job_key: str,
+    status: str,
+    note: str | None,
+    validated_at: datetime | None,
+    summary: dict | None,
+    created_span: tuple[int, int] | None,
+) -> dict[str, Any]:
+    """A validation outcome, merged into the job's row (fields left out stay as they are)."""
+    row: dict[str, Any] = {
+        "PartitionKey": JOBS_PARTITION,
+        "RowKey": job_key,
+        "ValidationStatus": status,
+        "ValidationNote": note or "",
+    }
+    if validated_at is not None:
+        row["LastValidatedAt"] = validated_at
+    if summary is not None:
+        row["LastValidation"] = json.dumps(summary, separators=(",", ":"))
+    if created_span is not None:
+        row["CreatedSpan"] = f"{ticks_text(created_span[0])}-{ticks_text(created_span[1])}"
+    return row
+
+
+def batch_report_row(job_key: str, report: BatchReported | None) -> dict[str, Any]:
+    return {"PartitionKey": JOBS_PARTITION, "RowKey": job_key, "BatchReported": batch_reported_text(report)}
+
+
+def sync_row(position: SyncPosition, at: datetime) -> dict[str, Any]:
+    """A job's sync position, merged into its row, stamped ``at``."""
+    row: dict[str, Any] = {
+        "PartitionKey": JOBS_PARTITION,
+        "RowKey": position.job_key,
+        "SyncWatermark": ticks_text(position.watermark_ticks),
+        "SyncNextLink": position.next_link or "",
+        "SyncListingStarted": ticks_text(position.listing_started_ticks),
+        "SyncedAt": at,
+        "SyncFinished": position.finished,
+    }
+    if position.changed_at is not None:
+        row["SyncChangedAt"] = position.changed_at
+    return row
+
+
+def sync_position_of(row: Mapping[str, Any]) -> SyncPosition:
+    return SyncPosition(
+        job_key=row["RowKey"],
+        job_id=row["JobId"],
+        watermark_ticks=optional_ticks(row.get("SyncWatermark")),
+        next_link=row.get("SyncNextLink") or None,
+        listing_started_ticks=optional_ticks(row.get("SyncListingStarted")),
+        synced_at=row.get("SyncedAt"),
+        finished=bool(row.get("SyncFinished")),
+        changed_at=row.get("SyncChangedAt"),
+    )
+
+
+def lease_row(name: str, holder: str, expires_at: datetime) -> dict[str, Any]:
+    return {"PartitionKey": LEASES_PARTITION, "RowKey": name, "Holder": holder, "ExpiresAt": expires_at}

@@ -4,7 +4,6 @@ job's validation outcome and the delta sync's position; and leases (PartitionKey
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,12 +17,18 @@ from azure.data.tables.aio import TableClient
 from shared.store.codec import (
     JOBS_PARTITION,
     LEASES_PARTITION,
-    batch_reported_text,
+    SYNC_COLUMNS,
+    batch_report_row,
     decode_token,
     encode_token,
     job_of_row,
-    optional_ticks,
-    ticks_text,
+    lease_row,
+    new_job_row,
+    reshard_begun_row,
+    reshard_finished_row,
+    sync_position_of,
+    sync_row,
+    validation_row,
 )
 from shared.store.layout import partitions_for
 from shared.store.records import BatchReported, JobRecord, SyncPosition
@@ -31,16 +36,6 @@ from shared.store.tables import RESENDABLE, etag_of, if_match, storage_call, utc
 
 logger = logging.getLogger(__name__)
 
-_SYNC_FIELDS = [
-    "RowKey",
-    "JobId",
-    "SyncWatermark",
-    "SyncNextLink",
-    "SyncListingStarted",
-    "SyncedAt",
-    "SyncFinished",
-    "SyncChangedAt",
-]
 JobSize = Callable[[str], Awaitable["int | None"]]  # tasks in a job by Batch's own count; None: no such job
 JOB_CACHE_SECONDS = 60.0  # how long a process trusts that a job's index row still exists
 
@@ -91,16 +86,7 @@ class JobIndex:
             if job is None:
                 partitions = await self._partitions_for_new(job_id)
                 try:
-                    await self.table.create_entity(
-                        {
-                            "PartitionKey": JOBS_PARTITION,
-                            "RowKey": job_key,
-                            "JobId": job_id,
-                            "Partitions": partitions,
-                            "FirstSeenAt": utc_now(),
-                        },
-                        **RESENDABLE,
-                    )
+                    await self.table.create_entity(new_job_row(job_key, job_id, partitions, utc_now()), **RESENDABLE)
                     logger.info("new job registered", extra={"job_id": job_id, "partitions": partitions})
                 except ResourceExistsError:  # another instance registered it first
                     job = await self.get(job_key)
@@ -123,15 +109,13 @@ class JobIndex:
         return partitions_for(size, self._rows_per_partition, self._default_partitions)
 
     async def begin_reshard(self, job_key: str, target: int) -> None:
-        row = {"PartitionKey": JOBS_PARTITION, "RowKey": job_key, "ReshardingTo": target}
         async with storage_call("starting a reshard"):
-            await self.table.update_entity(row, mode="merge", **RESENDABLE)
+            await self.table.update_entity(reshard_begun_row(job_key, target), mode="merge", **RESENDABLE)
 
     async def finish_reshard(self, job_key: str, target: int) -> None:
         """Every source has moved its rows: ``target`` is the job's partition count from now on."""
-        row = {"PartitionKey": JOBS_PARTITION, "RowKey": job_key, "Partitions": target, "ReshardingTo": 0}
         async with storage_call("finishing a reshard"):
-            await self.table.update_entity(row, mode="merge", **RESENDABLE)
+            await self.table.update_entity(reshard_finished_row(job_key, target), mode="merge", **RESENDABLE)
         self._partition_counts[job_key] = target
 
     async def get(self, job_key: str) -> JobRecord | None:
@@ -163,26 +147,14 @@ class JobIndex:
         created_span: tuple[int, int] | None = None,
     ) -> None:
         """Record a validation outcome on the job's index row (merge: other fields stay)."""
-        row: dict[str, Any] = {
-            "PartitionKey": JOBS_PARTITION,
-            "RowKey": job_key,
-            "ValidationStatus": status,
-            "ValidationNote": note or "",
-        }
-        if validated_at is not None:
-            row["LastValidatedAt"] = validated_at
-        if summary is not None:
-            row["LastValidation"] = json.dumps(summary, separators=(",", ":"))
-        if created_span is not None:
-            row["CreatedSpan"] = f"{ticks_text(created_span[0])}-{ticks_text(created_span[1])}"
+        row = validation_row(job_key, status, note, validated_at, summary, created_span)
         async with storage_call("recording validation"):
             await self.table.update_entity(row, mode="merge", **RESENDABLE)
 
     async def record_batch_report(self, job_key: str, report: BatchReported | None) -> None:
         """Batch's own counts while they disagree with ours; None clears them (merge: other fields stay)."""
-        row = {"PartitionKey": JOBS_PARTITION, "RowKey": job_key, "BatchReported": batch_reported_text(report)}
         async with storage_call("recording Batch's own counts"):
-            await self.table.update_entity(row, mode="merge", **RESENDABLE)
+            await self.table.update_entity(batch_report_row(job_key, report), mode="merge", **RESENDABLE)
 
     async def delete(self, job_key: str) -> None:
         await self.table.delete_entity(JOBS_PARTITION, job_key)
@@ -195,32 +167,22 @@ class JobIndex:
         positions = {}
         async with storage_call("reading sync positions"):
             async for row in self.table.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": JOBS_PARTITION}, select=_SYNC_FIELDS
+                "PartitionKey eq @pk", parameters={"pk": JOBS_PARTITION}, select=SYNC_COLUMNS
             ):
-                positions[row["RowKey"]] = _position_of(row)
+                positions[row["RowKey"]] = sync_position_of(row)
         return positions
 
     async def sync_position(self, job_key: str) -> SyncPosition | None:
         """One job's sync position; None for a job not known here."""
         async with storage_call("reading a sync position"):
             try:
-                return _position_of(await self.table.get_entity(JOBS_PARTITION, job_key, select=_SYNC_FIELDS))
+                return sync_position_of(await self.table.get_entity(JOBS_PARTITION, job_key, select=SYNC_COLUMNS))
             except ResourceNotFoundError:
                 return None
 
     async def record_sync(self, position: SyncPosition) -> None:
         """Save a job's sync position on its index row, stamped now (merge: other fields stay)."""
-        row = {
-            "PartitionKey": JOBS_PARTITION,
-            "RowKey": position.job_key,
-            "SyncWatermark": ticks_text(position.watermark_ticks),
-            "SyncNextLink": position.next_link or "",
-            "SyncListingStarted": ticks_text(position.listing_started_ticks),
-            "SyncedAt": utc_now(),
-            "SyncFinished": position.finished,
-        }
-        if position.changed_at is not None:
-            row["SyncChangedAt"] = position.changed_at
+        row = sync_row(position, utc_now())
         async with storage_call("recording a sync position"):
             await self.table.update_entity(row, mode="merge", **RESENDABLE)
 
@@ -229,12 +191,7 @@ class JobIndex:
     async def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take (or extend, for its holder) a named lease; False while another holder has it."""
         current_time = utc_now()
-        row = {
-            "PartitionKey": LEASES_PARTITION,
-            "RowKey": name,
-            "Holder": holder,
-            "ExpiresAt": datetime.fromtimestamp(current_time.timestamp() + seconds, UTC),
-        }
+        row = lease_row(name, holder, datetime.fromtimestamp(current_time.timestamp() + seconds, UTC))
         async with storage_call("taking a lease"):
             try:
                 await self.table.create_entity(row, **RESENDABLE)
@@ -262,16 +219,3 @@ class JobIndex:
                     )
             except (ResourceNotFoundError, ResourceModifiedError):
                 pass  # gone or taken over after expiry: nothing of ours to release
-
-
-def _position_of(row: dict) -> SyncPosition:
-    return SyncPosition(
-        job_key=row["RowKey"],
-        job_id=row["JobId"],
-        watermark_ticks=optional_ticks(row.get("SyncWatermark")),
-        next_link=row.get("SyncNextLink") or None,
-        listing_started_ticks=optional_ticks(row.get("SyncListingStarted")),
-        synced_at=row.get("SyncedAt"),
-        finished=bool(row.get("SyncFinished")),
-        changed_at=row.get("SyncChangedAt"),
-    )
