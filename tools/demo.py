@@ -249,8 +249,8 @@ class Demo:
     def show_the_read_key_cannot_write(self) -> bool:
         """The key the dashboard and the CLI use reads, and is refused where counts are written or
         validations started: a viewer cannot change what others see."""
-        stack = next(iter(self.stacks.values()))
-        before = self.apis[next(iter(self.stacks))].counts(JOB_ID)["taskCounts"]
+        name, stack = next(iter(self.stacks.items()))
+        before = self.apis[name].counts(JOB_ID)["taskCounts"]
         event = [
             {
                 "id": "demo-forged",
@@ -264,7 +264,7 @@ class Demo:
         read = {"x-functions-key": READ_KEY}
         ingest = self.http.post(f"{stack.app_url}/api/taskevents", json=event, headers=read, timeout=30)
         validate = self.http.post(f"{stack.app_url}/api/jobs/{JOB_ID}/validate", headers=read, timeout=30)
-        after = self.apis[next(iter(self.stacks))].counts(JOB_ID)["taskCounts"]
+        after = self.apis[name].counts(JOB_ID)["taskCounts"]
         refused = ingest.status_code == validate.status_code == 401 and after == before
         self.console.print(
             Text(

@@ -15,8 +15,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tools.azurite import Azurite, free_port
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
@@ -78,6 +80,18 @@ class Stack:
     @property
     def settings_path(self) -> Path:
         return self._workdir / "local.settings.json"
+
+    def control(self, path: str, body: dict | None = None, timeout: float = 120) -> Any:
+        """POST to the simulator's ``/control/{path}``; its JSON answer (None when empty). A refusal raises."""
+        request = urllib.request.Request(
+            f"{self.simulator_url}/control/{path}",
+            data=json.dumps(body or {}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer = response.read()
+        return json.loads(answer) if answer else None
 
     def __enter__(self) -> Stack:
         try:

@@ -30,7 +30,8 @@ function forgetKey() {
 
 async function getJson(url) {
   // No key: with Microsoft Entra ID the browser's sign-in session (a cookie) is the credential.
-  const headers = storedKey() ? { "x-functions-key": storedKey() } : {};
+  const key = storedKey();
+  const headers = key ? { "x-functions-key": key } : {};
   const last = cached.get(url);
   if (last) headers["If-None-Match"] = last.etag;
   const response = await fetch(url, { headers, cache: "no-store" });

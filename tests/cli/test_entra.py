@@ -3,13 +3,13 @@ what to do when the token is refused or the role is missing. No token can be had
 credential gives one (azure-core's TokenCredential protocol, as DefaultAzureCredential implements it)."""
 
 import asyncio
-import threading
 
 import pytest
 from aiohttp import web
 from azure.core.credentials import AccessToken
 
 from cli.taskcounts import Api, CliError
+from tools import serving
 from tools.azurite import free_port
 
 
@@ -25,8 +25,9 @@ class StandInCredential:
 
 
 @pytest.fixture
-def api_server():
-    """An HTTP server answering /api/jobs as the app would, recording each request's headers."""
+async def api_server():
+    """An HTTP server answering /api/jobs as the app would, recording each request's headers (the
+    CLI is synchronous: the tests call it on a thread while this loop serves)."""
     seen, answer = [], {"status": 200}
 
     async def jobs(request):
@@ -37,41 +38,28 @@ def api_server():
             )
         return web.json_response({"value": [{"id": "job-1"}]})
 
-    loop, port, ready = asyncio.new_event_loop(), free_port(), threading.Event()
-
-    async def start():
-        app = web.Application()
-        app.router.add_get("/api/jobs", jobs)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        ready.set()
-        return runner
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    runner = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
+    app, port = web.Application(), free_port()
+    app.router.add_get("/api/jobs", jobs)
+    runner = await serving.start(app, "127.0.0.1", port)
     yield f"http://127.0.0.1:{port}", seen, answer
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=10)
-    loop.close()
+    await runner.cleanup()
 
 
-def test_a_token_for_the_app_registration_is_sent_and_no_key(api_server):
+async def test_a_token_for_the_app_registration_is_sent_and_no_key(api_server):
     url, seen, _ = api_server
     credential = StandInCredential()
-    jobs = Api(url, "a-key-that-must-not-be-sent", credential=credential, audience="api://app-id/").jobs()
+    api = Api(url, "a-key-that-must-not-be-sent", credential=credential, audience="api://app-id/")
+    jobs = await asyncio.to_thread(api.jobs)
     assert [job["id"] for job in jobs] == ["job-1"]
     assert credential.scopes == [("api://app-id/.default",)]
     assert seen[0]["Authorization"] == "Bearer token-for-the-app" and "x-functions-key" not in seen[0]
 
 
-def test_a_missing_role_and_a_missing_sign_in_are_explained(api_server):
+async def test_a_missing_role_and_a_missing_sign_in_are_explained(api_server):
     url, _, answer = api_server
     answer["status"] = 403
     with pytest.raises(CliError, match="TaskCounts.Read"):
-        Api(url, None, credential=StandInCredential(), audience="api://app-id").jobs()
+        await asyncio.to_thread(Api(url, None, credential=StandInCredential(), audience="api://app-id").jobs)
     failing = StandInCredential(RuntimeError("DefaultAzureCredential failed to retrieve a token\nmore"))
     with pytest.raises(CliError, match="az login"):
-        Api(url, None, credential=failing, audience="api://app-id").jobs()
+        await asyncio.to_thread(Api(url, None, credential=failing, audience="api://app-id").jobs)

@@ -23,13 +23,8 @@ REFRESH_SECONDS = 5  # web/app.js REFRESH_MS
 STATES = ("active", "running", "succeeded", "failed")
 
 
-def control(stack, path, body):
-    response = requests.post(f"{stack.simulator_url}/control/{path}", json=body, timeout=60)
-    assert response.status_code < 300, response.text
-
-
 def publish(stack):
-    control(stack, "publish", {"url": f"{stack.app_url}/api/taskevents", "headers": INGESTING})
+    stack.control("publish", {"url": f"{stack.app_url}/api/taskevents", "headers": INGESTING})
 
 
 def api_counts(stack, job_id):
@@ -48,8 +43,8 @@ def stack():
         stall_minutes=1,
     ) as running:
         # A job that moves once, then never again: its stall clock starts here; the stall test runs last.
-        control(running, "jobs", {"id": "Stopped", "tasks": 40})
-        control(running, "jobs/Stopped/step", {"moves": 30, "seed": 3})
+        running.control("jobs", {"id": "Stopped", "tasks": 40})
+        running.control("jobs/Stopped/step", {"moves": 30, "seed": 3})
         publish(running)
         yield running
 
@@ -138,8 +133,8 @@ async def test_the_page_asks_for_a_read_key_and_never_puts_a_key_in_a_url_log_or
 
 
 async def test_cards_show_the_apis_numbers(page, stack):
-    control(stack, "jobs", {"id": "Shown", "tasks": 300})
-    control(stack, "jobs/Shown/step", {"moves": 400, "seed": 1})
+    stack.control("jobs", {"id": "Shown", "tasks": 300})
+    stack.control("jobs/Shown/step", {"moves": 400, "seed": 1})
     publish(stack)
 
     async def same():
@@ -151,7 +146,7 @@ async def test_cards_show_the_apis_numbers(page, stack):
 
 async def test_a_change_shows_within_one_refresh(page, stack):
     before = shown(api_counts(stack, "Shown"))
-    control(stack, "jobs/Shown/step", {"moves": 200, "seed": 2})
+    stack.control("jobs/Shown/step", {"moves": 200, "seed": 2})
     publish(stack)  # returns once delivered; the API may answer from a read up to COUNTS_MAX_AGE_MS old
 
     async def api_changed():

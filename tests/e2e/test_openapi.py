@@ -28,15 +28,8 @@ CHECKS = (
 def stack():
     with Stack(validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None) as running:
         # The document's example job exists, so the examples phase reads a real job's full body.
-        response = requests.post(
-            f"{running.simulator_url}/control/jobs", json={"id": "Demo-Render", "tasks": 50}, timeout=30
-        )
-        response.raise_for_status()
-        requests.post(
-            f"{running.simulator_url}/control/publish",
-            timeout=30,
-            json={"url": f"{running.app_url}/api/taskevents", "headers": INGESTING},
-        ).raise_for_status()
+        running.control("jobs", {"id": "Demo-Render", "tasks": 50})
+        running.control("publish", {"url": f"{running.app_url}/api/taskevents", "headers": INGESTING})
         yield running
 
 

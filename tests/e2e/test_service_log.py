@@ -24,12 +24,6 @@ FAULTS = (0.3, 0.3)  # storage calls failed before / after Azurite did the work 
 NAMES = ("active", "running", "completed", "succeeded", "failed")
 
 
-def control(stack, path, body):
-    response = requests.post(f"{stack.simulator_url}/control/{path}", json=body, timeout=60)
-    response.raise_for_status()
-    return response.json()
-
-
 def served(stack, job):
     response = requests.get(f"{stack.app_url}/api/jobs/{job}/taskcounts", headers=KEYED, timeout=10)
     return response.json()["taskCounts"] if response.status_code == 200 else None
@@ -56,17 +50,16 @@ def wait_for(check, seconds):
 def test_counted_exactly_from_the_service_log_and_the_delta_sync_alone():
     job = "Log-Render"
     with Stack(validation_schedule="0 0 0 1 1 *", task_sync_schedule="*/2 * * * * *") as stack:
-        control(stack, "jobs", {"id": job, "tasks": 3000, "publish": False})
+        stack.control("jobs", {"id": job, "tasks": 3000, "publish": False})
         # added tasks: no log record exists for them; only the sync can show them
         assert wait_for(lambda: served(stack, job) == truth(stack, job), 30), (served(stack, job), truth(stack, job))
         log_reports = []
         for seed in range(1, 6):
             # starts, completions (some failing, some before running), retries, requeues,
             # scheduling failures, reactivations; no deletions (no log or listing shows those)
-            control(stack, f"jobs/{job}/step", {"moves": 2500, "seed": seed, "deletes": False})
+            stack.control(f"jobs/{job}/step", {"moves": 2500, "seed": seed, "deletes": False})
             log_reports.append(
-                control(
-                    stack,
+                stack.control(
                     "servicelog",
                     {
                         "hub": SERVICE_LOG_HUB,
@@ -80,9 +73,9 @@ def test_counted_exactly_from_the_service_log_and_the_delta_sync_alone():
                 )
             )
         assert wait_for(lambda: served(stack, job) == truth(stack, job), 60), (served(stack, job), truth(stack, job))
-        control(stack, f"jobs/{job}/finish", {"seed": 9})
+        stack.control(f"jobs/{job}/finish", {"seed": 9})
         log_reports.append(
-            control(stack, "servicelog", {"hub": SERVICE_LOG_HUB, "duplicate": 0.1, "reorder": True, "seed": 9})
+            stack.control("servicelog", {"hub": SERVICE_LOG_HUB, "duplicate": 0.1, "reorder": True, "seed": 9})
         )
         assert wait_for(lambda: served(stack, job) == truth(stack, job), 60), (served(stack, job), truth(stack, job))
         host_log = stack.log_text("funchost")
@@ -94,11 +87,10 @@ def test_counted_exactly_from_the_service_log_and_the_delta_sync_alone():
 def test_storage_faults_mid_invocation_are_retried_and_never_double_counted():
     job = "Log-Chaos"
     with Stack(validation_schedule="0 0 0 1 1 *", task_sync_schedule=None, storage_faults=FAULTS) as stack:
-        control(stack, "jobs", {"id": job, "tasks": 2000, "publish": False})
+        stack.control("jobs", {"id": job, "tasks": 2000, "publish": False})
         for seed in range(1, 4):
-            control(stack, f"jobs/{job}/step", {"moves": 2000, "seed": seed})
-        report = control(
-            stack,
+            stack.control(f"jobs/{job}/step", {"moves": 2000, "seed": seed})
+        report = stack.control(
             "servicelog",
             {
                 "hub": SERVICE_LOG_HUB,

@@ -20,14 +20,8 @@ def stack():
         access_mode="entra", validation_schedule="0 0 0 1 1 *", service_log=False, task_sync_schedule=None
     ) as running:
         signed_in = {"X-MS-CLIENT-PRINCIPAL": principal("AzureEventGridSecureWebhookSubscriber")}
-        requests.post(
-            f"{running.simulator_url}/control/jobs", json={"id": "Signed", "tasks": 5}, timeout=30
-        ).raise_for_status()
-        requests.post(
-            f"{running.simulator_url}/control/publish",
-            timeout=60,
-            json={"url": f"{running.app_url}/api/taskevents", "headers": signed_in},
-        ).raise_for_status()
+        running.control("jobs", {"id": "Signed", "tasks": 5})
+        running.control("publish", {"url": f"{running.app_url}/api/taskevents", "headers": signed_in})
         yield running
 
 

@@ -36,14 +36,8 @@ def simulator(stack):
     return BatchClient(stack.simulator_url, AzureNamedKeyCredential(DEFAULT_ACCOUNT, DEFAULT_KEY))
 
 
-def control(stack, path, body):
-    response = requests.post(f"{stack.simulator_url}/control/{path}", json=body, timeout=60)
-    assert response.status_code < 300, response.text
-    return response.json() if response.content else None
-
-
 def publish(stack, **faults):
-    return control(stack, "publish", {"url": f"{stack.app_url}/api/taskevents", "headers": INGESTING, **faults})
+    return stack.control("publish", {"url": f"{stack.app_url}/api/taskevents", "headers": INGESTING, **faults})
 
 
 def counts(stack, job_id):
@@ -137,8 +131,8 @@ def test_bad_deliveries_are_rejected_and_kept(stack):
 
 
 def test_timer_admin_endpoint_starts_a_validation_that_corrects_drift(stack):
-    control(stack, "jobs", {"id": "E2E-Timer", "tasks": 1200})
-    control(stack, "jobs/E2E-Timer/step", {"moves": 2400, "seed": 1})
+    stack.control("jobs", {"id": "E2E-Timer", "tasks": 1200})
+    stack.control("jobs/E2E-Timer/step", {"moves": 2400, "seed": 1})
     publish(stack, drop=0.2, duplicate=0.2, reorder=True, seed=1)
     assert counts(stack, "E2E-Timer")["taskCounts"] != truth(stack, "E2E-Timer")
     fired = requests.post(
@@ -154,10 +148,10 @@ def test_timer_admin_endpoint_starts_a_validation_that_corrects_drift(stack):
 
 
 def test_on_demand_validation_followed_through_the_status_endpoint(stack):
-    control(stack, "jobs", {"id": "E2E-Now", "tasks": 800})
+    stack.control("jobs", {"id": "E2E-Now", "tasks": 800})
     publish(stack)
     for n in range(40):
-        control(stack, f"jobs/E2E-Now/tasks/task-{n:07d}/start", {"publish": False})  # events lost
+        stack.control(f"jobs/E2E-Now/tasks/task-{n:07d}/start", {"publish": False})  # events lost
     started = requests.post(f"{stack.app_url}/api/jobs/E2E-Now/validate", headers=OPERATING, timeout=10)
     assert started.status_code == 202
     status, body = follow(started.headers["Location"])
