@@ -5,14 +5,14 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared import passes, validation
+from shared.validation import activities, passes
 
 logger = logging.getLogger(__name__)
 
 
 async def main(timer: func.TimerRequest, starter: str) -> None:
     try:
-        await passes.schedule(df.DurableOrchestrationClient(starter), validation.default_deps())
+        await passes.schedule(df.DurableOrchestrationClient(starter), activities.default_deps())
     except Exception:
         logger.exception("could not start the scheduled validation")
         raise

@@ -1,5 +1,5 @@
 """Validation activity: remove a job Batch no longer has, or one past its retention."""
 
-from shared import validation
+from shared.validation import activities
 
-main = validation.activity(validation.remove_job)
+main = activities.activity(activities.remove_job)

@@ -1,5 +1,5 @@
 """Validation activity: check a job's size and open a scan."""
 
-from shared import validation
+from shared.validation import activities
 
-main = validation.activity(validation.begin)
+main = activities.activity(activities.begin)

@@ -1,5 +1,5 @@
 """Validation activity: mark the job validated with the drift found."""
 
-from shared import validation
+from shared.validation import activities
 
-main = validation.activity(validation.finish)
+main = activities.activity(activities.finish)

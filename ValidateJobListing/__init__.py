@@ -1,7 +1,7 @@
-"""Sub-orchestrator: shared.workflow.list_slices, one round of a job's listing (deterministic, replayed)."""
+"""Sub-orchestrator: shared.validation.workflow.list_slices, one round of a job's listing (deterministic, replayed)."""
 
 import azure.durable_functions as df
 
-from shared import workflow
+from shared.validation import workflow
 
 main = df.Orchestrator.create(workflow.list_slices)

@@ -5,10 +5,12 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared import api, passes, workflow
+from shared import api
 from shared.access import Access
 from shared.config import get_settings
 from shared.replies import Reply, error
+from shared.validation import passes, workflow
+from shared.validation.payloads import JobRef
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +22,7 @@ async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
         client = df.DurableOrchestrationClient(starter)
         instance_id = workflow.on_demand_instance_id(job_id.lower())
         try:
-            await passes.start_unless_running(
-                client, workflow.VALIDATE_JOB, instance_id, {"jobKey": job_id.lower(), "jobId": job_id}
-            )
+            await passes.start_job_pass(client, JobRef(job_id, job_id.lower()))
             status_url = req.url.split("?", 1)[0].rstrip("/").removesuffix("/validate") + "/validation"
             reply = Reply(
                 202,

@@ -1,5 +1,5 @@
 """Validation activity: keep a few List Tasks pages of one slice for the sweeps."""
 
-from shared import validation
+from shared.validation import activities
 
-main = validation.activity(validation.list_pages)
+main = activities.activity(activities.list_pages)

@@ -1,5 +1,5 @@
 """Validation activity: move one partition's rows that belong to the job's new partitions."""
 
-from shared import validation
+from shared.validation import activities
 
-main = validation.activity(validation.reshard)
+main = activities.activity(activities.reshard)

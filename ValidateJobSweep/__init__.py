@@ -1,5 +1,5 @@
 """Validation activity: reconcile one partition with the scan's listing."""
 
-from shared import validation
+from shared.validation import activities
 
-main = validation.activity(validation.sweep)
+main = activities.activity(activities.sweep)

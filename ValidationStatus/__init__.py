@@ -1,16 +1,17 @@
 """GET /api/jobs/{jobId}/validation: the job's on-demand validation, 202 while it runs.
 
-Binding glue over shared.passes."""
+Binding glue over shared.validation.passes."""
 
 import logging
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared import api, passes
+from shared import api
 from shared.access import Access
 from shared.config import get_settings
 from shared.replies import guarded
+from shared.validation import passes
 
 logger = logging.getLogger(__name__)
 

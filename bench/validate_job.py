@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from shared import workflow
 from shared.batch import close_batch
 from shared.store import close_store
+from shared.validation import workflow
 from tools.funchost import FunctionApp
 
 PHASES = {workflow.BEGIN: "begin", workflow.LIST_PAGES: "listing", workflow.SWEEP: "sweeps", workflow.FINISH: "finish"}

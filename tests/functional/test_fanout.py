@@ -6,11 +6,12 @@ import random
 import aiohttp
 import pytest
 
-from shared import workflow
 from shared.batch import creation_filter
 from shared.config import get_settings
 from shared.events import ticks_to_iso
 from shared.store import get_store
+from shared.validation import workflow
+from shared.validation.payloads import ListingLimits
 from tests.functional.test_validation import deliver, engine_for, new_job, served, served_as_truth
 from tools.batchsim.publisher import Faults
 from tools.stack import READ_KEY
@@ -57,7 +58,7 @@ async def test_state_changes_deletions_and_additions_during_the_fan_out_end_in_t
         return result
 
     engine = engine_for(function_app, **{workflow.LIST_PAGES: ("activityTrigger", page_then_change)})
-    several_pages_a_call = {**job_input(job), "limits": workflow.ListingLimits(pages_per_call=2).to_json()}
+    several_pages_a_call = {**job_input(job), "limits": ListingLimits(pages_per_call=2).to_json()}
     instance = await engine.run(workflow.VALIDATE_JOB, several_pages_a_call, "fanout-change")
     assert instance.output["action"] == "validated", instance.output
     assert changed["calls"] >= 3 and instance.output["pages"] == changed["pages"]

@@ -269,9 +269,10 @@ async def test_batchs_own_counts_beside_ours_once_they_disagree_for_a_while_and_
     Ours are never replaced."""
     from datetime import timedelta
 
-    from shared import api, scheduling
+    from shared import api
     from shared.events import datetime_to_ticks
     from shared.progress import ProgressRules
+    from shared.validation import scheduling
     from tests.strategies import BASE_TICKS, observe
 
     account, url, open_world = world

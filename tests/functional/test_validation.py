@@ -10,9 +10,9 @@ import aiohttp
 import azure.durable_functions as df
 import pytest
 
-from shared import passes, validation, workflow
 from shared.config import get_settings
 from shared.store import COUNTER_ROW, get_store, partition_key, shard_of
+from shared.validation import activities, passes, workflow
 from tests.conftest import APP_VALIDATION_MAX_TASKS
 from tools.batchsim.publisher import Faults, publish
 from tools.durable import DurableEngine
@@ -185,7 +185,7 @@ async def test_a_job_over_the_limit_reads_unvalidated_and_is_skipped_cheaply(app
 async def scheduled_pass(app_server) -> dict:
     """What the ValidateCounts timer does, through the local host's real durable client endpoints."""
     client = df.DurableOrchestrationClient(app_server.local.client_binding())
-    return await passes.schedule(client, validation.default_deps())
+    return await passes.schedule(client, activities.default_deps())
 
 
 async def validated(app_server, job_ids, timeout=120) -> dict:
@@ -274,8 +274,8 @@ async def test_retention_removes_completed_jobs_validated_long_ago_and_keeps_the
     from datetime import timedelta
 
     from shared.batch import get_batch
-    from shared.scheduling import select_jobs
-    from shared.validation import Deps
+    from shared.validation.activities import Deps
+    from shared.validation.scheduling import select_jobs
 
     function_app, url = app
     account, _ = simulator
@@ -287,11 +287,11 @@ async def test_retention_removes_completed_jobs_validated_long_ago_and_keeps_the
     settings = get_settings()
     later = datetime.now(UTC) + timedelta(days=settings.retention_days, hours=1)
     plan = await select_jobs(Deps(get_store(settings), get_batch(settings), settings, later))
-    removals = {job["jobId"]: job["reason"] for job in plan["remove"]}
+    removals = {job.job_id: job.reason for job in plan.remove}
     assert "old-done" in removals and "completed and validated over" in removals["old-done"]
     assert "old-active" not in removals
     soon = await select_jobs(Deps(get_store(settings), get_batch(settings), settings, datetime.now(UTC)))
-    assert "old-done" not in {job["jobId"] for job in soon["remove"]}
+    assert "old-done" not in {job.job_id for job in soon.remove}
 
 
 async def test_a_job_that_outgrew_its_partitions_is_resharded_then_validated(app, simulator, monkeypatch):

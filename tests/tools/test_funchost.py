@@ -7,7 +7,7 @@ import re
 
 import aiohttp
 
-from shared import workflow
+from shared.validation import workflow
 from tools.azurite import free_port
 from tools.batchsim.publisher import publish
 from tools.funchost import Keys, banner, serve, stop

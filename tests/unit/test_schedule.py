@@ -1,4 +1,4 @@
-"""The cost rule that decides which jobs a scheduled pass validates (shared.scheduling.due), pure."""
+"""The cost rule that decides which jobs a scheduled pass validates (shared.validation.scheduling.due), pure."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.counting import Counts
-from shared.scheduling import TASKS_PER_MINUTE_APART, due
 from shared.store import JobCounts, JobRecord
+from shared.validation.scheduling import TASKS_PER_MINUTE_APART, due
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

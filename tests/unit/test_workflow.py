@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 import ValidateCountsCleanup
 import ValidateJobListing
 import ValidateJobOrchestrator
-from shared import workflow
+from shared.validation import workflow
+from shared.validation.payloads import SLICES_PER_LISTING, ListingLimits, Slice
 from tools.durable import COMPLETION_EVENTS, ORCHESTRATOR_STARTED, DurableEngine, Instance, NonDeterminismError
 
 PAGE_SIZE = 10  # a stand-in page (Batch's holds 1,000): the scan says how large a page is
@@ -176,7 +177,7 @@ def in_flight(instance, name) -> tuple[int, bool]:
 
 def limited(**limits) -> dict:
     """The job's orchestration input with other listing limits than the defaults."""
-    return {**JOB, "limits": workflow.ListingLimits(**limits).to_json()}
+    return {**JOB, "limits": ListingLimits(**limits).to_json()}
 
 
 async def test_listing_fans_out_over_slices_lists_every_task_once_then_sweeps_then_finish():
@@ -232,7 +233,7 @@ async def test_a_large_job_added_at_once_is_cut_into_more_slices_than_pages_in_f
     dense slices page on alone while the window stands half empty; still never more in flight."""
     dense = [500 + tick % 100 for tick in range(4000)]
     paged_on = []
-    for slices_per_listing in (1, workflow.SLICES_PER_LISTING):  # as many slices as pages in flight, then more
+    for slices_per_listing in (1, SLICES_PER_LISTING):  # as many slices as pages in flight, then more
         recorder = Recorder(tasks=dense)
         job = limited(slices_per_listing=slices_per_listing)
         instance = await recorder.engine().run(workflow.VALIDATE_JOB, job, f"v-burst-{slices_per_listing}")
@@ -245,8 +246,8 @@ async def test_a_large_job_added_at_once_is_cut_into_more_slices_than_pages_in_f
 @given(parallel=st.integers(1, 64), pages=st.integers(1, 10**5))
 def test_a_listing_is_never_cut_into_more_slices_than_pages_nor_fewer_than_pages_in_flight(parallel, pages):
     limit = workflow.slice_limit(parallel, pages)
-    assert min(parallel, pages) <= limit <= min(pages, parallel * workflow.SLICES_PER_LISTING)
-    assert limit == min(parallel, pages) or pages >= limit * workflow.SLICES_PER_LISTING  # extra slices: big ones
+    assert min(parallel, pages) <= limit <= min(pages, parallel * SLICES_PER_LISTING)
+    assert limit == min(parallel, pages) or pages >= limit * SLICES_PER_LISTING  # extra slices: big ones
 
 
 async def test_a_job_of_one_page_is_listed_with_one_call():
@@ -281,11 +282,11 @@ def test_planned_slices_partition_the_job_whatever_the_last_pass_saw(created, wi
     started = created + width
     known = None if span is None else [span[0], span[0] + span[1]]
     pieces = workflow.planned_slices(created, started, count, known)
-    assert pieces[0]["low"] == created and pieces[-1]["high"] == max(started, created + 1)
-    assert all(a["high"] == b["low"] for a, b in pairwise(pieces))
-    assert all(piece["high"] > piece["low"] for piece in pieces)
+    assert pieces[0].low == created and pieces[-1].high == max(started, created + 1)
+    assert all(a.high == b.low for a, b in pairwise(pieces))
+    assert all(piece.high > piece.low for piece in pieces)
     tick = created + probe % width
-    assert sum(piece["low"] <= tick < piece["high"] for piece in pieces) == 1
+    assert sum(piece.low <= tick < piece.high for piece in pieces) == 1
 
 
 async def test_tasks_created_in_one_tick_page_in_order_within_their_slice():
@@ -363,18 +364,18 @@ async def test_resuming_the_job_cut_anywhere_gives_the_same_result_and_redoes_no
 @given(low=st.integers(0, 10**18), width=st.integers(1, 10**12), parts=st.integers(1, 16), probe=st.integers(0, 10**12))
 def test_slices_partition_creation_times_exactly(low, width, parts, probe):
     high = low + width
-    pieces = workflow.split_slice(workflow.new_slice(low, high), parts)
-    assert pieces[0]["low"] == low and pieces[-1]["high"] == high
-    assert all(a["high"] == b["low"] for a, b in pairwise(pieces))  # adjacent, no gap, no overlap
-    assert all(piece["high"] > piece["low"] for piece in pieces) and len(pieces) == min(parts, width)
+    pieces = workflow.split_slice(Slice(low, high), parts)
+    assert pieces[0].low == low and pieces[-1].high == high
+    assert all(a.high == b.low for a, b in pairwise(pieces))  # adjacent, no gap, no overlap
+    assert all(piece.high > piece.low for piece in pieces) and len(pieces) == min(parts, width)
     tick = low + probe % width
-    assert sum(piece["low"] <= tick < piece["high"] for piece in pieces) == 1  # a tick is in exactly one
+    assert sum(piece.low <= tick < piece.high for piece in pieces) == 1  # a tick is in exactly one
 
 
 def test_initial_slices_cover_the_job_from_its_creation_to_the_scan():
     pieces = workflow.initial_slices(100, 900, 8)
-    assert (pieces[0]["low"], pieces[-1]["high"], len(pieces)) == (100, 900, 8)
-    assert workflow.initial_slices(500, 400, 8) == [{"low": 500, "high": 501, "next": None, "pages": 0}]
+    assert (pieces[0].low, pieces[-1].high, len(pieces)) == (100, 900, 8)
+    assert workflow.initial_slices(500, 400, 8) == [Slice(500, 501, next=None, pages=0)]
 
 
 async def test_every_replay_schedules_the_same_actions():
@@ -431,10 +432,13 @@ def test_workflow_names_are_function_folders_with_the_right_trigger():
 
 
 def test_the_orchestrator_imports_no_azure_sdk():
-    """Orchestrators replay: the module they run must stay pure (no I/O, no SDK behind an import)."""
+    """Orchestrators replay: the modules they run must stay pure (no I/O, no SDK behind an import)."""
     import subprocess
     import sys
 
-    code = "import shared.workflow, sys; print([m for m in sys.modules if m.split('.')[0] == 'azure'])"
+    code = (
+        "import shared.validation.workflow, shared.validation.payloads, sys;"
+        "print([m for m in sys.modules if m.split('.')[0] == 'azure'])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]", result.stdout

@@ -8,10 +8,11 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from shared import workflow
 from shared.replies import Reply, error, ok
-from shared.scheduling import select_jobs
-from shared.validation import Deps
+from shared.validation import workflow
+from shared.validation.activities import Deps
+from shared.validation.payloads import JobPass, JobRef
+from shared.validation.scheduling import select_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -21,19 +22,22 @@ async def schedule(client: Any, deps: Deps) -> dict:
     validation uses, so one job never has two at once, and a long pass over a huge job delays no
     other job), unless it is still running; hand removals to one clean-up orchestration."""
     plan = await select_jobs(deps)
-    started = [
-        job["jobId"]
-        for job in plan["validate"]
-        if await start_unless_running(client, workflow.VALIDATE_JOB, workflow.on_demand_instance_id(job["jobKey"]), job)
-    ]
-    removing = bool(plan["remove"]) and await start_unless_running(
-        client, workflow.REMOVE_JOBS, workflow.REMOVAL_INSTANCE_ID, plan["remove"]
+    started = [job.job_id for job in plan.validate if await start_job_pass(client, job)]
+    removing = bool(plan.remove) and await start_unless_running(
+        client, workflow.REMOVE_JOBS, workflow.REMOVAL_INSTANCE_ID, [job.to_json() for job in plan.remove]
     )
     return {
         "started": started,
-        "stillRunning": len(plan["validate"]) - len(started),
-        "removing": [job["jobId"] for job in plan["remove"]] if removing else [],
+        "stillRunning": len(plan.validate) - len(started),
+        "removing": [job.job_id for job in plan.remove] if removing else [],
     }
+
+
+async def start_job_pass(client: Any, job: JobRef) -> bool:
+    """Start one job's validation under its own instance id, unless one is still going."""
+    return await start_unless_running(
+        client, workflow.VALIDATE_JOB, workflow.on_demand_instance_id(job.job_key), JobPass(job).to_json()
+    )
 
 
 GOING = ("Running", "Pending", "ContinuedAsNew")

@@ -4,10 +4,12 @@ least a minute per 10,000 of its tasks apart), Batch's disagreeing counts, and t
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.store import JobCounts
-from shared.validation import Deps
+from shared.validation.activities import Deps
+from shared.validation.payloads import JobRef
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +39,22 @@ def changed_since_validated(job: JobCounts) -> bool:
     return validated_at is not None and job.last_updated_at is not None and job.last_updated_at > validated_at
 
 
-async def select_jobs(deps: Deps) -> dict:
+@dataclass(frozen=True)
+class Plan:
     """Jobs to validate (``due``) and jobs to remove (gone from Batch, or completed and validated
-    longer ago than the retention)."""
-    validate, remove = [], []
+    longer ago than the retention), each with its reason."""
+
+    validate: list[JobRef]
+    remove: list[JobRef]
+
+
+async def select_jobs(deps: Deps) -> Plan:
+    """What a scheduled pass does (see ``Plan``)."""
+    validate: list[JobRef] = []
+    remove: list[JobRef] = []
     retention = timedelta(days=deps.settings.retention_days)
     async for job in deps.store.all_jobs():
-        ref = {"jobKey": job.job.job_key, "jobId": job.job.job_id}
+        ref = JobRef(job.job.job_id, job.job.job_key)
         if due(job, deps.now):
             validate.append(ref)
             continue
@@ -52,8 +63,8 @@ async def select_jobs(deps: Deps) -> dict:
         validated_at = job.job.last_validated_at
         state = await deps.batch.job_state(job.job.job_id)
         if state is None:
-            remove.append({**ref, "reason": "JobNotFound"})
+            remove.append(ref.removed_because("JobNotFound"))
         elif state == "completed" and validated_at is not None and deps.now - validated_at > retention:
-            remove.append({**ref, "reason": f"completed and validated over {deps.settings.retention_days} days ago"})
+            remove.append(ref.removed_because(f"completed and validated over {deps.settings.retention_days} days ago"))
     logger.info("validation planned", extra={"validate": len(validate), "remove": len(remove)})
-    return {"validate": validate, "remove": remove}
+    return Plan(validate, remove)

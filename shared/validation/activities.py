@@ -4,7 +4,8 @@ A pass over one job: ``begin`` (size check, creation time, scan id), ``list_page
 Tasks page of every creation-time slice (all states, so a task that changes state mid-scan is still
 listed exactly once; each page's tasks are kept per shard in the scans table), ``sweep`` per
 partition (counter check, then listed-newer corrections and removals through the same ETag-guarded
-path as events), ``finish`` (marks the job validated with what was found). The orchestration is in ``shared.workflow``.
+path as events), ``finish`` (marks the job validated with what was found). The orchestration is
+in ``shared.validation.workflow``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared import workflow
 from shared.batch import PAGE_SIZE, BatchReader, creation_filter, get_batch
 from shared.config import Settings, get_settings
 from shared.errors import InvalidEventError
@@ -25,6 +25,20 @@ from shared.events import datetime_to_ticks, read_listing, ticks_of, ticks_to_da
 from shared.store import CountsStore, get_store, shard_of
 from shared.store.layout import partitions_for
 from shared.store.reconcile import DRIFT_KINDS
+from shared.validation.payloads import (
+    Action,
+    Begin,
+    Finish,
+    JobRef,
+    Move,
+    Pages,
+    PagesRequest,
+    ReshardPlan,
+    Scan,
+    Span,
+    Sweep,
+)
+from shared.validation.workflow import widened
 
 logger = logging.getLogger(__name__)
 
@@ -61,31 +75,29 @@ def activity(work: Activity, deps: Callable[[], Deps] = default_deps) -> Callabl
     return main
 
 
-async def remove_job(deps: Deps, job: dict) -> dict:
-    partitions = await deps.store.remove_job(job["jobKey"])
-    logger.info("job cleaned up", extra={"job_id": job["jobId"], "reason": job.get("reason"), "partitions": partitions})
-    return {
-        "jobId": job["jobId"],
-        "action": workflow.Action.REMOVED,
-        "reason": job.get("reason"),
-        "partitions": partitions,
-    }
+async def remove_job(deps: Deps, payload: dict) -> dict:
+    job = JobRef.from_json(payload)
+    partitions = await deps.store.remove_job(job.job_key)
+    logger.info("job cleaned up", extra={"job_id": job.job_id, "reason": job.reason, "partitions": partitions})
+    return {"jobId": job.job_id, "action": Action.REMOVED, "reason": job.reason, "partitions": partitions}
 
 
-async def begin(deps: Deps, job: dict) -> dict:
+async def begin(deps: Deps, payload: dict) -> dict:
     """Check the job's size cheaply (Batch's own counts), grow its partitions if it outgrew them,
     and open a scan."""
-    job_id, job_key = job["jobId"], job["jobKey"]
+    request = Begin.from_json(payload)
+    job = request.job
+    job_id, job_key = job.job_id, job.job_key
     size = await deps.batch.job_size(job_id)
     if size is None:
-        return await remove_job(deps, {**job, "reason": "JobNotFound"})
+        return await remove_job(deps, job.removed_because("JobNotFound").to_json())
     await deps.store.register_job(job_id)  # validation may meet a job before any event
     known = await deps.store.get_job(job_key)  # read afresh: another process may have resharded it
-    if known is not None and job.get("reshardedTo") and known.resharding_to == job["reshardedTo"]:
-        await deps.store.finish_reshard(job_key, job["reshardedTo"])
+    if known is not None and request.resharded_to and known.resharding_to == request.resharded_to:
+        await deps.store.finish_reshard(job_key, request.resharded_to)
         known = await deps.store.get_job(job_key)
     if known is None:  # removed (a cleanup pass) since it was registered above
-        return await remove_job(deps, {**job, "reason": "removed while the pass began"})
+        return await remove_job(deps, job.removed_because("removed while the pass began").to_json())
     # A reshard left unfinished (a failed pass) is finished as it began: its sources are sealed for it.
     wanted = known.resharding_to or partitions_for(size, deps.settings.job_partition_rows, known.partitions)
     if wanted > known.partitions:
@@ -94,122 +106,114 @@ async def begin(deps: Deps, job: dict) -> dict:
             "job outgrew its partitions; resharding",
             extra={"job_id": job_id, "tasks": size, "partitions": known.partitions, "target": wanted},
         )
-        return {
-            "jobId": job_id,
-            "jobKey": job_key,
-            "action": workflow.Action.RESHARD,
-            "partitions": known.partitions,
-            "target": wanted,
-        }
+        return ReshardPlan(job, known.partitions, wanted).to_json()
     limit = deps.settings.validation_max_tasks
     if size > limit:
         note = f"{size} tasks is over VALIDATION_MAX_TASKS ({limit}); counts come from events only"
         await deps.store.mark_validation(job_key, UNVALIDATED, note)
         logger.info("job too large to validate", extra={"job_id": job_id, "tasks": size, "limit": limit})
-        return {"jobId": job_id, "action": workflow.Action.SKIPPED, "reason": note}
+        return {"jobId": job_id, "action": Action.SKIPPED, "reason": note}
     created = await deps.batch.job_creation_time(job_id)
     if created is None:
-        return await remove_job(deps, {**job, "reason": "JobNotFound"})
+        return await remove_job(deps, job.removed_because("JobNotFound").to_json())
     started = datetime_to_ticks(deps.now)
     await deps.store.drop_scans(job_key, before=f"{datetime_to_ticks(deps.now - ABANDONED_SCAN_AGE):019d}")
-    return {
-        "jobId": job_id,
-        "jobKey": job_key,
-        "action": workflow.Action.VALIDATE,
-        "scanId": f"{started:019d}",
-        "scanStartedTicks": started,
-        "createdTicks": ticks_of(created, "the job's creationTime", deps.now),
-        "partitions": known.partitions,
-        "expectedTasks": size,
-        "pageSize": PAGE_SIZE,  # in the input: the orchestrator imports nothing of Batch's SDK
-        "knownSpan": known.created_span,
-        "parallelListings": deps.settings.validation_parallel_listings,
-    }
+    scan = Scan(
+        job,
+        scan_id=f"{started:019d}",
+        scan_started_ticks=started,
+        created_ticks=ticks_of(created, "the job's creationTime", deps.now),
+        partitions=known.partitions,
+        expected_tasks=size,
+        page_size=PAGE_SIZE,
+        parallel_listings=deps.settings.validation_parallel_listings,
+        known_span=known.created_span,
+    )
+    return scan.to_json()
 
 
-async def reshard(deps: Deps, move: dict) -> dict:
+async def reshard(deps: Deps, payload: dict) -> dict:
     """Move the rows of one of a job's partitions that belong to the new ones (ingestion goes on)."""
-    moved = await deps.store.reshard_partition(move["jobKey"], move["shard"], move["target"])
-    return {"shard": move["shard"], "moved": moved}
+    move = Move.from_json(payload)
+    moved = await deps.store.reshard_partition(move.plan.job.job_key, move.shard, move.plan.target)
+    return {"shard": move.shard, "moved": moved}
 
 
-async def list_pages(deps: Deps, scan: dict) -> dict:
-    """Up to ``maxPages`` List Tasks pages of one creation-time slice, in order, each kept per shard
+async def list_pages(deps: Deps, payload: dict) -> dict:
+    """Up to ``max_pages`` List Tasks pages of one creation-time slice, in order, each kept per shard
     for the sweeps; returns how many were listed and where the slice's next page starts, or ``split``
     for a dense slice (its first page full) the orchestrator should cut finer, or ``gone`` when Batch
     no longer has the job."""
-    piece = scan["slice"]
-    next_link, page_number = piece["next"], piece["pages"]
+    request = PagesRequest.from_json(payload)
+    scan, piece = request.scan, request.slice
+    job_id = scan.job.job_id
+    next_link, page_number = piece.next, piece.pages
     listed = invalid = 0
-    span: list[int] | None = None  # first and last creation tick listed
-    for _ in range(scan["maxPages"]):
-        task_filter = None if next_link else creation_filter(piece["low"], piece["high"])
+    span: Span = None
+    for _ in range(request.max_pages):
+        task_filter = None if next_link else creation_filter(piece.low, piece.high)
         try:
-            page = await deps.batch.list_page(scan["jobId"], next_link, task_filter=task_filter)
+            page = await deps.batch.list_page(job_id, next_link, task_filter=task_filter)
         except ResourceNotFoundError:
-            return {"gone": True}
-        if next_link is None and page.next_link and scan["maySplit"] and piece["high"] - piece["low"] >= 2:
-            return {"split": True}
+            return Pages(gone=True).to_json()
+        if next_link is None and page.next_link and request.may_split and piece.high - piece.low >= 2:
+            return Pages(split=True).to_json()
         by_shard, skipped, created = _by_shard(page.tasks, scan, deps.now)
-        span = workflow.widened(span, created)
-        await deps.store.record_listing(
-            scan["jobKey"], scan["scanId"], f"{piece['low']:019d}-{page_number:06d}", by_shard
-        )
+        span = widened(span, created)
+        await deps.store.record_listing(scan.job.job_key, scan.scan_id, f"{piece.low:019d}-{page_number:06d}", by_shard)
         listed, invalid, page_number = listed + len(page.tasks) - skipped, invalid + skipped, page_number + 1
         next_link = page.next_link
         if not next_link:
             break
-    return {
-        "next": next_link,
-        "pages": page_number - piece["pages"],
-        "listed": listed,
-        "invalid": invalid,
-        "created": span,
-    }
+    return Pages(next_link, page_number - piece.pages, listed, invalid, span).to_json()
 
 
-def _by_shard(tasks: list[dict], scan: dict, now: datetime) -> tuple[dict[int, list], int, list[int] | None]:
+def _by_shard(tasks: list[dict], scan: Scan, now: datetime) -> tuple[dict[int, list], int, Span]:
     """A page's tasks per shard as (id, status); how many were skipped as invalid; the first and last
     of their creation ticks."""
     by_shard: dict[int, list] = defaultdict(list)
     created: list[int] = []
-    read, invalid = read_listing(tasks, now, scan["jobId"])
+    read, invalid = read_listing(tasks, now, scan.job.job_id)
     for raw, task_id, status in read:
-        by_shard[shard_of(task_id.lower(), scan["partitions"])].append((task_id, status))
+        by_shard[shard_of(task_id.lower(), scan.partitions)].append((task_id, status))
         try:  # only guides the next pass's slicing: a task without it is still checked
             created.append(ticks_of(raw.get("creationTime"), "creationTime", now))
         except InvalidEventError:
             pass
-    return by_shard, invalid, [min(created), max(created)] if created else None
+    return by_shard, invalid, (min(created), max(created)) if created else None
 
 
-async def sweep(deps: Deps, scan: dict) -> dict:
+async def sweep(deps: Deps, payload: dict) -> dict:
     """Reconcile one partition with what the scan listed for it."""
-    listed = await deps.store.listed_in_shard(scan["jobKey"], scan["scanId"], scan["shard"])
+    request = Sweep.from_json(payload)
+    scan = request.scan
+    listed = await deps.store.listed_in_shard(scan.job.job_key, scan.scan_id, request.shard)
     return await deps.store.reconcile_partition(
-        scan["jobKey"], scan["shard"], scan["partitions"], listed, scan["scanStartedTicks"], scan["jobId"]
+        scan.job.job_key, request.shard, scan.partitions, listed, scan.scan_started_ticks, scan.job.job_id
     )
 
 
-async def finish(deps: Deps, scan: dict) -> dict:
+async def finish(deps: Deps, payload: dict) -> dict:
     """Mark the job validated as of the scan's start, with the drift found, and drop the listing."""
+    request = Finish.from_json(payload)
+    scan = request.scan
     totals = {
-        name: sum(sweep_result[name] for sweep_result in scan["sweeps"])
+        name: sum(sweep_result[name] for sweep_result in request.sweeps)
         for name in ("checked", *DRIFT_KINDS, "countersRepaired", "counterCheckDeferred")
     }
     summary = {
-        "scanStartedAt": ticks_to_iso(scan["scanStartedTicks"]),
+        "scanStartedAt": ticks_to_iso(scan.scan_started_ticks),
         "finishedAt": deps.now.isoformat(),
-        "tasksListed": scan["tasksListed"],
-        "pages": scan["pages"],
+        "tasksListed": request.tasks_listed,
+        "pages": request.pages,
         "corrected": {kind: totals[kind] for kind in DRIFT_KINDS},
         "countersRepaired": totals["countersRepaired"],
         "counterCheckDeferred": totals["counterCheckDeferred"],
     }
     await deps.store.mark_validation(
-        scan["jobKey"], VALIDATED, None, ticks_to_datetime(scan["scanStartedTicks"]), summary, scan.get("createdSpan")
+        scan.job.job_key, VALIDATED, None, ticks_to_datetime(scan.scan_started_ticks), summary, request.created_span
     )  # where the next pass slices
-    await deps.store.drop_scans(scan["jobKey"], scan_id=scan["scanId"])
+    await deps.store.drop_scans(scan.job.job_key, scan_id=scan.scan_id)
     drift = sum(summary["corrected"].values()) + summary["countersRepaired"]
     log = logger.warning if drift else logger.info
     log(
@@ -217,6 +221,6 @@ async def finish(deps: Deps, scan: dict) -> dict:
         summary["tasksListed"],
         summary["corrected"],
         summary["countersRepaired"],
-        extra={"job_id": scan["jobId"], **summary["corrected"]},
+        extra={"job_id": scan.job.job_id, **summary["corrected"]},
     )
-    return {"jobId": scan["jobId"], "action": workflow.Action.VALIDATED, **summary}
+    return {"jobId": scan.job.job_id, "action": Action.VALIDATED, **summary}
