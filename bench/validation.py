@@ -36,7 +36,7 @@ from shared.counting import counts_of
 from shared.events import task_status
 from shared.store import CountsStore, partition_key, shard_of
 from shared.store import transactions as direct_transaction
-from shared.store.codec import counter_row, task_row
+from shared.store.codec.tasks import counter_row, task_row
 from tools.azurite import Azurite, free_port
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
 from tools.termination import stop_children_on_termination

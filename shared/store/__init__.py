@@ -1,16 +1,25 @@
-"""Table Storage: task rows, counter rows, the job index, validation listings, rejected events.
+"""Table Storage: task rows, counter rows, the job index, validation listings, progress, rejected events.
 
-The one package that talks to azure-data-tables (docs/design.md, "How exactly-once works"). Callers use the
-``CountsStore`` facade; behind it, one module per table (``tasks``, ``jobs``, ``scans``,
-``rejected``), the pure row codec (``codec``), the pure sweep decision (``reconcile``) and the
-shared client plumbing (``tables``).
+The one package that talks to azure-data-tables (docs/design.md, "How exactly-once works"). Callers use
+the ``CountsStore`` facade (``facade``); behind it:
+
+- per table, its reads and writes: ``tasks`` (task and counter rows, the ETag-guarded write path,
+  sweeps; ``kept`` the rows a batch read, ``partitions`` a table per job partition), ``jobs`` (the
+  job index, sync positions, leases), ``scans`` (validation listings), ``history`` (progress
+  points), ``rejected``, ``watches`` (watched jobs);
+- pure: the row codecs, one per table (``codec``), the records they decode to (``records``), the
+  sweep decision (``reconcile``), resharding's protocol (``layout``; its mover is ``reshard``);
+- plumbing: ``tables`` (clients, resends, errors, batched and range reads), ``transactions`` (the
+  write path's ``$batch``, built by hand), ``queries`` (a sweep's partition stream, decoded by
+  hand), ``recent`` (recent reads a poll is answered from).
 """
 
 from __future__ import annotations
 
 from shared.clients import PerLoop
 from shared.config import Settings
-from shared.store.codec import COUNTER_ROW, partition_key, raw_text_of, shard_of
+from shared.store.codec.rejected import raw_text_of
+from shared.store.codec.tasks import COUNTER_ROW, partition_key, shard_of
 from shared.store.facade import CountsStore
 from shared.store.records import (
     ApplyOutcome,

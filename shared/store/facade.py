@@ -17,7 +17,8 @@ from shared.config import Settings
 from shared.counting import TaskStatus
 from shared.progress import Episodes, Point
 from shared.store import reshard
-from shared.store.codec import JOBS_PARTITION, job_of_row, sum_counters
+from shared.store.codec.jobs import JOBS_PARTITION, job_of_row
+from shared.store.codec.tasks import sum_counters
 from shared.store.history import ProgressHistory
 from shared.store.jobs import JobIndex, JobSize
 from shared.store.layout import ROWS_PER_PARTITION

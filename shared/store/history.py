@@ -1,52 +1,27 @@
-"""Progress history (``{prefix}history``): one partition per job, newest point first.
-
-Rows: ``head`` (how many points the job holds, which alerts were raised) and one row per point,
-keyed ``p`` + (MAX_TICKS - ticks), so a partition read from its start meets the head, then the
-newest points: the recent window costs one query page.
-"""
+"""Progress history (``{prefix}history``): reading and writing a job's points and head row (their
+rows: ``shared.store.codec.history``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from azure.data.tables.aio import TableClient
 
-from shared.counting import Counts
-from shared.events import datetime_to_ticks
 from shared.progress import Episodes, Point
+from shared.store.codec.history import (
+    HEAD_ROW,
+    POINT_PREFIX,
+    POINTS_END,
+    head_of_row,
+    head_row,
+    point_key,
+    point_of_row,
+    point_row,
+    table_time,
+)
 from shared.store.tables import RESENDABLE, delete_partition, delete_rows, storage_call
 
-HEAD_ROW = "head"
-POINT_PREFIX = "p"
-MAX_TICKS = 10**19 - 1  # 100-ns ticks since the epoch stay below this until the year 33658
 RECENT_PAGE = 100  # points read per page of a job's recent window
-
-
-def point_key(at: datetime) -> str:
-    return f"{POINT_PREFIX}{MAX_TICKS - datetime_to_ticks(at):019d}"
-
-
-def point_row(job_key: str, point: Point) -> dict[str, Any]:
-    return {
-        "PartitionKey": job_key,
-        "RowKey": point_key(point.at),
-        "At": point.at,
-        "Active": point.counts.active,
-        "Running": point.counts.running,
-        "Succeeded": point.counts.succeeded,
-        "Failed": point.counts.failed,
-        "CompletedSince": point.completed_since,
-    }
-
-
-def point_of_row(row: dict) -> Point:
-    succeeded, failed = row["Succeeded"], row["Failed"]
-    return Point(
-        _utc(row["At"]),
-        Counts(row["Active"], row["Running"], succeeded + failed, succeeded, failed),
-        _utc(row["CompletedSince"]),
-    )
 
 
 class ProgressHistory:
@@ -63,7 +38,7 @@ class ProgressHistory:
             )
             async for row in rows:
                 if row["RowKey"] == HEAD_ROW:
-                    episodes, held = _episodes_of(row), row.get("Points", 0)
+                    episodes, held = head_of_row(row)
                     continue
                 point = point_of_row(row)
                 newest_first.append(point)
@@ -73,7 +48,7 @@ class ProgressHistory:
 
     async def since(self, job_key: str, start: datetime | None) -> list[Point]:
         """Every point held after ``start`` (all of them without), oldest first."""
-        upper = f"{POINT_PREFIX}~" if start is None else point_key(start)  # newer points have smaller keys
+        upper = POINTS_END if start is None else point_key(start)  # newer points have smaller keys
         async with storage_call("reading progress"):
             rows = [
                 point_of_row(row)
@@ -86,14 +61,9 @@ class ProgressHistory:
 
     async def record(self, job_key: str, point: Point | None, episodes: Episodes, held: int) -> None:
         """Write a new point (if any) and the head in one transaction (idempotent: resent if cut)."""
-        head = {
-            "PartitionKey": job_key,
-            "RowKey": HEAD_ROW,
-            "Points": held,
-            "StallLogged": episodes.stall_logged,
-            "FailingSince": episodes.failing_since,
-        }
-        operations = [("upsert", head)] + ([("upsert", point_row(job_key, point))] if point else [])
+        operations = [("upsert", head_row(job_key, episodes, held))]
+        if point is not None:
+            operations.append(("upsert", point_row(job_key, point)))
         async with storage_call("recording progress"):
             await self.table.submit_transaction(operations, **RESENDABLE)
 
@@ -108,7 +78,7 @@ class ProgressHistory:
                     select=["At"],
                 )
             ]
-        return [_utc(row["At"]) for row in reversed(rows)]
+        return [table_time(row["At"]) for row in reversed(rows)]
 
     async def drop_points(self, job_key: str, times: list[datetime]) -> None:
         async with storage_call("thinning progress"):
@@ -117,22 +87,3 @@ class ProgressHistory:
     async def delete_job(self, job_key: str) -> int:
         async with storage_call("removing progress"):
             return await delete_partition(self.table, job_key)
-
-
-def _episodes_of(row: dict) -> Episodes:
-    stall, failing = row.get("StallLogged"), row.get("FailingSince")
-    return Episodes(None if stall is None else _utc(stall), None if failing is None else _utc(failing))
-
-
-def _utc(moment: datetime) -> datetime:
-    """Table Storage hands back its own datetime subclass; the domain compares plain UTC datetimes."""
-    return datetime(
-        moment.year,
-        moment.month,
-        moment.day,
-        moment.hour,
-        moment.minute,
-        moment.second,
-        moment.microsecond,
-        tzinfo=UTC,
-    )

@@ -14,7 +14,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
-from shared.store.codec import (
+from shared.store.codec.jobs import (
     JOBS_PARTITION,
     LEASES_PARTITION,
     SYNC_COLUMNS,

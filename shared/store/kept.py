@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from shared.counting import TaskStatus
-from shared.store.codec import status_of_row
+from shared.store.codec.tasks import status_of_row
 from shared.store.tables import etag_of
 
 ROWS_KEPT = 20_000  # ~0.4 KB each: a few MB however many partitions a process writes

@@ -15,7 +15,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared.counting import counts_of
 from shared.errors import StoreUnavailableError
-from shared.store.codec import COUNTER_ROW, counter_row, counts_of_row, partition_key, shard_of, status_of_row
+from shared.store.codec.tasks import COUNTER_ROW, counter_row, counts_of_row, partition_key, shard_of, status_of_row
 from shared.store.layout import marks_of
 from shared.store.partitions import PartitionTables
 from shared.store.tables import (

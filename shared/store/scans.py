@@ -10,13 +10,18 @@ job's abandoned scans, or all of them when the job is removed, can be found.
 
 from __future__ import annotations
 
-import base64
-
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.counting import TaskStatus
-from shared.store.codec import LISTING_PARTS, listing_entries, listing_properties, scan_partition
+from shared.store.codec.listings import (
+    LISTING_PARTS,
+    listed_of_row,
+    listing_row,
+    scan_index_row,
+    scan_partition,
+    shard_query,
+)
 from shared.store.queries import stream_rows
 from shared.store.tables import RESENDABLE, create_table, delete_rows, hashed_table_name, storage_call, upsert_all
 
@@ -34,14 +39,7 @@ class ScanListings:
     ) -> None:
         """Keep what one page (``page_id``, unique in the scan) showed, per shard (idempotent). The
         scan's first page creates its table, indexed first so that no table is ever left unfound."""
-        rows = [
-            {
-                "PartitionKey": scan_partition(job_key, scan_id),
-                "RowKey": f"{shard:02x}-{page_id}",
-                **listing_properties(entries),
-            }
-            for shard, entries in sorted(listed.items())
-        ]
+        rows = [listing_row(job_key, scan_id, shard, page_id, entries) for shard, entries in sorted(listed.items())]
         listing = self._listing(job_key, scan_id)
         async with storage_call("recording a listing page"):
             try:
@@ -49,23 +47,18 @@ class ScanListings:
             except HttpResponseError as error:
                 if error.status_code != 404:  # 404: the scan's table does not exist yet
                     raise
-                await self.table.upsert_entity({"PartitionKey": job_key, "RowKey": scan_id}, **RESENDABLE)
+                await self.table.upsert_entity(scan_index_row(job_key, scan_id), **RESENDABLE)
                 await create_table(listing)
                 await upsert_all(listing, rows)
 
     async def in_shard(self, job_key: str, scan_id: str, shard: int) -> dict[str, tuple[str, TaskStatus]]:
         """Everything the scan listed for one shard: task key -> (task id, status)."""
         listed: dict[str, tuple[str, TaskStatus]] = {}
+        query, parameters = shard_query(job_key, scan_id, shard)
         async with storage_call("reading a listing"):
             try:
-                async for row in stream_rows(
-                    self._listing(job_key, scan_id),
-                    "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
-                    {"pk": scan_partition(job_key, scan_id), "low": f"{shard:02x}-", "high": f"{shard:02x}."},
-                    LISTING_PARTS,
-                ):
-                    parts = [base64.b64decode(row[name]) for name in LISTING_PARTS if row.get(name)]  # Edm.Binary
-                    for task_id, status in listing_entries(parts):
+                async for row in stream_rows(self._listing(job_key, scan_id), query, parameters, LISTING_PARTS):
+                    for task_id, status in listed_of_row(row):
                         listed[task_id.lower()] = (task_id, status)
             except ResourceNotFoundError:  # no table: the scan listed no tasks
                 pass

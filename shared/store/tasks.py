@@ -26,7 +26,7 @@ from azure.core.exceptions import (
 from shared.counting import Change, changes_to_apply, newest_per_task
 from shared.errors import StoreUnavailableError
 from shared.store import reconcile, reshard, transactions
-from shared.store.codec import (
+from shared.store.codec.tasks import (
     COUNTER_COLUMNS,
     COUNTER_ROW,
     DELETED,

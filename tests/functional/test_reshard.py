@@ -7,7 +7,7 @@ import random
 from shared.counting import Counts, TaskState, counts_of
 from shared.errors import StoreUnavailableError
 from shared.store import COUNTER_ROW, CountsStore, reshard, shard_of
-from shared.store.codec import counts_of_row, status_of_row
+from shared.store.codec.tasks import counts_of_row, status_of_row
 from shared.store.layout import marks_of
 from tests.conftest import make_settings
 from tests.strategies import observe

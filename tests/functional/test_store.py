@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from shared.counting import Counts, TaskResult, TaskState, counts_of
 from shared.events import Rejection
 from shared.store import COUNTER_ROW, CountsStore, raw_text_of
-from shared.store.codec import counts_of_row, status_of_row
+from shared.store.codec.tasks import counts_of_row, status_of_row
 from tests.conftest import make_settings
 from tests.strategies import BASE_TICKS, observations, observe
 from tools import faultproxy

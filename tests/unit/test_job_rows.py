@@ -1,4 +1,4 @@
-"""The job index's rows, pure (shared.store.codec): what the store writes for a job's sync position
+"""The job index's rows, pure (shared.store.codec.jobs): what the store writes for a job's sync position
 reads back as the same position, and a validation outcome sets only what it knows."""
 
 from datetime import UTC, datetime
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.store.codec import JOBS_PARTITION, sync_position_of, sync_row, validation_row
+from shared.store.codec.jobs import JOBS_PARTITION, sync_position_of, sync_row, validation_row
 from shared.store.records import SyncPosition
 
 AT = datetime(2026, 12, 4, 12, tzinfo=UTC)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.counting import Counts
-from shared.store.codec import counter_row
+from shared.store.codec.tasks import counter_row
 from shared.store.layout import (
     MAX_PARTITIONS,
     NO_MARKS,
@@ -89,7 +89,7 @@ JOB_IDS = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-_"), min
 
 @given(JOB_IDS, st.integers(0, MAX_PARTITIONS - 1), st.text(st.sampled_from("abcXYZ019"), max_size=39))
 def test_every_partition_has_a_valid_table_name_of_its_own(job_key, shard, prefix_tail):
-    from shared.store.codec import partition_key
+    from shared.store.codec.tasks import partition_key
     from shared.store.partitions import table_name
 
     prefix = "t" + prefix_tail  # COUNTS_TABLE_PREFIX: 1-40 letters and digits, a letter first
