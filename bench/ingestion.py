@@ -53,7 +53,7 @@ from shared.progress import ProgressRules
 from shared.replies import Reply
 from shared.store import CountsStore
 from shared.store import transactions as direct_transaction
-from shared.store.layout import ROWS_PER_PARTITION, partitions_for
+from shared.store.resharding.protocol import ROWS_PER_PARTITION, partitions_for
 from shared.store.tables import RESENDABLE
 from tools.azurite import Azurite
 from tools.termination import stop_children_on_termination

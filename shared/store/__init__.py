@@ -8,7 +8,7 @@ the ``CountsStore`` facade (``facade``); behind it:
   job index, sync positions, leases), ``scans`` (validation listings), ``history`` (progress
   points), ``rejected``, ``watches`` (watched jobs);
 - pure: the row codecs, one per table (``codec``), the records they decode to (``records``), the
-  sweep decision (``reconcile``), resharding's protocol (``layout``; its mover is ``reshard``);
+  sweep decision (``reconcile``), resharding's protocol (``resharding.protocol``; its mover is ``resharding.mover``);
 - plumbing: ``tables`` (clients, resends, errors, batched and range reads), ``transactions`` (the
   write path's ``$batch``, built by hand), ``queries`` (a sweep's partition stream, decoded by
   hand), ``recent`` (recent reads a poll is answered from).
@@ -19,7 +19,7 @@ from __future__ import annotations
 from shared.clients import PerLoop
 from shared.config import Settings
 from shared.store.codec.rejected import raw_text_of
-from shared.store.codec.tasks import COUNTER_ROW, partition_key, shard_of
+from shared.store.codec.tasks import COUNTER_ROW, partition_key
 from shared.store.facade import CountsStore
 from shared.store.records import (
     ApplyOutcome,
@@ -30,6 +30,7 @@ from shared.store.records import (
     Observed,
     SyncPosition,
 )
+from shared.store.resharding.protocol import shard_of
 from shared.store.tables import DEVELOPMENT_STORAGE
 
 __all__ = [

@@ -16,16 +16,16 @@ from azure.data.tables.aio import TableServiceClient
 from shared.config import Settings
 from shared.counting import TaskStatus
 from shared.progress import Episodes, Point
-from shared.store import reshard
 from shared.store.codec.jobs import JOBS_PARTITION, job_of_row
 from shared.store.codec.tasks import sum_counters
 from shared.store.history import ProgressHistory
 from shared.store.jobs import JobIndex, JobSize
-from shared.store.layout import ROWS_PER_PARTITION
 from shared.store.partitions import PartitionTables
 from shared.store.recent import RecentReads
 from shared.store.records import ApplyOutcome, BatchReported, JobCounts, JobRecord, Observed, SyncPosition
 from shared.store.rejected import RejectedEvents
+from shared.store.resharding import mover
+from shared.store.resharding.protocol import ROWS_PER_PARTITION
 from shared.store.scans import ScanListings
 from shared.store.tables import create_table, service_client, storage_call
 from shared.store.tasks import TaskRows
@@ -212,7 +212,7 @@ class CountsStore:
 
     async def reshard_partition(self, job_key: str, shard: int, target: int) -> int:
         """Move one partition's rows that belong elsewhere under ``target`` partitions; rows moved."""
-        return await reshard.move_source(self.task_rows.tables, job_key, shard, target)
+        return await mover.move_source(self.task_rows.tables, job_key, shard, target)
 
     async def finish_reshard(self, job_key: str, target: int) -> None:
         await self.job_index.finish_reshard(job_key, target)

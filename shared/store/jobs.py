@@ -30,8 +30,8 @@ from shared.store.codec.jobs import (
     sync_row,
     validation_row,
 )
-from shared.store.layout import partitions_for
 from shared.store.records import BatchReported, JobRecord, SyncPosition
+from shared.store.resharding.protocol import partitions_for
 from shared.store.tables import RESENDABLE, etag_of, if_match, storage_call, utc_now
 
 logger = logging.getLogger(__name__)

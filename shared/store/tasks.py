@@ -25,7 +25,7 @@ from azure.core.exceptions import (
 
 from shared.counting import Change, changes_to_apply, newest_per_task
 from shared.errors import StoreUnavailableError
-from shared.store import reconcile, reshard, transactions
+from shared.store import reconcile, transactions
 from shared.store.codec.tasks import (
     COUNTER_COLUMNS,
     COUNTER_ROW,
@@ -35,14 +35,23 @@ from shared.store.codec.tasks import (
     counts_of_row,
     counts_of_rows,
     partition_key,
-    shard_of,
     task_row,
 )
-from shared.store.kept import KeptPartitions, KeptRow
-from shared.store.layout import MARK_COLUMNS, CounterRead, Inconsistent, Marks, counted_twice, marks_of
+from shared.store.kept import KeptPartition, KeptPartitions, KeptRow
 from shared.store.partitions import PartitionTables
 from shared.store.queries import stream_rows
 from shared.store.records import Observed
+from shared.store.resharding import mover
+from shared.store.resharding.protocol import (
+    MARK_COLUMNS,
+    CounterRead,
+    Inconsistent,
+    Marks,
+    counted_twice,
+    followed_elsewhere,
+    marks_of,
+    shard_of,
+)
 from shared.store.tables import (
     CONFLICT_STATUSES,
     MAX_TRANSACTION_OPERATIONS,
@@ -80,6 +89,17 @@ def _hand_out(changes: list[Change], group: list[tuple[Sequence[Observed], async
     for (_, waiting), own in zip(group, theirs, strict=True):
         if not waiting.done():  # a caller cancelled meanwhile needs no answer
             waiting.set_result(own)
+
+
+@dataclass(frozen=True)
+class PartitionRead:
+    """A partition as a write read it: its counter row and ETag, the rows of the tasks written, and
+    whether those are all its task rows (then a task without a row has none)."""
+
+    counter: dict | None
+    counter_etag: str | None
+    rows: dict[str, KeptRow]
+    complete: bool
 
 
 @dataclass(frozen=True)
@@ -129,7 +149,7 @@ class TaskRows:
     ) -> list[Change]:
         """Apply observations to shard ``shard`` of ``partitions``; the changes they made. A task
         that partition no longer holds since a reshard is followed to where it went (see
-        shared.store.layout).
+        shared.store.resharding).
 
         One writer per partition per process, so this process never conflicts with itself; and
         whatever queued for the partition meanwhile is applied together with it (one read, one
@@ -180,70 +200,35 @@ class TaskRows:
         self, job_key: str, shard: int, partitions: int, observations: list[Observed], snapshot: Snapshot | None = None
     ) -> tuple[list[Change], int | None, dict[int, set[str]]]:
         """Under the partition's lock: apply what belongs here; return the changes, and where the
-        partition was sealed for (the tasks to follow there, by destination shard).
-
-        A ``snapshot`` is used for the first attempt unless the partition is sealed (there a task
-        without a row is followed elsewhere, so absent rows must really be absent): its counter
-        ETag and the rows' conditions make a stale one fail and be read afresh, never apply."""
+        partition was sealed for (the tasks to follow there, by destination shard). Read, route,
+        wait for a batch in flight, commit; read afresh and again on a conflict."""
         pk = partition_key(job_key, shard)
         newest = newest_per_task((o.task_id.lower(), o.status) for o in observations)
         display_ids: dict[str, str] = {}
         for observation in observations:
             display_ids.setdefault(observation.task_id.lower(), observation.task_id)
         applied: dict[str, Change] = {}
-        elsewhere: dict[int, set[str]] = {}
         attempt = waits = 0
         while attempt < CONFLICT_ATTEMPTS:
-            kept = self._kept.get(pk) if attempt == 0 else None
-            complete = False  # whether ``rows`` are all the partition's task rows
-            if snapshot is not None and attempt == 0 and not marks_of(snapshot.counter).next_layout(partitions):
-                counter, counter_etag = snapshot.counter, row_etag(snapshot.counter)
-                rows = {key: KeptRow.of_entity(snapshot.rows[key]) for key in newest if key in snapshot.rows}
-            elif kept is not None:
-                counter, counter_etag = kept.counter, kept.etag
-                rows = {key: kept.rows[key] for key in newest if key in kept.rows}
-                # In a sealed partition a task without a row is sent elsewhere, with no write here to
-                # prove the row absent: there only a read says so.
-                complete = kept.complete and not marks_of(counter).next_layout(partitions)
-                missing = [] if complete else [key for key in newest if key not in rows]
-                if missing:
-                    async with storage_call("reading task rows"):
-                        read = await read_rows(self.tables.of(pk), pk, missing)
-                    rows.update((key, KeptRow.of_entity(row)) for key, row in read.items())
-            else:
-                async with storage_call("reading task rows"):
-                    # The counter row apart: it sorts first, and a range read of the task keys must not span to it.
-                    counter, read = await asyncio.gather(
-                        reshard.read_counter(self.tables, pk), read_rows(self.tables.of(pk), pk, list(newest))
-                    )
-                counter_etag = row_etag(counter)
-                rows = {key: KeptRow.of_entity(row) for key, row in read.items()}
-                complete = counter is None  # every write moves the counter row: none, no task rows
-            marks = marks_of(counter)
+            read = await self._read_partition(pk, list(newest), partitions, snapshot if attempt == 0 else None, attempt)
+            marks = marks_of(read.counter)
             later = marks.next_layout(partitions)
-            elsewhere = {}
-            if later:  # sealed: a task without a row here that belongs elsewhere is looked for there
-                for key in newest:
-                    if key not in rows and shard_of(key, later) != shard:
-                        elsewhere.setdefault(shard_of(key, later), set()).add(key)
-            here = {
-                key: status
-                for key, status in newest.items()
-                if key in rows or not later or shard_of(key, later) == shard
-            }
-            if any(rows[key].moving for key in here if key in rows):  # a batch in flight
+            elsewhere = followed_elsewhere(newest, read.rows, shard, later)
+            away = set().union(*elsewhere.values())
+            here = {key: status for key, status in newest.items() if key not in away}
+            if any(read.rows[key].moving for key in here if key in read.rows):  # a batch in flight
                 waits += 1
-                if waits % HELP_MOVER_AFTER == 0:  # the mover may have stopped: finish its batch
-                    await reshard.finish_batch(self.tables, job_key, shard)
-                await asyncio.sleep(MOVE_WAIT_SECONDS)
+                await self._wait_for_move(job_key, shard, waits)
                 continue
-            changes = changes_to_apply({key: row.status for key, row in rows.items()}, here)
+            changes = changes_to_apply({key: row.status for key, row in read.rows.items()}, here)
             try:
                 written_counter, written_etag, written = await self._commit(
-                    pk, changes, rows, counter, counter_etag, marks, display_ids, applied
+                    pk, changes, read.rows, read.counter, read.counter_etag, marks, display_ids, applied
                 )
-                self._kept.keep(pk, written_counter, written_etag, {**rows, **written}, complete, since=counter_etag)
-                break
+                self._kept.keep(
+                    pk, written_counter, written_etag, {**read.rows, **written}, read.complete, since=read.counter_etag
+                )
+                return list(applied.values()), later, elsewhere
             except HttpResponseError as error:
                 self._kept.forget(pk)
                 if error.status_code not in CONFLICT_STATUSES:
@@ -254,9 +239,50 @@ class TaskRows:
                 raise unavailable(error, "writing task rows") from error
             await retry_pause(attempt)
             attempt += 1
-        else:
-            raise StoreUnavailableError(f"partition {pk} stayed contended after {CONFLICT_ATTEMPTS} attempts")
-        return list(applied.values()), later, elsewhere
+        raise StoreUnavailableError(f"partition {pk} stayed contended after {CONFLICT_ATTEMPTS} attempts")
+
+    async def _read_partition(
+        self, pk: str, keys: list[str], partitions: int, snapshot: Snapshot | None, attempt: int
+    ) -> PartitionRead:
+        """What a write needs of a partition: its counter row and the rows of ``keys`` it holds --
+        from the caller's ``snapshot`` (unless the partition is sealed: there a task without a row is
+        followed elsewhere, so absent rows must really be absent), else from what this process kept
+        of its last write (first attempt only), else from storage. A stale one is never applied: the
+        counter's ETag and the rows' conditions make the write fail, and the next attempt reads."""
+        if snapshot is not None and not marks_of(snapshot.counter).next_layout(partitions):
+            rows = {key: KeptRow.of_entity(snapshot.rows[key]) for key in keys if key in snapshot.rows}
+            return PartitionRead(snapshot.counter, row_etag(snapshot.counter), rows, complete=False)
+        kept = self._kept.get(pk) if attempt == 0 else None
+        if kept is not None:
+            return await self._read_kept(pk, kept, keys, partitions)
+        async with storage_call("reading task rows"):
+            # The counter row apart: it sorts first, and a range read of the task keys must not span to it.
+            counter, read = await asyncio.gather(
+                mover.read_counter(self.tables, pk), read_rows(self.tables.of(pk), pk, keys)
+            )
+        rows = {key: KeptRow.of_entity(row) for key, row in read.items()}
+        # every write moves the counter row: none, no task rows
+        return PartitionRead(counter, row_etag(counter), rows, complete=counter is None)
+
+    async def _read_kept(self, pk: str, kept: KeptPartition, keys: list[str], partitions: int) -> PartitionRead:
+        """The partition as this process last wrote it; rows it never saw are read, unless it knows
+        every row (then an absent row is absent). In a sealed partition a task without a row is sent
+        elsewhere, with no write here to prove the row absent: there only a read says so."""
+        rows = {key: kept.rows[key] for key in keys if key in kept.rows}
+        complete = kept.complete and not marks_of(kept.counter).next_layout(partitions)
+        missing = [] if complete else [key for key in keys if key not in rows]
+        if missing:
+            async with storage_call("reading task rows"):
+                read = await read_rows(self.tables.of(pk), pk, missing)
+            rows.update((key, KeptRow.of_entity(row)) for key, row in read.items())
+        return PartitionRead(kept.counter, kept.etag, rows, complete)
+
+    async def _wait_for_move(self, job_key: str, shard: int, waits: int) -> None:
+        """A batch of the partition's rows is in flight (two more transactions): wait for it; after
+        a while, finish it ourselves, in case its mover stopped."""
+        if waits % HELP_MOVER_AFTER == 0:
+            await mover.finish_batch(self.tables, job_key, shard)
+        await asyncio.sleep(MOVE_WAIT_SECONDS)
 
     async def _commit(
         self,
@@ -313,7 +339,7 @@ class TaskRows:
 
         Read in rounds: the ``partitions`` the caller knows of, then, where those were sealed for
         more, the partitions rows moved to, and so on (a destination is always read after its
-        source). Read again while a move finishes between the reads (see layout.counted_twice).
+        source). Read again while a move finishes between the reads (see protocol.counted_twice).
         """
         for _ in range(READ_ATTEMPTS):
             reads: list[CounterRead] = []
@@ -339,9 +365,7 @@ class TaskRows:
     async def _counter_rows(self, job_key: str, shards: Iterable[int]) -> list[dict | None]:
         """Counter rows, read concurrently (None for a partition with none yet)."""
         return list(
-            await asyncio.gather(
-                *(reshard.read_counter(self.tables, partition_key(job_key, shard)) for shard in shards)
-            )
+            await asyncio.gather(*(mover.read_counter(self.tables, partition_key(job_key, shard)) for shard in shards))
         )
 
     async def partition_rows(self, job_key: str, shard: int) -> AsyncIterator[dict]:

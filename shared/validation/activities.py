@@ -23,8 +23,8 @@ from shared.config import Settings, get_settings
 from shared.errors import InvalidEventError
 from shared.events import datetime_to_ticks, read_listing, ticks_of, ticks_to_datetime, ticks_to_iso
 from shared.store import CountsStore, get_store, shard_of
-from shared.store.layout import partitions_for
 from shared.store.reconcile import DRIFT_KINDS
+from shared.store.resharding.protocol import reshard_target
 from shared.validation.payloads import (
     Action,
     Begin,
@@ -98,9 +98,8 @@ async def begin(deps: Deps, payload: dict) -> dict:
         known = await deps.store.get_job(job_key)
     if known is None:  # removed (a cleanup pass) since it was registered above
         return await remove_job(deps, job.removed_because("removed while the pass began").to_json())
-    # A reshard left unfinished (a failed pass) is finished as it began: its sources are sealed for it.
-    wanted = known.resharding_to or partitions_for(size, deps.settings.job_partition_rows, known.partitions)
-    if wanted > known.partitions:
+    wanted = reshard_target(size, deps.settings.job_partition_rows, known.partitions, known.resharding_to)
+    if wanted is not None:
         await deps.store.begin_reshard(job_key, wanted)
         logger.info(
             "job outgrew its partitions; resharding",

@@ -6,9 +6,10 @@ import random
 
 from shared.counting import Counts, TaskState, counts_of
 from shared.errors import StoreUnavailableError
-from shared.store import COUNTER_ROW, CountsStore, reshard, shard_of
+from shared.store import COUNTER_ROW, CountsStore, shard_of
 from shared.store.codec.tasks import counts_of_row, status_of_row
-from shared.store.layout import marks_of
+from shared.store.resharding import mover
+from shared.store.resharding.protocol import marks_of
 from tests.conftest import make_settings
 from tests.strategies import observe
 
@@ -35,9 +36,9 @@ async def test_a_reshard_under_concurrent_deliveries_and_reads_stays_exact(azuri
     created before and after their read."""
     settings = make_settings(azurite, JOB_PARTITIONS=1)
     stores = [CountsStore.from_settings(settings) for _ in range(5)]
-    mover, readers, writers = stores[0], stores[1], stores[2:]
+    moving_store, readers, writers = stores[0], stores[1], stores[2:]
     job = "growing"
-    await mover.apply([observe(job, f"t{n:05d}", ACTIVE, 1) for n in range(600)])
+    await moving_store.apply([observe(job, f"t{n:05d}", ACTIVE, 1) for n in range(600)])
     generated = applied = 600  # tasks created so far; of them, those whose delivery was applied
     history = {f"t{n:05d}": [observe(job, f"t{n:05d}", ACTIVE, 1)] for n in range(600)}
     moving = True
@@ -87,11 +88,11 @@ async def test_a_reshard_under_concurrent_deliveries_and_reads_stays_exact(azuri
     async def move():
         nonlocal moving
         try:
-            await mover.begin_reshard(job, 8)
+            await moving_store.begin_reshard(job, 8)
             await reads_reach(len(reads) + 5)
-            moved = await mover.reshard_partition(job, 0, 8)
+            moved = await moving_store.reshard_partition(job, 0, 8)
             await reads_reach(len(reads) + 6)
-            await mover.finish_reshard(job, 8)
+            await moving_store.finish_reshard(job, 8)
             return moved
         finally:
             moving = False
@@ -103,11 +104,11 @@ async def test_a_reshard_under_concurrent_deliveries_and_reads_stays_exact(azuri
         key: max((event.status for event in events), key=lambda status: status.version)
         for key, events in history.items()
     }
-    stored = await partitions_hold_their_own_rows(mover, job, 8)
+    stored = await partitions_hold_their_own_rows(moving_store, job, 8)
     assert stored == newest
     final = await stores[1].get_job_counts(job)
     assert (final.tasks, final.slots) == counts_of(newest.values())
-    assert (await mover.get_job(job)).partitions == 8
+    assert (await moving_store.get_job(job)).partitions == 8
     for store in stores:
         await store.close()
 
@@ -119,12 +120,12 @@ async def test_a_move_stopped_mid_batch_is_finished_by_a_writer_then_resumed(azu
     job = "stopped"
     await store.apply([observe(job, f"t{n}", ACTIVE, 1) for n in range(300)])
     away = sorted(key for key in (f"t{n}" for n in range(300)) if shard_of(key, 2) == 1)
-    await reshard.seal(store.task_rows.tables, job, 0, 2)
-    assert await reshard._start_batch(store.task_rows.tables, job, 0, 1, away[:50]) == 50  # then "crashes"
+    await mover.seal(store.task_rows.tables, job, 0, 2)
+    assert await mover._start_batch(store.task_rows.tables, job, 0, 1, away[:50]) == 50  # then "crashes"
     assert (await store.get_job_counts(job)).tasks == Counts(active=300)
 
     await store.apply([observe(job, away[0], RUNNING, 2)])  # waits on the row in flight, then finishes the move
-    source = await reshard.read_counter(store.task_rows.tables, f"{job}|00")
+    source = await mover.read_counter(store.task_rows.tables, f"{job}|00")
     assert marks_of(source).move_done == 1 and not marks_of(source).move_out
     assert (await store.get_job_counts(job)).tasks == Counts(active=299, running=1)
 

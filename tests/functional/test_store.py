@@ -319,18 +319,18 @@ async def test_a_sweep_corrects_from_the_rows_it_streamed_and_rereads_only_a_sta
 async def test_a_writer_keeps_the_counter_it_wrote_and_a_stale_one_is_read_again(azurite, monkeypatch):
     """The next write to a partition skips reading its counter row (this process wrote it last); when
     another process wrote in between, the kept ETag fails and the counter is read afresh: exact counts."""
-    from shared.store import reshard
+    from shared.store.resharding import mover
 
     settings = make_settings(azurite)
     first, second = CountsStore.from_settings(settings), CountsStore.from_settings(settings)
     counter_reads = []
-    real_read_counter = reshard.read_counter
+    real_read_counter = mover.read_counter
 
     async def counting_read_counter(table, pk):
         counter_reads.append(pk)
         return await real_read_counter(table, pk)
 
-    monkeypatch.setattr(reshard, "read_counter", counting_read_counter)
+    monkeypatch.setattr(mover, "read_counter", counting_read_counter)
     try:
         await first.apply([observe("Kept", f"t{n}", ACTIVE, 1) for n in range(5)])
         assert counter_reads == ["kept|00"]

@@ -1,18 +1,17 @@
 """A job's partitions (``{prefix}counts``): one task row per task, one counter row per partition.
 
 Partition ``{jobKey}|{shard:02x}``; the counter row's key sorts before every task key. The counter
-row's reshard marks (``shared.store.layout``) travel with every write of it."""
+row's reshard marks (``shared.store.resharding.protocol``) travel with every write of it."""
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from shared.counting import COUNT_NAMES, RESULT_OF_VALUE, STATE_OF_VALUE, ZERO, Counts, TaskStatus
-from shared.store.layout import NO_MARKS, Marks, mark_fields
 from shared.store.records import JobCounts, JobRecord
+from shared.store.resharding.protocol import NO_MARKS, Marks, mark_fields
 
 COUNTER_ROW = "!counts"  # '!' sorts before every character a task key can hold
 DELETED = "deleted"  # a task row's State once Batch deleted the task
@@ -24,10 +23,6 @@ TASK_COLUMNS = ["RowKey", "State", "Result", "Slots", "Version"]
 
 def partition_key(job_key: str, shard: int) -> str:
     return f"{job_key}|{shard:02x}"
-
-
-def shard_of(task_key: str, partitions: int) -> int:
-    return zlib.crc32(task_key.encode()) % partitions
 
 
 def task_row(pk: str, task_key: str, status: TaskStatus, at: datetime) -> dict[str, Any]:
@@ -59,7 +54,7 @@ def counts_of_rows(tally: Mapping[tuple[str, str, int], int]) -> tuple[Counts, C
 
 
 def counter_row(pk: str, tasks: Counts, slots: Counts, at: datetime, marks: Marks = NO_MARKS) -> dict[str, Any]:
-    """A partition's counter row; its reshard marks (shared.store.layout) travel with every write."""
+    """A partition's counter row; its reshard marks (shared.store.resharding.protocol) travel with every write."""
     row: dict[str, Any] = {"PartitionKey": pk, "RowKey": COUNTER_ROW, "LastUpdatedAt": at, **mark_fields(marks)}
     for name in COUNT_NAMES:
         row[name.capitalize()] = getattr(tasks, name)

@@ -1,5 +1,5 @@
 """Moving a job's rows to more partitions while deliveries keep arriving (the protocol and its marks
-are described in shared.store.layout). Every step reads, decides and writes under ETags, so any
+are described in shared.store.resharding.protocol). Every step reads, decides and writes under ETags, so any
 number of movers -- and writers that find a batch in flight and finish it -- can run at once, and a
 mover stopped anywhere is resumed by the next."""
 
@@ -15,9 +15,9 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared.counting import counts_of
 from shared.errors import StoreUnavailableError
-from shared.store.codec.tasks import COUNTER_ROW, counter_row, counts_of_row, partition_key, shard_of, status_of_row
-from shared.store.layout import marks_of
+from shared.store.codec.tasks import COUNTER_ROW, counter_row, counts_of_row, partition_key, status_of_row
 from shared.store.partitions import PartitionTables
+from shared.store.resharding.protocol import marks_of, shard_of
 from shared.store.tables import (
     CONFLICT_STATUSES,
     MAX_TRANSACTION_OPERATIONS,

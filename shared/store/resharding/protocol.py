@@ -21,6 +21,8 @@ touches a moving row, nor its copy, which writers only look for once the source 
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shared.config import MAX_JOB_PARTITIONS as MAX_PARTITIONS
@@ -48,6 +50,33 @@ def partitions_for(tasks: int, rows_per_partition: int, current: int = 1, most: 
     while partitions * 2 <= most and partitions * rows_per_partition < tasks:
         partitions *= 2
     return partitions
+
+
+def reshard_target(tasks: int, rows_per_partition: int, partitions: int, resharding_to: int | None) -> int | None:
+    """The partition count a pass moves a job of ``tasks`` tasks to, or None if it fits where it is.
+    A reshard left unfinished (a failed pass) is finished as it began: its sources are sealed for it."""
+    wanted = resharding_to or partitions_for(tasks, rows_per_partition, partitions)
+    return wanted if wanted > partitions else None
+
+
+def shard_of(task_key: str, partitions: int) -> int:
+    return zlib.crc32(task_key.encode()) % partitions
+
+
+def followed_elsewhere(
+    keys: Iterable[str], present: Iterable[str], shard: int, later: int | None
+) -> dict[int, set[str]]:
+    """Tasks a partition sealed for ``later`` partitions does not hold and no longer would: where
+    each is looked for instead (destination shard -> task keys). A task with a row here stays here,
+    and so does one that would land here in the later layout too."""
+    if not later:
+        return {}
+    present = set(present)
+    elsewhere: dict[int, set[str]] = {}
+    for key in keys:
+        if key not in present and (dest := shard_of(key, later)) != shard:
+            elsewhere.setdefault(dest, set()).add(key)
+    return elsewhere
 
 
 @dataclass(frozen=True)

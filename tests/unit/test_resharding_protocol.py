@@ -1,5 +1,5 @@
 """The reshard layout rules, pure: how many partitions, the counter marks, and when counter rows
-read during a move can be trusted (shared.store.layout)."""
+read during a move can be trusted (shared.store.resharding.protocol)."""
 
 import re
 from datetime import UTC, datetime
@@ -10,15 +10,18 @@ from hypothesis import strategies as st
 
 from shared.counting import Counts
 from shared.store.codec.tasks import counter_row
-from shared.store.layout import (
+from shared.store.resharding.protocol import (
     MAX_PARTITIONS,
     NO_MARKS,
     CounterRead,
     Inconsistent,
     Marks,
     counted_twice,
+    followed_elsewhere,
     marks_of,
     partitions_for,
+    reshard_target,
+    shard_of,
 )
 
 AT = datetime(2026, 12, 4, tzinfo=UTC)  # the rows' stamp: the codec takes the time as given
@@ -30,6 +33,39 @@ def test_partitions_grow_by_whole_multiples_to_fit_the_rows(tasks, per_partition
     assert count % current == 0 and count >= current  # rows only ever move to new partitions
     assert count * per_partition >= tasks or count * 2 > MAX_PARTITIONS  # enough, unless at the cap
     assert count == current or (count // 2) * per_partition < tasks  # and no more than needed
+
+
+@given(st.integers(0, 10**8), st.integers(1, 50_000), st.sampled_from([1, 2, 4]), st.none() | st.sampled_from([8, 16]))
+def test_a_pass_grows_a_job_that_outgrew_its_partitions_and_finishes_a_reshard_left_unfinished(
+    tasks, per_partition, current, unfinished
+):
+    target = reshard_target(tasks, per_partition, current, unfinished)
+    if unfinished:  # its sources are sealed for that count: nothing else would do
+        assert target == unfinished
+    elif target is None:
+        assert partitions_for(tasks, per_partition, current) == current
+    else:
+        assert target == partitions_for(tasks, per_partition, current) > current
+
+
+@given(
+    st.lists(st.text("abcdef0123456789", min_size=1, max_size=8), max_size=40, unique=True),
+    st.data(),
+    st.sampled_from([1, 2, 4]),
+    st.sampled_from([2, 4]),
+)
+def test_a_sealed_partition_follows_only_the_tasks_it_lacks_that_belong_elsewhere(keys, data, partitions, factor):
+    later = partitions * factor
+    keys = [key for key in keys if shard_of(key, partitions) == 0]  # tasks of shard 0
+    present = data.draw(st.sets(st.sampled_from(keys)) if keys else st.just(set()))
+    elsewhere = followed_elsewhere(keys, present, 0, later)
+    followed = [key for dest_keys in elsewhere.values() for key in dest_keys]
+    assert len(followed) == len(set(followed))  # each followed to one place
+    for key in keys:
+        moved = key not in present and shard_of(key, later) != 0
+        assert (key in followed) == moved
+    assert all(shard_of(key, later) == dest and dest % partitions == 0 for dest, ks in elsewhere.items() for key in ks)
+    assert followed_elsewhere(keys, present, 0, None) == {}  # not sealed: everything is here
 
 
 def test_small_jobs_get_one_partition_and_a_million_tasks_get_sixty_four():
