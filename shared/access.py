@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from shared.errors import ConfigError, batch_error_body
+from shared.errors import ConfigError
 from shared.replies import Reply, error
 
 logger = logging.getLogger(__name__)
@@ -182,4 +182,4 @@ def _unauthorized(message: str) -> Reply:
 def _sign_in(message: str) -> Reply:
     # Where App Service Authentication is on it answers unauthenticated callers itself; this reply is
     # for a caller that reached the app without a principal anyway (and for the local host).
-    return Reply(401, batch_error_body("SignInRequired", message), {"WWW-Authenticate": "Bearer"})
+    return error(401, "SignInRequired", message, headers={"WWW-Authenticate": "Bearer"})

@@ -13,7 +13,7 @@ class ConfigError(TaskCountsError):
     """A setting is missing or malformed."""
 
 
-class InvalidEventError(TaskCountsError):
+class MalformedEventError(TaskCountsError):
     """An event cannot be applied; the reason is stored with the rejected event."""
 
 

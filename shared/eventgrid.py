@@ -15,7 +15,7 @@ from typing import Any
 
 from shared import servicelog
 from shared.counting import TaskStatus
-from shared.errors import InvalidEventError, TaskCountsError
+from shared.errors import MalformedEventError, TaskCountsError
 from shared.events import (
     TASK_DELETED,
     TASK_STATE_CHANGED,
@@ -57,7 +57,7 @@ def parse_delivery(body: bytes, received_at: datetime) -> Delivery:
             code = element.get("data", {}).get("validationCode") if isinstance(element.get("data"), dict) else None
             if not isinstance(code, str) or not code:
                 raise InvalidDeliveryError("a SubscriptionValidationEvent must carry data.validationCode")
-            return Delivery(validation_code=code)
+            return Delivery(handshake_code=code)
 
     events: list[TaskEvent] = []
     rejections: list[Rejection] = []
@@ -65,7 +65,7 @@ def parse_delivery(body: bytes, received_at: datetime) -> Delivery:
     for index, element in enumerate(document):
         try:
             event = parse_event(element, received_at)
-        except InvalidEventError as error:
+        except MalformedEventError as error:
             rejections.append(Rejection(index, event_id_of(element), str(error), raw_text(element)))
             continue
         if event is None:
@@ -77,16 +77,16 @@ def parse_delivery(body: bytes, received_at: datetime) -> Delivery:
 
 def parse_event(element: Any, received_at: datetime) -> TaskEvent | None:
     """One envelope -> a TaskEvent, None for an element that carries no job task's state, or
-    InvalidEventError."""
+    MalformedEventError."""
     if not isinstance(element, dict):
-        raise InvalidEventError("an event must be a JSON object")
+        raise MalformedEventError("an event must be a JSON object")
     if "specversion" in element:
         if element["specversion"] != "1.0":
-            raise InvalidEventError(f"unsupported CloudEvents specversion {element['specversion']!r}")
+            raise MalformedEventError(f"unsupported CloudEvents specversion {element['specversion']!r}")
         event_type = required_str(element, "type")
         envelope_time_field = "time"
         if "data_base64" in element:
-            raise InvalidEventError("binary CloudEvents data (data_base64) is not supported")
+            raise MalformedEventError("binary CloudEvents data (data_base64) is not supported")
         required_str(element, "source")
     else:
         event_type = required_str(element, "eventType")
@@ -96,7 +96,7 @@ def parse_event(element: Any, received_at: datetime) -> TaskEvent | None:
         return None
     data = element.get("data")
     if not isinstance(data, dict):
-        raise InvalidEventError("data must be a JSON object")
+        raise MalformedEventError("data must be a JSON object")
 
     if event_type == TASK_STATE_CHANGED:
         if "operationName" in data:  # a service-log record forwarded as the event's data
@@ -110,4 +110,4 @@ def parse_event(element: Any, received_at: datetime) -> TaskEvent | None:
         ticks = ticks_of(element.get(envelope_time_field), envelope_time_field, received_at)
         return TaskEvent(event_id, event_type, job_id, task_id, TaskStatus.observed(ticks, 0, None, None, 1))
 
-    raise InvalidEventError(f"unsupported event type {event_type!r}: expected {TASK_STATE_CHANGED} or {TASK_DELETED}")
+    raise MalformedEventError(f"unsupported event type {event_type!r}: expected {TASK_STATE_CHANGED} or {TASK_DELETED}")

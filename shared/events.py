@@ -3,7 +3,7 @@
 Three wire formats arrive: Event Grid / CloudEvents deliveries (``shared.eventgrid``), Batch's own
 service log through Event Hubs (``shared.servicelog``), and Batch task objects from List Tasks
 (``task_status`` here, used by the delta sync and validation). Each is parsed once, at the edge,
-into the ``TaskEvent`` below; a malformed element raises InvalidEventError with the reason that
+into the ``TaskEvent`` below; a malformed element raises MalformedEventError with the reason that
 is kept with it.
 """
 
@@ -28,7 +28,7 @@ from shared.counting import (
     TaskStatus,
     is_batch_id,
 )
-from shared.errors import InvalidEventError
+from shared.errors import MalformedEventError
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +81,11 @@ class Delivery:
     events: tuple[TaskEvent, ...] = ()
     rejections: tuple[Rejection, ...] = ()
     ignored: int = 0  # elements that carry no job task's state (Event Grid notices, pool records, ...)
-    validation_code: str | None = None  # set for an Event Grid subscription handshake
+    handshake_code: str | None = None  # set for an Event Grid subscription handshake
 
 
 def task_status(task: dict, received_at: datetime) -> tuple[str, TaskStatus]:
-    """A Batch task object (as List Tasks returns it) -> (task id, status); InvalidEventError."""
+    """A Batch task object (as List Tasks returns it) -> (task id, status); MalformedEventError."""
     task_id = task_id_of(task)
     state = state_of(task.get("state"))
     ticks = ticks_of(task.get("stateTransitionTime"), "stateTransitionTime", received_at)
@@ -104,14 +104,14 @@ def read_listing(
     for task in tasks:
         try:
             read.append((task, *task_status(task, received_at)))
-        except InvalidEventError as error:
+        except MalformedEventError as error:
             invalid += 1
             logger.warning("listed task skipped: %s", error, extra={"job_id": job_id, "task_id": task.get("id")})
     return read, invalid
 
 
 def parse_timestamp(value: Any) -> datetime:
-    """An ISO 8601 timestamp with a zone; raises InvalidEventError."""
+    """An ISO 8601 timestamp with a zone; raises MalformedEventError."""
     return ticks_to_datetime(_raw_ticks(value, "timestamp"))
 
 
@@ -138,7 +138,7 @@ def datetime_to_ticks(moment: datetime) -> int:
 def batch_id(value: Any, what: str) -> str:
     """A Batch job or task id: letters, digits, '-' and '_', 1 to 64 characters."""
     if not is_batch_id(value):
-        raise InvalidEventError(f"{what} must be {ID_RULE}, got {short(value)}")
+        raise MalformedEventError(f"{what} must be {ID_RULE}, got {short(value)}")
     return value
 
 
@@ -149,7 +149,7 @@ def job_and_task_ids(data: dict) -> tuple[str, str]:
 def task_id_of(data: dict) -> str:
     """``id``, or ``taskId`` as producers may call it; both present must agree."""
     if "id" in data and "taskId" in data and data["id"] != data["taskId"]:
-        raise InvalidEventError("id and taskId disagree")
+        raise MalformedEventError("id and taskId disagree")
     return batch_id(data.get("id", data.get("taskId")), "task id (id or taskId)")
 
 
@@ -157,7 +157,7 @@ def state_of(value: Any) -> TaskState:
     state = STATE_OF_VALUE.get(value) if isinstance(value, str) else None
     if state is None:
         allowed = ", ".join(state.value for state in TaskState)
-        raise InvalidEventError(f"state must be one of {allowed}, got {short(value)}")
+        raise MalformedEventError(f"state must be one of {allowed}, got {short(value)}")
     return state
 
 
@@ -168,7 +168,7 @@ def result_of(execution: dict) -> TaskResult | None:
         # any case: the REST API says "success", Batch's service log "Success"
         result = RESULT_OF_VALUE.get(raw.lower()) if isinstance(raw, str) else None
         if result is None:
-            raise InvalidEventError(f"executionInfo.result must be success or failure, got {short(raw)}")
+            raise MalformedEventError(f"executionInfo.result must be success or failure, got {short(raw)}")
         return result
     if execution.get("failureInfo") is not None:
         return TaskResult.FAILURE
@@ -183,26 +183,28 @@ def attempt_of(execution: dict) -> int:
     for name in ("retryCount", "requeueCount"):
         value = execution.get(name, 0)
         if not is_int(value) or value < 0:
-            raise InvalidEventError(f"executionInfo.{name} must be a non-negative integer, got {short(value)}")
+            raise MalformedEventError(f"executionInfo.{name} must be a non-negative integer, got {short(value)}")
         total += value
     if total > MAX_ATTEMPT:
-        raise InvalidEventError(f"retryCount + requeueCount must be at most {MAX_ATTEMPT}")
+        raise MalformedEventError(f"retryCount + requeueCount must be at most {MAX_ATTEMPT}")
     return total
 
 
 def required_slots_of(data: dict) -> int:
     value = data.get("requiredSlots", 1)
     if not is_int(value) or not 1 <= value <= MAX_REQUIRED_SLOTS:
-        raise InvalidEventError(f"requiredSlots must be an integer from 1 to {MAX_REQUIRED_SLOTS}, got {short(value)}")
+        raise MalformedEventError(
+            f"requiredSlots must be an integer from 1 to {MAX_REQUIRED_SLOTS}, got {short(value)}"
+        )
     return value
 
 
 def ticks_of(value: Any, field: str, received_at: datetime) -> int:
     ticks = _raw_ticks(value, field)
     if ticks < _EARLIEST_TICKS:
-        raise InvalidEventError(f"{field} is before {EARLIEST.year}")
+        raise MalformedEventError(f"{field} is before {EARLIEST.year}")
     if ticks > _latest_ticks(received_at):
-        raise InvalidEventError(f"{field} is more than {MAX_FUTURE} in the future")
+        raise MalformedEventError(f"{field} is more than {MAX_FUTURE} in the future")
     return ticks
 
 
@@ -225,14 +227,14 @@ def _raw_ticks(value: Any, field: str) -> int:
         return _second_ticks_of(value[:19], field) + int(fraction)
     match = _TIMESTAMP.fullmatch(value) if isinstance(value, str) else None
     if match is None:
-        raise InvalidEventError(
+        raise MalformedEventError(
             f"{field} must be an ISO 8601 timestamp with a zone (e.g. 2025-01-01T00:00:00.0000000Z), got {short(value)}"
         )
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     try:
         moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
     except ValueError as error:
-        raise InvalidEventError(f"{field} is not a real time: {error}") from None
+        raise MalformedEventError(f"{field} is not a real time: {error}") from None
     if not zulu:
         offset = timedelta(hours=int(off_h), minutes=int(off_m))
         moment = moment - offset if sign == "+" else moment + offset
@@ -247,7 +249,7 @@ def _second_ticks_of(moment: str, field: str) -> int:
 def required_str(element: dict, name: str) -> str:
     value = element.get(name)
     if not isinstance(value, str) or not value:
-        raise InvalidEventError(f"{name} is required and must be a non-empty string")
+        raise MalformedEventError(f"{name} is required and must be a non-empty string")
     return value
 
 
@@ -256,7 +258,7 @@ def optional_object(data: dict, name: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidEventError(f"{name} must be a JSON object")
+        raise MalformedEventError(f"{name} must be a JSON object")
     return value
 
 

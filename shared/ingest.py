@@ -59,9 +59,9 @@ async def handle_delivery(
         delivery = parse_delivery(body, received_at)
     except InvalidDeliveryError as failure:
         return refusal or error(400, "InvalidRequestBody", str(failure))
-    if delivery.validation_code is not None:
+    if delivery.handshake_code is not None:
         logger.info("Event Grid subscription validated")
-        return ok({"validationResponse": delivery.validation_code})
+        return ok({"validationResponse": delivery.handshake_code})
     if refusal is not None:
         return refusal
 

@@ -58,15 +58,16 @@ def conditional(body: Any, version: Any, if_none_match: str | None) -> Reply:
     return Reply(304, None, headers) if not_modified(etag, if_none_match) else Reply(200, body, headers)
 
 
-def error(status: int, code: str, message: str, values: dict[str, str] | None = None) -> Reply:
-    return Reply(status, batch_error_body(code, message, values))
+def error(
+    status: int, code: str, message: str, values: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> Reply:
+    """A reply in Batch's error body (the azure-batch SDK parses it)."""
+    return Reply(status, batch_error_body(code, message, values), headers or {})
 
 
 def store_unavailable(error_: StoreUnavailableError) -> Reply:
     # 503 makes Event Grid redeliver and tells API callers to retry; nothing was half-applied.
-    return Reply(
-        503, batch_error_body("ServerBusy", f"The server is busy; retry later. {error_}"), {"Retry-After": "10"}
-    )
+    return error(503, "ServerBusy", f"The server is busy; retry later. {error_}", headers={"Retry-After": "10"})
 
 
 async def guarded(logger: logging.Logger, work: Awaitable[Reply], **log_fields: Any) -> Reply:

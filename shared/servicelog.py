@@ -38,7 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.counting import TaskResult, TaskState, TaskStatus
-from shared.errors import InvalidEventError
+from shared.errors import MalformedEventError
 from shared.events import (
     Delivery,
     Rejection,
@@ -79,7 +79,7 @@ def parse_messages(bodies: Iterable[str | bytes], received_at: datetime) -> Deli
     for body in bodies:
         try:
             records = _records_of(body)
-        except InvalidEventError as error:
+        except MalformedEventError as error:
             text = body.decode(errors="replace") if isinstance(body, bytes) else body
             rejections.append(Rejection(index, None, f"Event Hubs message: {error}", text))
             index += 1
@@ -87,7 +87,7 @@ def parse_messages(bodies: Iterable[str | bytes], received_at: datetime) -> Deli
         for record in records:
             try:
                 event = parse_record(record, received_at)
-            except InvalidEventError as error:
+            except MalformedEventError as error:
                 rejections.append(Rejection(index, record_id(record), str(error), raw_text(record)))
             else:
                 if event is None:
@@ -100,9 +100,9 @@ def parse_messages(bodies: Iterable[str | bytes], received_at: datetime) -> Deli
 
 def parse_record(record: Any, received_at: datetime, event_id: str | None = None) -> TaskEvent | None:
     """One service-log record -> a TaskEvent, None when it is not a job task's state change, or
-    InvalidEventError. ``event_id`` defaults to a digest of the record (duplicates share it)."""
+    MalformedEventError. ``event_id`` defaults to a digest of the record (duplicates share it)."""
     if not isinstance(record, dict):
-        raise InvalidEventError("a service-log record must be a JSON object")
+        raise MalformedEventError("a service-log record must be a JSON object")
     operation = required_str(record, "operationName")
     category = record.get("category")
     if isinstance(category, str) and category.lower() not in LOG_CATEGORIES:
@@ -140,7 +140,7 @@ def _meaning(operation: str, execution: dict) -> tuple[TaskState, TaskResult | N
     if operation == TASK_COMPLETE:
         exit_code = execution.get("exitCode")
         if exit_code is not None and not is_int(exit_code):
-            raise InvalidEventError(f"executionInfo.exitCode must be an integer or null, got {short(exit_code)}")
+            raise MalformedEventError(f"executionInfo.exitCode must be an integer or null, got {short(exit_code)}")
         # Without a result, only exit code 0 is a success; a null exit code failed before it ran.
         return TaskState.COMPLETED, result_of(execution) or TaskResult.FAILURE, "endTime"
     return TaskState.ACTIVE, None, None  # requeued, or a scheduling failure that Batch retries
@@ -152,9 +152,9 @@ def _properties(record: dict) -> dict:
         try:
             value = json.loads(value)
         except ValueError:
-            raise InvalidEventError("properties is a string that is not JSON") from None
+            raise MalformedEventError("properties is a string that is not JSON") from None
     if not isinstance(value, dict):
-        raise InvalidEventError("a service-log record must carry a properties object")
+        raise MalformedEventError("a service-log record must carry a properties object")
     return value
 
 
@@ -162,8 +162,8 @@ def _records_of(body: str | bytes) -> list:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as error:
-        raise InvalidEventError(f"not JSON: {short(error)}") from None
+        raise MalformedEventError(f"not JSON: {short(error)}") from None
     records = document.get("records") if isinstance(document, dict) else None
     if not isinstance(records, list):
-        raise InvalidEventError('expected {"records": [...]} as a diagnostic setting sends')
+        raise MalformedEventError('expected {"records": [...]} as a diagnostic setting sends')
     return records

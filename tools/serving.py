@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -29,6 +30,9 @@ def run_until_interrupted(
         finally:
             await stop()
 
+    # A shell starts a background job with SIGINT ignored, and asyncio takes SIGINT over only from
+    # its default handler: restore that, so SIGINT stops the tool however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         asyncio.run(main())
     except KeyboardInterrupt:

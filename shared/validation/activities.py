@@ -20,7 +20,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from shared.batch import PAGE_SIZE, BatchReader, creation_filter, get_batch
 from shared.config import Settings, get_settings
-from shared.errors import InvalidEventError
+from shared.errors import MalformedEventError
 from shared.events import datetime_to_ticks, read_listing, ticks_of, ticks_to_datetime, ticks_to_iso
 from shared.store import CountsStore, get_store, shard_of
 from shared.store.reconcile import DRIFT_KINDS
@@ -177,7 +177,7 @@ def _by_shard(tasks: list[dict], scan: Scan, now: datetime) -> tuple[dict[int, l
         by_shard[shard_of(task_id.lower(), scan.partitions)].append((task_id, status))
         try:  # only guides the next pass's slicing: a task without it is still checked
             created.append(ticks_of(raw.get("creationTime"), "creationTime", now))
-        except InvalidEventError:
+        except MalformedEventError:
             pass
     return by_shard, invalid, (min(created), max(created)) if created else None
 

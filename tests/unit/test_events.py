@@ -52,7 +52,7 @@ def test_single_cloudevent_object_is_a_delivery_of_one():
 
 def test_validation_handshake_is_recognised():
     document = [validation_handshake("512d38b6-c7b8-40c8-89fe-f46f9e9622b6")]
-    assert parse(document).validation_code == "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"
+    assert parse(document).handshake_code == "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"
 
 
 def test_subscription_deleted_notice_is_ignored_not_rejected():
@@ -133,7 +133,7 @@ def test_batchs_own_timestamp_form_reads_as_any_other_form_of_the_same_instant(m
     anything not exactly that form (a stray character, a non-ASCII digit) takes the general path."""
     from datetime import timedelta
 
-    from shared.events import InvalidEventError, ticks_of
+    from shared.events import MalformedEventError, ticks_of
 
     utc = moment.replace(microsecond=0, tzinfo=UTC)
     batch_form = utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:07d}Z"
@@ -144,7 +144,7 @@ def test_batchs_own_timestamp_form_reads_as_any_other_form_of_the_same_instant(m
     assert ticks_to_iso(ticks_of(offset_form, "t", NOW)) == batch_form  # and written back in Batch's form
     if junk:
         altered = batch_form[:22] + junk + batch_form[23:] if len(junk) == 1 else batch_form
-        with pytest.raises(InvalidEventError):
+        with pytest.raises(MalformedEventError):
             ticks_of(altered, "t", NOW)
 
 
