@@ -25,7 +25,10 @@ async def main(events: List[func.EventHubEvent]) -> None:  # noqa: UP006
     received_at = datetime.now(UTC)
     report_service_log_lag([event.enqueued_time for event in events], received_at)  # before a retry can fail
     try:
-        await apply_service_log(get_store(get_settings()), [event.get_body() for event in events], received_at)
+        settings = get_settings()
+        await apply_service_log(
+            get_store(settings), [event.get_body() for event in events], received_at, settings.accounts
+        )
     except Exception:
         logger.exception(
             "service-log messages not applied; the retry policy runs them again", extra={"messages": len(events)}

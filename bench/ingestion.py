@@ -46,6 +46,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from shared import api
+from shared.accounts import AccountId, Accounts, BatchAccount
 from shared.config import Settings
 from shared.ingest import apply_service_log, handle_delivery
 from shared.monitoring import record_progress
@@ -93,6 +94,12 @@ def reading(etag: str | None) -> api.Reading:
     return api.Reading(ProgressRules.from_settings(DEFAULT_SETTINGS), datetime.now(UTC), etag)
 
 
+# The account the service-log records come from, configured by its ARM id as Bicep configures it.
+BENCH_ACCOUNT_ID = (
+    "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/BENCH"
+    "/PROVIDERS/MICROSOFT.BATCH/BATCHACCOUNTS/BENCHACCOUNT"
+)
+BENCH_ACCOUNTS = Accounts((BatchAccount("benchaccount", AccountId.parse(BENCH_ACCOUNT_ID)),))
 HOT_JOB_TASKS = 200_000  # the one hot job stands for a large job: Batch's count of it sizes its partitions
 
 
@@ -141,6 +148,7 @@ def start_and_complete(count: int, jobs: int, prefix: str) -> tuple[list[dict], 
         records.append(
             {
                 "time": at,
+                "resourceId": BENCH_ACCOUNT_ID,
                 "category": "ServiceLog",
                 "operationName": operation,
                 "operationVersion": "2017-01-01",
@@ -170,7 +178,7 @@ async def service_log(store: CountsStore, records: list[dict], per_invocation: i
     invocations = [messages[i : i + per_call] for i in range(0, len(messages), per_call)]
 
     async def invoke(batch: list[str]):
-        outcome = await apply_service_log(store, batch, datetime.now(UTC))
+        outcome = await apply_service_log(store, batch, datetime.now(UTC), BENCH_ACCOUNTS)
         assert outcome.rejected == 0
 
     seconds = await run_concurrently(invoke, invocations, 4)

@@ -268,6 +268,7 @@ module app 'app/function.bicep' = {
     jobPartitionRows: jobPartitionRows
     batchAccountUrl: 'https://${batchAccount.properties.accountEndpoint}'
     batchAccountName: batchAccountName
+    batchAccountResourceId: batchAccount.id
     validationMaxTasks: validationMaxTasks
     validationParallelListings: validationParallelListings
     validationSchedule: validationSchedule

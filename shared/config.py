@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from shared.access import Access, AccessMode, AccessPolicy
+from shared.accounts import Accounts, account_of
 from shared.errors import ConfigError
 
 STORAGE_CONNECTION = "AzureWebJobsStorage"
@@ -23,6 +24,7 @@ JOB_PARTITION_ROWS = "JOB_PARTITION_ROWS"
 BATCH_ACCOUNT_URL = "BATCH_ACCOUNT_URL"
 BATCH_ACCOUNT_NAME = "BATCH_ACCOUNT_NAME"
 BATCH_ACCOUNT_KEY = "BATCH_ACCOUNT_KEY"
+BATCH_ACCOUNT_RESOURCE_ID = "BATCH_ACCOUNT_RESOURCE_ID"
 VALIDATION_MAX_TASKS = "VALIDATION_MAX_TASKS"
 VALIDATION_PARALLEL_LISTINGS = "VALIDATION_PARALLEL_LISTINGS"
 RETENTION_DAYS = "RETENTION_DAYS"
@@ -72,6 +74,7 @@ APP_SETTINGS = (
     BATCH_ACCOUNT_URL,
     BATCH_ACCOUNT_NAME,
     BATCH_ACCOUNT_KEY,
+    BATCH_ACCOUNT_RESOURCE_ID,
     VALIDATION_MAX_TASKS,
     VALIDATION_PARALLEL_LISTINGS,
     RETENTION_DAYS,
@@ -139,6 +142,7 @@ class Settings:
     batch_account_url: str | None = None
     batch_account_name: str | None = None
     batch_account_key: str | None = None  # None: Microsoft Entra ID (managed identity)
+    accounts: Accounts = Accounts()  # whose service-log records are counted
     validation_max_tasks: int = DEFAULT_VALIDATION_MAX_TASKS
     validation_parallel_listings: int = DEFAULT_VALIDATION_PARALLEL_LISTINGS  # List Tasks pages in flight per job
     retention_days: int = DEFAULT_RETENTION_DAYS
@@ -172,6 +176,7 @@ class Settings:
         batch_name = env.get(BATCH_ACCOUNT_NAME) or None
         if batch_key and not batch_name:
             raise ConfigError(f"{BATCH_ACCOUNT_KEY} needs {BATCH_ACCOUNT_NAME} (shared-key access)")
+        account = account_of(env.get(BATCH_ACCOUNT_URL), batch_name, env.get(BATCH_ACCOUNT_RESOURCE_ID))
         return cls(
             storage_connection=connection,
             table_service_uri=table_uri,
@@ -182,6 +187,7 @@ class Settings:
             batch_account_url=(env.get(BATCH_ACCOUNT_URL) or "").rstrip("/") or None,
             batch_account_name=batch_name,
             batch_account_key=batch_key,
+            accounts=Accounts(() if account is None else (account,)),
             validation_max_tasks=_int_setting(env, VALIDATION_MAX_TASKS, DEFAULT_VALIDATION_MAX_TASKS, 1, 10**9),
             validation_parallel_listings=_int_setting(
                 env, VALIDATION_PARALLEL_LISTINGS, DEFAULT_VALIDATION_PARALLEL_LISTINGS, 1, 64

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -82,6 +82,8 @@ class Delivery:
     rejections: tuple[Rejection, ...] = ()
     ignored: int = 0  # elements that carry no job task's state (Event Grid notices, pool records, ...)
     handshake_code: str | None = None  # set for an Event Grid subscription handshake
+    # Service-log records of accounts this deployment does not count, per resourceId: ignored
+    other_accounts: dict[str, int] = field(default_factory=dict)
 
 
 def task_status(task: dict, received_at: datetime) -> tuple[str, TaskStatus]:

@@ -4,8 +4,9 @@
   event is durably applied and every invalid one kept with its reason; storage trouble -> 503 so
   Event Grid redelivers (safe: the store is idempotent).
 * Batch's service log through Event Hubs (``apply_service_log``): bad records are kept, never
-  raised; only storage trouble raises (StoreUnavailableError), so the trigger's retry policy runs
-  the same messages again before the checkpoint moves.
+  raised; records of an account this deployment does not count are ignored and reported (the
+  ``otherAccount`` alert); only storage trouble raises (StoreUnavailableError), so the trigger's
+  retry policy runs the same messages again before the checkpoint moves.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared import servicelog
+from shared.accounts import Accounts
 from shared.eventgrid import MAX_DELIVERY_BYTES, InvalidDeliveryError, parse_delivery
 from shared.events import Delivery
+from shared.monitoring import report_other_accounts
 from shared.replies import Reply, error, ok
 from shared.store import ApplyOutcome, CountsStore
 
@@ -28,11 +31,12 @@ MAX_REJECTIONS_LISTED = 100
 
 @dataclass(frozen=True)
 class IngestOutcome:
-    received: int  # elements: events, rejections and ignored ones
+    received: int  # elements: events, rejections, ignored ones and other accounts' records
     applied: int
     unchanged: int
     ignored: int
     rejected: int
+    other_accounts: int = 0  # service-log records of accounts this deployment does not count
 
 
 async def handle_delivery(
@@ -81,9 +85,13 @@ async def handle_delivery(
     )
 
 
-async def apply_service_log(store: CountsStore, bodies: Iterable[str | bytes], received_at: datetime) -> IngestOutcome:
-    """One Event Hubs invocation's messages; raises StoreUnavailableError only (retry them all)."""
-    delivery = servicelog.parse_messages(bodies, received_at)
+async def apply_service_log(
+    store: CountsStore, bodies: Iterable[str | bytes], received_at: datetime, accounts: Accounts
+) -> IngestOutcome:
+    """One Event Hubs invocation's messages, counted for ``accounts``; raises StoreUnavailableError
+    only (retry them all)."""
+    delivery = servicelog.parse_messages(bodies, received_at, accounts)
+    report_other_accounts(delivery.other_accounts)  # before a retry can fail: seen even while storage is down
     return await apply_delivery(store, delivery, received_at, "service-log messages")
 
 
@@ -98,12 +106,14 @@ async def apply_delivery(store: CountsStore, delivery: Delivery, received_at: da
                 extra={"event_id": rejection.event_id, "index": rejection.index, "source": source},
             )
     applied: ApplyOutcome = await store.apply(delivery.events)
+    other_accounts = sum(delivery.other_accounts.values())
     outcome = IngestOutcome(
-        received=len(delivery.events) + len(delivery.rejections) + delivery.ignored,
+        received=len(delivery.events) + len(delivery.rejections) + delivery.ignored + other_accounts,
         applied=applied.applied,
         unchanged=applied.unchanged,
         ignored=delivery.ignored,
         rejected=len(delivery.rejections),
+        other_accounts=other_accounts,
     )
     logger.info(
         "%s applied",

@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 ALERT_PREFIX = "TASKCOUNTS_ALERT "
 SERVICE_LOG_LAGGING = "lagging"
+OTHER_ACCOUNT = "otherAccount"
+ACCOUNTS_NAMED = 10  # other accounts one alert record names (the count covers them all)
 # The hub keeps records 7 days (servicelog-hub.bicep) while the trigger retries a failing batch
 # forever: a day behind leaves days to mend the cause before a record is lost for good.
 SERVICE_LOG_LAG_ALERT = timedelta(hours=24)
@@ -88,12 +90,26 @@ async def _record_job(
 
 def _log_alert(job: JobCounts, alert: Alert) -> None:
     record = {"alert": alert.kind, "jobId": job.job.job_id, "since": iso(alert.since), **job.tasks.as_dict()}
+    _raise_alert(record, job_id=job.job.job_id, since=record["since"])
+
+
+def _raise_alert(record: dict, **fields: object) -> None:
+    """Log an alert record: ``ALERT_PREFIX`` and its JSON in the message, which the rules search."""
     logger.warning(
-        "%s%s",
-        ALERT_PREFIX,
-        json.dumps(record, separators=(",", ":")),
-        extra={"job_id": job.job.job_id, "alert": alert.kind, "since": record["since"]},
+        "%s%s", ALERT_PREFIX, json.dumps(record, separators=(",", ":")), extra={"alert": record["alert"], **fields}
     )
+
+
+def report_other_accounts(records_per_account: dict[str, int]) -> bool:
+    """Raise the otherAccount alert for service-log records of accounts this deployment does not
+    count (a diagnostic setting pointed at its hub for an account missing from its settings): each
+    invocation that met some says how many, per account, so the alert and a query over it show it."""
+    if not records_per_account:
+        return False
+    named = dict(sorted(records_per_account.items())[:ACCOUNTS_NAMED])
+    record = {"alert": OTHER_ACCOUNT, "records": sum(records_per_account.values()), "resourceIds": named}
+    _raise_alert(record, records=record["records"])
+    return True
 
 
 def report_service_log_lag(enqueued: list[datetime | None], now: datetime) -> bool:
@@ -108,10 +124,5 @@ def report_service_log_lag(enqueued: list[datetime | None], now: datetime) -> bo
         "oldestEnqueued": iso(oldest),
         "hoursBehind": round((now - oldest).total_seconds() / 3600, 1),
     }
-    logger.warning(
-        "%s%s",
-        ALERT_PREFIX,
-        json.dumps(record, separators=(",", ":")),
-        extra={"alert": SERVICE_LOG_LAGGING, "since": record["oldestEnqueued"]},
-    )
+    _raise_alert(record, since=record["oldestEnqueued"])
     return True

@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from shared.accounts import Accounts, MalformedResourceIdError
 from shared.counting import TaskResult, TaskState, TaskStatus
 from shared.errors import MalformedEventError
 from shared.events import (
@@ -65,16 +67,19 @@ LOG_CATEGORIES = ("servicelog", "servicelogs")  # the current name and the depre
 COUNTED_TASK_TYPES = ("user", "jobmanager")
 
 
-def parse_messages(bodies: Iterable[str | bytes], received_at: datetime) -> Delivery:
+def parse_messages(bodies: Iterable[str | bytes], received_at: datetime, accounts: Accounts) -> Delivery:
     """Event Hubs message bodies -> every record as an event, a rejection or ignored.
 
-    Never raises for bad input: a message that is not ``{"records": [...]}`` is one rejection,
-    a bad record another; the rest still count. Rejection indexes number the elements in order
-    (a whole bad message counts as one element).
+    A record counts only for an account in ``accounts`` (by its ``resourceId``); another account's
+    records are ignored and reported in ``other_accounts``. Never raises for bad input: a message
+    that is not ``{"records": [...]}`` is one rejection, a bad record (a ``resourceId`` that is no
+    Batch account's included) another; the rest still count. Rejection indexes number the elements
+    in order (a whole bad message counts as one element).
     """
     events: list[TaskEvent] = []
     rejections: list[Rejection] = []
     ignored = 0
+    other_accounts: Counter[str] = Counter()
     index = 0
     for body in bodies:
         try:
@@ -86,8 +91,12 @@ def parse_messages(bodies: Iterable[str | bytes], received_at: datetime) -> Deli
             continue
         for record in records:
             try:
+                if isinstance(record, dict) and accounts.emitter(record.get("resourceId")) is None:
+                    other_accounts[str(record["resourceId"]).upper()] += 1
+                    index += 1
+                    continue
                 event = parse_record(record, received_at)
-            except MalformedEventError as error:
+            except (MalformedEventError, MalformedResourceIdError) as error:
                 rejections.append(Rejection(index, record_id(record), str(error), raw_text(record)))
             else:
                 if event is None:
@@ -95,7 +104,7 @@ def parse_messages(bodies: Iterable[str | bytes], received_at: datetime) -> Deli
                 else:
                     events.append(event)
             index += 1
-    return Delivery(tuple(events), tuple(rejections), ignored)
+    return Delivery(tuple(events), tuple(rejections), ignored, other_accounts=dict(other_accounts))
 
 
 def parse_record(record: Any, received_at: datetime, event_id: str | None = None) -> TaskEvent | None:

@@ -9,7 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from shared.accounts import Accounts, BatchAccount
+
 SAMPLES = Path(__file__).parent / "samples"
+# The account the service-log samples come from (the simulator's, as the app settings of the tests name it)
+SAMPLE_ACCOUNTS = Accounts((BatchAccount("simaccount"),))
 SERVICE_LOG_KINDS = (
     "task_start",
     "task_complete_success",

@@ -1,6 +1,7 @@
 // Azure Monitor log alerts on the app's own alert records: RecordProgress logs a warning once per
 // episode ("stalled": tasks left and nothing completed for STALL_MINUTES; "failing": the recent
-// failure ratio at or above FAILURE_ALERT_PERCENT), as TASKCOUNTS_ALERT {json} in the message text,
+// failure ratio at or above FAILURE_ALERT_PERCENT), BatchServiceLogs one when its reader lags a day
+// ("lagging") or meets another account's records ("otherAccount"), as TASKCOUNTS_ALERT {json} in the message text,
 // which is what reaches Application Insights' traces table from the Python worker.
 param applicationInsightsName string
 param actionGroupName string
@@ -27,6 +28,11 @@ var alertKinds = [
     kind: 'lagging'
     severity: 1
     description: 'Batch\'s service log is read a day or more behind (storage down, the app failing): the hub keeps records 7 days, then they are lost.'
+  }
+  {
+    kind: 'otherAccount'
+    severity: 2
+    description: 'Service-log records of a Batch account this deployment does not count reach its hub (a diagnostic setting pointed at it): they are ignored, never counted into this account\'s jobs.'
   }
 ]
 

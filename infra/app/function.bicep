@@ -14,6 +14,8 @@ param jobPartitions int
 param jobPartitionRows int
 param batchAccountUrl string
 param batchAccountName string
+@description('The Batch account\'s ARM id: only its service-log records are counted.')
+param batchAccountResourceId string
 param validationMaxTasks int
 param validationParallelListings int
 param validationSchedule string
@@ -170,6 +172,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'BATCH_ACCOUNT_NAME'
           value: batchAccountName
+        }
+        {
+          name: 'BATCH_ACCOUNT_RESOURCE_ID'
+          value: batchAccountResourceId
         }
         {
           name: 'VALIDATION_MAX_TASKS'

@@ -12,6 +12,7 @@ import requests
 from azure.batch import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 
+from shared.accounts import Accounts, BatchAccount
 from shared.counting import Counts, newest_per_task
 from shared.servicelog import parse_messages
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY
@@ -111,7 +112,7 @@ def test_storage_faults_mid_invocation_are_retried_and_never_double_counted():
                 timeout=30,
             ).json()["messages"]
         ]
-        delivery = parse_messages(bodies, datetime.now(UTC))
+        delivery = parse_messages(bodies, datetime.now(UTC), Accounts((BatchAccount(DEFAULT_ACCOUNT),)))
         newest = newest_per_task((event.task_key, event.status) for event in delivery.events)
         expected = Counts.total(status.task_counts() for status in newest.values()).as_dict()
 

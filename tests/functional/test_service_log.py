@@ -16,7 +16,7 @@ from shared.errors import StoreUnavailableError
 from shared.ingest import apply_service_log
 from shared.store import CountsStore, get_store, raw_text_of
 from tests.conftest import make_settings
-from tests.sample_files import hub_message, service_log_record
+from tests.sample_files import SAMPLE_ACCOUNTS, hub_message, service_log_record
 from tools.azurite import free_port
 from tools.batchsim.hub import EventHub, ExportDelay, LogFaults, pump
 from tools.batchsim.model import BatchAccount
@@ -68,7 +68,7 @@ async def test_storage_trouble_raises_so_the_retry_policy_runs_the_batch_again(a
     store = CountsStore.from_settings(dead)
     try:
         with pytest.raises(StoreUnavailableError):
-            await apply_service_log(store, [hub_message(service_log_record("task_start"))], NOW)
+            await apply_service_log(store, [hub_message(service_log_record("task_start"))], NOW, SAMPLE_ACCOUNTS)
     finally:
         await store.close()
 
@@ -217,3 +217,31 @@ async def test_a_reader_a_day_behind_raises_the_lagging_alert_before_it_applies_
     [alert] = [r.getMessage() for r in caplog.records if "TASKCOUNTS_ALERT" in r.getMessage()]
     body = json.loads(alert.split("TASKCOUNTS_ALERT ", 1)[1])
     assert body["alert"] == "lagging" and 29.9 <= body["hoursBehind"] <= 31
+
+
+OTHER_ACCOUNT_ID = (
+    "/SUBSCRIPTIONS/11111111-1111-1111-1111-111111111111/RESOURCEGROUPS/B/PROVIDERS/MICROSOFT.BATCH/BATCHACCOUNTS/TEAMB"
+)
+
+
+@pytest.mark.usefixtures("app_settings")
+async def test_another_accounts_records_are_ignored_and_alerted_never_counted_into_a_job_of_the_same_id(caplog):
+    """A second account's diagnostic setting streams to the same hub; its job has our job's id."""
+    job = "Log-Shared-Id"
+    ours = service_log_record("task_start", jobId=job, id="t1", executionInfo={"startTime": at(1)})
+    theirs = [
+        {
+            **service_log_record("task_complete_success", jobId=job, id=f"t{n}", executionInfo={"endTime": at(2)}),
+            "resourceId": OTHER_ACCOUNT_ID,
+        }
+        for n in range(1, 6)
+    ]
+    with caplog.at_level("WARNING", logger="shared.monitoring"):
+        await BatchServiceLogs.main(hub_events(hub_message(ours, *theirs)))
+    counts = (await get_store(get_settings()).get_job_counts(job.lower())).tasks.as_dict()
+    assert counts == {"active": 0, "running": 1, "completed": 0, "succeeded": 0, "failed": 0}
+    [alert] = [r.getMessage() for r in caplog.records if "TASKCOUNTS_ALERT" in r.getMessage()]
+    body = json.loads(alert.split("TASKCOUNTS_ALERT ", 1)[1])
+    assert body == {"alert": "otherAccount", "records": 5, "resourceIds": {OTHER_ACCOUNT_ID: 5}}
+    kept = [row for row in await get_store(get_settings()).list_rejected(datetime.now(UTC)) if job in raw_text_of(row)]
+    assert kept == []  # ignored, not rejected: nothing is wrong with them

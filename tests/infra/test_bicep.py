@@ -11,7 +11,7 @@ import pytest
 from pycep import BicepParser
 
 from shared.config import APP_SETTINGS, BATCH_ACCOUNT_KEY, BATCH_LOG_CONNECTION, STORAGE_CONNECTION
-from shared.monitoring import ALERT_PREFIX, SERVICE_LOG_LAGGING
+from shared.monitoring import ALERT_PREFIX, OTHER_ACCOUNT, SERVICE_LOG_LAGGING
 from shared.progress import ALERT_KINDS
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -277,6 +277,9 @@ def test_the_app_settings_in_bicep_are_exactly_the_settings_the_app_reads():
     # local only: deployments use identity-based settings (storage, the hub, Batch with Entra ID)
     expected = set(APP_SETTINGS) - {STORAGE_CONNECTION, BATCH_LOG_CONNECTION, BATCH_ACCOUNT_KEY}
     assert deployed == expected
+    # the account whose service-log records are counted is named by its ARM id, not only its name
+    assert app_settings()["BATCH_ACCOUNT_RESOURCE_ID"] == "batchAccountResourceId"
+    assert "batchAccountResourceId: batchAccount.id" in (INFRA / "main.bicep").read_text()
 
 
 def test_the_service_log_streams_to_a_hub_in_the_batch_region_read_with_the_apps_identity():
@@ -339,8 +342,8 @@ def test_stalled_and_failing_records_raise_log_alerts_that_mail_the_action_group
     assert properties["skipQueryValidation"] is True  # a new Application Insights has no traces table yet
     assert "jobId" in json.dumps(criterion["dimensions"])  # one alert per job, not one per rule
     # The rules are one per kind the app raises, and search the exact prefix the app logs.
-    kinds = re.findall(r"kind: '([a-z]+)'\n\s+severity", text)
-    assert sorted(kinds) == sorted((*ALERT_KINDS, SERVICE_LOG_LAGGING))
+    kinds = re.findall(r"kind: '([A-Za-z]+)'\n\s+severity", text)
+    assert sorted(kinds) == sorted((*ALERT_KINDS, SERVICE_LOG_LAGGING, OTHER_ACCOUNT))
     assert f"var alertPrefix = '{ALERT_PREFIX}'" in text
     query = alert_query(criterion["query"], "stalled")
     assert query.startswith(f'traces | where message startswith "{ALERT_PREFIX}"')

@@ -8,12 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.accounts import AccountId, Accounts, BatchAccount
 from shared.counting import TaskResult, TaskState
 from shared.eventgrid import parse_delivery
 from shared.servicelog import parse_messages, parse_record, record_id
-from tests.sample_files import SERVICE_LOG_KINDS, event_grid, hub_message, service_log_record
+from tests.sample_files import SAMPLE_ACCOUNTS, SERVICE_LOG_KINDS, event_grid, hub_message, service_log_record
 
 NOW = datetime(2025, 6, 1, 12, 30, tzinfo=UTC)
+SAMPLE_ACCOUNT_ID = service_log_record("task_start")["resourceId"]
 
 
 @pytest.mark.parametrize(
@@ -41,7 +43,8 @@ def test_each_documented_task_record_means_a_state(kind, state, result):
 @pytest.mark.parametrize("kind", ["special_task_start", "pool_resize_complete"])
 def test_special_tasks_and_pool_records_are_ignored_not_rejected(kind):
     assert parse_record(service_log_record(kind), NOW) is None
-    delivery = parse_messages([hub_message(service_log_record(kind), service_log_record("task_start"))], NOW)
+    message = hub_message(service_log_record(kind), service_log_record("task_start"))
+    delivery = parse_messages([message], NOW, SAMPLE_ACCOUNTS)
     assert (len(delivery.events), len(delivery.rejections), delivery.ignored) == (1, 0, 1)
 
 
@@ -109,7 +112,10 @@ def test_duplicates_share_an_id_and_distinct_records_do_not():
 @pytest.mark.parametrize(
     "record,reason",
     [
-        ({"time": "2025-06-01T12:00:00Z", "properties": {}}, "operationName is required"),
+        (
+            {"time": "2025-06-01T12:00:00Z", "resourceId": SAMPLE_ACCOUNT_ID, "properties": {}},
+            "operationName is required",
+        ),
         (service_log_record("task_start", jobId="bad/id"), "jobId must be"),
         (service_log_record("task_start", id=None), "task id"),
         ({**service_log_record("task_start"), "properties": "{not json"}, "not JSON"),
@@ -124,7 +130,7 @@ def test_duplicates_share_an_id_and_distinct_records_do_not():
     ],
 )
 def test_bad_records_are_kept_with_a_reason_and_the_rest_still_count(record, reason):
-    delivery = parse_messages([hub_message(service_log_record("task_start"), record)], NOW)
+    delivery = parse_messages([hub_message(service_log_record("task_start"), record)], NOW, SAMPLE_ACCOUNTS)
     assert len(delivery.events) == 1
     [rejection] = delivery.rejections
     assert reason in rejection.reason and rejection.index == 1
@@ -133,7 +139,7 @@ def test_bad_records_are_kept_with_a_reason_and_the_rest_still_count(record, rea
 
 @pytest.mark.parametrize("body", ["not json", "[]", '{"value": []}', '{"records": {}}', b"\xff\xfe"])
 def test_a_message_that_is_not_a_records_envelope_is_one_rejection(body):
-    delivery = parse_messages([body, hub_message(service_log_record("task_fail"))], NOW)
+    delivery = parse_messages([body, hub_message(service_log_record("task_fail"))], NOW, SAMPLE_ACCOUNTS)
     assert len(delivery.events) == 1
     [rejection] = delivery.rejections
     assert rejection.index == 0 and "Event Hubs message" in rejection.reason
@@ -179,7 +185,47 @@ def test_a_record_forwarded_through_event_grid_is_parsed_the_same_way():
     )
 )
 def test_the_parser_never_raises(document):
-    delivery = parse_messages([json.dumps(document)], NOW)
+    delivery = parse_messages([json.dumps(document)], NOW, SAMPLE_ACCOUNTS)
     records = document.get("records") if isinstance(document, dict) else None
     expected = len(records) if isinstance(records, list) else 1  # every record accounted for, or one bad message
     assert len(delivery.events) + len(delivery.rejections) + delivery.ignored == expected
+
+
+OTHER = (
+    "/SUBSCRIPTIONS/11111111-1111-1111-1111-111111111111/RESOURCEGROUPS/TEAM-B"
+    "/PROVIDERS/MICROSOFT.BATCH/BATCHACCOUNTS/TEAMB"
+)
+
+
+def test_records_of_an_account_not_configured_are_ignored_and_counted_per_account():
+    """A second account's diagnostic setting pointed at the same hub: its records share job ids with
+    the counted account's, and must never be counted into them."""
+    ours = service_log_record("task_start", jobId="Render", id="t1")
+    theirs = [{**service_log_record("task_start", jobId="Render", id=f"t{n}"), "resourceId": OTHER} for n in range(3)]
+    pool = {**service_log_record("pool_resize_complete"), "resourceId": OTHER}
+    delivery = parse_messages([hub_message(ours, *theirs, pool)], NOW, SAMPLE_ACCOUNTS)
+    assert [event.task_id for event in delivery.events] == ["t1"]
+    assert delivery.other_accounts == {OTHER: 4} and not delivery.rejections and delivery.ignored == 0
+
+
+def test_an_account_configured_by_its_arm_id_counts_only_that_account_whatever_its_name():
+    """Two accounts of one name in two subscriptions: the ARM id tells them apart."""
+    same_name = OTHER.replace("/TEAMB", "/SIMACCOUNT")
+    ours = service_log_record("task_start", jobId="Render", id="t1")
+    account = Accounts((BatchAccount("simaccount", AccountId.parse(ours["resourceId"])),))
+    delivery = parse_messages([hub_message(ours, {**ours, "resourceId": same_name})], NOW, account)
+    assert len(delivery.events) == 1 and delivery.other_accounts == {same_name: 1}
+    assert parse_messages([hub_message(ours)], NOW, Accounts()).other_accounts == {ours["resourceId"]: 1}
+
+
+@pytest.mark.parametrize(
+    "resource_id",
+    [None, "", 42, "/SUBSCRIPTIONS/0/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.STORAGE/STORAGEACCOUNTS/X", "CONTOSO"],
+)
+def test_a_record_without_a_batch_accounts_arm_id_is_kept_with_its_reason(resource_id):
+    record = {**service_log_record("task_start"), "resourceId": resource_id}
+    if resource_id is None:
+        del record["resourceId"]
+    delivery = parse_messages([hub_message(record, service_log_record("task_fail"))], NOW, SAMPLE_ACCOUNTS)
+    [rejection] = delivery.rejections
+    assert "resourceId" in rejection.reason and len(delivery.events) == 1

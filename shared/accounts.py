@@ -1,0 +1,111 @@
+"""Which Batch account a record came from, pure.
+
+A diagnostic setting of any Batch account can stream to the same event hub, so every service-log
+record names its account in ``resourceId`` (the account's ARM id, upper-cased by Azure Monitor:
+``/SUBSCRIPTIONS/{id}/RESOURCEGROUPS/{group}/PROVIDERS/MICROSOFT.BATCH/BATCHACCOUNTS/{name}``). A
+record is counted only for an account this deployment is configured with; any other account's
+records are ignored and reported (``shared.ingest``), never merged into a job that happens to share
+their job id.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from shared.errors import ConfigError
+
+# A Batch account name: 3-24 lower-case letters and digits.
+ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
+_RESOURCE_ID = re.compile(
+    r"/subscriptions/(?P<subscription>[^/]+)/resourcegroups/(?P<group>[^/]+)"
+    r"/providers/microsoft\.batch/batchaccounts/(?P<name>[^/]+)/?",
+    re.IGNORECASE,
+)
+MAX_RESOURCE_ID = 1024
+
+
+class MalformedResourceIdError(ValueError):
+    """A ``resourceId`` that is not a Batch account's ARM id."""
+
+
+@dataclass(frozen=True)
+class AccountId:
+    """A Batch account's ARM id, compared without regard to case (Azure Monitor upper-cases it)."""
+
+    subscription: str
+    resource_group: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: object) -> AccountId:
+        if not isinstance(text, str) or len(text) > MAX_RESOURCE_ID:
+            raise MalformedResourceIdError("resourceId must be a Batch account's ARM id")
+        match = _RESOURCE_ID.fullmatch(text.strip())
+        if match is None:
+            shown = text.strip()[:200]
+            raise MalformedResourceIdError(f"resourceId {shown!r} is not a Batch account's ARM id")
+        return cls(match["subscription"].lower(), match["group"].lower(), match["name"].lower())
+
+    def __str__(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.Batch/batchAccounts/{self.name}"
+        )
+
+
+@dataclass(frozen=True)
+class BatchAccount:
+    """An account this deployment counts: its name, and its ARM id where configured (without one, a
+    record is matched by the account name its ARM id ends with)."""
+
+    name: str
+    resource_id: AccountId | None = None
+
+    def emitted(self, source: AccountId) -> bool:
+        return source == self.resource_id if self.resource_id is not None else source.name == self.name
+
+
+def account_of(url: str | None, name: str | None, resource_id: str | None) -> BatchAccount | None:
+    """The configured account (settings ``BATCH_ACCOUNT_URL``, ``_NAME``, ``_RESOURCE_ID``), or None
+    when none is. Its name is ``BATCH_ACCOUNT_NAME`` or the name in the ARM id (they must agree),
+    else the first label of the URL's host."""
+    parsed_id = None
+    if resource_id:
+        try:
+            parsed_id = AccountId.parse(resource_id)
+        except MalformedResourceIdError as error:
+            raise ConfigError(f"BATCH_ACCOUNT_RESOURCE_ID: {error}") from None
+    host = (urlsplit(url).hostname or "").lower() if url else ""
+    # {account}.{region}.batch.azure.com (or another cloud's): not a loopback name or an IP address
+    from_url = host.split(".")[0] if host.count(".") >= 2 and not host.replace(".", "").isdigit() else ""
+    names = {
+        source: value
+        for source, value in (
+            ("BATCH_ACCOUNT_NAME", (name or "").lower()),
+            ("BATCH_ACCOUNT_RESOURCE_ID", parsed_id.name if parsed_id else ""),
+        )
+        if value
+    }
+    if len(set(names.values())) > 1:
+        raise ConfigError(f"the Batch account's name differs between {' and '.join(names)}: {names}")
+    chosen = next(iter(names.values()), "") or (from_url if ACCOUNT_NAME.fullmatch(from_url) else "")
+    if not chosen:
+        if url or parsed_id:  # e.g. a simulator on 127.0.0.1: its name must be given
+            raise ConfigError("set BATCH_ACCOUNT_NAME: the Batch account's name cannot be read from its URL")
+        return None
+    return BatchAccount(chosen, parsed_id)
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """The accounts this deployment counts, the first being the default."""
+
+    accounts: tuple[BatchAccount, ...] = ()
+
+    def emitter(self, resource_id: object) -> BatchAccount | None:
+        """The configured account that emitted a record with this ``resourceId``; None for any
+        other account. MalformedResourceIdError for a value that is no Batch account's ARM id."""
+        source = AccountId.parse(resource_id)
+        return next((account for account in self.accounts if account.emitted(source)), None)
