@@ -15,7 +15,8 @@ logger = logging.getLogger(__name__)
 
 async def main(timer: func.TimerRequest) -> None:
     settings = get_settings()
-    if not settings.batch_account_url or not settings.watch_minutes:
+    default = settings.accounts.default
+    if default is None or not default.url or not settings.watch_minutes:
         return
     try:
         await sync.run_watched(get_store(settings), get_batch(settings), settings, datetime.now(UTC))

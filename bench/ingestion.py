@@ -103,7 +103,7 @@ BENCH_ACCOUNTS = Accounts((BatchAccount("benchaccount", AccountId.parse(BENCH_AC
 HOT_JOB_TASKS = 200_000  # the one hot job stands for a large job: Batch's count of it sizes its partitions
 
 
-async def batch_job_size(job_id: str) -> int:
+async def batch_job_size(account: str | None, job_id: str) -> int:
     """Stand-in for Batch's Get Task Counts, from the workload's job names ``{prefix}x{jobs}-{n}``."""
     jobs = job_id.split("-")[0].rpartition("x")[2]
     return HOT_JOB_TASKS if jobs == "1" else 1_000
@@ -493,7 +493,9 @@ async def main(events_per_run: int) -> dict:
                         "events": count,
                         "events_per_s": round(rate),
                         "of_ceiling": round(rate / ceiling, 2),
-                        "partitions_per_job": partitions_for(await batch_job_size(f"x{jobs}-0"), ROWS_PER_PARTITION),
+                        "partitions_per_job": partitions_for(
+                            await batch_job_size(None, f"x{jobs}-0"), ROWS_PER_PARTITION
+                        ),
                     }
                 )
         results["batched"] = runs

@@ -61,8 +61,8 @@ async def seed(settings: Settings, sim_url: str, job: str, tasks: int, drift: fl
 
         await control("jobs", {"id": job, "tasks": tasks, "publish": False})
         await control(f"jobs/{job}/step", {"moves": tasks, "seed": 1, "publish": False})
-        reader = BatchReader.from_settings(settings)
-        store = CountsStore.from_settings(settings, reader.job_size)
+        reader = BatchReader.for_account(settings.accounts.default, settings)
+        store = CountsStore.from_settings(settings, lambda account, job_id: reader.job_size(job_id))
         started = time.perf_counter()
         partitions = await store.register_job(job)  # sized by Batch's own count, as on first sight
         job_key = job.lower()

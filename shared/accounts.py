@@ -11,7 +11,7 @@ their job id.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from shared.errors import ConfigError
@@ -24,10 +24,29 @@ _RESOURCE_ID = re.compile(
     re.IGNORECASE,
 )
 MAX_RESOURCE_ID = 1024
+# Between an account's name and a job id in a job's key: neither a Batch id nor an account name holds it.
+ACCOUNT_SEPARATOR = "~"
+
+
+def job_key_of(account: str | None, job_id: str) -> str:
+    """The store's key of a job: its id lower-cased (Batch ids ignore case), after its account's name
+    for any account but the default (None), whose jobs keep the keys they had before a deployment
+    counted several accounts -- so an upgrade keeps its data and URLs."""
+    return job_id.lower() if account is None else f"{account}{ACCOUNT_SEPARATOR}{job_id.lower()}"
+
+
+def account_of_job_key(job_key: str) -> str | None:
+    """The account a job's key names (None: the default account)."""
+    account, separator, _ = job_key.partition(ACCOUNT_SEPARATOR)
+    return account if separator else None
 
 
 class MalformedResourceIdError(ValueError):
     """A ``resourceId`` that is not a Batch account's ARM id."""
+
+
+class UnknownAccountError(LookupError):
+    """An account name this deployment is not configured with."""
 
 
 @dataclass(frozen=True)
@@ -57,20 +76,25 @@ class AccountId:
 
 @dataclass(frozen=True)
 class BatchAccount:
-    """An account this deployment counts: its name, and its ARM id where configured (without one, a
-    record is matched by the account name its ARM id ends with)."""
+    """An account this deployment counts: its name; its ARM id where configured (without one, a
+    record is matched by the account name its ARM id ends with); its endpoint, where Batch can be
+    asked; its shared key, where one is used (None: Microsoft Entra ID)."""
 
     name: str
     resource_id: AccountId | None = None
+    url: str | None = None
+    key: str | None = field(default=None, repr=False)
 
     def emitted(self, source: AccountId) -> bool:
         return source == self.resource_id if self.resource_id is not None else source.name == self.name
 
 
-def account_of(url: str | None, name: str | None, resource_id: str | None) -> BatchAccount | None:
-    """The configured account (settings ``BATCH_ACCOUNT_URL``, ``_NAME``, ``_RESOURCE_ID``), or None
-    when none is. Its name is ``BATCH_ACCOUNT_NAME`` or the name in the ARM id (they must agree),
-    else the first label of the URL's host."""
+def account_of(
+    url: str | None, name: str | None, resource_id: str | None, key: str | None = None
+) -> BatchAccount | None:
+    """The configured account (settings ``BATCH_ACCOUNT_URL``, ``_NAME``, ``_RESOURCE_ID``, ``_KEY``),
+    or None when none is. Its name is ``BATCH_ACCOUNT_NAME`` or the name in the ARM id (they must
+    agree), else the first label of the URL's host."""
     parsed_id = None
     if resource_id:
         try:
@@ -95,7 +119,7 @@ def account_of(url: str | None, name: str | None, resource_id: str | None) -> Ba
         if url or parsed_id:  # e.g. a simulator on 127.0.0.1: its name must be given
             raise ConfigError("set BATCH_ACCOUNT_NAME: the Batch account's name cannot be read from its URL")
         return None
-    return BatchAccount(chosen, parsed_id)
+    return BatchAccount(chosen, parsed_id, (url or "").rstrip("/") or None, key or None)
 
 
 @dataclass(frozen=True)
@@ -104,8 +128,23 @@ class Accounts:
 
     accounts: tuple[BatchAccount, ...] = ()
 
+    @property
+    def default(self) -> BatchAccount | None:
+        return self.accounts[0] if self.accounts else None
+
+    def named(self, name: str) -> BatchAccount:
+        """The account of that name; UnknownAccountError for any other."""
+        for account in self.accounts:
+            if account.name == name.lower():
+                return account
+        raise UnknownAccountError(f"no Batch account {name[:64]!r} is configured")
+
     def emitter(self, resource_id: object) -> BatchAccount | None:
         """The configured account that emitted a record with this ``resourceId``; None for any
         other account. MalformedResourceIdError for a value that is no Batch account's ARM id."""
         source = AccountId.parse(resource_id)
         return next((account for account in self.accounts if account.emitted(source)), None)
+
+    def key_name(self, account: BatchAccount) -> str | None:
+        """How job keys name an account: None for the default one (see ``job_key_of``)."""
+        return None if account == self.default else account.name

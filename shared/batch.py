@@ -26,6 +26,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.core.pipeline.policies import AsyncHTTPPolicy
 from azure.core.rest import HttpRequest
 
+from shared.accounts import BatchAccount
 from shared.clients import PerLoop
 from shared.config import Settings
 from shared.errors import ConfigError, TaskCountsError
@@ -139,11 +140,11 @@ DEFAULT_REFUSAL_PAUSE = 1.0
 _budgets: dict[str, RequestBudget] = {}  # account URL -> its budget, shared by every client in the process
 
 
-def budget_for(settings: Settings) -> RequestBudget:
-    key = settings.batch_account_url or ""
-    budget = _budgets.get(key)
-    if budget is None or budget.per_second != settings.batch_requests_per_second:
-        budget = _budgets[key] = RequestBudget(settings.batch_requests_per_second)
+def budget_for(url: str, per_second: int) -> RequestBudget:
+    """The budget of the account at ``url``: each account has its own."""
+    budget = _budgets.get(url)
+    if budget is None or budget.per_second != per_second:
+        budget = _budgets[url] = RequestBudget(per_second)
     return budget
 
 
@@ -163,21 +164,21 @@ class BatchReader:
         self._api_version = client._config.api_version  # the REST version this SDK speaks
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> BatchReader:
-        if not settings.batch_account_url:
+    def for_account(cls, account: BatchAccount | None, settings: Settings) -> BatchReader:
+        if account is None or not account.url:
             raise ConfigError("BATCH_ACCOUNT_URL is not set: validation needs the Batch account's URL")
-        if settings.batch_account_key and settings.batch_account_name:  # the settings require both or neither
-            credential: Any = AzureNamedKeyCredential(settings.batch_account_name, settings.batch_account_key)
+        if account.key:
+            credential: Any = AzureNamedKeyCredential(account.name, account.key)
         else:
             from azure.identity.aio import DefaultAzureCredential
 
             credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
         return cls(
             BatchClient(
-                settings.batch_account_url,
+                account.url,
                 credential,
                 **_CLIENT_OPTIONS,
-                per_retry_policies=[BudgetPolicy(budget_for(settings))],
+                per_retry_policies=[BudgetPolicy(budget_for(account.url, settings.batch_requests_per_second))],
                 use_env_settings=settings.proxy_from_environment,
             )
         )
@@ -289,13 +290,17 @@ class BatchReader:
             raise BatchUnavailableError(f"Batch failed {doing}: {error}") from error
 
 
-_readers: PerLoop[BatchReader] = PerLoop()
+_readers: dict[str, PerLoop[BatchReader]] = {}  # account name -> its readers
 
 
-def get_batch(settings: Settings) -> BatchReader:
-    """The process's Batch reader for the running event loop (connections are reused)."""
-    return _readers.get(lambda: BatchReader.from_settings(settings))
+def get_batch(settings: Settings, account: str | None = None) -> BatchReader:
+    """The process's Batch reader of an account (None: the default one) for the running event loop
+    (connections are reused)."""
+    chosen = settings.accounts.default if account is None else settings.accounts.named(account)
+    readers = _readers.setdefault(chosen.name if chosen else "", PerLoop())
+    return readers.get(lambda: BatchReader.for_account(chosen, settings))
 
 
 async def close_batch() -> None:
-    await _readers.close()
+    for readers in _readers.values():
+        await readers.close()

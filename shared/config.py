@@ -139,10 +139,7 @@ class Settings:
     table_prefix: str = DEFAULT_TABLE_PREFIX
     job_partitions: int = DEFAULT_JOB_PARTITIONS  # a new job's partitions when Batch cannot size it (the least)
     job_partition_rows: int = DEFAULT_JOB_PARTITION_ROWS  # task rows a partition is sized for
-    batch_account_url: str | None = None
-    batch_account_name: str | None = None
-    batch_account_key: str | None = None  # None: Microsoft Entra ID (managed identity)
-    accounts: Accounts = Accounts()  # whose service-log records are counted
+    accounts: Accounts = Accounts()  # the Batch accounts counted (the first is the default)
     validation_max_tasks: int = DEFAULT_VALIDATION_MAX_TASKS
     validation_parallel_listings: int = DEFAULT_VALIDATION_PARALLEL_LISTINGS  # List Tasks pages in flight per job
     retention_days: int = DEFAULT_RETENTION_DAYS
@@ -176,7 +173,7 @@ class Settings:
         batch_name = env.get(BATCH_ACCOUNT_NAME) or None
         if batch_key and not batch_name:
             raise ConfigError(f"{BATCH_ACCOUNT_KEY} needs {BATCH_ACCOUNT_NAME} (shared-key access)")
-        account = account_of(env.get(BATCH_ACCOUNT_URL), batch_name, env.get(BATCH_ACCOUNT_RESOURCE_ID))
+        account = account_of(env.get(BATCH_ACCOUNT_URL), batch_name, env.get(BATCH_ACCOUNT_RESOURCE_ID), batch_key)
         return cls(
             storage_connection=connection,
             table_service_uri=table_uri,
@@ -184,9 +181,6 @@ class Settings:
             table_prefix=prefix,
             job_partitions=_int_setting(env, JOB_PARTITIONS, DEFAULT_JOB_PARTITIONS, 1, MAX_JOB_PARTITIONS),
             job_partition_rows=_int_setting(env, JOB_PARTITION_ROWS, DEFAULT_JOB_PARTITION_ROWS, 1, 10**7),
-            batch_account_url=(env.get(BATCH_ACCOUNT_URL) or "").rstrip("/") or None,
-            batch_account_name=batch_name,
-            batch_account_key=batch_key,
             accounts=Accounts(() if account is None else (account,)),
             validation_max_tasks=_int_setting(env, VALIDATION_MAX_TASKS, DEFAULT_VALIDATION_MAX_TASKS, 1, 10**9),
             validation_parallel_listings=_int_setting(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from shared.accounts import job_key_of
 from shared.counting import (
     ID_RULE,
     MAX_ATTEMPT,
@@ -56,10 +57,11 @@ class TaskEvent:
     job_id: str  # as given: the first-seen case is kept for display
     task_id: str
     status: TaskStatus
+    account: str | None = None  # the Batch account's name; None: the default account
 
     @property
     def job_key(self) -> str:
-        return self.job_id.lower()
+        return job_key_of(self.account, self.job_id)
 
     @property
     def task_key(self) -> str:

@@ -35,6 +35,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -91,15 +92,13 @@ def parse_messages(bodies: Iterable[str | bytes], received_at: datetime, account
             continue
         for record in records:
             try:
-                if isinstance(record, dict) and accounts.emitter(record.get("resourceId")) is None:
-                    other_accounts[str(record["resourceId"]).upper()] += 1
-                    index += 1
-                    continue
-                event = parse_record(record, received_at)
+                event = _read_routed(record, received_at, accounts)
             except (MalformedEventError, MalformedResourceIdError) as error:
                 rejections.append(Rejection(index, record_id(record), str(error), raw_text(record)))
             else:
-                if event is None:
+                if isinstance(event, OtherAccount):
+                    other_accounts[event.resource_id] += 1
+                elif event is None:
                     ignored += 1
                 else:
                     events.append(event)
@@ -107,9 +106,29 @@ def parse_messages(bodies: Iterable[str | bytes], received_at: datetime, account
     return Delivery(tuple(events), tuple(rejections), ignored, other_accounts=dict(other_accounts))
 
 
-def parse_record(record: Any, received_at: datetime, event_id: str | None = None) -> TaskEvent | None:
-    """One service-log record -> a TaskEvent, None when it is not a job task's state change, or
-    MalformedEventError. ``event_id`` defaults to a digest of the record (duplicates share it)."""
+@dataclass(frozen=True)
+class OtherAccount:
+    """A record of an account this deployment does not count."""
+
+    resource_id: str
+
+
+def _read_routed(record: Any, received_at: datetime, accounts: Accounts) -> TaskEvent | OtherAccount | None:
+    """A record of a configured account read as its event (or None); another account's set apart."""
+    if not isinstance(record, dict):
+        raise MalformedEventError("a service-log record must be a JSON object")
+    emitter = accounts.emitter(record.get("resourceId"))
+    if emitter is None:
+        return OtherAccount(str(record["resourceId"]).upper())
+    return parse_record(record, received_at, account=accounts.key_name(emitter))
+
+
+def parse_record(
+    record: Any, received_at: datetime, event_id: str | None = None, account: str | None = None
+) -> TaskEvent | None:
+    """One service-log record -> a TaskEvent of ``account`` (None: the default one), None when it is
+    not a job task's state change, or MalformedEventError. ``event_id`` defaults to a digest of the
+    record (duplicates share it)."""
     if not isinstance(record, dict):
         raise MalformedEventError("a service-log record must be a JSON object")
     operation = required_str(record, "operationName")
@@ -132,7 +151,7 @@ def parse_record(record: Any, received_at: datetime, event_id: str | None = None
     else:
         ticks = ticks_of(record.get("time"), "time", received_at)
     status = TaskStatus.observed(ticks, attempt_of(execution), state, result, required_slots_of(properties))
-    return TaskEvent(event_id or record_id(record), operation, job_id, task_id, status)
+    return TaskEvent(event_id or record_id(record), operation, job_id, task_id, status, account)
 
 
 def record_id(record: Any) -> str:

@@ -60,11 +60,14 @@ def get_store(settings: Settings) -> CountsStore:
     tasks (one Get Task Counts call)."""
 
     def build() -> CountsStore:
-        if not settings.batch_account_url:
+        default = settings.accounts.default
+        if default is None or not default.url:
             return CountsStore.from_settings(settings)
         from shared.batch import get_batch
 
-        return CountsStore.from_settings(settings, lambda job_id: get_batch(settings).job_size(job_id))
+        return CountsStore.from_settings(
+            settings, lambda account, job_id: get_batch(settings, account).job_size(job_id)
+        )
 
     return _stores.get(build)
 

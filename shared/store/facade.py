@@ -13,6 +13,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables.aio import TableServiceClient
 
+from shared.accounts import job_key_of
 from shared.config import Settings
 from shared.counting import TaskStatus
 from shared.progress import Episodes, Point
@@ -106,7 +107,7 @@ class CountsStore:
         await self.ensure_tables()
         by_job: dict[str, list[Observed]] = defaultdict(list)
         for observation in observations:
-            by_job[observation.job_id.lower()].append(observation)
+            by_job[job_key_of(observation.account, observation.job_id)].append(observation)
         counts = await asyncio.gather(
             *(
                 self.job_index.partitions_for(job_key, job_observations[0].job_id)

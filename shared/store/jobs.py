@@ -14,6 +14,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
+from shared.accounts import account_of_job_key
 from shared.store.codec.jobs import (
     JOBS_PARTITION,
     LEASES_PARTITION,
@@ -36,7 +37,8 @@ from shared.store.tables import RESENDABLE, etag_of, if_match, storage_call, utc
 
 logger = logging.getLogger(__name__)
 
-JobSize = Callable[[str], Awaitable["int | None"]]  # tasks in a job by Batch's own count; None: no such job
+# Tasks in a job (account, job id) by Batch's own count; None: no such job. Account None: the default one.
+JobSize = Callable[[str | None, str], Awaitable["int | None"]]
 JOB_CACHE_SECONDS = 60.0  # how long a process trusts that a job's index row still exists
 
 
@@ -84,7 +86,7 @@ class JobIndex:
         async with storage_call("registering the job"):
             job = await self.get(job_key)
             if job is None:
-                partitions = await self._partitions_for_new(job_id)
+                partitions = await self._partitions_for_new(account_of_job_key(job_key), job_id)
                 try:
                     await self.table.create_entity(new_job_row(job_key, job_id, partitions, utc_now()), **RESENDABLE)
                     logger.info("new job registered", extra={"job_id": job_id, "partitions": partitions})
@@ -96,11 +98,11 @@ class JobIndex:
         self._registered_at[job_key] = time.monotonic()
         return partitions
 
-    async def _partitions_for_new(self, job_id: str) -> int:
+    async def _partitions_for_new(self, account: str | None, job_id: str) -> int:
         if self._job_size is None:
             return self._default_partitions
         try:
-            size = await self._job_size(job_id)
+            size = await self._job_size(account, job_id)
         except Exception as error:  # Batch unreachable: ingestion goes on; validation resizes the job later
             logger.warning("could not size a new job from Batch: %s", error, extra={"job_id": job_id})
             size = None

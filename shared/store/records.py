@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from shared.accounts import account_of_job_key
 from shared.counting import Counts, TaskStatus
 
 
@@ -22,6 +23,9 @@ class Observed(Protocol):
     @property
     def status(self) -> TaskStatus: ...
 
+    @property
+    def account(self) -> str | None: ...  # None: the default account
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -30,6 +34,7 @@ class Observation:
     job_id: str
     task_id: str
     status: TaskStatus
+    account: str | None = None
 
 
 DISAGREEMENT_SECONDS = 60.0
@@ -63,6 +68,11 @@ class JobRecord:
     created_span: tuple[int, int] | None = None  # ticks of the first and last task creation the last pass listed
     resharding_to: int | None = None  # the partitions a reshard in progress moves rows to
     batch_reported: BatchReported | None = None  # set while Batch's own counts disagree with ours
+
+    @property
+    def account(self) -> str | None:
+        """The job's Batch account (None: the default one), as its key names it."""
+        return account_of_job_key(self.job_key)
 
 
 @dataclass(frozen=True)

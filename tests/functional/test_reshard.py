@@ -3,6 +3,7 @@ reads keep coming, and every read and the end state stay exact."""
 
 import asyncio
 import random
+from dataclasses import replace
 
 from shared.counting import Counts, TaskState, counts_of
 from shared.errors import StoreUnavailableError
@@ -142,20 +143,24 @@ async def test_a_new_job_is_sized_by_batchs_own_count(azurite):
     sizes = {"small": 40, "large": 70_000, "unknown": None}
     asked = []
 
-    async def job_size(job_id):
-        asked.append(job_id)
+    async def job_size(account, job_id):
+        asked.append((account, job_id))
         if job_id == "flaky":
             raise ConnectionError("Batch unreachable")
-        return sizes[job_id]
+        return sizes[job_id] if account is None else 45_000
 
     store = CountsStore.from_settings(make_settings(azurite, JOB_PARTITIONS=2, JOB_PARTITION_ROWS=20000), job_size)
     for job in ("small", "large", "unknown", "flaky"):
         await store.apply([observe(job, "t1", ACTIVE, 1)])
         await store.apply([observe(job, "t2", ACTIVE, 1)])
+    await store.apply([replace(observe("small", "t1", ACTIVE, 1), account="teamb")])  # another account's "small"
     partitions = {job: (await store.get_job(job)).partitions for job in ("small", "large", "unknown", "flaky")}
     # at least JOB_PARTITIONS, doubled until 20,000 rows each; the default where Batch cannot tell
     assert partitions == {"small": 2, "large": 4, "unknown": 2, "flaky": 2}
-    assert sorted(asked) == ["flaky", "large", "small", "unknown"]  # once per job, on first sight
+    assert (await store.get_job("teamb~small")).partitions == 4  # sized by its own account's Batch
+    # once per job, on first sight, of the job's own account
+    default_account = [(None, job) for job in ("flaky", "large", "small", "unknown")]
+    assert sorted(asked, key=lambda pair: (pair[0] or "", pair[1])) == [*default_account, ("teamb", "small")]
     await store.close()
 
 
@@ -163,7 +168,7 @@ async def test_concurrent_deliveries_of_a_new_job_share_one_registration(azurite
     """Deliveries in flight together for a job not seen yet ask Batch once and write its index row once."""
     asked, arrived, all_arrived = [], [], asyncio.Event()
 
-    async def job_size(job_id):
+    async def job_size(account, job_id):
         asked.append(job_id)
         await all_arrived.wait()  # Batch answers only once every delivery has asked for the job's partitions
         return 50_000

@@ -4,6 +4,7 @@ import asyncio
 import random
 import threading
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import aiohttp
@@ -82,6 +83,19 @@ async def test_large_partition_spans_several_transactions(azurite):
 
 async def test_unknown_job_reads_none(store):
     assert await store.get_job_counts("nope") is None
+
+
+async def test_two_accounts_jobs_of_one_id_are_kept_apart(store):
+    """Account teamb's "Render" and the default account's "Render": two jobs, each with its own counts."""
+    ours = [observe("Render", f"t{n}", RUNNING, 1) for n in range(3)]
+    theirs = [replace(observe("Render", f"t{n}", COMPLETED, 2, TaskResult.SUCCESS), account="teamb") for n in range(2)]
+    await store.apply(theirs + ours + theirs)
+    default, other = await store.get_job_counts("render"), await store.get_job_counts("teamb~render")
+    assert (default.tasks, other.tasks) == (Counts(running=3), Counts(completed=2, succeeded=2))
+    assert (default.job.account, other.job.account) == (None, "teamb")
+    assert (default.job.job_id, other.job.job_id) == ("Render", "Render")
+    listed, _ = await store.list_jobs(100, None)
+    assert {"render", "teamb~render"} <= {job.job.job_key for job in listed}
 
 
 async def test_list_jobs_pages_with_a_token(store):

@@ -38,7 +38,7 @@ async def world(azurite):
 
     def open_world(**overrides):
         settings = make(**overrides)
-        store, batch = CountsStore.from_settings(settings), BatchReader.from_settings(settings)
+        store, batch = CountsStore.from_settings(settings), BatchReader.for_account(settings.accounts.default, settings)
         opened.append((store, batch))
         return settings, store, batch
 

@@ -167,7 +167,7 @@ async def test_batch_reader_rides_out_throttling_and_server_errors(simulator):
             "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
         }
     )
-    reader = BatchReader.from_settings(settings)
+    reader = BatchReader.for_account(settings.accounts.default, settings)
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{url}/control/faults", json={"throttle": 0.3, "serverError": 0.1, "seed": 3}):
             pass

@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.accounts import AccountId, Accounts, BatchAccount, MalformedResourceIdError, account_of
+from shared.accounts import (
+    AccountId,
+    Accounts,
+    BatchAccount,
+    MalformedResourceIdError,
+    UnknownAccountError,
+    account_of,
+    account_of_job_key,
+    job_key_of,
+)
 from shared.errors import ConfigError
 
 names = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=3, max_size=24)
@@ -37,8 +46,10 @@ def test_anything_but_a_batch_accounts_arm_id_is_malformed(text):
 
 def test_the_configured_account_is_named_by_its_setting_its_url_or_its_arm_id():
     arm = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Batch/batchAccounts/contoso"
-    assert account_of("https://contoso.westeurope.batch.azure.com", None, None) == BatchAccount("contoso")
-    assert account_of("http://127.0.0.1:8099", "SimAccount", None) == BatchAccount("simaccount")
+    url = "https://contoso.westeurope.batch.azure.com"
+    assert account_of(url + "/", None, None) == BatchAccount("contoso", url=url)
+    simulator = account_of("http://127.0.0.1:8099", "SimAccount", None, "a2V5")
+    assert simulator == BatchAccount("simaccount", url="http://127.0.0.1:8099", key="a2V5")
     assert account_of(None, None, arm) == BatchAccount("contoso", AccountId.parse(arm))
     assert account_of(None, None, None) is None
     with pytest.raises(ConfigError, match="BATCH_ACCOUNT_NAME"):
@@ -56,3 +67,21 @@ def test_a_record_is_routed_to_the_account_that_emitted_it_and_no_other():
     assert accounts.emitter(str(AccountId("s2", "g", "west"))) is None  # same name, another subscription
     assert accounts.emitter(str(AccountId("s9", "any", "east"))) == accounts.accounts[1]  # by name alone
     assert accounts.emitter(str(AccountId("s1", "g", "north"))) is None
+
+
+batch_ids = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", min_size=1, max_size=64)
+
+
+@given(st.none() | names, batch_ids)
+def test_a_jobs_key_names_its_account_and_the_default_accounts_keys_are_the_ids_as_before(account, job_id):
+    key = job_key_of(account, job_id)
+    assert account_of_job_key(key) == account
+    assert key.endswith(job_id.lower()) and (account is not None or key == job_id.lower())
+
+
+def test_an_account_is_found_by_its_name_and_an_unknown_one_is_refused():
+    accounts = Accounts((BatchAccount("west"), BatchAccount("east")))
+    assert accounts.named("EAST") == accounts.accounts[1] and accounts.default == accounts.accounts[0]
+    assert accounts.key_name(accounts.accounts[0]) is None and accounts.key_name(accounts.accounts[1]) == "east"
+    with pytest.raises(UnknownAccountError):
+        accounts.named("north")

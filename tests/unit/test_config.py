@@ -18,9 +18,11 @@ def test_plain_values_are_read():
             "JOB_PARTITIONS": "8",
         }
     )
-    assert (settings.batch_account_key, settings.batch_account_url, settings.job_partitions) == (
+    account = settings.accounts.default
+    assert (account.key, account.url, account.name, settings.job_partitions) == (
         "a2V5",
         "https://contoso.westeurope.batch.azure.com",
+        "contoso",
         8,
     )
 

@@ -229,3 +229,14 @@ def test_a_record_without_a_batch_accounts_arm_id_is_kept_with_its_reason(resour
     delivery = parse_messages([hub_message(record, service_log_record("task_fail"))], NOW, SAMPLE_ACCOUNTS)
     [rejection] = delivery.rejections
     assert "resourceId" in rejection.reason and len(delivery.events) == 1
+
+
+def test_records_of_two_configured_accounts_become_events_of_jobs_apart():
+    """Each account's job "Render" is its own job: the default account's keeps the key it always had."""
+    ours = service_log_record("task_start", jobId="Render", id="t1")
+    theirs = {**service_log_record("task_start", jobId="Render", id="t1"), "resourceId": OTHER}
+    accounts = Accounts((*SAMPLE_ACCOUNTS.accounts, BatchAccount("teamb", AccountId.parse(OTHER))))
+    delivery = parse_messages([hub_message(ours, theirs)], NOW, accounts)
+    keys = [(event.account, event.job_key) for event in delivery.events]
+    assert keys == [(None, "render"), ("teamb", "teamb~render")]
+    assert delivery.other_accounts == {}
