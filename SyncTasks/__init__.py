@@ -2,6 +2,7 @@
 
 import logging
 from datetime import UTC, datetime
+from functools import partial
 
 import azure.functions as func
 
@@ -16,7 +17,7 @@ logger = logging.getLogger(__name__)
 async def main(timer: func.TimerRequest) -> None:
     settings = get_settings()
     try:
-        await sync.run(get_store(settings), get_batch(settings), settings, datetime.now(UTC))
+        await sync.run_every_account(get_store(settings), partial(get_batch, settings), settings, datetime.now(UTC))
     except Exception:
         logger.exception("delta sync run failed; the next run starts from the saved positions")
         raise

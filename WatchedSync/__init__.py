@@ -2,6 +2,7 @@
 
 import logging
 from datetime import UTC, datetime
+from functools import partial
 
 import azure.functions as func
 
@@ -15,11 +16,12 @@ logger = logging.getLogger(__name__)
 
 async def main(timer: func.TimerRequest) -> None:
     settings = get_settings()
-    default = settings.accounts.default
-    if default is None or not default.url or not settings.watch_minutes:
+    if not settings.watch_minutes:
         return
     try:
-        await sync.run_watched(get_store(settings), get_batch(settings), settings, datetime.now(UTC))
+        await sync.run_watched_every_account(
+            get_store(settings), partial(get_batch, settings), settings, datetime.now(UTC)
+        )
     except Exception:
         logger.exception("watched sync run failed; the next run starts from the saved positions")
         raise

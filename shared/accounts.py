@@ -132,6 +132,9 @@ class Accounts:
     def default(self) -> BatchAccount | None:
         return self.accounts[0] if self.accounts else None
 
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and any(account.name == name.lower() for account in self.accounts)
+
     def named(self, name: str) -> BatchAccount:
         """The account of that name; UnknownAccountError for any other."""
         for account in self.accounts:

@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared.accounts import account_of_job_key, job_key_of
 from shared.batch import BatchReader, BatchUnavailableError, changed_since_filter
 from shared.config import Settings
 from shared.events import TICKS_PER_SECOND, datetime_to_ticks, read_listing
@@ -81,15 +83,20 @@ def listed_since(watermark_ticks: int, overlap_seconds: int) -> int:
 
 
 def plan(
-    unfinished: dict[str, str], positions: dict[str, SyncPosition], max_jobs: int, now: datetime
+    unfinished: dict[str, str],
+    positions: dict[str, SyncPosition],
+    max_jobs: int,
+    now: datetime,
+    account: str | None = None,
 ) -> tuple[list[SyncPosition], int]:
-    """The jobs this run reaches and how many wait. Due: a job never synced, one whose listing is
-    half done, one whose last listing found changes within ACTIVE_SECONDS (every run), and any
-    other once IDLE_SYNC_SECONDS have passed since its last sync. Never synced first, then the
-    longest since their last sync; at most ``max_jobs``."""
+    """The jobs of ``account`` (None: the default one) this run reaches, given the account's
+    ``positions``, and how many wait. Due: a job never synced, one whose listing is half done, one
+    whose last listing found changes within ACTIVE_SECONDS (every run), and any other once
+    IDLE_SYNC_SECONDS have passed since its last sync. Never synced first, then the longest since
+    their last sync; at most ``max_jobs``."""
     candidates = dict(positions)
     for job_id in unfinished:
-        key = job_id.lower()
+        key = job_key_of(account, job_id)
         known = candidates.get(key)
         candidates[key] = replace(known, finished=False) if known else SyncPosition(key, job_id)
     due = [position for position in candidates.values() if not position.finished and _is_due(position, now)]
@@ -105,23 +112,66 @@ def _is_due(position: SyncPosition, now: datetime) -> bool:
     return (now - position.synced_at).total_seconds() >= IDLE_SYNC_SECONDS
 
 
-async def run(store: CountsStore, batch: BatchReader, settings: Settings, now: datetime) -> SyncReport:
-    """One sync run over the account's jobs (the SyncTasks timer calls this)."""
+def synced_accounts(settings: Settings) -> list[str | None]:
+    """The accounts a sync reaches, as job keys name them (None: the default): those with an endpoint."""
+    return [settings.accounts.key_name(account) for account in settings.accounts.accounts if account.url]
+
+
+async def run_every_account(
+    store: CountsStore, batches: Callable[[str | None], BatchReader], settings: Settings, now: datetime
+) -> list[SyncReport]:
+    """The SyncTasks timer: each account's run at once, each within its own account's budget."""
+    return list(
+        await asyncio.gather(*(run(store, batches(name), settings, now, name) for name in synced_accounts(settings)))
+    )
+
+
+async def run_watched_every_account(
+    store: CountsStore, batches: Callable[[str | None], BatchReader], settings: Settings, now: datetime
+) -> list[SyncReport]:
+    """The WatchedSync timer: each account's watched jobs at once."""
+    return list(
+        await asyncio.gather(
+            *(run_watched(store, batches(name), settings, now, name) for name in synced_accounts(settings))
+        )
+    )
+
+
+async def run(
+    store: CountsStore, batch: BatchReader, settings: Settings, now: datetime, account: str | None = None
+) -> SyncReport:
+    """One sync run over the jobs of ``account`` (None: the default one), read from its ``batch``."""
 
     async def choose(report: SyncReport) -> list[tuple[SyncPosition, bool]]:
         unfinished = await batch.unfinished_jobs()
-        unfinished_keys = {job_id.lower() for job_id in unfinished}
-        jobs, report.jobs_waiting = plan(unfinished, await store.sync_positions(), settings.task_sync_max_jobs, now)
+        unfinished_keys = {job_key_of(account, job_id) for job_id in unfinished}
+        positions = {
+            key: position
+            for key, position in (await store.sync_positions()).items()
+            if account_of_job_key(key) == account
+        }
+        jobs, report.jobs_waiting = plan(unfinished, positions, settings.task_sync_max_jobs, now, account)
         return [(position, position.job_key in unfinished_keys) for position in jobs]
 
-    return await _run(store, batch, settings, now, LEASE, choose, "sync run")
+    return await _run(store, batch, settings, now, _lease(LEASE, account), choose, "sync run")
 
 
-async def run_watched(store: CountsStore, batch: BatchReader, settings: Settings, now: datetime) -> SyncReport:
-    """One run over the watched jobs (the WatchedSync timer calls this every second): what changed in
-    each since its watermark, one List Tasks call for a job where nothing did. A job Batch finished
-    or deleted (the account's sync marks it) costs nothing more."""
-    watched = [position for position in await store.watched_positions(now) if not position.finished]
+def _lease(name: str, account: str | None) -> str:
+    """One run at a time per account: the default account's lease keeps its name."""
+    return name if account is None else f"{name}-{account}"
+
+
+async def run_watched(
+    store: CountsStore, batch: BatchReader, settings: Settings, now: datetime, account: str | None = None
+) -> SyncReport:
+    """One run over the watched jobs of ``account`` (every second): what changed in each since its
+    watermark, one List Tasks call for a job where nothing did. A job Batch finished or deleted (the
+    account's sync marks it) costs nothing more."""
+    watched = [
+        position
+        for position in await store.watched_positions(now)
+        if not position.finished and account_of_job_key(position.job_key) == account
+    ]
     if not watched:  # the usual second: one small read, no lease
         return SyncReport(run_id=uuid.uuid4().hex)
 
@@ -131,7 +181,7 @@ async def run_watched(store: CountsStore, batch: BatchReader, settings: Settings
     async def compare(position: SyncPosition) -> None:
         await _compare_with_batch(store, batch, position, now)
 
-    return await _run(store, batch, settings, now, WATCHED_LEASE, choose, "watched sync run", compare)
+    return await _run(store, batch, settings, now, _lease(WATCHED_LEASE, account), choose, "watched sync run", compare)
 
 
 _comparisons = Throttle()  # per job: Batch's own counts asked for at most every HINT_SECONDS
@@ -235,16 +285,17 @@ async def _sync_job(
             if position.watermark_ticks is None
             else changed_since_filter(listed_since(position.watermark_ticks, settings.task_sync_overlap_seconds))
         )
-    extra = {"job_id": position.job_id}
+    account = account_of_job_key(position.job_key)
+    extra = {"job_id": position.job_id, "account": account}
     listed = 0
     try:
-        await store.register_job(position.job_id)  # a job with no tasks yet is known, with zero counts
+        await store.register_job(position.job_id, account)  # a job with no tasks yet is known, with zero counts
         for _ in range(settings.task_sync_max_pages):
             page = await batch.list_page(position.job_id, next_link, task_filter=task_filter)
             report.pages += 1
             read, invalid = read_listing(page.tasks, now, position.job_id)
             report.invalid += invalid
-            observations = [Observation(position.job_id, task_id, status) for _, task_id, status in read]
+            observations = [Observation(position.job_id, task_id, status, account) for _, task_id, status in read]
             report.tasks_listed += len(page.tasks)
             listed += len(page.tasks)
             if observations:

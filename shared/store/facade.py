@@ -202,10 +202,11 @@ class CountsStore:
 
     # ---- validation ------------------------------------------------------------------------
 
-    async def register_job(self, job_id: str) -> int:
-        """Make sure the job is in the index (validation may meet a job before any event); partitions."""
+    async def register_job(self, job_id: str, account: str | None = None) -> int:
+        """Make sure the job (of ``account``; None: the default one) is in the index (validation may
+        meet a job before any event); its partitions."""
         await self.ensure_tables()
-        return await self.job_index.partitions_for(job_id.lower(), job_id)
+        return await self.job_index.partitions_for(job_key_of(account, job_id), job_id)
 
     async def begin_reshard(self, job_key: str, target: int) -> None:
         """Note on the job's row that its rows move to ``target`` partitions (removal then covers them)."""

@@ -14,10 +14,12 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared.accounts import account_of_job_key
 from shared.batch import PAGE_SIZE, BatchReader, creation_filter, get_batch
 from shared.config import Settings, get_settings
 from shared.errors import MalformedEventError
@@ -47,10 +49,17 @@ ABANDONED_SCAN_AGE = timedelta(days=1)
 
 
 class Deps:
-    """What an activity works with: the store, Batch, settings and the current time."""
+    """What an activity works with: the store, each account's Batch (by name; None: the default
+    account), settings and the current time."""
 
-    def __init__(self, store: CountsStore, batch: BatchReader, settings: Settings, now: datetime):
-        self.store, self.batch, self.settings, self.now = store, batch, settings, now
+    def __init__(
+        self, store: CountsStore, batches: Callable[[str | None], BatchReader], settings: Settings, now: datetime
+    ):
+        self.store, self.batches, self.settings, self.now = store, batches, settings, now
+
+    def batch(self, job_key: str) -> BatchReader:
+        """The Batch of the job's own account."""
+        return self.batches(account_of_job_key(job_key))
 
 
 Activity = Callable[[Deps, Any], Awaitable[Any]]
@@ -58,7 +67,7 @@ Activity = Callable[[Deps, Any], Awaitable[Any]]
 
 def default_deps() -> Deps:
     settings = get_settings()
-    return Deps(get_store(settings), get_batch(settings), settings, datetime.now(UTC))
+    return Deps(get_store(settings), partial(get_batch, settings), settings, datetime.now(UTC))
 
 
 def activity(work: Activity, deps: Callable[[], Deps] = default_deps) -> Callable[[Any], Awaitable[Any]]:
@@ -88,10 +97,10 @@ async def begin(deps: Deps, payload: dict) -> dict:
     request = Begin.from_json(payload)
     job = request.job
     job_id, job_key = job.job_id, job.job_key
-    size = await deps.batch.job_size(job_id)
+    size = await deps.batch(job_key).job_size(job_id)
     if size is None:
         return await remove_job(deps, job.removed_because("JobNotFound").to_json())
-    await deps.store.register_job(job_id)  # validation may meet a job before any event
+    await deps.store.register_job(job_id, account_of_job_key(job_key))  # validation may meet a job before any event
     known = await deps.store.get_job(job_key)  # read afresh: another process may have resharded it
     if known is not None and request.resharded_to and known.resharding_to == request.resharded_to:
         await deps.store.finish_reshard(job_key, request.resharded_to)
@@ -112,7 +121,7 @@ async def begin(deps: Deps, payload: dict) -> dict:
         await deps.store.mark_validation(job_key, UNVALIDATED, note)
         logger.info("job too large to validate", extra={"job_id": job_id, "tasks": size, "limit": limit})
         return {"jobId": job_id, "action": Action.SKIPPED, "reason": note}
-    created = await deps.batch.job_creation_time(job_id)
+    created = await deps.batch(job_key).job_creation_time(job_id)
     if created is None:
         return await remove_job(deps, job.removed_because("JobNotFound").to_json())
     started = datetime_to_ticks(deps.now)
@@ -152,7 +161,7 @@ async def list_pages(deps: Deps, payload: dict) -> dict:
     for _ in range(request.max_pages):
         task_filter = None if next_link else creation_filter(piece.low, piece.high)
         try:
-            page = await deps.batch.list_page(job_id, next_link, task_filter=task_filter)
+            page = await deps.batch(scan.job.job_key).list_page(job_id, next_link, task_filter=task_filter)
         except ResourceNotFoundError:
             return Pages(gone=True).to_json()
         if next_link is None and page.next_link and request.may_split and piece.high - piece.low >= 2:

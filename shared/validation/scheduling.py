@@ -49,11 +49,16 @@ class Plan:
 
 
 async def select_jobs(deps: Deps) -> Plan:
-    """What a scheduled pass does (see ``Plan``)."""
+    """What a scheduled pass does (see ``Plan``). A job of an account no longer configured is kept
+    as it is, neither validated nor removed: a setting mistyped must not cost a fleet its history."""
     validate: list[JobRef] = []
     remove: list[JobRef] = []
+    unconfigured = 0
     retention = timedelta(days=deps.settings.retention_days)
     async for job in deps.store.all_jobs():
+        if job.job.account is not None and job.job.account not in deps.settings.accounts:
+            unconfigured += 1
+            continue
         ref = JobRef(job.job.job_id, job.job.job_key)
         if due(job, deps.now):
             validate.append(ref)
@@ -61,10 +66,12 @@ async def select_jobs(deps: Deps) -> Plan:
         if changed_since_validated(job):
             continue  # changed, but validated too recently for its size
         validated_at = job.job.last_validated_at
-        state = await deps.batch.job_state(job.job.job_id)
+        state = await deps.batch(job.job.job_key).job_state(job.job.job_id)
         if state is None:
             remove.append(ref.removed_because("JobNotFound"))
         elif state == "completed" and validated_at is not None and deps.now - validated_at > retention:
             remove.append(ref.removed_because(f"completed and validated over {deps.settings.retention_days} days ago"))
+    if unconfigured:
+        logger.warning("jobs of accounts not configured are left as they are", extra={"jobs": unconfigured})
     logger.info("validation planned", extra={"validate": len(validate), "remove": len(remove)})
     return Plan(validate, remove)

@@ -272,6 +272,7 @@ async def test_a_huge_jobs_pass_delays_no_small_job(app_server, simulator, monke
 
 async def test_retention_removes_completed_jobs_validated_long_ago_and_keeps_the_rest(app, simulator):
     from datetime import timedelta
+    from functools import partial
 
     from shared.batch import get_batch
     from shared.validation.activities import Deps
@@ -286,11 +287,11 @@ async def test_retention_removes_completed_jobs_validated_long_ago_and_keeps_the
     account.job("old-done").state = "completed"
     settings = get_settings()
     later = datetime.now(UTC) + timedelta(days=settings.retention_days, hours=1)
-    plan = await select_jobs(Deps(get_store(settings), get_batch(settings), settings, later))
+    plan = await select_jobs(Deps(get_store(settings), partial(get_batch, settings), settings, later))
     removals = {job.job_id: job.reason for job in plan.remove}
     assert "old-done" in removals and "completed and validated over" in removals["old-done"]
     assert "old-active" not in removals
-    soon = await select_jobs(Deps(get_store(settings), get_batch(settings), settings, datetime.now(UTC)))
+    soon = await select_jobs(Deps(get_store(settings), partial(get_batch, settings), settings, datetime.now(UTC)))
     assert "old-done" not in {job.job_id for job in soon.remove}
 
 
