@@ -1,4 +1,5 @@
-"""GET /api/jobs/{jobId}/taskcounts: binding glue over shared.api."""
+"""GET /api/jobs/{jobId}/taskcounts (and, as GetAccountTaskCounts, .../accounts/{account}/jobs/...):
+binding glue over shared.api."""
 
 import logging
 
@@ -23,6 +24,9 @@ async def _handle(req: func.HttpRequest, job_id: str):
     settings = get_settings()
     if refusal := settings.access.refusal(Access.READ, req.headers, req.params):
         return refusal
+    address = api.address_of(settings.accounts, req.route_params)
+    if not isinstance(address, api.JobAddress):
+        return address
     return await api.get_task_counts(
-        get_store(settings), job_id, api.Reading.now_for(settings, req.headers.get("If-None-Match"))
+        get_store(settings), address, api.Reading.now_for(settings, req.headers.get("If-None-Match"))
     )

@@ -1,4 +1,5 @@
-"""GET /api/jobs/{jobId}/history?since=T: a job's progress points; binding glue over shared.api."""
+"""GET /api/jobs/{jobId}/history?since=T (and, as AccountJobHistory, .../accounts/{account}/jobs/...):
+a job's progress points; binding glue over shared.api."""
 
 import logging
 
@@ -23,6 +24,8 @@ async def _handle(req: func.HttpRequest, job_id: str):
     settings = get_settings()
     if refusal := settings.access.refusal(Access.READ, req.headers, req.params):
         return refusal
-    return await api.job_history(
-        get_store(settings), job_id, dict(req.params), api.Reading.now_for(settings, req.headers.get("If-None-Match"))
-    )
+    address = api.address_of(settings.accounts, req.route_params)
+    if not isinstance(address, api.JobAddress):
+        return address
+    reading = api.Reading.now_for(settings, req.headers.get("If-None-Match"))
+    return await api.job_history(get_store(settings), address, dict(req.params), reading)

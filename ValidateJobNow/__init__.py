@@ -16,13 +16,17 @@ logger = logging.getLogger(__name__)
 
 
 async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
+    settings = get_settings()
     job_id = req.route_params.get("jobId", "")
-    reply = get_settings().access.refusal(Access.OPERATE, req.headers, req.params) or api.invalid_job_id(job_id)
-    if reply is None:
+    address = api.address_of(settings.accounts, req.route_params)
+    reply = settings.access.refusal(Access.OPERATE, req.headers, req.params)
+    if reply is None and not isinstance(address, api.JobAddress):
+        reply = address
+    if reply is None and isinstance(address, api.JobAddress):
         client = df.DurableOrchestrationClient(starter)
-        instance_id = workflow.on_demand_instance_id(job_id.lower())
+        instance_id = workflow.on_demand_instance_id(address.job_key)
         try:
-            await passes.start_job_pass(client, JobRef(job_id, job_id.lower()))
+            await passes.start_job_pass(client, JobRef(job_id, address.job_key))
             status_url = req.url.split("?", 1)[0].rstrip("/").removesuffix("/validate") + "/validation"
             reply = Reply(
                 202,

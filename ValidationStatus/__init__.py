@@ -23,5 +23,10 @@ async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
 
 
 async def _handle(req: func.HttpRequest, starter: str, job_id: str):
-    refusal = get_settings().access.refusal(Access.READ, req.headers, req.params) or api.invalid_job_id(job_id)
-    return refusal or await passes.on_demand_status(df.DurableOrchestrationClient(starter), job_id)
+    settings = get_settings()
+    if refusal := settings.access.refusal(Access.READ, req.headers, req.params):
+        return refusal
+    address = api.address_of(settings.accounts, req.route_params)
+    if not isinstance(address, api.JobAddress):
+        return address
+    return await passes.on_demand_status(df.DurableOrchestrationClient(starter), job_id, address.job_key)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from shared.accounts import ACCOUNT_NAME, Accounts, job_key_of
 from shared.config import Settings
 from shared.counting import ID_RULE, is_batch_id
 from shared.errors import InvalidContinuationError, StoreUnavailableError
@@ -99,11 +100,39 @@ def invalid_job_id(job_id: str) -> Reply | None:
     return error(400, "InvalidUri", f"The job id must be {ID_RULE}.", {"jobId": job_id[:100]})
 
 
-async def get_task_counts(store: CountsStore, job_id: str, reading: Reading) -> Reply:
+@dataclass(frozen=True)
+class JobAddress:
+    """A job as a URL names it: ``/api/jobs/{jobId}/...`` (the default account) or
+    ``/api/accounts/{account}/jobs/{jobId}/...``."""
+
+    job_id: str
+    account: str | None  # as job keys name it: None for the default account
+
+    @property
+    def job_key(self) -> str:
+        return job_key_of(self.account, self.job_id)
+
+
+def address_of(accounts: Accounts, route: Mapping[str, str]) -> JobAddress | Reply:
+    """The job a route's parameters name; 400 for a malformed job id or account name, 404 for an
+    account this deployment does not count."""
+    job_id = route.get("jobId", "")
     invalid = invalid_job_id(job_id)
     if invalid is not None:
         return invalid
-    job, points = await store.job_reading(job_id.lower(), reading.now - reading.rules.window)
+    name = route.get("account")
+    if name is None:
+        return JobAddress(job_id, None)
+    if not ACCOUNT_NAME.fullmatch(name.lower()):
+        return error(400, "InvalidUri", "The account name must be 3-24 letters and digits.", {"account": name[:100]})
+    if name not in accounts:
+        return error(404, "AccountNotFound", f"No Batch account {name!r} is counted here.", {"account": name})
+    return JobAddress(job_id, accounts.key_name(accounts.named(name)))
+
+
+async def get_task_counts(store: CountsStore, address: JobAddress, reading: Reading) -> Reply:
+    job_id = address.job_id
+    job, points = await store.job_reading(address.job_key, reading.now - reading.rules.window)
     if job is None:
         return _job_not_found(job_id)
     await _watch(store, job.job, reading)
@@ -111,11 +140,9 @@ async def get_task_counts(store: CountsStore, job_id: str, reading: Reading) -> 
     return conditional(view.body(), view.version(), reading.if_none_match)
 
 
-async def job_history(store: CountsStore, job_id: str, query: Mapping[str, str], reading: Reading) -> Reply:
+async def job_history(store: CountsStore, address: JobAddress, query: Mapping[str, str], reading: Reading) -> Reply:
     """``GET /api/jobs/{jobId}/history?since=T`` -> the job's points after T (all held without), oldest first."""
-    invalid = invalid_job_id(job_id)
-    if invalid is not None:
-        return invalid
+    job_id = address.job_id
     raw_since = query.get("since")
     since = None
     if raw_since is not None:
@@ -124,7 +151,7 @@ async def job_history(store: CountsStore, job_id: str, query: Mapping[str, str],
             return _bad_query(
                 "since", raw_since, "must be an ISO 8601 time with a time zone, e.g. 2026-11-25T12:00:00Z"
             )
-    job, points = await asyncio.gather(store.get_job(job_id.lower()), store.progress_since(job_id.lower(), since))
+    job, points = await asyncio.gather(store.get_job(address.job_key), store.progress_since(address.job_key, since))
     if job is None:
         return _job_not_found(job_id)
     await _watch(store, job, reading)

@@ -58,11 +58,11 @@ async def start_unless_running(client: Any, orchestrator: str, instance_id: str,
     return True
 
 
-async def on_demand_status(client: Any, job_id: str) -> Reply:
+async def on_demand_status(client: Any, job_id: str, job_key: str) -> Reply:
     """``GET /api/jobs/{jobId}/validation``: the job's on-demand validation as Durable reports it,
     202 while it runs, 200 once it ended. Not Durable's own status URLs: they carry the extension's
     system key, which opens every instance's management API, in their query string."""
-    status = await client.get_status(workflow.on_demand_instance_id(job_id.lower()))
+    status = await client.get_status(workflow.on_demand_instance_id(job_key))
     runtime = _runtime_of(status)
     if runtime is None:
         return error(

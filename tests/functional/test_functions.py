@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 import pytest
 
+import GetAccountTaskCounts
 import GetTaskCounts
 import ListJobs
 import TaskEvents
@@ -132,6 +133,29 @@ async def test_unknown_job_is_404_job_not_found():
 async def test_invalid_job_id_is_400(job_id):
     response = await GetTaskCounts.main(get_counts(job_id))
     assert (response.status_code, body_of(response)["code"]) == (400, "InvalidUri")
+
+
+def get_account_counts(account: str, job_id: str) -> func.HttpRequest:
+    return func.HttpRequest(
+        "GET",
+        f"http://localhost/api/accounts/{account}/jobs/{job_id}/taskcounts",
+        headers=READING,
+        route_params={"account": account, "jobId": job_id},
+        body=b"",
+    )
+
+
+async def test_a_job_is_addressed_by_its_account_and_the_default_accounts_routes_are_unchanged():
+    await TaskEvents.main(post(json.dumps([event("Acct-Job", "t", "running", "2025-06-01T00:00:01Z")]).encode()))
+    plain = await GetTaskCounts.main(get_counts("Acct-Job"))
+    named = await GetAccountTaskCounts.main(get_account_counts("SimAccount", "acct-job"))
+    assert (plain.status_code, named.status_code) == (200, 200)
+    assert body_of(named)["taskCounts"] == body_of(plain)["taskCounts"] and body_of(plain)["taskCounts"]["running"] == 1
+    unknown = await GetAccountTaskCounts.main(get_account_counts("teamb", "Acct-Job"))
+    assert (unknown.status_code, body_of(unknown)["code"]) == (404, "AccountNotFound")
+    for bad in ("ab", "team-b", "x" * 25):
+        malformed = await GetAccountTaskCounts.main(get_account_counts(bad, "Acct-Job"))
+        assert (malformed.status_code, body_of(malformed)["code"]) == (400, "InvalidUri"), bad
 
 
 async def test_list_jobs_function_pages_and_rejects_bad_parameters():
