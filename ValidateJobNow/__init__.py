@@ -18,11 +18,9 @@ logger = logging.getLogger(__name__)
 async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
     settings = get_settings()
     job_id = req.route_params.get("jobId", "")
-    address = api.address_of(settings.accounts, req.route_params)
-    reply = settings.access.refusal(Access.OPERATE, req.headers, req.params)
-    if reply is None and not isinstance(address, api.JobAddress):
-        reply = address
-    if reply is None and isinstance(address, api.JobAddress):
+    address = api.addressed(settings, Access.OPERATE, req.headers, req.params, req.route_params)
+    reply = None if isinstance(address, api.JobAddress) else address
+    if isinstance(address, api.JobAddress):
         client = df.DurableOrchestrationClient(starter)
         instance_id = workflow.on_demand_instance_id(address.job_key)
         try:

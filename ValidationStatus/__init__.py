@@ -18,15 +18,13 @@ logger = logging.getLogger(__name__)
 
 async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
     job_id = req.route_params.get("jobId", "")
-    reply = await guarded(logger, _handle(req, starter, job_id), job_id=job_id[:64])
+    reply = await guarded(logger, _handle(req, starter), job_id=job_id[:64])
     return func.HttpResponse(reply.text, status_code=reply.status, headers=reply.all_headers)
 
 
-async def _handle(req: func.HttpRequest, starter: str, job_id: str):
+async def _handle(req: func.HttpRequest, starter: str):
     settings = get_settings()
-    if refusal := settings.access.refusal(Access.READ, req.headers, req.params):
-        return refusal
-    address = api.address_of(settings.accounts, req.route_params)
+    address = api.addressed(settings, Access.READ, req.headers, req.params, req.route_params)
     if not isinstance(address, api.JobAddress):
         return address
-    return await passes.on_demand_status(df.DurableOrchestrationClient(starter), job_id, address.job_key)
+    return await passes.on_demand_status(df.DurableOrchestrationClient(starter), address.job_id, address.job_key)

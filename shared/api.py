@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from shared.access import Access
 from shared.accounts import ACCOUNT_NAME, Accounts, job_key_of
 from shared.config import Settings
 from shared.counting import ID_RULE, is_batch_id
@@ -128,6 +129,13 @@ def address_of(accounts: Accounts, route: Mapping[str, str]) -> JobAddress | Rep
     if name not in accounts:
         return error(404, "AccountNotFound", f"No Batch account {name!r} is counted here.", {"account": name})
     return JobAddress(job_id, accounts.key_name(accounts.named(name)))
+
+
+def addressed(
+    settings: Settings, access: Access, headers: Mapping[str, str], query: Mapping[str, str], route: Mapping[str, str]
+) -> JobAddress | Reply:
+    """The job a request addresses once its caller has ``access``; else the refusal, or the 4xx."""
+    return settings.access.refusal(access, headers, query) or address_of(settings.accounts, route)
 
 
 async def get_task_counts(store: CountsStore, address: JobAddress, reading: Reading) -> Reply:

@@ -16,6 +16,11 @@ from tests.strategies import observe
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
+def at_default(job_id: str) -> api.JobAddress:
+    """A job of the default account, as /api/jobs/{jobId}/... addresses it."""
+    return api.JobAddress(job_id, None)
+
+
 @asynccontextmanager
 async def store_of(azurite, **overrides):
     """A store over fresh tables, with its settings."""
@@ -47,7 +52,7 @@ async def test_points_rate_eta_and_history(azurite):
         await record_progress(store, settings, T0 + timedelta(minutes=4))
 
         now = T0 + timedelta(minutes=4)
-        reply = await api.get_task_counts(store, "job-p", reading(settings, now))
+        reply = await api.get_task_counts(store, at_default("job-p"), reading(settings, now))
         progress = reply.body["progress"]
         assert reply.status == 200 and reply.body["taskCounts"]["completed"] == 60
         assert progress["completionsPerMinute"] == 15.0  # 60 completions in the job's first 4 minutes
@@ -55,10 +60,12 @@ async def test_points_rate_eta_and_history(azurite):
         assert progress["failureRatio"] == round(20 / 60, 4) and progress["failing"] is True
         assert progress["stalledSince"] is None
 
-        history = await api.job_history(store, "JOB-P", {}, reading(settings, now))
+        history = await api.job_history(store, at_default("JOB-P"), {}, reading(settings, now))
         assert [point["completed"] for point in history.body["value"]] == [0, 40, 60]
         assert history.body["value"][0]["at"] == "2026-11-25T12:00:00Z"
-        later = await api.job_history(store, "job-p", {"since": "2026-11-25T12:01:00Z"}, reading(settings, now))
+        later = await api.job_history(
+            store, at_default("job-p"), {"since": "2026-11-25T12:01:00Z"}, reading(settings, now)
+        )
         assert [point["completed"] for point in later.body["value"]] == [40, 60]
 
 
@@ -66,19 +73,25 @@ async def test_etags_answer_304_until_something_changes(azurite):
     async with store_of(azurite) as (store, settings):
         await run_tasks(store, "job-e", range(5), TaskState.RUNNING, 1)
         await record_progress(store, settings, T0)
-        first = await api.get_task_counts(store, "job-e", reading(settings, T0 + timedelta(seconds=5)))
+        first = await api.get_task_counts(store, at_default("job-e"), reading(settings, T0 + timedelta(seconds=5)))
         etag = first.headers["ETag"]
-        again = await api.get_task_counts(store, "job-e", reading(settings, T0 + timedelta(seconds=10), etag))
+        again = await api.get_task_counts(
+            store, at_default("job-e"), reading(settings, T0 + timedelta(seconds=10), etag)
+        )
         assert again.status == 304 and again.body is None and again.headers["ETag"] == etag
         listing = await api.list_jobs(store, {}, "http://x/api/jobs", reading(settings, T0))
         assert (
             await api.list_jobs(store, {}, "http://x/api/jobs", reading(settings, T0, listing.headers["ETag"]))
         ).status == 304
-        history = await api.job_history(store, "job-e", {}, reading(settings, T0))
-        assert (await api.job_history(store, "job-e", {}, reading(settings, T0, history.headers["ETag"]))).status == 304
+        history = await api.job_history(store, at_default("job-e"), {}, reading(settings, T0))
+        assert (
+            await api.job_history(store, at_default("job-e"), {}, reading(settings, T0, history.headers["ETag"]))
+        ).status == 304
 
         await run_tasks(store, "job-e", range(2), TaskState.COMPLETED, 2, TaskResult.SUCCESS)
-        changed = await api.get_task_counts(store, "job-e", reading(settings, T0 + timedelta(seconds=15), etag))
+        changed = await api.get_task_counts(
+            store, at_default("job-e"), reading(settings, T0 + timedelta(seconds=15), etag)
+        )
         assert changed.status == 200 and changed.headers["ETag"] != etag
         assert (
             await api.list_jobs(store, {}, "http://x/api/jobs", reading(settings, T0, listing.headers["ETag"]))
@@ -90,14 +103,16 @@ async def test_a_stall_is_alerted_once_flagged_in_the_api_and_ends_when_tasks_co
     async with store_of(azurite, STALL_MINUTES=15) as (store, settings):
         await run_tasks(store, "job-s", range(10), TaskState.RUNNING, 1)
         await record_progress(store, settings, T0)
-        before = await api.get_task_counts(store, "job-s", reading(settings, T0 + timedelta(minutes=14)))
+        before = await api.get_task_counts(store, at_default("job-s"), reading(settings, T0 + timedelta(minutes=14)))
         quiet = await record_progress(store, settings, T0 + timedelta(minutes=14))
         assert quiet.alerts == 0 and before.body["progress"]["stalledSince"] is None
         etag = before.headers["ETag"]
 
         stalled = [await record_progress(store, settings, T0 + timedelta(minutes=m)) for m in (15, 16, 30)]
         assert [run.alerts for run in stalled] == [1, 0, 0]  # once per episode
-        flagged = await api.get_task_counts(store, "job-s", reading(settings, T0 + timedelta(minutes=15), etag))
+        flagged = await api.get_task_counts(
+            store, at_default("job-s"), reading(settings, T0 + timedelta(minutes=15), etag)
+        )
         assert flagged.status == 200 and flagged.body["progress"]["stalledSince"] == "2026-11-25T12:00:00Z"
 
         [record] = [r for r in caplog.records if r.getMessage().startswith(ALERT_PREFIX)]
@@ -116,7 +131,7 @@ async def test_a_stall_is_alerted_once_flagged_in_the_api_and_ends_when_tasks_co
 
         await run_tasks(store, "job-s", range(1), TaskState.COMPLETED, 2, TaskResult.SUCCESS)
         assert (await record_progress(store, settings, T0 + timedelta(minutes=31))).alerts == 0
-        moving = await api.get_task_counts(store, "job-s", reading(settings, T0 + timedelta(minutes=31)))
+        moving = await api.get_task_counts(store, at_default("job-s"), reading(settings, T0 + timedelta(minutes=31)))
         assert moving.body["progress"]["stalledSince"] is None
         again = await record_progress(store, settings, T0 + timedelta(minutes=46))  # a second stall
         assert again.alerts == 1
@@ -127,7 +142,7 @@ async def test_history_is_thinned_to_its_bound_and_removed_with_the_job(azurite)
         for minute in range(25):
             await run_tasks(store, "job-t", [minute], TaskState.ACTIVE, 1)
             await record_progress(store, settings, T0 + timedelta(minutes=minute))
-        history = await api.job_history(store, "job-t", {}, reading(settings, T0 + timedelta(minutes=30)))
+        history = await api.job_history(store, at_default("job-t"), {}, reading(settings, T0 + timedelta(minutes=30)))
         points = history.body["value"]
         assert len(points) <= 10
         assert points[0]["active"] == 1 and points[-1]["active"] == 25  # still spans the job
@@ -139,11 +154,11 @@ async def test_bad_history_requests_get_batch_style_errors(azurite):
     async with store_of(azurite) as (store, settings):
         await run_tasks(store, "job-b", range(1), TaskState.ACTIVE, 1)
         for since in ("yesterday", "2026-11-25T12:00:00"):  # not a time; no time zone
-            reply = await api.job_history(store, "job-b", {"since": since}, reading(settings, T0))
+            reply = await api.job_history(store, at_default("job-b"), {"since": since}, reading(settings, T0))
             assert reply.status == 400 and reply.body["code"] == "InvalidQueryParameterValue"
             assert {"key": "QueryParameterName", "value": "since"} in reply.body["values"]
-        assert (await api.job_history(store, "no-such-job", {}, reading(settings, T0))).status == 404
-        assert (await api.job_history(store, "bad/id", {}, reading(settings, T0))).status == 400
+        assert (await api.job_history(store, at_default("no-such-job"), {}, reading(settings, T0))).status == 404
+        assert api.address_of(settings.accounts, {"jobId": "bad/id"}).status == 400
 
 
 async def test_polls_are_answered_from_a_recent_read_and_see_a_change_within_its_age(azurite):
@@ -157,14 +172,14 @@ async def test_polls_are_answered_from_a_recent_read_and_see_a_change_within_its
     store = CountsStore.from_settings(settings, clock=lambda: clock[0])
     try:
         await run_tasks(store, "Job-R", range(3), TaskState.ACTIVE, 1)
-        first = await api.get_task_counts(store, "job-r", reading(settings, T0))
+        first = await api.get_task_counts(store, at_default("job-r"), reading(settings, T0))
         await run_tasks(store, "Job-R", range(3), TaskState.RUNNING, 2)
         clock[0] = 0.1  # under half the age: answered from the read before the change, no read started
-        assert (await api.get_task_counts(store, "job-r", reading(settings, T0))).body == first.body
+        assert (await api.get_task_counts(store, at_default("job-r"), reading(settings, T0))).body == first.body
         clock[0] = 0.2  # past half the age: still answered at once, and one read starts behind the poll
-        assert (await api.get_task_counts(store, "job-r", reading(settings, T0))).body == first.body
+        assert (await api.get_task_counts(store, at_default("job-r"), reading(settings, T0))).body == first.body
         for _ in range(6000):  # within the age, the poll sees the change once that read is done
-            reply = await api.get_task_counts(store, "job-r", reading(settings, T0))
+            reply = await api.get_task_counts(store, at_default("job-r"), reading(settings, T0))
             if reply.body["taskCounts"]["running"] == 3:
                 break
             await asyncio.sleep(0.01)
