@@ -100,6 +100,8 @@ param batchRequestsPerSecond int = 25
 param watchMinutes int = 5
 @description('false: someone else runs the Batch account. Its diagnostic setting and the role on it are not deployed here; the postdeploy hook prints the two commands its owner runs.')
 param manageBatchAccount bool = true
+@description('Further Batch accounts counted besides batchAccountName, as JSON: [{"name": "...", "resourceGroup": "...", "location": "westeurope"}], in this subscription. Each gets the reader role; one in the hub\'s region also its ServiceLog diagnostic setting (a setting streams only to a hub in its account\'s region: an account elsewhere is counted from List Tasks alone).')
+param extraBatchAccountsJson string = '[]'
 @description('E-mail addresses the stalled and failing alerts go to.')
 param alertEmails array = []
 @description('Who may call the API: keys (a key per kind of access) or entra (Microsoft Entra ID sign-in through App Service Authentication, with app roles). docs/access.md.')
@@ -146,6 +148,15 @@ var deadLetterContainerName = 'taskevents-deadletter'
 // Named per environment: a second environment on the same Batch account gets a setting of its own
 // rather than silently taking over the first one's.
 var batchDiagnosticSettingName = 'taskcounts-servicelog-${resourceToken}'
+var hubLocation = empty(batchAccountLocation) ? location : batchAccountLocation
+var extraBatchAccounts = json(extraBatchAccountsJson)
+var extraBatchAccountIds = [for account in extraBatchAccounts: resourceId(subscription().subscriptionId, account.resourceGroup, 'Microsoft.Batch/batchAccounts', account.name)]
+// What the app reads (BATCH_EXTRA_ACCOUNTS): each account's endpoint and ARM id, known before deploying.
+var extraBatchAccountsSetting = [for account in extraBatchAccounts: {
+  name: account.name
+  url: 'https://${account.name}.${account.location}.batch.azure.com'
+  resourceId: resourceId(subscription().subscriptionId, account.resourceGroup, 'Microsoft.Batch/batchAccounts', account.name)
+}]
 
 // Read only (no deployment into its resource group): the app needs its endpoint in every mode.
 resource batchAccount 'Microsoft.Batch/batchAccounts@2024-07-01' existing = {
@@ -209,7 +220,7 @@ module serviceLogHub 'app/servicelog-hub.bicep' = {
   scope: rg
   params: {
     namespaceName: 'evhns-taskcounts-${resourceToken}'
-    location: empty(batchAccountLocation) ? location : batchAccountLocation
+    location: hubLocation
     tags: tags
     appPrincipalId: identity.outputs.principalId
   }
@@ -234,6 +245,29 @@ module batchAccess 'app/batch-access.bicep' = if (manageBatchAccount) {
     principalId: identity.outputs.principalId
   }
 }
+
+// Looped over nothing when someone else runs the accounts (manageBatchAccount false): nothing is
+// deployed into their groups. A setting is made only for an account in the hub's region.
+module extraBatchDiagnostics 'app/batch-diagnostics.bicep' = [for (account, index) in (manageBatchAccount ? extraBatchAccounts : []): {
+  name: 'batch-diagnostics-${resourceToken}-${index}'
+  scope: resourceGroup(account.resourceGroup)
+  params: {
+    deploySetting: toLower(account.location) == toLower(hubLocation)
+    settingName: batchDiagnosticSettingName
+    batchAccountName: account.name
+    eventHubAuthorizationRuleId: serviceLogHub.outputs.authorizationRuleId
+    eventHubName: serviceLogHub.outputs.hubName
+  }
+}]
+
+module extraBatchAccess 'app/batch-access.bicep' = [for (account, index) in (manageBatchAccount ? extraBatchAccounts : []): {
+  name: 'batch-access-${resourceToken}-${index}'
+  scope: resourceGroup(account.resourceGroup)
+  params: {
+    batchAccountName: account.name
+    principalId: identity.outputs.principalId
+  }
+}]
 
 // Granted before the app exists: the Flex publish writes the package with the app's identity, and a
 // role assignment takes minutes to take effect.
@@ -269,6 +303,7 @@ module app 'app/function.bicep' = {
     batchAccountUrl: 'https://${batchAccount.properties.accountEndpoint}'
     batchAccountName: batchAccountName
     batchAccountResourceId: batchAccount.id
+    batchExtraAccounts: string(extraBatchAccountsSetting)
     validationMaxTasks: validationMaxTasks
     validationParallelListings: validationParallelListings
     validationSchedule: validationSchedule
@@ -339,6 +374,8 @@ output EVENT_GRID_DEAD_LETTER_CONTAINER string = deadLetterContainerName
 output MANAGE_BATCH_ACCOUNT bool = manageBatchAccount
 output BATCH_ACCOUNT_ID string = batchAccount.id
 output BATCH_DIAGNOSTIC_SETTING_NAME string = batchDiagnosticSettingName
+// Every account this environment put a setting or a role on, space-separated: the predown hook cleans each.
+output BATCH_ACCOUNT_IDS string = join(concat([batchAccount.id], extraBatchAccountIds), ' ')
 output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output SERVICE_LOG_HUB_NAME string = serviceLogHub.outputs.hubName
 output SERVICE_LOG_RULE_ID string = serviceLogHub.outputs.authorizationRuleId

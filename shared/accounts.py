@@ -10,7 +10,9 @@ their job id.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -122,11 +124,57 @@ def account_of(
     return BatchAccount(chosen, parsed_id, (url or "").rstrip("/") or None, key or None)
 
 
+def extra_accounts_of(text: str | None, env: Mapping[str, str]) -> tuple[BatchAccount, ...]:
+    """The accounts counted besides the default one (setting ``BATCH_EXTRA_ACCOUNTS``): a JSON list of
+    ``{"name", "url", "resourceId", "keySetting"}`` -- ``keySetting`` names the app setting holding
+    the account's shared key (a Key Vault reference there keeps it out of this one); without it,
+    Microsoft Entra ID."""
+    if not text or not text.strip():
+        return ()
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise ConfigError("BATCH_EXTRA_ACCOUNTS must be a JSON list of accounts") from None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ConfigError('BATCH_EXTRA_ACCOUNTS must be a JSON list of {"name", "url", "resourceId"} objects')
+    accounts = []
+    for number, item in enumerate(items):
+        where = f"BATCH_EXTRA_ACCOUNTS[{number}]"
+        unknown = set(item) - {"name", "url", "resourceId", "keySetting"}
+        if unknown:
+            raise ConfigError(f"{where} has fields this app does not read: {sorted(unknown)}")
+        name, url = item.get("name"), item.get("url")
+        if not isinstance(name, str) or not ACCOUNT_NAME.fullmatch(name.lower()):
+            raise ConfigError(f"{where}.name must be a Batch account's name: 3-24 letters and digits")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ConfigError(
+                f"{where}.url must be the account's endpoint, e.g. https://{name.lower()}.westeurope.batch.azure.com"
+            )
+        key_setting = item.get("keySetting")
+        key = None
+        if key_setting is not None:
+            key = env.get(key_setting) if isinstance(key_setting, str) else None
+            if not key:
+                raise ConfigError(f"{where}.keySetting names {key_setting!r}, which is not set")
+        try:
+            account = account_of(url, name, item.get("resourceId"), key)
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
+        if account is not None:
+            accounts.append(account)
+    return tuple(accounts)
+
+
 @dataclass(frozen=True)
 class Accounts:
     """The accounts this deployment counts, the first being the default."""
 
     accounts: tuple[BatchAccount, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [account.name for account in self.accounts]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"two Batch accounts share a name: {names}; each name addresses one account")
 
     @property
     def default(self) -> BatchAccount | None:

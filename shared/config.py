@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from shared.access import Access, AccessMode, AccessPolicy
-from shared.accounts import Accounts, account_of
+from shared.accounts import Accounts, account_of, extra_accounts_of
 from shared.errors import ConfigError
 
 STORAGE_CONNECTION = "AzureWebJobsStorage"
@@ -25,6 +25,7 @@ BATCH_ACCOUNT_URL = "BATCH_ACCOUNT_URL"
 BATCH_ACCOUNT_NAME = "BATCH_ACCOUNT_NAME"
 BATCH_ACCOUNT_KEY = "BATCH_ACCOUNT_KEY"
 BATCH_ACCOUNT_RESOURCE_ID = "BATCH_ACCOUNT_RESOURCE_ID"
+BATCH_EXTRA_ACCOUNTS = "BATCH_EXTRA_ACCOUNTS"
 VALIDATION_MAX_TASKS = "VALIDATION_MAX_TASKS"
 VALIDATION_PARALLEL_LISTINGS = "VALIDATION_PARALLEL_LISTINGS"
 RETENTION_DAYS = "RETENTION_DAYS"
@@ -75,6 +76,7 @@ APP_SETTINGS = (
     BATCH_ACCOUNT_NAME,
     BATCH_ACCOUNT_KEY,
     BATCH_ACCOUNT_RESOURCE_ID,
+    BATCH_EXTRA_ACCOUNTS,
     VALIDATION_MAX_TASKS,
     VALIDATION_PARALLEL_LISTINGS,
     RETENTION_DAYS,
@@ -174,6 +176,9 @@ class Settings:
         if batch_key and not batch_name:
             raise ConfigError(f"{BATCH_ACCOUNT_KEY} needs {BATCH_ACCOUNT_NAME} (shared-key access)")
         account = account_of(env.get(BATCH_ACCOUNT_URL), batch_name, env.get(BATCH_ACCOUNT_RESOURCE_ID), batch_key)
+        extra = extra_accounts_of(env.get(BATCH_EXTRA_ACCOUNTS), env)
+        if extra and account is None:
+            raise ConfigError(f"{BATCH_EXTRA_ACCOUNTS} needs the default account first ({BATCH_ACCOUNT_URL})")
         return cls(
             storage_connection=connection,
             table_service_uri=table_uri,
@@ -181,7 +186,7 @@ class Settings:
             table_prefix=prefix,
             job_partitions=_int_setting(env, JOB_PARTITIONS, DEFAULT_JOB_PARTITIONS, 1, MAX_JOB_PARTITIONS),
             job_partition_rows=_int_setting(env, JOB_PARTITION_ROWS, DEFAULT_JOB_PARTITION_ROWS, 1, 10**7),
-            accounts=Accounts(() if account is None else (account,)),
+            accounts=Accounts((() if account is None else (account,)) + extra),
             validation_max_tasks=_int_setting(env, VALIDATION_MAX_TASKS, DEFAULT_VALIDATION_MAX_TASKS, 1, 10**9),
             validation_parallel_listings=_int_setting(
                 env, VALIDATION_PARALLEL_LISTINGS, DEFAULT_VALIDATION_PARALLEL_LISTINGS, 1, 64

@@ -3,6 +3,8 @@
 // ServiceLog only (not allLogs: AuditLog is billed for export and says nothing about tasks).
 @description('Unique per environment (main.bicep): two environments on one account must not share a setting.')
 param settingName string
+@description('false: an account outside the hub\'s region, whose setting could not stream to it.')
+param deploySetting bool = true
 param batchAccountName string
 param eventHubAuthorizationRuleId string
 param eventHubName string
@@ -11,7 +13,7 @@ resource batchAccount 'Microsoft.Batch/batchAccounts@2024-07-01' existing = {
   name: batchAccountName
 }
 
-resource serviceLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+resource serviceLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (deploySetting) {
   name: settingName
   scope: batchAccount
   properties: {

@@ -16,6 +16,8 @@ param batchAccountUrl string
 param batchAccountName string
 @description('The Batch account\'s ARM id: only its service-log records are counted.')
 param batchAccountResourceId string
+@description('Further accounts counted, as the app reads them (BATCH_EXTRA_ACCOUNTS): JSON [{name, url, resourceId}].')
+param batchExtraAccounts string = '[]'
 param validationMaxTasks int
 param validationParallelListings int
 param validationSchedule string
@@ -176,6 +178,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'BATCH_ACCOUNT_RESOURCE_ID'
           value: batchAccountResourceId
+        }
+        {
+          name: 'BATCH_EXTRA_ACCOUNTS'
+          value: batchExtraAccounts
         }
         {
           name: 'VALIDATION_MAX_TASKS'

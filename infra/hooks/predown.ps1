@@ -18,16 +18,20 @@ if ($LASTEXITCODE -ne 0) {
     exit 1
 }
 $failed = $false
-az monitor diagnostic-settings show --name $env:BATCH_DIAGNOSTIC_SETTING_NAME --resource $env:BATCH_ACCOUNT_ID --output none 2>$null
-if ($LASTEXITCODE -eq 0) {
-    az monitor diagnostic-settings delete --name $env:BATCH_DIAGNOSTIC_SETTING_NAME --resource $env:BATCH_ACCOUNT_ID
-    if ($LASTEXITCODE -ne 0) { $failed = $true }
-}
 $reader = '11076f67-66f6-4be0-8f6b-f0609fd05cc9'  # Azure Batch Account Reader
-$assigned = az role assignment list --assignee $env:MANAGED_IDENTITY_PRINCIPAL_ID --role $reader --scope $env:BATCH_ACCOUNT_ID --query "[].id" --output tsv 2>$null
-if ($assigned) {
-    az role assignment delete --assignee $env:MANAGED_IDENTITY_PRINCIPAL_ID --role $reader --scope $env:BATCH_ACCOUNT_ID
-    if ($LASTEXITCODE -ne 0) { $failed = $true }
+# Every account counted (BATCH_ACCOUNT_IDS: the default one and the extra ones; older environments: the one)
+$accountIds = if ($env:BATCH_ACCOUNT_IDS) { $env:BATCH_ACCOUNT_IDS -split ' ' } else { @($env:BATCH_ACCOUNT_ID) }
+foreach ($accountId in $accountIds) {
+    az monitor diagnostic-settings show --name $env:BATCH_DIAGNOSTIC_SETTING_NAME --resource $accountId --output none 2>$null
+    if ($LASTEXITCODE -eq 0) {
+        az monitor diagnostic-settings delete --name $env:BATCH_DIAGNOSTIC_SETTING_NAME --resource $accountId
+        if ($LASTEXITCODE -ne 0) { $failed = $true }
+    }
+    $assigned = az role assignment list --assignee $env:MANAGED_IDENTITY_PRINCIPAL_ID --role $reader --scope $accountId --query "[].id" --output tsv 2>$null
+    if ($assigned) {
+        az role assignment delete --assignee $env:MANAGED_IDENTITY_PRINCIPAL_ID --role $reader --scope $accountId
+        if ($LASTEXITCODE -ne 0) { $failed = $true }
+    }
 }
 if ($failed) {
     [Console]::Error.WriteLine("predown: could not remove all of taskcounts' settings from the Batch account (see above); fix, then azd down again")

@@ -20,13 +20,16 @@ if ! command -v az >/dev/null 2>&1 || ! az account show --output none >/dev/null
 fi
 
 failed=0
-if az monitor diagnostic-settings show --name "$BATCH_DIAGNOSTIC_SETTING_NAME" --resource "$BATCH_ACCOUNT_ID" --output none >/dev/null 2>&1; then
-  az monitor diagnostic-settings delete --name "$BATCH_DIAGNOSTIC_SETTING_NAME" --resource "$BATCH_ACCOUNT_ID" || failed=1
-fi
 reader=11076f67-66f6-4be0-8f6b-f0609fd05cc9  # Azure Batch Account Reader
-if [ -n "$(az role assignment list --assignee "$MANAGED_IDENTITY_PRINCIPAL_ID" --role "$reader" --scope "$BATCH_ACCOUNT_ID" --query "[].id" --output tsv 2>/dev/null)" ]; then
-  az role assignment delete --assignee "$MANAGED_IDENTITY_PRINCIPAL_ID" --role "$reader" --scope "$BATCH_ACCOUNT_ID" || failed=1
-fi
+# Every account counted (BATCH_ACCOUNT_IDS: the default one and the extra ones; older environments: the one)
+for account_id in ${BATCH_ACCOUNT_IDS:-$BATCH_ACCOUNT_ID}; do
+  if az monitor diagnostic-settings show --name "$BATCH_DIAGNOSTIC_SETTING_NAME" --resource "$account_id" --output none >/dev/null 2>&1; then
+    az monitor diagnostic-settings delete --name "$BATCH_DIAGNOSTIC_SETTING_NAME" --resource "$account_id" || failed=1
+  fi
+  if [ -n "$(az role assignment list --assignee "$MANAGED_IDENTITY_PRINCIPAL_ID" --role "$reader" --scope "$account_id" --query "[].id" --output tsv 2>/dev/null)" ]; then
+    az role assignment delete --assignee "$MANAGED_IDENTITY_PRINCIPAL_ID" --role "$reader" --scope "$account_id" || failed=1
+  fi
+done
 if [ "$failed" -ne 0 ]; then
   echo "predown: could not remove all of taskcounts' settings from the Batch account (see above); fix, then azd down again" >&2
   exit 1

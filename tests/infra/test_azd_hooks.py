@@ -368,6 +368,18 @@ def test_predown_removes_what_the_environment_put_on_the_batch_account_and_nothi
         assert "--assignee pid-1 --role 11076f67-66f6-4be0-8f6b-f0609fd05cc9" in deleted_role[0]
 
 
+def test_predown_cleans_every_account_the_environment_counted(fake_az):
+    extra = "/subscriptions/s/resourceGroups/rg-teamb/providers/Microsoft.Batch/batchAccounts/teamb"
+    ids = f"{PROVISIONED_BATCH_SIDE['BATCH_ACCOUNT_ID']} {extra}"
+    env = {**PROVISIONED_BATCH_SIDE, "BATCH_ACCOUNT_IDS": ids, "FAKE_SETTING_EXISTS": "1", "FAKE_ROLE_EXISTS": "1"}
+    result = run_hook("predown.sh", env, fake_az)
+    assert result.returncode == 0, result.stderr
+    calls = az_calls(fake_az)
+    for account_id in ids.split():
+        assert any(c.startswith("monitor diagnostic-settings delete") and account_id in c for c in calls)
+        assert any(c.startswith("role assignment delete") and account_id in c for c in calls)
+
+
 def test_predown_stops_azd_down_when_it_cannot_clean_up_and_skips_an_account_it_does_not_run(fake_az):
     failing = run_hook("predown.sh", {**PROVISIONED_BATCH_SIDE, "FAKE_DELETE_FAILS": "1"}, fake_az)
     assert failing.returncode == 1 and "azd down again" in failing.stderr

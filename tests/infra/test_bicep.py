@@ -288,7 +288,8 @@ def test_the_service_log_streams_to_a_hub_in_the_batch_region_read_with_the_apps
     assert diagnostics_scope["type"] == "resource_group"
     assert diagnostics_scope["parameters"]["resource_group_name"] == "batchAccountResourceGroup"
     main_text = (INFRA / "main.bicep").read_text()
-    assert "location: empty(batchAccountLocation) ? location : batchAccountLocation" in main_text
+    assert "var hubLocation = empty(batchAccountLocation) ? location : batchAccountLocation" in main_text
+    assert "location: hubLocation" in main_text
     setting = body(one("Microsoft.Insights/diagnosticSettings"))["properties"]
     assert [log["category"] for log in setting["logs"]] == ["ServiceLog"]  # not allLogs: AuditLog is billed
     assert setting["eventHubName"] and setting["eventHubAuthorizationRuleId"]
@@ -421,3 +422,23 @@ def test_the_service_log_outlasts_a_long_outage_and_durable_has_a_warm_instance(
     scale = body(one("Microsoft.Web/sites"))["properties"]["functionAppConfig"]["scaleAndConcurrency"]
     assert "'durable'" in json.dumps(scale) or '"durable"' in json.dumps(scale)
     assert parse(INFRA / "main.bicep")["parameters"]["durableAlwaysReady"]["default"] == 1
+
+
+def test_extra_accounts_get_the_reader_role_and_in_the_hubs_region_the_service_log_each_in_its_own_group():
+    modules = parse(INFRA / "main.bicep")["modules"]
+    main_text = (INFRA / "main.bicep").read_text()
+    for name in ("extraBatchDiagnostics", "extraBatchAccess"):
+        module = body(modules[name])
+        group = module["scope"]["function"]["parameters"]["resource_group_name"]["operator"]["operands"]
+        assert group == {"operand_1": "account", "operand_2": "resourceGroup"}, name
+        # nothing is deployed into the accounts' groups when their owner runs them
+        assert f"module {name} " in main_text and "(manageBatchAccount ? extraBatchAccounts : [])" in main_text
+    assert "deploySetting: toLower(account.location) == toLower(hubLocation)" in main_text
+    diagnostics = (INFRA / "app" / "batch-diagnostics.bicep").read_text()
+    assert "= if (deploySetting) {" in diagnostics
+    # the app reads each extra account's endpoint and ARM id, known before deploying
+    assert app_settings()["BATCH_EXTRA_ACCOUNTS"] == "batchExtraAccounts"
+    assert "batchExtraAccounts: string(extraBatchAccountsSetting)" in main_text
+    assert "url: 'https://${account.name}.${account.location}.batch.azure.com'" in main_text
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["extraBatchAccountsJson"] == {"value": "${AZURE_EXTRA_BATCH_ACCOUNTS=[]}"}

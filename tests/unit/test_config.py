@@ -1,5 +1,7 @@
 """The one settings object: what it accepts and what it refuses, each refusal naming the setting."""
 
+import json
+
 import pytest
 
 from shared.config import APP_SETTINGS, Settings
@@ -83,3 +85,57 @@ def test_bad_settings_are_refused_with_the_setting_named(environment, named):
 def test_the_clients_read_the_environment_per_request_only_when_a_proxy_is_set(environment, trusted):
     settings = Settings.from_env({"AzureWebJobsStorage": "UseDevelopmentStorage=true", **environment})
     assert settings.proxy_from_environment is trusted
+
+
+def test_extra_accounts_are_counted_after_the_default_one_each_with_its_own_endpoint_and_key():
+    extra = [
+        {"name": "TeamB", "url": "https://teamb.eastus.batch.azure.com/", "keySetting": "TEAMB_KEY"},
+        {
+            "name": "teamc",
+            "url": "https://teamc.westus.batch.azure.com",
+            "resourceId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Batch/batchAccounts/teamc",
+        },
+    ]
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "BATCH_ACCOUNT_URL": "https://contoso.westeurope.batch.azure.com",
+            "BATCH_EXTRA_ACCOUNTS": json.dumps(extra),
+            "TEAMB_KEY": "a2V5",
+        }
+    )
+    names = [(a.name, a.url, a.key, a.resource_id is not None) for a in settings.accounts.accounts]
+    assert names == [
+        ("contoso", "https://contoso.westeurope.batch.azure.com", None, False),
+        ("teamb", "https://teamb.eastus.batch.azure.com", "a2V5", False),
+        ("teamc", "https://teamc.westus.batch.azure.com", None, True),
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra,named",
+    [
+        ("not json", "JSON list"),
+        ('{"name": "teamb"}', "JSON list"),
+        ('[{"name": "t", "url": "https://t.x.batch.azure.com"}]', "name"),
+        ('[{"name": "teamb"}]', "url"),
+        ('[{"name": "teamb", "url": "https://teamb.x.batch.azure.com", "keySetting": "UNSET"}]', "UNSET"),
+        ('[{"name": "teamb", "url": "https://teamb.x.batch.azure.com", "key": "a2V5"}]', "key"),
+        ('[{"name": "contoso", "url": "https://contoso.eastus.batch.azure.com"}]', "share a name"),
+        (
+            '[{"name": "teamb", "url": "https://teamb.x.batch.azure.com", "resourceId": "/subscriptions/s/'
+            'resourceGroups/g/providers/Microsoft.Batch/batchAccounts/teamc"}]',
+            "differs",
+        ),
+    ],
+)
+def test_a_malformed_extra_account_is_refused_naming_what_is_wrong(extra, named):
+    env = {**BASE, "BATCH_ACCOUNT_URL": "https://contoso.westeurope.batch.azure.com", "BATCH_EXTRA_ACCOUNTS": extra}
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
+
+
+def test_extra_accounts_need_the_default_account():
+    extra = '[{"name": "teamb", "url": "https://teamb.eastus.batch.azure.com"}]'
+    with pytest.raises(ConfigError, match="default account"):
+        Settings.from_env({**BASE, "BATCH_EXTRA_ACCOUNTS": extra})
