@@ -22,6 +22,5 @@ async def _handle(req: func.HttpRequest):
     settings = get_settings()
     if refusal := settings.access.refusal(Access.READ, req.headers, req.params):
         return refusal
-    return await api.list_jobs(
-        get_store(settings), dict(req.params), req.url, api.Reading.now_for(settings, req.headers.get("If-None-Match"))
-    )
+    reading = api.Reading.now_for(settings, req.headers.get("If-None-Match"))
+    return await api.list_jobs(get_store(settings), dict(req.params), req.url, reading, settings.accounts)

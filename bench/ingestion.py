@@ -322,7 +322,7 @@ async def steady_load(store: CountsStore, seconds: float, rate: int) -> dict:
         seen = 0
         while seen < deliveries:
             started = time.perf_counter()
-            reply = await api.get_task_counts(store, job, reading(None))
+            reply = await api.get_task_counts(store, api.JobAddress(job, None), reading(None))
             ended = time.perf_counter()
             reads.append(ended - started)
             if reply.status == 200:
@@ -353,7 +353,7 @@ def _reader_process(connection: str, job: str, seconds: float, queue) -> None:
         latencies, deadline = [], time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            await api.get_task_counts(store, job, reading(None))
+            await api.get_task_counts(store, api.JobAddress(job, None), reading(None))
             latencies.append(time.perf_counter() - started)
             await asyncio.sleep(0.005)
         await store.close()
@@ -379,10 +379,14 @@ async def polls(store: CountsStore, iterations: int) -> dict:
     """Each poll twice: without an ETag (answered 200, full body) and with the current one (304)."""
     await record_progress(store, DEFAULT_SETTINGS, datetime.now(UTC))  # the progress object has history
     polled = {
-        "counts, 16-partition job": lambda etag: api.get_task_counts(store, "b1000x1-0", reading(etag)),
-        "counts, 1-partition job": lambda etag: api.get_task_counts(store, "b1000x50-0", reading(etag)),
+        "counts, 16-partition job": lambda etag: api.get_task_counts(
+            store, api.JobAddress("b1000x1-0", None), reading(etag)
+        ),
+        "counts, 1-partition job": lambda etag: api.get_task_counts(
+            store, api.JobAddress("b1000x50-0", None), reading(etag)
+        ),
         "jobs, page of 100": lambda etag: api.list_jobs(
-            store, {"maxresults": "100"}, "http://app/api/jobs", reading(etag)
+            store, {"maxresults": "100"}, "http://app/api/jobs", reading(etag), BENCH_ACCOUNTS
         ),
     }
     results = {}

@@ -9,7 +9,9 @@ Rate, ETA and the stalled and failing flags are the API's "progress" object, as 
 --url (or TASKCOUNTS_URL) is the function app's base URL, e.g. https://contoso-taskcounts.azurewebsites.net;
 --key (or TASKCOUNTS_KEY) the app's read key; or, where the app uses Microsoft Entra ID, --entra (or
 TASKCOUNTS_ENTRA) the app registration's URI, e.g. api://<application id>: a token for it comes from
-DefaultAzureCredential (az login, a managed identity, environment variables).
+DefaultAzureCredential (az login, a managed identity, environment variables). --account (or
+TASKCOUNTS_ACCOUNT) names a Batch account other than the deployment's default one: its job, or only
+its jobs.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class Api:
             )
         if code == "JobNotFound":
             return CliError(f"no such job: {message}", code=1)
+        if code == "AccountNotFound":
+            return CliError(f"no such account: {message} (--account names a Batch account the app counts)", code=1)
         if error.code == 404:
             return CliError(f"no taskcounts API at {self.base} (HTTP 404): give the function app's base URL")
         return CliError(f"HTTP {error.code} {code or ''}: {message or error.reason}".strip())
@@ -109,11 +113,13 @@ class Api:
                 f"no Microsoft Entra ID token for {self.audience}: {str(error).splitlines()[0]} (sign in with az login)"
             ) from None
 
-    def counts(self, job_id: str) -> dict:
-        return self.get(f"jobs/{urllib.parse.quote(job_id, safe='')}/taskcounts")
+    def counts(self, job_id: str, account: str | None = None) -> dict:
+        """A job's counts; ``account``: a job of that Batch account (else the deployment's default one)."""
+        prefix = f"accounts/{urllib.parse.quote(account, safe='')}/" if account else ""
+        return self.get(f"{prefix}jobs/{urllib.parse.quote(job_id, safe='')}/taskcounts")
 
-    def jobs(self) -> list[dict]:
-        jobs, path = [], "jobs?maxresults=100"
+    def jobs(self, account: str | None = None) -> list[dict]:
+        jobs, path = [], "jobs?maxresults=100" + (f"&account={urllib.parse.quote(account, safe='')}" if account else "")
         while path:
             page = self.get(path)
             jobs += page["value"]
@@ -218,11 +224,11 @@ def done(counts: dict) -> bool:
     return total_of(counts) > 0 and counts["active"] == 0 and counts["running"] == 0
 
 
-def watch(api: Api, job_id: str, interval: float, console: Console) -> int:
+def watch(api: Api, job_id: str, interval: float, console: Console, account: str | None = None) -> int:
     with Live(console=console, refresh_per_second=4) as live:
         while True:
             try:
-                body = api.counts(job_id)
+                body = api.counts(job_id, account)
                 live.update(counts_table(f"{job_id}  ({total_of(body['taskCounts'])} tasks)", body))
                 if done(body["taskCounts"]):
                     return 0
@@ -256,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="APP_URI",
         help="sign in with Microsoft Entra ID for this app registration (api://<application id>)",
     )
+    parser.add_argument(
+        "--account", default=os.environ.get("TASKCOUNTS_ACCOUNT"), help="a Batch account other than the default one"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     get = commands.add_parser("get", help="the counts of one job")
     get.add_argument("job_id")
@@ -271,19 +280,20 @@ def main(argv: list[str] | None = None) -> int:
             raise CliError("give the deployment's URL with --url or TASKCOUNTS_URL")
         api = Api(args.url, args.key, **_entra(args.entra))
         if args.command == "get":
-            body = api.counts(args.job_id)
+            body = api.counts(args.job_id, args.account)
             if args.json:
                 print(json.dumps(body, indent=2))
             else:
                 console.print(counts_table(args.job_id, body))
         elif args.command == "watch":
-            return watch(api, args.job_id, args.interval, console)
+            return watch(api, args.job_id, args.interval, console, args.account)
         else:
-            table = Table("job", *BUCKETS, "rate", "ETA", "validation", "alerts", show_edge=False)
-            for job in api.jobs():
+            table = Table("job", "account", *BUCKETS, "rate", "ETA", "validation", "alerts", show_edge=False)
+            for job in api.jobs(args.account):
                 progress = job.get("progress") or {}
                 table.add_row(
                     job["id"],
+                    job.get("account") or "",
                     *(str(job["taskCounts"][b]) for b in BUCKETS),
                     rate_text(progress),
                     eta_text(progress),

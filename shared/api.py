@@ -167,26 +167,49 @@ async def job_history(store: CountsStore, address: JobAddress, query: Mapping[st
     return conditional(body, body, reading.if_none_match)
 
 
-async def list_jobs(store: CountsStore, query: Mapping[str, str], url: str, reading: Reading) -> Reply:
-    """``GET /api/jobs?maxresults=N&$skiptoken=T`` -> ``{"value": [...], "odata.nextLink": ...}``."""
+async def list_jobs(
+    store: CountsStore, query: Mapping[str, str], url: str, reading: Reading, accounts: Accounts
+) -> Reply:
+    """``GET /api/jobs?maxresults=N&account=A&$skiptoken=T`` -> ``{"value": [...], "odata.nextLink": ...}``,
+    each job with its account's name; ``account``: that account's jobs only (a page may then hold
+    fewer than N: the index is paged, then filtered)."""
     raw_size = query.get("maxresults", str(DEFAULT_PAGE_SIZE))
     if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
         return _bad_query("maxresults", raw_size, f"must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    wanted = query.get("account")
+    if wanted is not None and not ACCOUNT_NAME.fullmatch(wanted.lower()):
+        return _bad_query("account", wanted, "must be a Batch account's name: 3-24 letters and digits")
+    if wanted is not None and wanted not in accounts:
+        return error(404, "AccountNotFound", f"No Batch account {wanted!r} is counted here.", {"account": wanted})
     token = query.get("$skiptoken") or None
     try:
         jobs, next_token = await store.list_jobs(int(raw_size), token)
     except InvalidContinuationError as failure:
         return _bad_query("$skiptoken", token or "", str(failure))
+    if wanted is not None:
+        key_name = accounts.key_name(accounts.named(wanted))
+        jobs = [job for job in jobs if job.job.account == key_name]
     start = reading.now - reading.rules.window
     recents = await asyncio.gather(*(store.recent_progress(job.job.job_key, start) for job in jobs))
     views = [_view(job, recent[2], reading) for job, recent in zip(jobs, recents, strict=True)]
-    body: dict[str, Any] = {"value": [{"id": view.counts.job.job_id, **view.body()} for view in views]}
-    version: dict[str, Any] = {"value": [{"id": view.counts.job.job_id, **view.version()} for view in views]}
+    default_name = accounts.default.name if accounts.default else None
+    names = [view.counts.job.account or default_name for view in views]
+    body: dict[str, Any] = {
+        "value": [
+            {"id": view.counts.job.job_id, "account": name, **view.body()}
+            for view, name in zip(views, names, strict=True)
+        ]
+    }
+    version: dict[str, Any] = {
+        "value": [
+            {"id": view.counts.job.job_id, "account": name, **view.version()}
+            for view, name in zip(views, names, strict=True)
+        ]
+    }
     if next_token:
         base = url.split("?", 1)[0]
-        body["odata.nextLink"] = version["odata.nextLink"] = (
-            f"{base}?{urlencode({'maxresults': raw_size, '$skiptoken': next_token}, safe='$')}"
-        )
+        paging = {"maxresults": raw_size, **({"account": wanted} if wanted else {}), "$skiptoken": next_token}
+        body["odata.nextLink"] = version["odata.nextLink"] = f"{base}?{urlencode(paging, safe='$')}"
     return conditional(body, version, reading.if_none_match)
 
 

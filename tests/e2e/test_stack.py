@@ -170,7 +170,11 @@ def test_cli_reads_counts_and_explains_wrong_urls_keys_and_jobs(stack):
     code, out, _ = run_cli("--url", stack.app_url, "--key", READ_KEY, "get", "Render-42")
     assert code == 0 and "succeeded" in out and "validation:" in out
     code, out, _ = run_cli("--url", stack.app_url, "--key", READ_KEY, "jobs")
-    assert code == 0 and "Render-42" in out
+    assert code == 0 and "Render-42" in out and "simaccount" in out  # each job with its account
+    code, out, err = run_cli("--url", stack.app_url, "--key", READ_KEY, "--account", "simaccount", "get", "Render-42")
+    assert code == 0 and "succeeded" in out, err  # the default account, by name
+    code, _, err = run_cli("--url", stack.app_url, "--key", READ_KEY, "--account", "teamb", "get", "Render-42")
+    assert code == 1 and "teamb" in err
     code, _, err = run_cli("--url", stack.app_url, "--key", READ_KEY, "get", "no-such-job")
     assert code == 1 and "no such job" in err
     code, _, err = run_cli("--url", stack.app_url, "--key", "wrong", "get", "Render-42")

@@ -179,6 +179,25 @@ async def test_list_jobs_function_pages_and_rejects_bad_parameters():
         assert (response.status_code, body_of(response)["code"]) == (400, "InvalidQueryParameterValue")
 
 
+async def test_the_jobs_list_names_each_jobs_account_and_filters_by_one():
+    await TaskEvents.main(post(json.dumps([event("listed-acct", "t", "active", "2025-06-01T00:00:01Z")]).encode()))
+
+    async def listed(**params):
+        url = "http://localhost/api/jobs"
+        return await ListJobs.main(func.HttpRequest("GET", url, params=params, headers=READING, body=b""))
+
+    jobs, params = [], {"maxresults": "1000", "account": "SimAccount"}
+    while params:  # every page, whatever else the suite has stored
+        page = body_of(await listed(**params))
+        jobs += page["value"]
+        params = dict(parse_qsl(urlsplit(page["odata.nextLink"]).query)) if "odata.nextLink" in page else {}
+    assert {job["account"] for job in jobs} == {"simaccount"} and "listed-acct" in {job["id"] for job in jobs}
+    unknown = await listed(account="teamb")
+    assert (unknown.status_code, body_of(unknown)["code"]) == (404, "AccountNotFound")
+    malformed = await listed(account="team-b")
+    assert (malformed.status_code, body_of(malformed)["code"]) == (400, "InvalidQueryParameterValue")
+
+
 async def test_storage_outage_is_503_and_redelivery_afterwards_counts_once(azurite):
     """Storage down -> 503 (Event Grid retries); the retried delivery then counts exactly once."""
     dead = Settings.from_env(

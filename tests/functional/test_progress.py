@@ -79,9 +79,11 @@ async def test_etags_answer_304_until_something_changes(azurite):
             store, at_default("job-e"), reading(settings, T0 + timedelta(seconds=10), etag)
         )
         assert again.status == 304 and again.body is None and again.headers["ETag"] == etag
-        listing = await api.list_jobs(store, {}, "http://x/api/jobs", reading(settings, T0))
+        listing = await api.list_jobs(store, {}, "http://x/api/jobs", reading(settings, T0), settings.accounts)
         assert (
-            await api.list_jobs(store, {}, "http://x/api/jobs", reading(settings, T0, listing.headers["ETag"]))
+            await api.list_jobs(
+                store, {}, "http://x/api/jobs", reading(settings, T0, listing.headers["ETag"]), settings.accounts
+            )
         ).status == 304
         history = await api.job_history(store, at_default("job-e"), {}, reading(settings, T0))
         assert (
@@ -94,7 +96,9 @@ async def test_etags_answer_304_until_something_changes(azurite):
         )
         assert changed.status == 200 and changed.headers["ETag"] != etag
         assert (
-            await api.list_jobs(store, {}, "http://x/api/jobs", reading(settings, T0, listing.headers["ETag"]))
+            await api.list_jobs(
+                store, {}, "http://x/api/jobs", reading(settings, T0, listing.headers["ETag"]), settings.accounts
+            )
         ).status == 200
 
 
