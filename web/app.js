@@ -1,4 +1,4 @@
-// The taskcounts dashboard: every job as a card (#), one job with its history (#job/<id>).
+// The taskcounts dashboard: every job as a card (#), one job with its history (#job/<account>/<id>).
 // It polls the API every REFRESH_MS with If-None-Match, so an unchanged job costs a bodiless 304.
 "use strict";
 
@@ -168,11 +168,19 @@ function numbers(job) {
     cell("ETA", "eta", eta(progress)));
 }
 
+// A job's page: #job/<account>/<id> (any account, the default one by its name too), or #job/<id>.
+function jobLink(job) {
+  const account = job.account ? `${encodeURIComponent(job.account)}/` : "";
+  return `#job/${account}${encodeURIComponent(job.id)}`;
+}
+
 function card(job, linked) {
-  const title = linked ? el("a", { href: `#job/${encodeURIComponent(job.id)}` }, job.id) : job.id;
-  return el("article", { class: "card", "data-job": job.id },
+  const title = linked ? el("a", { href: jobLink(job) }, job.id) : job.id;
+  const account = job.account ? [el("span", { "data-field": "account" }, job.account), " · "] : [];
+  return el("article", { class: "card", "data-job": job.id, "data-account": job.account || "" },
     el("h2", {}, title, badges(job)), bar(job.taskCounts), numbers(job),
-    el("p", { class: "meta" }, "counts changed ", el("span", { "data-field": "updated" }, ago(job.lastUpdatedAt))));
+    el("p", { class: "meta" }, ...account, "counts changed ",
+       el("span", { "data-field": "updated" }, ago(job.lastUpdatedAt))));
 }
 
 // ---- a job's history chart -------------------------------------------------------------------------
@@ -227,12 +235,13 @@ async function showJobs() {
   show(section);
 }
 
-async function showJob(jobId) {
-  const path = `${API}jobs/${encodeURIComponent(jobId)}`;
+async function showJob(account, jobId) {
+  const where = account ? `accounts/${encodeURIComponent(account)}/` : "";
+  const path = `${API}${where}jobs/${encodeURIComponent(jobId)}`;
   const [job, history] = await Promise.all([getJson(`${path}/taskcounts`), getJson(`${path}/history`)]);
   const section = document.getElementById("job");
   section.replaceChildren(
-    card({ id: history.jobId, ...job }, false),
+    card({ id: history.jobId, account, ...job }, false),
     el("article", { class: "card" }, el("h2", {}, "Completed and failed over time"), chart(history.value)),
     el("article", { class: "card" }, el("h2", {}, "Last validation"), lastValidation(job)));
   show(section);
@@ -267,9 +276,9 @@ function askToSignIn(reason) {
 
 async function refresh() {
   clearTimeout(timer);
-  const route = location.hash.match(/^#job\/(.+)$/);
+  const route = location.hash.match(/^#job\/(?:([^/]+)\/)?([^/]+)$/);
   try {
-    await (route ? showJob(decodeURIComponent(route[1])) : showJobs());
+    await (route ? showJob(route[1] && decodeURIComponent(route[1]), decodeURIComponent(route[2])) : showJobs());
     setStatus(`updated ${new Date().toLocaleTimeString()} · every ${REFRESH_MS / 1000} s`);
     document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     document.body.dataset.notModified = String(notModified);

@@ -188,8 +188,12 @@ async def test_the_job_page_charts_history_and_shows_the_last_validation(page, s
         and time.monotonic() < deadline
     ):
         await asyncio.sleep(0.3)
+    shown = page.locator('article[data-job="Shown"]')
+    assert await shown.get_attribute("data-account") == "simaccount"  # each card names its account
+    assert await shown.locator('[data-field="account"]').text_content() == "simaccount"
     await page.click('article[data-job="Shown"] h2 a')
     await page.wait_for_selector("#job:not([hidden]) svg.chart polyline.completed")
+    assert page.url.endswith("#job/simaccount/Shown")  # the job's page through its account's route
     points = await page.get_attribute("svg.chart polyline.completed", "points")
     assert len(points.split()) >= 2  # a point per change: the creation, then each step
     listed = page.locator('[data-field="last-validation"]')
