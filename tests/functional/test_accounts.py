@@ -7,15 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared import sync
+from shared import api, sync
 from shared.accounts import Accounts
 from shared.accounts import BatchAccount as CountedAccount
 from shared.batch import BatchReader
+from shared.config import Settings
+from shared.counting import TaskState
 from shared.store import CountsStore
 from shared.validation import activities
 from shared.validation.payloads import Begin, JobRef, Scan, begun
 from shared.validation.scheduling import select_jobs
 from tests.conftest import make_settings
+from tests.strategies import observe
 from tools.azurite import free_port
 from tools.batchsim.model import BatchAccount
 from tools.batchsim.server import DEFAULT_ACCOUNT, DEFAULT_KEY, serve
@@ -73,3 +76,35 @@ async def test_a_pass_begins_with_its_own_accounts_batch_and_leaves_an_unconfigu
     planned = {job.job_key for job in plan.validate + plan.remove}
     assert "render" in planned and "teamb~render" not in planned
     assert await tasks_of(store, "teamb~render") == {**ZERO, "active": 2, "running": 1}
+
+
+async def test_adding_an_account_keeps_the_data_and_urls_of_a_deployment_that_had_one(azurite):
+    """A deployment counted one account; its settings gain a second. The first account's jobs are
+    where they were (same keys, /api/jobs/... answers as before, and by its name too); the new one's
+    job of the same id is its own."""
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "COUNTS_TABLE_PREFIX": "upgrade",
+        "BATCH_ACCOUNT_NAME": "contoso",
+    }
+    before = Settings.from_env(env)
+    store = CountsStore.from_settings(before)
+    await store.apply([observe("Render", f"t{n}", TaskState.RUNNING, 1) for n in range(4)])
+    await store.close()
+
+    extra = '[{"name": "teamb", "url": "https://teamb.eastus.batch.azure.com"}]'
+    after = Settings.from_env({**env, "BATCH_EXTRA_ACCOUNTS": extra})
+    store = CountsStore.from_settings(after)
+    try:
+        await store.apply([replace(observe("Render", "t9", TaskState.ACTIVE, 1), account="teamb")])
+        reading = api.Reading.now_for(after, None)
+        for route in ({"jobId": "Render"}, {"jobId": "Render", "account": "contoso"}):
+            address = api.address_of(after.accounts, route)
+            reply = await api.get_task_counts(store, address, reading)
+            assert (reply.status, reply.body["taskCounts"]) == (200, {**ZERO, "running": 4}), route
+        theirs = await api.get_task_counts(
+            store, api.address_of(after.accounts, {"jobId": "Render", "account": "teamb"}), reading
+        )
+        assert theirs.body["taskCounts"] == {**ZERO, "active": 1}
+    finally:
+        await store.close()
