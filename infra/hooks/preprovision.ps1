@@ -132,5 +132,33 @@ if ($modes -and $modes -notmatch 'AAD') {
 if ((Get-BatchValue 'publicNetworkAccess') -eq 'Disabled') {
     Report-Problem "the Batch account's public network access is Disabled; the app (Flex Consumption, no virtual network) reaches Batch on its public endpoint: enable it, or integrate the app with the account's network"
 }
+
+# Further accounts (AZURE_EXTRA_BATCH_ACCOUNTS, JSON): each exists in its group and region as given,
+# and, when this deployment manages them, the same rights on its group.
+$example = '[{"name": "teamb", "resourceGroup": "rg-teamb", "location": "westeurope"}]'
+if ($env:AZURE_EXTRA_BATCH_ACCOUNTS -and $env:AZURE_EXTRA_BATCH_ACCOUNTS -ne '[]') {
+    try { $extras = @($env:AZURE_EXTRA_BATCH_ACCOUNTS | ConvertFrom-Json) } catch { $extras = $null }
+    if (-not $extras -or ($extras | Where-Object { -not $_.name -or -not $_.resourceGroup -or -not $_.location })) {
+        Report-Problem "AZURE_EXTRA_BATCH_ACCOUNTS must be a JSON list of accounts, each with name, resourceGroup and location: azd env set AZURE_EXTRA_BATCH_ACCOUNTS '$example'"
+        exit 1
+    }
+    foreach ($extra in $extras) {
+        $arguments = @('batch', 'account', 'show', '--name', $extra.name, '--resource-group', $extra.resourceGroup,
+                       '--query', 'location', '--output', 'tsv')
+        if ($env:AZURE_SUBSCRIPTION_ID) { $arguments += @('--subscription', $env:AZURE_SUBSCRIPTION_ID) }
+        $found = (& az @arguments 2>$null)
+        if (-not $found) {
+            Report-Problem "no Batch account $($extra.name) in resource group $($extra.resourceGroup) of this subscription: check AZURE_EXTRA_BATCH_ACCOUNTS"
+        } elseif ($found -ne $extra.location) {
+            Report-Problem "the Batch account $($extra.name) is in $found, not $($extra.location): correct its location in AZURE_EXTRA_BATCH_ACCOUNTS"
+        }
+        if ($env:MANAGE_BATCH_ACCOUNT -ne 'false') {
+            $atGroup = "$atSubscription/resourceGroups/$($extra.resourceGroup)"
+            $where = "resource group $($extra.resourceGroup)"
+            Require-Right $atGroup $where 'Microsoft.Authorization/roleAssignments/write' "the app's reader role on an extra Batch account" $handOver
+            Require-Right $atGroup $where 'Microsoft.Insights/diagnosticSettings/write' "an extra Batch account's service log to the hub" $handOver
+        }
+    }
+}
 if ($problems -gt 0) { exit 1 }
 exit 0

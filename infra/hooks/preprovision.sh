@@ -132,4 +132,37 @@ esac
 if [ "$(batch_query publicNetworkAccess)" = "Disabled" ]; then
   problem "the Batch account's public network access is Disabled; the app (Flex Consumption, no virtual network) reaches Batch on its public endpoint: enable it, or integrate the app with the account's network"
 fi
+
+# Further accounts (AZURE_EXTRA_BATCH_ACCOUNTS, JSON; read with python3): each exists in its group and
+# region as given, and, when this deployment manages them, the same rights on its group.
+example='[{"name": "teamb", "resourceGroup": "rg-teamb", "location": "westeurope"}]'
+if [ -n "${AZURE_EXTRA_BATCH_ACCOUNTS:-}" ] && [ "$AZURE_EXTRA_BATCH_ACCOUNTS" != "[]" ]; then
+  if ! extras=$(python3 -c '
+import json, re, sys
+accounts = json.loads(sys.argv[1])
+assert isinstance(accounts, list)
+for account in accounts:
+    values = [account.get(field) for field in ("name", "resourceGroup", "location")]
+    assert all(isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9._()-]+", value) for value in values)
+    print(" ".join(values))
+' "$AZURE_EXTRA_BATCH_ACCOUNTS" 2>/dev/null); then
+    problem "AZURE_EXTRA_BATCH_ACCOUNTS must be a JSON list of accounts, each with name, resourceGroup and location (and python3 must be installed to read it): azd env set AZURE_EXTRA_BATCH_ACCOUNTS '$example'"
+    exit 1
+  fi
+  echo "$extras" | while read -r name group location; do
+    found=$(az batch account show --name "$name" --resource-group "$group" \
+      ${AZURE_SUBSCRIPTION_ID:+--subscription "$AZURE_SUBSCRIPTION_ID"} --query location --output tsv 2>/dev/null) || found=""
+    if [ -z "$found" ]; then
+      echo "preprovision: no Batch account $name in resource group $group of this subscription: check AZURE_EXTRA_BATCH_ACCOUNTS" >&2
+    elif [ "$found" != "$location" ]; then
+      echo "preprovision: the Batch account $name is in $found, not $location: correct its location in AZURE_EXTRA_BATCH_ACCOUNTS" >&2
+    fi
+  done 2>&1 | grep . >&2 && problem "fix the extra Batch accounts above"
+  if [ "${MANAGE_BATCH_ACCOUNT:-true}" != "false" ]; then
+    for group in $(echo "$extras" | awk '{print $2}' | sort -u); do
+      need "$at_subscription/resourceGroups/$group" "resource group $group" Microsoft.Authorization/roleAssignments/write "the app's reader role on an extra Batch account" "$hand_over"
+      need "$at_subscription/resourceGroups/$group" "resource group $group" Microsoft.Insights/diagnosticSettings/write "an extra Batch account's service log to the hub" "$hand_over"
+    done
+  fi
+fi
 [ "$problems" -eq 0 ] || exit 1

@@ -410,3 +410,19 @@ def test_hook_scripts_are_executable_and_parse():
         assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
     assert {path.stem for path in HOOKS.glob("*.ps1")} == {path.stem for path in HOOKS.glob("*.sh")}
     json.loads((REPO / "infra" / "main.parameters.json").read_text())
+
+
+EXTRA = '[{"name": "teamb", "resourceGroup": "rg-teamb", "location": "westeurope"}]'
+
+
+def test_preprovision_checks_each_extra_batch_account_where_it_says_it_is(fake_az):
+    passing = run_hook("preprovision.sh", {**READY, "AZURE_EXTRA_BATCH_ACCOUNTS": EXTRA}, fake_az)
+    assert passing.returncode == 0, passing.stderr
+    assert any("batch account show --name teamb --resource-group rg-teamb" in call for call in az_calls(fake_az))
+    elsewhere = run_hook(
+        "preprovision.sh", {**READY, "AZURE_EXTRA_BATCH_ACCOUNTS": EXTRA.replace("westeurope", "eastus")}, fake_az
+    )
+    assert elsewhere.returncode == 1 and "teamb is in westeurope, not eastus" in elsewhere.stderr
+    for malformed in ("teamb", '[{"name": "teamb"}]', '{"name": "teamb"}'):
+        refused = run_hook("preprovision.sh", {**READY, "AZURE_EXTRA_BATCH_ACCOUNTS": malformed}, fake_az)
+        assert refused.returncode == 1 and "azd env set AZURE_EXTRA_BATCH_ACCOUNTS" in refused.stderr, malformed
