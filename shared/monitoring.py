@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from shared.config import Settings
 from shared.progress import Alert, ProgressRules, alerts_due, iso, next_point, points_to_drop, progress_of
 from shared.store import CountsStore, JobCounts
+from shared.store.codec.activity import bucket_of
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +39,44 @@ class ProgressRun:
     thinned: int  # old points removed
 
 
+PROGRESS_CURSOR = "progress"  # where RecordProgress's reading of the change marks stands
+
+
+async def jobs_to_visit(store: CountsStore) -> tuple[list[JobCounts], set[str]]:
+    """The jobs a run looks at, and the jobs that were active when last looked at: those marked
+    changed since the last run, and the active ones (a stall is a job that does not change). A
+    finished job nothing touched is not read. The first run (none before it) reads every job once."""
+    active = await store.activity.active()
+    cursor = await store.activity.cursor(PROGRESS_CURSOR)
+    if cursor is None:
+        return [job async for job in store.all_jobs()], active
+    keys = await store.activity.changed_since(cursor) | active
+    gate = asyncio.Semaphore(JOBS_AT_ONCE)
+
+    async def read(job_key: str) -> JobCounts | None:
+        async with gate:
+            return await store.get_job_counts(job_key)
+
+    found = await asyncio.gather(*(read(key) for key in sorted(keys)))
+    for key in active - {job.job.job_key for job in found if job is not None}:
+        await store.activity.set_active(key, False)  # removed since
+    return [job for job in found if job is not None], active
+
+
 async def record_progress(store: CountsStore, settings: Settings, now: datetime) -> ProgressRun:
-    """One timer run over every job; a job's failure is logged and does not stop the others."""
+    """One timer run over the jobs that changed or are still running (``jobs_to_visit``); a job's
+    failure is logged and does not stop the others."""
     rules, gate = ProgressRules.from_settings(settings), asyncio.Semaphore(JOBS_AT_ONCE)
+    jobs, active = await jobs_to_visit(store)
 
     async def one(job: JobCounts) -> tuple[int, int, int]:
         async with gate:
-            return await _record_job(store, settings, rules, job, now)
+            recorded = await _record_job(store, settings, rules, job, now)
+            running = job.tasks.active + job.tasks.running > 0
+            if running != (job.job.job_key in active):
+                await store.activity.set_active(job.job.job_key, running)
+            return recorded
 
-    jobs = [job async for job in store.all_jobs()]
     outcomes = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
     recorded = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
     for job, outcome in zip(jobs, outcomes, strict=True):
@@ -58,6 +88,11 @@ async def record_progress(store: CountsStore, settings: Settings, now: datetime)
         )  # the host counts a failed run
     # Column sums of (points, alerts, thinned); the zero row keeps a run with no job at zeros.
     run = ProgressRun(len(recorded), *(sum(column) for column in zip((0, 0, 0), *recorded, strict=True)))
+    if len(recorded) == len(jobs):  # else the next run reads the same changes again
+        # One bucket behind: a mark written while this run read is read again by the next one.
+        read_through = bucket_of(now) - 1
+        await store.activity.move_cursor(PROGRESS_CURSOR, read_through)
+        await store.activity.drop_changes_before(read_through)
     logger.info("progress recorded", extra={"jobs": run.jobs, "points": run.points, "alerts": run.alerts})
     return run
 

@@ -17,6 +17,7 @@ from shared.accounts import job_key_of
 from shared.config import Settings
 from shared.counting import TaskStatus
 from shared.progress import Episodes, Point
+from shared.store.activity import JobActivity
 from shared.store.codec.jobs import JOBS_PARTITION, job_of_row
 from shared.store.codec.tasks import sum_counters
 from shared.store.history import ProgressHistory
@@ -28,7 +29,7 @@ from shared.store.rejected import RejectedEvents
 from shared.store.resharding import mover
 from shared.store.resharding.protocol import ROWS_PER_PARTITION
 from shared.store.scans import ScanListings
-from shared.store.tables import create_table, service_client, storage_call
+from shared.store.tables import create_table, service_client, storage_call, utc_now
 from shared.store.tasks import TaskRows
 from shared.store.watches import Watches
 
@@ -50,8 +51,11 @@ class CountsStore:
         job_size: JobSize | None = None,
         counts_max_age: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        utc_clock: Callable[[], datetime] = utc_now,
     ):
-        """``clock``: monotonic seconds, by which recent reads age."""
+        """``clock``: monotonic seconds, by which recent reads age; ``utc_clock``: the time changes are
+        marked at (``activity``)."""
+        self._utc_clock = utc_clock
         self._service = service
         self._recent_readings: RecentReads[tuple[JobCounts | None, list[Point]]] = RecentReads(
             counts_max_age, clock=clock
@@ -65,12 +69,17 @@ class CountsStore:
         self.rejected = RejectedEvents(service.get_table_client(f"{table_prefix}rejected"))
         self.history = ProgressHistory(service.get_table_client(f"{table_prefix}history"))
         self.watches = Watches(self.job_index.table, clock)
+        self.activity = JobActivity(self.job_index.table)
         self._tables = (self.job_index.table, self.scans.table, self.rejected.table, self.history.table)
         self._tables_ready = False
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, job_size: JobSize | None = None, clock: Callable[[], float] = time.monotonic
+        cls,
+        settings: Settings,
+        job_size: JobSize | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        utc_clock: Callable[[], datetime] = utc_now,
     ) -> CountsStore:
         """``job_size``: Batch's own count of a job's tasks, to size a job's partitions on first sight."""
         return cls(
@@ -81,6 +90,7 @@ class CountsStore:
             job_size,
             settings.counts_max_age_ms / 1000,
             clock,
+            utc_clock,
         )
 
     async def close(self) -> None:
@@ -108,6 +118,7 @@ class CountsStore:
         by_job: dict[str, list[Observed]] = defaultdict(list)
         for observation in observations:
             by_job[job_key_of(observation.account, observation.job_id)].append(observation)
+        await self.activity.mark_changed(by_job, self._utc_clock())  # first: a failed write is sent again
         counts = await asyncio.gather(
             *(
                 self.job_index.partitions_for(job_key, job_observations[0].job_id)
@@ -252,6 +263,7 @@ class CountsStore:
         scan_started_ticks: int,
         job_id: str,
     ) -> dict[str, int]:
+        await self.activity.mark_changed([job_key], self._utc_clock())
         return await self.task_rows.reconcile_partition(job_key, shard, partitions, listed, scan_started_ticks, job_id)
 
     async def remove_job(self, job_key: str) -> int:
@@ -267,6 +279,7 @@ class CountsStore:
             await self.scans.drop(job_key)
             await self.history.delete_job(job_key)
             await self.watches.forget(job_key)
+            await self.activity.set_active(job_key, False)
             await self.job_index.delete(job_key)
         logger.info("job removed", extra={"job_id": job.job_id, "partitions": removed})
         return removed

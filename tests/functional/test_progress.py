@@ -190,3 +190,35 @@ async def test_polls_are_answered_from_a_recent_read_and_see_a_change_within_its
         assert reply.body["taskCounts"] == {**first.body["taskCounts"], "active": 0, "running": 3}
     finally:
         await store.close()
+
+
+async def test_a_run_reads_the_jobs_that_changed_and_the_running_ones_not_the_finished_ones(azurite):
+    """The cost of a run follows what changes: after the first run (every job, once), a finished job
+    nothing touched is not read; one that changes is read once; a running one every run (stalls)."""
+    wall = [T0]
+    settings = make_settings(azurite)
+    store = CountsStore.from_settings(settings, utc_clock=lambda: wall[0])
+    try:
+        for job in ("Done-1", "Done-2", "Done-3"):
+            await run_tasks(store, job, range(2), TaskState.COMPLETED, 1, TaskResult.SUCCESS)
+        await run_tasks(store, "Busy", range(2), TaskState.RUNNING, 1)
+
+        async def run_at(seconds: int) -> int:
+            wall[0] = T0 + timedelta(seconds=seconds)
+            return (await record_progress(store, settings, wall[0])).jobs
+
+        assert await run_at(30) == 4  # the first run reads every job
+        assert await run_at(60) == 1  # only the running one
+        assert await run_at(90) == 1
+        await run_tasks(store, "Done-2", [7], TaskState.ACTIVE, 2)  # a finished job gets a task
+        assert await run_at(120) == 2
+        assert await run_at(150) == 2  # Done-2 has a task left: now it is a running one too
+        await run_tasks(store, "Done-2", [7], TaskState.COMPLETED, 3, TaskResult.SUCCESS)
+        await run_tasks(store, "Busy", range(2), TaskState.COMPLETED, 3, TaskResult.SUCCESS)
+        assert await run_at(180) == 2  # both finished: read once more, then
+        assert await run_at(240) == 0  # nothing to read
+        history = await api.job_history(store, at_default("Done-2"), {}, reading(settings, wall[0]))
+        points = [(point["active"], point["completed"]) for point in history.body["value"]]
+        assert points == [(0, 2), (1, 2), (0, 3)]  # each change recorded, none missed
+    finally:
+        await store.close()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.store.codec.activity import bucket_key, bucket_of, changed_row, job_key_of_changed
 from shared.store.codec.jobs import JOBS_PARTITION, sync_position_of, sync_row, validation_row
 from shared.store.records import SyncPosition
 
@@ -39,3 +40,12 @@ def test_a_validation_outcome_sets_only_what_it_knows():
     full = validation_row("job-1", "validated", "ok", AT, {"corrected": 1}, (5, 9))
     assert full["LastValidatedAt"] == AT and full["LastValidation"] == '{"corrected":1}'
     assert full["CreatedSpan"].split("-") == [f"{5:019d}", f"{9:019d}"]
+
+
+@given(st.lists(st.datetimes(timezones=st.just(UTC), min_value=datetime(2001, 1, 1)), min_size=2, max_size=5))
+def test_change_marks_sort_by_bucket_and_name_their_job_whatever_its_account(times):
+    rows = [changed_row("teamb~render-42", bucket_of(at)) for at in sorted(times)]
+    assert [row["RowKey"] for row in rows] == sorted(row["RowKey"] for row in rows)
+    assert {job_key_of_changed(row) for row in rows} == {"teamb~render-42"}
+    earliest = bucket_of(min(times))
+    assert all(row["RowKey"] >= bucket_key(earliest) for row in rows)  # "since a bucket" is one range
