@@ -156,6 +156,11 @@ def extra_accounts_of(text: str | None, env: Mapping[str, str]) -> tuple[BatchAc
             key = env.get(key_setting) if isinstance(key_setting, str) else None
             if not key:
                 raise ConfigError(f"{where}.keySetting names {key_setting!r}, which is not set")
+            if key.strip().lower().startswith("@microsoft.keyvault("):
+                raise ConfigError(
+                    f"{key_setting} (the key of {where}) is an unresolved Key Vault reference: grant the app's "
+                    "identity 'Key Vault Secrets User' on the vault, or set the key itself"
+                )
         try:
             account = account_of(url, name, item.get("resourceId"), key)
         except ConfigError as error:

@@ -121,6 +121,10 @@ def test_extra_accounts_are_counted_after_the_default_one_each_with_its_own_endp
         ('[{"name": "teamb"}]', "url"),
         ('[{"name": "teamb", "url": "https://teamb.x.batch.azure.com", "keySetting": "UNSET"}]', "UNSET"),
         ('[{"name": "teamb", "url": "https://teamb.x.batch.azure.com", "key": "a2V5"}]', "key"),
+        (
+            '[{"name": "teamb", "url": "https://teamb.x.batch.azure.com", "keySetting": "VAULTED"}]',
+            "unresolved Key Vault reference",
+        ),
         ('[{"name": "contoso", "url": "https://contoso.eastus.batch.azure.com"}]', "share a name"),
         (
             '[{"name": "teamb", "url": "https://teamb.x.batch.azure.com", "resourceId": "/subscriptions/s/'
@@ -130,7 +134,12 @@ def test_extra_accounts_are_counted_after_the_default_one_each_with_its_own_endp
     ],
 )
 def test_a_malformed_extra_account_is_refused_naming_what_is_wrong(extra, named):
-    env = {**BASE, "BATCH_ACCOUNT_URL": "https://contoso.westeurope.batch.azure.com", "BATCH_EXTRA_ACCOUNTS": extra}
+    env = {
+        **BASE,
+        "BATCH_ACCOUNT_URL": "https://contoso.westeurope.batch.azure.com",
+        "BATCH_EXTRA_ACCOUNTS": extra,
+        "VAULTED": "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/k/)",
+    }
     with pytest.raises(ConfigError, match=named):
         Settings.from_env(env)
 
