@@ -5,7 +5,8 @@
         bench.validation --tasks 1000000 --parallel-listings 8 --batch-latency 0.075
 
 Each commit's tree is extracted with ``git archive`` (``--now`` defaults to HEAD: commit first) and
-run with its own benchmark code, this checkout's ``.venv`` and ``node_modules``; runs alternate
+run with its own benchmark code (``--copy FILE`` lays this checkout's file over both trees, for a
+benchmark newer than a commit), this checkout's ``.venv`` and ``node_modules``; runs alternate
 (then, now, then, now, ...) so that a machine slowing down mid-session weighs on both alike. Every
 number in each run's ``bench/results/<results>.json`` is collected; the table gives, per figure,
 the median of the runs of each side and now / then. Writes ``bench/results/versus-<results>.json``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,13 +31,16 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 
 
-def extract(commit: str, into: Path) -> Path:
-    """The commit's tree in ``into``, sharing this checkout's installed environment."""
+def extract(commit: str, into: Path, copies: list[str]) -> Path:
+    """The commit's tree in ``into``, sharing this checkout's installed environment, with ``copies``
+    (paths in this checkout: a benchmark the older commit did not have yet) laid over it."""
     archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tree:
         tree.extractall(into, filter="data")
     for shared in (".venv", "node_modules"):
         (into / shared).symlink_to(REPO / shared)
+    for path in copies:
+        shutil.copyfile(REPO / path, into / path)
     return into
 
 
@@ -68,6 +73,7 @@ def main() -> None:
     parser.add_argument("--now", default="HEAD")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--results", required=True, help="the benchmark's results file, without .json")
+    parser.add_argument("--copy", action="append", default=[], help="a file of this checkout laid over both trees")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- module [arguments]")
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -81,7 +87,7 @@ def main() -> None:
     }
     runs: dict[str, list[dict[str, float]]] = {"then": [], "now": []}
     with tempfile.TemporaryDirectory(prefix="versus-") as scratch:
-        trees = {side: extract(commit, Path(scratch) / side) for side, commit in commits.items()}
+        trees = {side: extract(commit, Path(scratch) / side, args.copy) for side, commit in commits.items()}
         for number in range(args.runs):
             for side in ("then", "now"):
                 print(f"== run {number + 1} of {args.runs}: {side} ({commits[side]})", flush=True)
