@@ -200,7 +200,7 @@ async def test_a_job_read_through_the_api_is_watched_and_synced_by_the_watched_r
         account.add_tasks(job, [f"t{n}" for n in range(40)], publish=False)
     await sync.run(store, batch, settings, now())  # both known, with a watermark
     started = now()
-    reply = await api.get_task_counts(store, "watched", api.Reading.now_for(settings, None))
+    reply = await api.get_task_counts(store, api.JobAddress("watched", None), api.Reading.now_for(settings, None))
     assert reply.status == 200
     for job in ("Watched", "Unwatched"):
         for n in range(10):
@@ -213,7 +213,9 @@ async def test_a_job_read_through_the_api_is_watched_and_synced_by_the_watched_r
     lapsed = await sync.run_watched(store, batch, settings, started + timedelta(minutes=5, seconds=1))
     assert lapsed.jobs_reached == 0 and not await store.watched_positions(started + timedelta(minutes=5, seconds=1))
 
-    await api.get_task_counts(store, "watched", api.Reading.now_for(settings, None))  # read again: watched again
+    await api.get_task_counts(
+        store, api.JobAddress("watched", None), api.Reading.now_for(settings, None)
+    )  # read again: watched again
     account.delete_job("Watched")
     gone = await sync.run_watched(store, batch, settings, now())
     assert gone.jobs_reached == 1 and gone.failed is None
@@ -236,8 +238,12 @@ async def test_watching_costs_one_write_per_job_a_quarter_of_the_window(world):
 
     store.watches.table.upsert_entity = counted
     for _ in range(20):  # a dashboard polling every few seconds
-        assert (await api.get_task_counts(store, "polled", api.Reading.now_for(settings, None))).status == 200
-        assert (await api.job_history(store, "polled", {}, api.Reading.now_for(settings, None))).status == 200
+        assert (
+            await api.get_task_counts(store, api.JobAddress("polled", None), api.Reading.now_for(settings, None))
+        ).status == 200
+        assert (
+            await api.job_history(store, api.JobAddress("polled", None), {}, api.Reading.now_for(settings, None))
+        ).status == 200
     assert len(writes) == 1
     assert [position.job_key for position in await store.watched_positions(now())] == ["polled"]
 
@@ -250,7 +256,7 @@ async def test_a_watched_job_batch_finished_stops_being_listed_and_watched_runs_
     account.create_job("Ending")
     account.add_tasks("Ending", [f"t{n}" for n in range(3000)], publish=False)
     await sync.run(store, batch, settings, now())
-    await api.get_task_counts(store, "ending", api.Reading.now_for(settings, None))
+    await api.get_task_counts(store, api.JobAddress("ending", None), api.Reading.now_for(settings, None))
     account.start("Ending", "t1", publish=False)
     first, second = await while_one_run_lists("Ending", url, lambda: sync.run_watched(store, batch, settings, now()))
     assert first.skipped is None and second.skipped and first.applied == 1  # one run at a time
@@ -283,7 +289,7 @@ async def test_batchs_own_counts_beside_ours_once_they_disagree_for_a_while_and_
     t0 = now()
     await store.mark_validation("hinted", "validated", None, t0, {})  # nothing changed since
     reading = lambda at: api.Reading(ProgressRules.from_settings(settings), at, None, 300.0)  # noqa: E731
-    await api.get_task_counts(store, "hinted", reading(t0))  # watched
+    await api.get_task_counts(store, api.JobAddress("hinted", None), reading(t0))  # watched
     account.delete_task("Hinted", "t3", publish=False)
     await sync.run_watched(store, batch, settings, t0)  # ours changed a moment ago (the sync): Batch's lag explains it
     assert (await store.get_job_counts("hinted")).job.batch_reported is None
@@ -291,11 +297,16 @@ async def test_batchs_own_counts_beside_ours_once_they_disagree_for_a_while_and_
     await sync.run_watched(store, batch, settings, t1)  # still differs, ours still: recorded
     job = await store.get_job_counts("hinted")
     assert job.tasks.active == 20 and job.job.batch_reported.task_counts["active"] == 19  # ours kept
-    assert "batchReported" not in (await api.get_task_counts(store, "hinted", reading(t1 + timedelta(seconds=30)))).body
+    assert (
+        "batchReported"
+        not in (
+            await api.get_task_counts(store, api.JobAddress("hinted", None), reading(t1 + timedelta(seconds=30)))
+        ).body
+    )
     assert not scheduling.due(job, t1 + timedelta(seconds=30))
 
     await sync.run_watched(store, batch, settings, t1 + timedelta(seconds=61))  # still differs: since t1
-    standing = await api.get_task_counts(store, "hinted", reading(t1 + timedelta(seconds=61)))
+    standing = await api.get_task_counts(store, api.JobAddress("hinted", None), reading(t1 + timedelta(seconds=61)))
     assert standing.body["batchReported"]["taskCounts"]["active"] == 19 and standing.body["taskCounts"]["active"] == 20
     assert standing.body["batchReported"]["disagreeingSince"].startswith(t1.strftime("%Y-%m-%dT%H:%M:%S"))
     job = await store.get_job_counts("hinted")
@@ -307,7 +318,12 @@ async def test_batchs_own_counts_beside_ours_once_they_disagree_for_a_while_and_
     await store.apply([observe("Hinted", "t3", None, deleted_at)])  # the delete reaches us (a producer, validation)
     await sync.run_watched(store, batch, settings, t1 + timedelta(seconds=80))
     assert (await store.get_job_counts("hinted")).job.batch_reported is None
-    assert "batchReported" not in (await api.get_task_counts(store, "hinted", reading(t1 + timedelta(seconds=81)))).body
+    assert (
+        "batchReported"
+        not in (
+            await api.get_task_counts(store, api.JobAddress("hinted", None), reading(t1 + timedelta(seconds=81)))
+        ).body
+    )
 
 
 async def test_a_jobs_watermark_is_when_its_own_listing_began_not_when_a_long_run_did(world):

@@ -292,17 +292,16 @@ async def test_the_request_budget_stays_under_the_accounts_limit_and_a_refusal_p
     seeded_job(account, "Budgeted", tasks=20)
 
     def reader_at(per_second: int) -> BatchReader:
-        return BatchReader.from_settings(
-            Settings.from_env(
-                {
-                    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-                    "BATCH_ACCOUNT_URL": url,
-                    "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT,
-                    "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
-                    "BATCH_REQUESTS_PER_SECOND": str(per_second),
-                }
-            )
+        settings = Settings.from_env(
+            {
+                "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                "BATCH_ACCOUNT_URL": url,
+                "BATCH_ACCOUNT_NAME": DEFAULT_ACCOUNT,
+                "BATCH_ACCOUNT_KEY": DEFAULT_KEY,
+                "BATCH_REQUESTS_PER_SECOND": str(per_second),
+            }
         )
+        return BatchReader.for_account(settings.accounts.default, settings)
 
     async def limit(per_second: float) -> int:
         async with aiohttp.ClientSession() as session:
@@ -325,13 +324,5 @@ async def test_the_request_budget_stays_under_the_accounts_limit_and_a_refusal_p
     finally:
         throttled = await limit(0)
         await eager.close()
-    refusals = budget_for(
-        Settings.from_env(
-            {
-                "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-                "BATCH_ACCOUNT_URL": url,
-                "BATCH_REQUESTS_PER_SECOND": "100",
-            }
-        )
-    ).refusals
+    refusals = budget_for(url, 100).refusals  # the account's budget, shared by every reader of it
     assert sizes == [20] * 3 and throttled - before >= 2 and refusals == throttled - before
