@@ -16,22 +16,26 @@ logger = logging.getLogger(__name__)
 
 
 async def main(req: func.HttpRequest, starter: str) -> func.HttpResponse:
-    settings = get_settings()
-    job_id = req.route_params.get("jobId", "")
-    address = api.addressed(settings, Access.OPERATE, req.headers, req.params, req.route_params)
-    reply = None if isinstance(address, api.JobAddress) else address
-    if isinstance(address, api.JobAddress):
-        client = df.DurableOrchestrationClient(starter)
-        instance_id = workflow.on_demand_instance_id(address.job_key)
-        try:
-            await passes.start_job_pass(client, JobRef(job_id, address.job_key))
-            status_url = req.url.split("?", 1)[0].rstrip("/").removesuffix("/validate") + "/validation"
-            reply = Reply(
-                202,
-                {"id": instance_id, "jobId": job_id, "statusQueryGetUri": status_url},
-                {"Location": status_url, "Retry-After": "2"},
-            )
-        except Exception:
-            logger.exception("could not start a validation", extra={"job_id": job_id})
-            reply = error(503, "ServerBusy", "The validation could not be started; retry later.")
+    reply = await _handle(req, starter)
     return func.HttpResponse(reply.text, status_code=reply.status, headers=reply.all_headers)
+
+
+async def _handle(req: func.HttpRequest, starter: str) -> Reply:
+    address = api.addressed(get_settings(), Access.OPERATE, req.headers, req.params, req.route_params)
+    if not isinstance(address, api.JobAddress):
+        return address
+    try:
+        await passes.start_job_pass(df.DurableOrchestrationClient(starter), JobRef(address.job_id, address.job_key))
+    except Exception:
+        logger.exception("could not start a validation", extra={"job_id": address.job_id})
+        return error(503, "ServerBusy", "The validation could not be started; retry later.")
+    status_url = req.url.split("?", 1)[0].rstrip("/").removesuffix("/validate") + "/validation"
+    return Reply(
+        202,
+        {
+            "id": workflow.on_demand_instance_id(address.job_key),
+            "jobId": address.job_id,
+            "statusQueryGetUri": status_url,
+        },
+        {"Location": status_url, "Retry-After": "2"},
+    )

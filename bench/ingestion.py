@@ -109,6 +109,18 @@ async def batch_job_size(account: str | None, job_id: str) -> int:
     return HOT_JOB_TASKS if jobs == "1" else 1_000
 
 
+def task_state_changed(event_id: str, at: str, data: dict) -> dict:
+    """An Event Grid event (its own schema) carrying a Batch task object."""
+    return {
+        "id": event_id,
+        "eventType": "Batch.TaskStateChanged",
+        "subject": "s",
+        "eventTime": at,
+        "dataVersion": "1",
+        "data": data,
+    }
+
+
 def lifecycle_events(count: int, jobs: int, prefix: str, start: int = 0) -> list[dict]:
     """Events ``start``..``count`` of tasks moving active -> running -> completed, interleaved across tasks."""
     events, states = [], ("active", "running", "completed")
@@ -119,16 +131,7 @@ def lifecycle_events(count: int, jobs: int, prefix: str, start: int = 0) -> list
         data = {"jobId": job, "id": f"t{task:07d}", "state": states[step], "stateTransitionTime": at}
         if step == 2:
             data["executionInfo"] = {"result": "success", "exitCode": 0}
-        events.append(
-            {
-                "id": f"{prefix}-{n}",
-                "eventType": "Batch.TaskStateChanged",
-                "subject": "s",
-                "eventTime": at,
-                "dataVersion": "1",
-                "data": data,
-            }
-        )
+        events.append(task_state_changed(f"{prefix}-{n}", at, data))
     return events
 
 
@@ -158,16 +161,7 @@ def start_and_complete(count: int, jobs: int, prefix: str) -> tuple[list[dict], 
         data = {"jobId": job, "id": task_id, "state": state, "stateTransitionTime": at}
         if state == "completed":
             data["executionInfo"] = {"result": "success", "exitCode": 0}
-        events.append(
-            {
-                "id": f"{prefix}-{n}",
-                "eventType": "Batch.TaskStateChanged",
-                "subject": "s",
-                "eventTime": at,
-                "dataVersion": "1",
-                "data": data,
-            }
-        )
+        events.append(task_state_changed(f"{prefix}-{n}", at, data))
     return records, events
 
 

@@ -124,11 +124,23 @@ def address_of(accounts: Accounts, route: Mapping[str, str]) -> JobAddress | Rep
     name = route.get("account")
     if name is None:
         return JobAddress(job_id, None)
+    malformed = error(400, "InvalidUri", "The account name must be 3-24 letters and digits.", {"account": name[:100]})
+    account = _account_named(accounts, name, malformed)
+    return account if isinstance(account, Reply) else JobAddress(job_id, account.key)
+
+
+@dataclass(frozen=True)
+class NamedAccount:
+    key: str | None  # as job keys name the account: None for the default one
+
+
+def _account_named(accounts: Accounts, name: str, malformed: Reply) -> NamedAccount | Reply:
+    """The account a URL names; ``malformed`` for a name no account can have, 404 for one not counted."""
     if not ACCOUNT_NAME.fullmatch(name.lower()):
-        return error(400, "InvalidUri", "The account name must be 3-24 letters and digits.", {"account": name[:100]})
+        return malformed
     if name not in accounts:
-        return error(404, "AccountNotFound", f"No Batch account {name!r} is counted here.", {"account": name})
-    return JobAddress(job_id, accounts.key_name(accounts.named(name)))
+        return error(404, "AccountNotFound", f"No Batch account {name!r} is counted here.", {"account": name[:100]})
+    return NamedAccount(accounts.key_name(accounts.named(name)))
 
 
 def addressed(
@@ -177,18 +189,20 @@ async def list_jobs(
     if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
         return _bad_query("maxresults", raw_size, f"must be a whole number from 1 to {MAX_PAGE_SIZE}")
     wanted = query.get("account")
-    if wanted is not None and not ACCOUNT_NAME.fullmatch(wanted.lower()):
-        return _bad_query("account", wanted, "must be a Batch account's name: 3-24 letters and digits")
-    if wanted is not None and wanted not in accounts:
-        return error(404, "AccountNotFound", f"No Batch account {wanted!r} is counted here.", {"account": wanted})
+    only: NamedAccount | None = None
+    if wanted is not None:
+        malformed = _bad_query("account", wanted, "must be a Batch account's name: 3-24 letters and digits")
+        named = _account_named(accounts, wanted, malformed)
+        if isinstance(named, Reply):
+            return named
+        only = named
     token = query.get("$skiptoken") or None
     try:
         jobs, next_token = await store.list_jobs(int(raw_size), token)
     except InvalidContinuationError as failure:
         return _bad_query("$skiptoken", token or "", str(failure))
-    if wanted is not None:
-        key_name = accounts.key_name(accounts.named(wanted))
-        jobs = [job for job in jobs if job.job.account == key_name]
+    if only is not None:
+        jobs = [job for job in jobs if job.job.account == only.key]
     start = reading.now - reading.rules.window
     recents = await asyncio.gather(*(store.recent_progress(job.job.job_key, start) for job in jobs))
     views = [_view(job, recent[2], reading) for job, recent in zip(jobs, recents, strict=True)]

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from shared.config import Settings
-from shared.progress import Alert, ProgressRules, alerts_due, iso, next_point, points_to_drop, progress_of
+from shared.progress import (
+    Alert,
+    ProgressRules,
+    alerts_due,
+    iso,
+    next_point,
+    points_to_drop,
+    progress_of,
+    remaining,
+)
 from shared.store import CountsStore, JobCounts
 from shared.store.codec.activity import bucket_of
 
@@ -72,7 +81,7 @@ async def record_progress(store: CountsStore, settings: Settings, now: datetime)
     async def one(job: JobCounts) -> tuple[int, int, int]:
         async with gate:
             recorded = await _record_job(store, settings, rules, job, now)
-            running = job.tasks.active + job.tasks.running > 0
+            running = remaining(job.tasks) > 0
             if running != (job.job.job_key in active):
                 await store.activity.set_active(job.job.job_key, running)
             return recorded

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -117,24 +117,32 @@ def synced_accounts(settings: Settings) -> list[str | None]:
     return [settings.accounts.key_name(account) for account in settings.accounts.accounts if account.url]
 
 
+Batches = Callable[[str | None], BatchReader]  # an account's Batch reader, by its name in job keys
+
+
 async def run_every_account(
-    store: CountsStore, batches: Callable[[str | None], BatchReader], settings: Settings, now: datetime
+    store: CountsStore, batches: Batches, settings: Settings, now: datetime
 ) -> list[SyncReport]:
     """The SyncTasks timer: each account's run at once, each within its own account's budget."""
-    return list(
-        await asyncio.gather(*(run(store, batches(name), settings, now, name) for name in synced_accounts(settings)))
-    )
+    return await _each_account(run, store, batches, settings, now)
 
 
 async def run_watched_every_account(
-    store: CountsStore, batches: Callable[[str | None], BatchReader], settings: Settings, now: datetime
+    store: CountsStore, batches: Batches, settings: Settings, now: datetime
 ) -> list[SyncReport]:
     """The WatchedSync timer: each account's watched jobs at once."""
-    return list(
-        await asyncio.gather(
-            *(run_watched(store, batches(name), settings, now, name) for name in synced_accounts(settings))
-        )
-    )
+    return await _each_account(run_watched, store, batches, settings, now)
+
+
+async def _each_account(
+    one_run: Callable[..., Awaitable[SyncReport]],
+    store: CountsStore,
+    batches: Batches,
+    settings: Settings,
+    now: datetime,
+) -> list[SyncReport]:
+    names = synced_accounts(settings)
+    return list(await asyncio.gather(*(one_run(store, batches(name), settings, now, name) for name in names)))
 
 
 async def run(
