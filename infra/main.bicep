@@ -74,6 +74,8 @@ param taskSyncOverlapSeconds int = 30
 
 @description('How often each job\'s progress point is recorded and stalls are checked: six-field NCRONTAB.')
 param progressSchedule string = '*/30 * * * * *'
+@description('How often the summaries of the jobs that changed (the jobs list, the fleet\'s totals) are brought up to date: six-field NCRONTAB.')
+param summarySchedule string = '*/5 * * * * *'
 @minValue(1)
 param progressWindowMinutes int = 10
 @minValue(10)
@@ -313,6 +315,7 @@ module app 'app/function.bicep' = {
     taskSyncMaxPages: taskSyncMaxPages
     taskSyncOverlapSeconds: taskSyncOverlapSeconds
     progressSchedule: progressSchedule
+    summarySchedule: summarySchedule
     progressWindowMinutes: progressWindowMinutes
     progressMaxPoints: progressMaxPoints
     stallMinutes: stallMinutes

@@ -19,6 +19,8 @@ from shared.errors import InvalidContinuationError, StoreUnavailableError
 from shared.progress import Point, Progress, ProgressRules, iso, progress_of
 from shared.replies import Reply, conditional, error
 from shared.store import CountsStore, JobCounts, JobRecord
+from shared.store.codec.summaries import decode_position, encode_position, totals_body
+from shared.store.summaries import JobFilter
 
 logger = logging.getLogger(__name__)
 
@@ -179,52 +181,101 @@ async def job_history(store: CountsStore, address: JobAddress, query: Mapping[st
     return conditional(body, body, reading.if_none_match)
 
 
+STATES = ("active", "finished")
+ALERTS = ("any", "stalled", "failing")
+
+
 async def list_jobs(
     store: CountsStore, query: Mapping[str, str], url: str, reading: Reading, accounts: Accounts
 ) -> Reply:
-    """``GET /api/jobs?maxresults=N&account=A&$skiptoken=T`` -> ``{"value": [...], "odata.nextLink": ...}``,
-    each job with its account's name; ``account``: that account's jobs only (a page may then hold
-    fewer than N: the index is paged, then filtered)."""
+    """``GET /api/jobs?maxresults=N&account=A&state=S&alert=K&prefix=P&$skiptoken=T`` -> ``{"value": [...],
+    "odata.nextLink": ...}`` from the job summaries (shared.fleet keeps them, a few seconds behind the
+    counts): newest change first, or by id with ``prefix``; a page may hold fewer than N with a next link."""
+    chosen = _list_filter(query, accounts)
+    if isinstance(chosen, Reply):
+        return chosen
+    job_filter, size = chosen
+    token = query.get("$skiptoken") or None
+    try:
+        position = None if token is None else decode_position(token)
+        jobs, next_position = await store.summaries.page(job_filter, size, position)
+    except InvalidContinuationError as failure:
+        return _bad_query("$skiptoken", token or "", str(failure))
+    items = [{"id": job.job_id, "account": _account_name(accounts, job.account)} for job in jobs]
+    body: dict[str, Any] = {"value": [{**item, **job.body} for item, job in zip(items, jobs, strict=True)]}
+    version: dict[str, Any] = {
+        "value": [{**item, "version": job.version} for item, job in zip(items, jobs, strict=True)]
+    }
+    if next_position is not None:
+        paging = {
+            **{name: query[name] for name in ("maxresults", *LIST_FILTERS) if query.get(name)},
+            "$skiptoken": encode_position(next_position),
+        }
+        base = url.split("?", 1)[0]
+        body["odata.nextLink"] = version["odata.nextLink"] = f"{base}?{urlencode(paging, safe='$')}"
+    return conditional(body, version, reading.if_none_match)
+
+
+LIST_FILTERS = ("account", "state", "alert", "prefix")
+
+
+def _list_filter(query: Mapping[str, str], accounts: Accounts) -> tuple[JobFilter, int] | Reply:
+    """The jobs list's page size and filter from its query; a 400 naming the first bad value."""
     raw_size = query.get("maxresults", str(DEFAULT_PAGE_SIZE))
     if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
         return _bad_query("maxresults", raw_size, f"must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    for name, allowed in (("state", STATES), ("alert", ALERTS)):
+        if query.get(name) is not None and query[name] not in allowed:
+            return _bad_query(name, query[name], f"must be one of {', '.join(allowed)}")
+    prefix = query.get("prefix")
+    if prefix is not None and not is_batch_id(prefix):
+        return _bad_query("prefix", prefix, f"must be the start of a job id: {ID_RULE}")
+    listed = _accounts_asked(query, accounts)
+    if isinstance(listed, Reply):
+        return listed
+    job_filter = JobFilter(
+        listed, "account" not in query, query.get("state"), query.get("alert"), prefix.lower() if prefix else None
+    )
+    return job_filter, int(raw_size)
+
+
+def _accounts_asked(query: Mapping[str, str], accounts: Accounts) -> tuple[str | None, ...] | Reply:
+    """The accounts ``?account=`` names (every configured one without it), as job keys name them; the
+    400 or 404 for a name that is malformed or not counted here."""
     wanted = query.get("account")
-    only: NamedAccount | None = None
-    if wanted is not None:
-        malformed = _bad_query("account", wanted, "must be a Batch account's name: 3-24 letters and digits")
-        named = _account_named(accounts, wanted, malformed)
-        if isinstance(named, Reply):
-            return named
-        only = named
-    token = query.get("$skiptoken") or None
-    try:
-        jobs, next_token = await store.list_jobs(int(raw_size), token)
-    except InvalidContinuationError as failure:
-        return _bad_query("$skiptoken", token or "", str(failure))
-    if only is not None:
-        jobs = [job for job in jobs if job.job.account == only.key]
-    start = reading.now - reading.rules.window
-    recents = await asyncio.gather(*(store.recent_progress(job.job.job_key, start) for job in jobs))
-    views = [_view(job, recent[2], reading) for job, recent in zip(jobs, recents, strict=True)]
-    default_name = accounts.default.name if accounts.default else None
-    names = [view.counts.job.account or default_name for view in views]
-    body: dict[str, Any] = {
-        "value": [
-            {"id": view.counts.job.job_id, "account": name, **view.body()}
-            for view, name in zip(views, names, strict=True)
-        ]
+    if wanted is None:
+        return tuple(accounts.key_name(account) for account in accounts.accounts) or (None,)
+    malformed = _bad_query("account", wanted, "must be a Batch account's name: 3-24 letters and digits")
+    named = _account_named(accounts, wanted, malformed)
+    return named if isinstance(named, Reply) else (named.key,)
+
+
+def _account_name(accounts: Accounts, key: str | None) -> str | None:
+    """An account's name in the API: the default account's own name for a job key that names none."""
+    if key is not None:
+        return key
+    return accounts.default.name if accounts.default else None
+
+
+async def job_totals(
+    store: CountsStore, query: Mapping[str, str], url: str, reading: Reading, accounts: Accounts
+) -> Reply:
+    """``GET /api/totals?account=A`` -> the fleet's totals (tasks by state, jobs by state and alert) and
+    each account's, from one read per account of what the summaries keep (``url``: as the jobs list's)."""
+    listed = _accounts_asked(query, accounts)
+    if isinstance(listed, Reply):
+        return listed
+    per_account = await store.summaries.totals(listed)
+    fleet = dict.fromkeys(next(iter(per_account.values())), 0)
+    for totals in per_account.values():
+        fleet = {name: fleet[name] + totals[name] for name in fleet}
+    body = {
+        "fleet": totals_body(fleet),
+        "accounts": [
+            {"account": _account_name(accounts, key), **totals_body(totals)} for key, totals in per_account.items()
+        ],
     }
-    version: dict[str, Any] = {
-        "value": [
-            {"id": view.counts.job.job_id, "account": name, **view.version()}
-            for view, name in zip(views, names, strict=True)
-        ]
-    }
-    if next_token:
-        base = url.split("?", 1)[0]
-        paging = {"maxresults": raw_size, **({"account": wanted} if wanted else {}), "$skiptoken": next_token}
-        body["odata.nextLink"] = version["odata.nextLink"] = f"{base}?{urlencode(paging, safe='$')}"
-    return conditional(body, version, reading.if_none_match)
+    return conditional(body, body, reading.if_none_match)
 
 
 async def _watch(store: CountsStore, job: JobRecord, reading: Reading) -> None:

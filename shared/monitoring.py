@@ -101,7 +101,7 @@ async def record_progress(store: CountsStore, settings: Settings, now: datetime)
         # One bucket behind: a mark written while this run read is read again by the next one.
         read_through = bucket_of(now) - 1
         await store.activity.move_cursor(PROGRESS_CURSOR, read_through)
-        await store.activity.drop_changes_before(read_through)
+        await store.activity.drop_read_changes()
     logger.info("progress recorded", extra={"jobs": run.jobs, "points": run.points, "alerts": run.alerts})
     return run
 
@@ -127,6 +127,8 @@ async def _record_job(
         dropped = points_to_drop(times, settings.progress_max_points)
         await store.drop_progress_points(key, dropped)
         held, thinned = len(times) - len(dropped), len(dropped)
+    if after != episodes:  # a stall or failure began or ended: its summary shows it (shared.fleet)
+        await store.activity.mark_changed([key], now)
     if point is not None or after != episodes or thinned:
         await store.record_progress(key, point, after, held)
     return int(point is not None), len(alerts), thinned

@@ -47,6 +47,7 @@ class Stack:
     service_log: bool = True  # BatchServiceLogs reads the simulator's hub
     task_sync_schedule: str | None = "*/10 * * * * *"  # None: SyncTasks disabled
     progress_schedule: str = "*/5 * * * * *"  # history points every 5 s: a dashboard moves on a short demo
+    summary_schedule: str = "*/2 * * * * *"  # the jobs list follows within 2 s
     stall_minutes: int = 15
     table_prefix: str = "taskcounts"
     # "entra": the app trusts X-MS-CLIENT-PRINCIPAL as if App Service Authentication were in front (the
@@ -145,6 +146,7 @@ class Stack:
             "RETENTION_DAYS": "7",
             "TASK_SYNC_SCHEDULE": self.task_sync_schedule or "0 0 0 1 1 *",
             "PROGRESS_SCHEDULE": self.progress_schedule,
+            "SUMMARY_SCHEDULE": self.summary_schedule,
             "STALL_MINUTES": str(self.stall_minutes),
             "BATCH_LOG_HUB": SERVICE_LOG_HUB,
             "BATCH_LOG_CONSUMER_GROUP": "taskcounts",

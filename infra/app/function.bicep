@@ -27,6 +27,7 @@ param taskSyncMaxJobs int
 param taskSyncMaxPages int
 param taskSyncOverlapSeconds int
 param progressSchedule string
+param summarySchedule string
 param progressWindowMinutes int
 param progressMaxPoints int
 param stallMinutes int
@@ -218,6 +219,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'PROGRESS_SCHEDULE'
           value: progressSchedule
+        }
+        {
+          name: 'SUMMARY_SCHEDULE'
+          value: summarySchedule
         }
         {
           name: 'PROGRESS_WINDOW_MINUTES'

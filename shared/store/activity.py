@@ -5,7 +5,8 @@ The write path marks a job changed before it applies anything to it (so a write 
 sent again is marked again): one row per job per 10-second bucket, written once per bucket by this
 process, all of a delivery's jobs in one transaction. A reader of the changes keeps a cursor and
 reads every bucket from it on, the current one included; it moves the cursor one bucket behind the
-time it read at, so a mark written while it read is read again next time rather than missed.
+time it read at, so a mark written while it read is read again next time rather than missed. Marks
+go once every reader's cursor has passed them (RecordProgress and SummarizeJobs read them).
 """
 
 from __future__ import annotations
@@ -61,14 +62,22 @@ class JobActivity:
                 )
             }
 
-    async def drop_changes_before(self, bucket: int) -> int:
-        """Delete the marks of buckets before ``bucket`` (read already); how many."""
+    async def drop_read_changes(self) -> int:
+        """Delete the marks every reader has read (those before the oldest cursor); how many."""
         async with storage_call("dropping old change marks"):
+            cursors = [
+                int(row["Bucket"])
+                async for row in self.table.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": CURSORS_PARTITION}, select=["Bucket"]
+                )
+            ]
+            if not cursors:
+                return 0
             rows = [
                 row
                 async for row in self.table.query_entities(
                     "PartitionKey eq @pk and RowKey lt @high",
-                    parameters={"pk": CHANGED_PARTITION, "high": bucket_key(bucket)},
+                    parameters={"pk": CHANGED_PARTITION, "high": bucket_key(min(cursors))},
                     select=["PartitionKey", "RowKey"],
                 )
             ]

@@ -29,6 +29,7 @@ from shared.store.rejected import RejectedEvents
 from shared.store.resharding import mover
 from shared.store.resharding.protocol import ROWS_PER_PARTITION
 from shared.store.scans import ScanListings
+from shared.store.summaries import JobSummaries
 from shared.store.tables import create_table, service_client, storage_call, utc_now
 from shared.store.tasks import TaskRows
 from shared.store.watches import Watches
@@ -38,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 class CountsStore:
     """Per-job task counts with exactly-once effect, the job index, validation listings, rejected
-    events and progress history: four tables named ``{prefix}jobs|scans|rejected|history``, a table
+    events, progress history and job summaries: five tables named
+    ``{prefix}jobs|scans|rejected|history|summaries``, a table
     per job partition for task and counter rows (shared.store.partitions) and one per validation
     scan for its listing (shared.store.scans)."""
 
@@ -70,7 +72,14 @@ class CountsStore:
         self.history = ProgressHistory(service.get_table_client(f"{table_prefix}history"))
         self.watches = Watches(self.job_index.table, clock)
         self.activity = JobActivity(self.job_index.table)
-        self._tables = (self.job_index.table, self.scans.table, self.rejected.table, self.history.table)
+        self.summaries = JobSummaries(service.get_table_client(f"{table_prefix}summaries"), clock)
+        self._tables = (
+            self.job_index.table,
+            self.scans.table,
+            self.rejected.table,
+            self.history.table,
+            self.summaries.table,
+        )
         self._tables_ready = False
 
     @classmethod
@@ -239,6 +248,7 @@ class CountsStore:
         summary: dict | None = None,
         created_span: tuple[int, int] | None = None,
     ) -> None:
+        await self.activity.mark_changed([job_key], self._utc_clock())
         await self.job_index.mark_validation(job_key, status, note, validated_at, summary, created_span)
 
     async def record_listing(
@@ -274,6 +284,7 @@ class CountsStore:
             job = await self.job_index.get(job_key)
             if job is None:
                 return 0
+            await self.activity.mark_changed([job_key], self._utc_clock())  # its summary goes too
             removed = max(job.partitions, job.resharding_to or 0)
             await self.task_rows.drop_job(job_key, removed)
             await self.scans.drop(job_key)
@@ -294,6 +305,7 @@ class CountsStore:
         await self.job_index.record_sync(position)
 
     async def record_batch_report(self, job_key: str, report: BatchReported | None) -> None:
+        await self.activity.mark_changed([job_key], self._utc_clock())
         await self.job_index.record_batch_report(job_key, report)
 
     async def watch(self, job: JobRecord, now: datetime, watch_seconds: float) -> None:

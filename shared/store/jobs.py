@@ -31,6 +31,7 @@ from shared.store.codec.jobs import (
     sync_row,
     validation_row,
 )
+from shared.store.queries import first_rows
 from shared.store.records import BatchReported, JobRecord, SyncPosition
 from shared.store.resharding.protocol import partitions_for
 from shared.store.tables import RESENDABLE, etag_of, if_match, storage_call, utc_now
@@ -138,6 +139,20 @@ class JobIndex:
             rows = [row async for row in page]
             break
         return [job_of_row(row) for row in rows], encode_token(pages.continuation_token)
+
+    async def keys_after(self, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` job keys after ``after``, in key order."""
+        async with storage_call("reading job keys"):
+            return [
+                row["RowKey"]
+                for row in await first_rows(
+                    self.table,
+                    "PartitionKey eq @pk and RowKey gt @after",
+                    {"pk": JOBS_PARTITION, "after": after},
+                    ["RowKey"],
+                    limit,
+                )
+            ]
 
     async def mark_validation(
         self,

@@ -169,7 +169,12 @@ def test_cli_reads_counts_and_explains_wrong_urls_keys_and_jobs(stack):
     assert json.loads(out)["taskCounts"]["completed"] >= 1
     code, out, _ = run_cli("--url", stack.app_url, "--key", READ_KEY, "get", "Render-42")
     assert code == 0 and "succeeded" in out and "validation:" in out
-    code, out, _ = run_cli("--url", stack.app_url, "--key", READ_KEY, "jobs")
+    deadline = time.monotonic() + 60
+    while True:  # the list follows once SummarizeJobs has run (every 2 s in the stack)
+        code, out, _ = run_cli("--url", stack.app_url, "--key", READ_KEY, "jobs")
+        if "Render-42" in out or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert code == 0 and "Render-42" in out and "simaccount" in out  # each job with its account
     code, out, err = run_cli("--url", stack.app_url, "--key", READ_KEY, "--account", "simaccount", "get", "Render-42")
     assert code == 0 and "succeeded" in out, err  # the default account, by name

@@ -21,6 +21,7 @@ from tools.stack import INGEST_KEY, OPERATE_KEY, READ_KEY
 READ_ROUTES = [
     ("GET", "/api/jobs/access-job/taskcounts"),
     ("GET", "/api/jobs"),
+    ("GET", "/api/totals"),
     ("GET", "/api/jobs/access-job/history"),
 ]
 INGEST_ROUTE = ("POST", "/api/taskevents")

@@ -6,10 +6,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest
 
 import GetAccountTaskCounts
 import GetTaskCounts
+import JobTotals
 import ListJobs
+import SummarizeJobs
 import TaskEvents
 from shared.config import Settings
 from shared.ingest import handle_delivery
@@ -161,6 +164,7 @@ async def test_a_job_is_addressed_by_its_account_and_the_default_accounts_routes
 async def test_list_jobs_function_pages_and_rejects_bad_parameters():
     for n in range(3):
         await TaskEvents.main(post(json.dumps([event(f"list-{n}", "t", "active", "2025-06-01T00:00:01Z")]).encode()))
+    await SummarizeJobs.main(TimerRequest())  # the list reads the summaries this timer keeps
     ids, url = [], "http://localhost/api/jobs?maxresults=2"
     for _ in range(50):
         if url is None:
@@ -181,6 +185,7 @@ async def test_list_jobs_function_pages_and_rejects_bad_parameters():
 
 async def test_the_jobs_list_names_each_jobs_account_and_filters_by_one():
     await TaskEvents.main(post(json.dumps([event("listed-acct", "t", "active", "2025-06-01T00:00:01Z")]).encode()))
+    await SummarizeJobs.main(TimerRequest())
 
     async def listed(**params):
         url = "http://localhost/api/jobs"
@@ -196,6 +201,24 @@ async def test_the_jobs_list_names_each_jobs_account_and_filters_by_one():
     assert (unknown.status_code, body_of(unknown)["code"]) == (404, "AccountNotFound")
     malformed = await listed(account="team-b")
     assert (malformed.status_code, body_of(malformed)["code"]) == (400, "InvalidQueryParameterValue")
+
+
+async def test_the_totals_function_sums_the_jobs_summaries_and_refuses_an_unknown_account():
+    await TaskEvents.main(post(json.dumps([event("totalled", "t", "running", "2025-06-01T00:00:01Z")]).encode()))
+    await SummarizeJobs.main(TimerRequest())
+
+    async def totals(**params):
+        url = "http://localhost/api/totals"
+        return await JobTotals.main(func.HttpRequest("GET", url, params=params, headers=READING, body=b""))
+
+    body = body_of(await totals())
+    assert body["fleet"]["jobs"] >= 1 and body["fleet"]["taskCounts"]["running"] >= 1
+    assert [entry["account"] for entry in body["accounts"]] == ["simaccount"]
+    assert body_of(await totals(account="SimAccount"))["fleet"] == body["fleet"]
+    unknown = await totals(account="teamb")
+    assert (unknown.status_code, body_of(unknown)["code"]) == (404, "AccountNotFound")
+    unread = await JobTotals.main(func.HttpRequest("GET", "http://localhost/api/totals", headers={}, body=b""))
+    assert unread.status_code == 401
 
 
 async def test_storage_outage_is_503_and_redelivery_afterwards_counts_once(azurite):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared import api
 from shared.counting import TaskResult, TaskState
+from shared.fleet import summarize_jobs
 from shared.monitoring import ALERT_PREFIX, record_progress
 from shared.progress import ProgressRules
 from shared.store import CountsStore
@@ -73,6 +74,7 @@ async def test_etags_answer_304_until_something_changes(azurite):
     async with store_of(azurite) as (store, settings):
         await run_tasks(store, "job-e", range(5), TaskState.RUNNING, 1)
         await record_progress(store, settings, T0)
+        await summarize_jobs(store, ProgressRules.from_settings(settings), T0)
         first = await api.get_task_counts(store, at_default("job-e"), reading(settings, T0 + timedelta(seconds=5)))
         etag = first.headers["ETag"]
         again = await api.get_task_counts(
@@ -95,6 +97,7 @@ async def test_etags_answer_304_until_something_changes(azurite):
             store, at_default("job-e"), reading(settings, T0 + timedelta(seconds=15), etag)
         )
         assert changed.status == 200 and changed.headers["ETag"] != etag
+        await summarize_jobs(store, ProgressRules.from_settings(settings), T0 + timedelta(seconds=15))
         assert (
             await api.list_jobs(
                 store, {}, "http://x/api/jobs", reading(settings, T0, listing.headers["ETag"]), settings.accounts

@@ -103,6 +103,7 @@ async def test_timer_fires_on_its_ncrontab_schedule(app_server, simulator, monke
     monkeypatch.setenv("VALIDATION_SCHEDULE", "*/1 * * * * *")  # every second
     monkeypatch.setenv("TASK_SYNC_SCHEDULE", "0 0 0 1 1 *")
     monkeypatch.setenv("PROGRESS_SCHEDULE", "0 0 0 1 1 *")
+    monkeypatch.setenv("SUMMARY_SCHEDULE", "0 0 0 1 1 *")
     engine, instance_id = app_server.local.engine, workflow.on_demand_instance_id("ticked")
     app_server.local.start_triggers()
     try:
@@ -122,6 +123,7 @@ async def test_a_timer_with_an_unset_or_bad_schedule_is_in_error_and_the_others_
     monkeypatch.setenv("VALIDATION_SCHEDULE", "every five minutes")
     monkeypatch.setenv("TASK_SYNC_SCHEDULE", "0 0 0 1 1 *")
     monkeypatch.delenv("PROGRESS_SCHEDULE", raising=False)
+    monkeypatch.setenv("SUMMARY_SCHEDULE", "0 0 0 1 1 *")
     port = free_port()
     with caplog.at_level(logging.ERROR, logger="tools.funchost"):
         runner, local = await serve(app_server.app, Keys(master=MASTER_KEY), "127.0.0.1", port, triggers=True)
@@ -129,7 +131,11 @@ async def test_a_timer_with_an_unset_or_bad_schedule_is_in_error_and_the_others_
         assert sorted(local.errors) == ["RecordProgress", "ValidateCounts"]
         assert "'%PROGRESS_SCHEDULE%' does not resolve to a value" in local.errors["RecordProgress"]
         assert "six-field NCRONTAB" in local.errors["ValidateCounts"]
-        assert local.schedules == {"SyncTasks": "0 0 0 1 1 *", "WatchedSync": "*/1 * * * * *"}  # the others run
+        assert local.schedules == {  # the others run
+            "SummarizeJobs": "0 0 0 1 1 *",
+            "SyncTasks": "0 0 0 1 1 *",
+            "WatchedSync": "*/1 * * * * *",
+        }
         lines = [record.getMessage() for record in caplog.records if record.name == "tools.funchost"]
         assert len(lines) == 2 and any(
             line.startswith("The 'RecordProgress' function is in error: '%PROGRESS_SCHEDULE%'") for line in lines

@@ -22,7 +22,7 @@ def declared_routes() -> dict[tuple[str, str], str]:
                 continue
             assert binding["authLevel"] == "anonymous", definition  # the app checks access (docs/access.md)
             source = (definition.parent / "__init__.py").read_text()
-            if reused := re.search(r"^from (\w+) import main$", source, re.MULTILINE):  # another folder's glue
+            if reused := re.search(r"^from ([A-Z]\w*) import \w+$", source, re.MULTILINE):  # another folder's glue
                 source = (REPO / reused[1] / "__init__.py").read_text()
             checked = set(re.findall(r"Access\.([A-Z]+)", source))
             assert len(checked) <= 1, definition
