@@ -1,5 +1,7 @@
-// The taskcounts dashboard: every job as a card (#), one job with its history (#job/<account>/<id>).
-// It polls the API every REFRESH_MS with If-None-Match, so an unchanged job costs a bodiless 304.
+// The taskcounts dashboard: the fleet (#jobs?state=&alert=&account=&prefix=): its totals, the jobs
+// that need attention first, then a page of jobs; one job with its history (#job/<account>/<id>).
+// It polls the API every REFRESH_MS with If-None-Match, so an unchanged page costs a bodiless 304;
+// a refresh makes at most three requests (totals, attention, the page), whatever the fleet's size.
 "use strict";
 
 const REFRESH_MS = 5000;
@@ -8,10 +10,16 @@ const KEY_STORAGE = "taskcounts.readKey";
 const API = "../"; // the page is served at <app>/api/dashboard/
 const SVG = "http://www.w3.org/2000/svg";
 const STATES = ["active", "running", "succeeded", "failed"];
+const PAGE_SIZE = 50;
+const ATTENTION_SIZE = 12; // stalled and failing jobs shown above the page
+const FILTERS = ["state", "alert", "account", "prefix"];
 
 const cached = new Map(); // url -> {etag, body}: the last 200 of each URL, reused on a 304
 let notModified = 0; // polls answered 304 (shown on <body> for the browser tests)
+let requests = 0; // requests made by the current refresh (shown on <body>)
 let timer = null;
+// Paging of the fleet view: the tokens of the pages reached under the current filters.
+const pager = { filters: null, tokens: [null], index: 0, next: null };
 
 class KeyRefused extends Error {}
 class SignInNeeded extends Error {}
@@ -34,6 +42,7 @@ async function getJson(url) {
   const headers = key ? { "x-functions-key": key } : {};
   const last = cached.get(url);
   if (last) headers["If-None-Match"] = last.etag;
+  requests += 1;
   const response = await fetch(url, { headers, cache: "no-store" });
   if (response.status === 304 && last) {
     notModified += 1;
@@ -58,20 +67,21 @@ async function getJson(url) {
   return body;
 }
 
-async function allJobs() {
-  const jobs = [];
-  let url = `${API}jobs?maxresults=1000`;
-  while (url) {
-    const page = await getJson(url);
-    jobs.push(...page.value);
-    url = page["odata.nextLink"] ? relativeTo(page["odata.nextLink"]) : null;
-  }
-  return jobs;
+function jobsUrl(filters, size, token) {
+  const query = new URLSearchParams({ maxresults: String(size) });
+  for (const [name, value] of filters) query.set(name, value);
+  if (token) query.set("$skiptoken", token);
+  return `${API}jobs?${query}`;
 }
 
-function relativeTo(absolute) {
-  const link = new URL(absolute, location.href);
-  return `${API}jobs${link.search}`;
+function tokenOf(nextLink) {
+  return nextLink ? new URL(nextLink, location.href).searchParams.get("$skiptoken") : null;
+}
+
+// The filters the hash names (#jobs?state=active&...), those the API knows only.
+function currentFilters() {
+  const query = new URLSearchParams(location.hash.replace(/^#jobs\??/, "").replace(/^#.*/, ""));
+  return new URLSearchParams(FILTERS.filter((name) => query.get(name)).map((name) => [name, query.get(name)]));
 }
 
 // ---- building elements (no innerHTML: ids and notes are data, not markup) ------------------------
@@ -227,12 +237,75 @@ function lastValidation(job) {
 
 // ---- views -----------------------------------------------------------------------------------------
 
+function totalsView(fleet, title) {
+  const counts = fleet.taskCounts;
+  const jobs = [["jobs", fleet.jobs], ["active jobs", fleet.activeJobs], ["finished", fleet.finishedJobs],
+                ["stalled", fleet.stalledJobs], ["failing", fleet.failingJobs]];
+  return el("article", { class: "totals", "data-totals": title },
+    el("h2", {}, title),
+    bar(counts),
+    el("dl", { class: "numbers" },
+      ...STATES.map((state) => el("div", {}, el("dt", {}, el("span", { class: `swatch ${state}` }), state),
+                                  el("dd", { "data-total": state }, number.format(counts[state])))),
+      ...jobs.map(([label, value]) => el("div", {}, el("dt", {}, label),
+                                         el("dd", { "data-total": label.replace(" ", "-") }, number.format(value))))));
+}
+
+// The filter form: its values follow the hash, unless a person is changing them.
+function syncFilters(filters, accounts) {
+  const form = document.getElementById("filters");
+  const choices = form.elements.account;
+  const names = ["", ...accounts];
+  if ([...choices.options].map((option) => option.value).join() !== names.join()) {
+    choices.replaceChildren(...names.map((name) => el("option", { value: name }, name || "all")));
+  }
+  for (const name of FILTERS) {
+    if (document.activeElement !== form.elements[name]) form.elements[name].value = filters.get(name) || "";
+  }
+}
+
+function applyFilters(event) {
+  event.preventDefault();
+  const form = document.getElementById("filters");
+  const chosen = new URLSearchParams();
+  for (const name of FILTERS) {
+    const value = form.elements[name].value.trim();
+    if (value) chosen.set(name, value);
+  }
+  location.hash = `#jobs?${chosen}`;
+}
+
+function showPager(nextToken) {
+  pager.next = nextToken;
+  document.getElementById("newer").disabled = pager.index === 0;
+  document.getElementById("older").disabled = !nextToken;
+  document.querySelector('.pager [data-field="page"]').textContent = `page ${pager.index + 1}`;
+}
+
 async function showJobs() {
-  const jobs = await allJobs();
-  const section = document.getElementById("jobs");
-  section.replaceChildren(...(jobs.length ? jobs.map((job) => card(job, true))
-                                          : [el("p", { class: "empty" }, "No jobs yet.")]));
-  show(section);
+  const filters = currentFilters();
+  if (pager.filters !== filters.toString()) Object.assign(pager, { filters: filters.toString(), tokens: [null], index: 0 });
+  // Stalled and failing jobs first: above the first page, unless the filter already asks for them.
+  const attentionShown = !filters.has("alert") && pager.index === 0;
+  const attentionFilters = new URLSearchParams([...filters, ["alert", "any"]]);
+  const [totals, page, attention] = await Promise.all([
+    getJson(`${API}totals`), // every account's: the account filter lists them all
+    getJson(jobsUrl(filters, PAGE_SIZE, pager.tokens[pager.index])),
+    attentionShown ? getJson(jobsUrl(attentionFilters, ATTENTION_SIZE, null)) : null,
+  ]);
+  const shownFirst = attention ? attention.value : [];
+  const firstKeys = new Set(shownFirst.map((job) => `${job.account}/${job.id}`));
+  const rest = page.value.filter((job) => !firstKeys.has(`${job.account}/${job.id}`));
+  const cards = (jobs) => jobs.map((job) => card(job, true));
+  const account = totals.accounts.find((entry) => entry.account === filters.get("account"));
+  document.getElementById("totals").replaceChildren(totalsView(account || totals.fleet, account ? account.account : "Fleet"));
+  syncFilters(filters, totals.accounts.map((entry) => entry.account).filter(Boolean));
+  document.getElementById("attention-title").hidden = shownFirst.length === 0;
+  document.getElementById("attention").replaceChildren(...cards(shownFirst));
+  const none = el("p", { class: "empty" }, filters.toString() ? "No jobs match." : "No jobs yet.");
+  document.getElementById("page").replaceChildren(...(rest.length || shownFirst.length ? cards(rest) : [none]));
+  showPager(tokenOf(page["odata.nextLink"]));
+  show(document.getElementById("jobs"));
 }
 
 async function showJob(account, jobId) {
@@ -276,12 +349,14 @@ function askToSignIn(reason) {
 
 async function refresh() {
   clearTimeout(timer);
+  requests = 0;
   const route = location.hash.match(/^#job\/(?:([^/]+)\/)?([^/]+)$/);
   try {
     await (route ? showJob(route[1] && decodeURIComponent(route[1]), decodeURIComponent(route[2])) : showJobs());
     setStatus(`updated ${new Date().toLocaleTimeString()} · every ${REFRESH_MS / 1000} s`);
     document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     document.body.dataset.notModified = String(notModified);
+    document.body.dataset.requests = String(requests);
   } catch (failure) {
     if (failure instanceof KeyRefused) {
       return askForKey(storedKey() ? "That key was refused: it is not a read key of this app." : undefined);
@@ -308,6 +383,14 @@ document.getElementById("change-key").addEventListener("click", () => {
   forgetKey();
   cached.clear();
   askForKey();
+});
+document.getElementById("filters").addEventListener("submit", applyFilters);
+for (const select of document.querySelectorAll("#filters select")) select.addEventListener("change", applyFilters);
+document.getElementById("newer").addEventListener("click", () => { pager.index -= 1; refresh(); });
+document.getElementById("older").addEventListener("click", () => {
+  pager.tokens[pager.index + 1] = pager.next;
+  pager.index += 1;
+  refresh();
 });
 window.addEventListener("hashchange", refresh);
 refresh();

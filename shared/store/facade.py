@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 
 class CountsStore:
     """Per-job task counts with exactly-once effect, the job index, validation listings, rejected
-    events, progress history and job summaries: five tables named
-    ``{prefix}jobs|scans|rejected|history|summaries``, a table
+    events, progress history and job summaries: six tables named
+    ``{prefix}jobs|scans|rejected|history|summaries|summarydays``, a table per bucket of job summaries
+    (shared.store.summaries), a table
     per job partition for task and counter rows (shared.store.partitions) and one per validation
     scan for its listing (shared.store.scans)."""
 
@@ -72,13 +73,14 @@ class CountsStore:
         self.history = ProgressHistory(service.get_table_client(f"{table_prefix}history"))
         self.watches = Watches(self.job_index.table, clock)
         self.activity = JobActivity(self.job_index.table)
-        self.summaries = JobSummaries(service.get_table_client(f"{table_prefix}summaries"), clock)
+        self.summaries = JobSummaries(service, table_prefix, clock)
         self._tables = (
             self.job_index.table,
             self.scans.table,
             self.rejected.table,
             self.history.table,
             self.summaries.table,
+            self.summaries.days_table,
         )
         self._tables_ready = False
 

@@ -17,19 +17,19 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError
-from azure.data.tables.aio import TableClient
+from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.accounts import account_of_job_key, job_key_of
 from shared.errors import StoreUnavailableError
+from shared.store import transactions
 from shared.store.codec.summaries import (
     ACTIVE,
     ALERT,
     ALL,
+    DAYS_PARTITION,
     FINISHED,
-    HOURS_PARTITION,
     TOTALS_ROW,
     ListPosition,
     StoredJob,
@@ -37,8 +37,8 @@ from shared.store.codec.summaries import (
     account_family,
     account_partition_name,
     adjusted,
-    hour_of_partition,
-    hours_row,
+    day_of_partition,
+    days_row,
     ids_partition,
     job_row,
     list_partition,
@@ -48,12 +48,21 @@ from shared.store.codec.summaries import (
     totals_row,
 )
 from shared.store.queries import first_rows
-from shared.store.tables import MAX_TRANSACTION_OPERATIONS, RESENDABLE, read_rows, storage_call, upsert_all
+from shared.store.tables import (
+    MAX_TRANSACTION_OPERATIONS,
+    RESENDABLE,
+    create_table,
+    hashed_table_name,
+    read_rows,
+    storage_call,
+    upsert_all,
+)
 
-HOURS_CACHE_SECONDS = 5.0  # how long a reader trusts its list of a family's hours
-QUERIES_PER_PAGE = 8  # hours one page reads at most; a page cut there is shorter, with a next link
+DAYS_CACHE_SECONDS = 5.0  # how long a reader trusts its list of a family's days
+QUERIES_PER_PAGE = 8  # days one page reads at most; a page cut there is shorter, with a next link
 LISTED_FIELDS = ["PartitionKey", "RowKey", "JobKey", "JobId", "Account", "Body", "Version"]
 STATE_PARTITION, BACKFILL_ROW = "state", "backfill"
+ANY_ETAG = {"etag": "*"}  # a list row is deleted whatever it holds
 
 
 @dataclass(frozen=True)
@@ -76,13 +85,16 @@ class ListedJob:
 
 
 class JobSummaries:
-    def __init__(self, table: TableClient, clock: Callable[[], float] = time.monotonic):
-        self.table = table
+    def __init__(self, service: TableServiceClient, prefix: str, clock: Callable[[], float] = time.monotonic):
+        self.table = service.get_table_client(f"{prefix}summaries")
+        self.days_table = service.get_table_client(f"{prefix}summarydays")
+        self._service, self._prefix = service, prefix
+        self._list_tables: dict[str, TableClient] = {}  # bucket -> its table's client
         self._clock = clock
         self._turn = asyncio.Lock()  # one run at a time in this process
-        self._hours_known: set[str] = set()  # list partitions whose hours row this process wrote
+        self._days_known: set[str] = set()  # buckets whose table and days row this process made
         self._cleared: dict[str, frozenset[tuple[str, str]]] = {}  # job key -> stale list rows deleted
-        self._hours: dict[str, tuple[float, list[int]]] = {}  # family -> (read at, its hours newest first)
+        self._days: dict[str, tuple[float, list[int]]] = {}  # family -> (read at, its days newest first)
 
     # ---- writing (one run at a time) -----------------------------------------------------
 
@@ -134,8 +146,7 @@ class JobSummaries:
             old = stored.get(job_key)
             if old is not None:
                 keys = {"PartitionKey": ids_partition(account), "RowKey": job_key}
-                unchanged = {"etag": old.etag, "match_condition": MatchConditions.IfNotModified}
-                operations.append((("delete", keys, unchanged), old.contribution, None))
+                operations.append((("delete", keys, {"etag": old.etag}), old.contribution, None))
         chunk_size = MAX_TRANSACTION_OPERATIONS - 1
         for start in range(0, len(operations), chunk_size):
             chunk = operations[start : start + chunk_size]
@@ -146,10 +157,10 @@ class JobSummaries:
                 ("create", row) if totals_etag is None else ("update", row, _unchanged_since(totals_etag))
             )
             try:
-                results = await self.table.submit_transaction(
-                    [operation for operation, _, _ in chunk] + [totals_operation]
+                results = await transactions.submit(
+                    self.table, [operation for operation, _, _ in chunk] + [totals_operation]
                 )
-            except (TableTransactionError, HttpResponseError) as failure:
+            except HttpResponseError as failure:  # TableTransactionError: a row changed under this run
                 raise StoreUnavailableError(
                     f"job summaries of account {account_partition_name(account)!r} changed under this run: {failure}"
                 ) from failure
@@ -168,19 +179,22 @@ class JobSummaries:
             return None
 
     async def _move_list_rows(self, moves: list[tuple[Summary, StoredJob | None]]) -> None:
-        """Upsert each job's list rows, note their hours, then delete the rows it had elsewhere."""
+        """Upsert each job's list rows, note their days, then delete the rows it had elsewhere."""
         by_partition: dict[str, list[dict]] = defaultdict(list)
         for summary, _ in moves:
             body = json.dumps(summary.body)
             for partition, _ in summary.list_keys():
                 by_partition[partition].append(list_row(summary, partition, body))
-        for rows in by_partition.values():
-            await upsert_all(self.table, rows)
-        new_hours = [partition for partition in by_partition if partition not in self._hours_known]
-        if new_hours:
-            await upsert_all(self.table, [hours_row(partition) for partition in new_hours])
-            self._hours_known.update(new_hours)
-            self._hours.clear()  # this process's lists show the new hours at once
+        new_days = [partition for partition in by_partition if partition not in self._days_known]
+        for partition in new_days:
+            await create_table(self._list_table(partition))
+        if new_days:
+            await upsert_all(self.days_table, [days_row(partition) for partition in new_days])
+            self._days_known.update(new_days)
+            self._days.clear()  # this process's lists show the new buckets at once
+        await asyncio.gather(
+            *(upsert_all(self._list_table(partition), rows) for partition, rows in by_partition.items())
+        )  # a table each: storage takes them side by side
         leftovers: list[tuple[str, str]] = []
         for summary, old in moves:
             left = sorted(set(self._maybe_left(summary.job_key, old)) - set(summary.list_keys()))
@@ -192,31 +206,36 @@ class JobSummaries:
             )
 
     async def _delete_list_rows(self, keys: list[tuple[str, str]], keep: Collection[str] = ()) -> None:
-        """Delete list rows (those already gone are fine); a partition left empty loses its hours row
-        unless it is in ``keep`` (written this run)."""
+        """Delete list rows (those already gone are fine); a bucket left empty loses its table and its
+        days row unless it is in ``keep`` (written this run)."""
         by_partition: dict[str, list[str]] = defaultdict(list)
         for partition, row_key in keys:
             by_partition[partition].append(row_key)
         for partition, row_keys in by_partition.items():
+            table = self._list_table(partition)
             for start in range(0, len(row_keys), MAX_TRANSACTION_OPERATIONS):
                 chunk = row_keys[start : start + MAX_TRANSACTION_OPERATIONS]
                 try:
-                    await self.table.submit_transaction(
-                        [("delete", {"PartitionKey": partition, "RowKey": row_key}) for row_key in chunk]
+                    await transactions.submit(
+                        table,
+                        [("delete", {"PartitionKey": partition, "RowKey": row_key}, ANY_ETAG) for row_key in chunk],
                     )
-                except TableTransactionError:  # some gone already: one by one
-                    await asyncio.gather(*(self._delete_one(partition, row_key) for row_key in chunk))
-            if partition not in keep and not await first_rows(
-                self.table, "PartitionKey eq @pk", {"pk": partition}, ["RowKey"], 1
-            ):
-                await self._delete_one(HOURS_PARTITION, partition)
-                self._hours_known.discard(partition)
+                except (TableTransactionError, ResourceNotFoundError):  # some gone already: one by one
+                    await asyncio.gather(*(_delete_one(table, partition, row_key) for row_key in chunk))
+            if partition not in keep and not await _first_rows_of(table, partition, "", [], {}, 1):
+                await _delete_one(self.days_table, DAYS_PARTITION, partition)
+                self._days_known.discard(partition)
+                try:
+                    await table.delete_table()
+                except ResourceNotFoundError:
+                    pass
 
-    async def _delete_one(self, partition: str, row_key: str) -> None:
-        try:
-            await self.table.delete_entity(partition, row_key)
-        except ResourceNotFoundError:
-            pass
+    def _list_table(self, partition: str) -> TableClient:
+        table = self._list_tables.get(partition)
+        if table is None:
+            name = hashed_table_name(self._prefix, "d", partition)
+            table = self._list_tables[partition] = self._service.get_table_client(name)
+        return table
 
     # ---- the backfill's position (a deployment's first runs summarize every job once) ------
 
@@ -250,36 +269,33 @@ class JobSummaries:
         self, job_filter: JobFilter, size: int, position: ListPosition | None
     ) -> tuple[list[ListedJob], ListPosition | None]:
         family, conditions, parameters = _family_for(job_filter)
-        hours = [hour for hour in await self._hours_of(family) if position is None or hour <= (position.hour or 0)]
+        days = [day for day in await self._days_of(family) if position is None or day <= (position.day or 0)]
         rows: list[Any] = []
-        for queried, hour in enumerate(hours):
+        for queried, day in enumerate(days):
             if queried == QUERIES_PER_PAGE:
-                return _listed(rows), ListPosition(hour=hour)
-            after = position.row_key if position is not None and hour == position.hour else ""
-            rows += await first_rows(
-                self.table,
-                " and ".join(["PartitionKey eq @pk and RowKey gt @after", *conditions]),
-                {"pk": list_partition(family, hour), "after": after, **parameters},
-                LISTED_FIELDS,
-                size - len(rows),
+                return _listed(rows), ListPosition(day=day)
+            after = position.row_key if position is not None and day == position.day else ""
+            partition = list_partition(family, day)
+            rows += await _first_rows_of(
+                self._list_table(partition), partition, after, conditions, parameters, size - len(rows)
             )
             if len(rows) == size:
-                return _listed(rows), ListPosition(hour=hour, row_key=rows[-1]["RowKey"])
+                return _listed(rows), ListPosition(day=day, row_key=rows[-1]["RowKey"])
         return _listed(rows), None
 
-    async def _hours_of(self, family: str) -> list[int]:
-        """The hours holding the family's list rows, newest first, as read at most HOURS_CACHE_SECONDS
-        ago (a job moved into an hour that held none of the family's rows may show that much later)."""
-        cached = self._hours.get(family)
-        if cached is None or self._clock() - cached[0] > HOURS_CACHE_SECONDS:
+    async def _days_of(self, family: str) -> list[int]:
+        """The days holding the family's list rows, newest first, as read at most DAYS_CACHE_SECONDS
+        ago (a job moved into a day that held none of the family's rows may show that much later)."""
+        cached = self._days.get(family)
+        if cached is None or self._clock() - cached[0] > DAYS_CACHE_SECONDS:
             rows = await first_rows(
-                self.table,
+                self.days_table,
                 "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high",
-                {"pk": HOURS_PARTITION, "low": f"{family}|", "high": f"{family}|~"},
+                {"pk": DAYS_PARTITION, "low": f"{family}|", "high": f"{family}|~"},
                 ["RowKey"],
                 100_000,
             )
-            cached = self._hours[family] = (self._clock(), [hour_of_partition(row["RowKey"]) for row in rows])
+            cached = self._days[family] = (self._clock(), [day_of_partition(row["RowKey"]) for row in rows])
         return sorted(cached[1], reverse=True)
 
     async def _page_by_id(
@@ -322,8 +338,32 @@ class JobSummaries:
         return {account: totals_of(row) for account, row in zip(listed, rows, strict=True)}
 
 
+async def _first_rows_of(
+    table: TableClient, partition: str, after: str, conditions: list[str], parameters: dict[str, Any], top: int
+) -> list[Any]:
+    """The first ``top`` list rows of a bucket after row key ``after`` that meet ``conditions`` (a
+    bucket whose table is gone has none)."""
+    try:
+        return await first_rows(
+            table,
+            " and ".join(["PartitionKey eq @pk and RowKey gt @after", *conditions]),
+            {"pk": partition, "after": after, **parameters},
+            LISTED_FIELDS,
+            top,
+        )
+    except ResourceNotFoundError:
+        return []
+
+
+async def _delete_one(table: TableClient, partition: str, row_key: str) -> None:
+    try:
+        await table.delete_entity(partition, row_key)
+    except ResourceNotFoundError:
+        pass
+
+
 def _unchanged_since(etag: str | None) -> dict[str, Any]:
-    return {"etag": etag, "match_condition": MatchConditions.IfNotModified, "mode": "replace"}
+    return {"etag": etag}
 
 
 def _id_of(job_key: str) -> str:
@@ -344,8 +384,8 @@ def _listed(rows: list[Any]) -> list[ListedJob]:
 
 def _family_for(job_filter: JobFilter) -> tuple[str, list[str], dict[str, Any]]:
     """The family a filter reads (the narrowest it names) and the conditions left for its rows."""
-    if job_filter.alert is not None:
-        conditions, parameters = _conditions(job_filter, state=True, alert=True, account=True)
+    if job_filter.alert is not None:  # the alert family holds stalled and failing jobs alone
+        conditions, parameters = _conditions(job_filter, state=True, alert=job_filter.alert != "any", account=True)
         return ALERT, conditions, parameters
     if job_filter.state is not None:
         conditions, parameters = _conditions(job_filter, state=False, alert=False, account=True)
@@ -362,6 +402,8 @@ def _conditions(job_filter: JobFilter, state: bool, alert: bool, account: bool) 
         conditions.append(f"Active eq {'true' if job_filter.state == 'active' else 'false'}")
     if alert and job_filter.alert in ("stalled", "failing"):
         conditions.append(f"{job_filter.alert.capitalize()} eq true")
+    elif alert and job_filter.alert == "any":
+        conditions.append("( Stalled eq true or Failing eq true )")
     if account and not job_filter.every_account:
         conditions.append("Account eq @account")
         parameters["account"] = account_partition_name(job_filter.accounts[0])

@@ -3,8 +3,9 @@
 azure-core builds a ``$batch`` body with Python's ``email`` package and parses the reply the same
 way: about 0.75 ms of CPU per operation, five times what storage spends on it (docs/benchmarks.md, "Where the
 write time goes"), so one process could not write one partition faster than ~1,100 rows/s. The
-write path sends two kinds of operation -- insert, and replace under an ETag -- and bulk writes
-(listings, rejected events) a third, insert-or-replace; so here the body is string joins and the
+write path sends two kinds of operation -- insert, and replace under an ETag -- bulk writes
+(listings, rejected events) a third, insert-or-replace, and job summaries a fourth, delete under an
+ETag; so here the body is string joins and the
 reply a split on its boundary. The request still goes through the table
 client's own pipeline (authentication, retries, logging), entity values are typed by the SDK's
 own serializer, and a failed operation raises as ``TableClient.submit_transaction`` does: an
@@ -33,23 +34,29 @@ _ERROR_CODE = re.compile(r'"code" *: *"([^"]+)"')
 
 
 async def submit(table: TableClient, operations: Sequence[tuple], **kwargs: Any) -> list[dict[str, str | None]]:
-    """Commit ``("create", entity)``, ``("update", entity, {"etag": ...})`` (replace, If-Match) and
-    ``("upsert", entity)`` (insert or replace) operations of one partition atomically; each
-    operation's new ETag, in order."""
+    """Commit ``("create", entity)``, ``("update", entity, {"etag": ...})`` (replace, If-Match),
+    ``("upsert", entity)`` (insert or replace) and ``("delete", keys, {"etag": ...})`` (If-Match)
+    operations of one partition atomically; each operation's new ETag, in order."""
     base = f"{table.scheme}://{table._primary_hostname}"
     changeset, batch = f"changeset_{uuid.uuid4()}", f"batch_{uuid.uuid4()}"
     parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
     for index, operation in enumerate(operations):
         kind, entity = operation[0], operation[1]
         body = json.dumps(_add_entity_properties(entity), separators=(",", ":"))  # ASCII: length in bytes
+        keys = f"PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}'"
         if kind == "create":
             target, condition = f"POST {base}/{table.table_name}", ""
         elif kind in ("update", "upsert"):  # a PUT without If-Match inserts or replaces
-            keys = f"PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}'"
             target = f"PUT {base}/{table.table_name}({keys})"
             condition = f"If-Match: {operation[2]['etag']}\r\n" if kind == "update" else ""
+        elif kind == "delete":  # under the row's ETag; a delete has no body
+            target, condition, body = (
+                f"DELETE {base}/{table.table_name}({keys})",
+                f"If-Match: {operation[2]['etag']}\r\n",
+                "",
+            )
         else:
-            raise ValueError(f"operation {kind!r} is not one this path sends (create, update, upsert)")
+            raise ValueError(f"operation {kind!r} is not one this path sends (create, update, upsert, delete)")
         parts.append(
             f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
             f"Content-ID: {index}\r\n\r\n{target} HTTP/1.1\r\nContent-Type: application/json\r\n"

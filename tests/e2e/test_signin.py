@@ -31,7 +31,7 @@ async def signed_in_as(page, *roles: str) -> None:
     async def add_principal(route):
         await route.continue_(headers={**route.request.headers, "x-ms-client-principal": principal(*roles)})
 
-    await page.route("**/api/jobs**", add_principal)
+    await page.route("**/api/**", add_principal)
 
 
 async def test_the_dashboard_signs_in_and_reads_with_the_session_alone(stack):
