@@ -48,6 +48,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from shared import api
 from shared.accounts import AccountId, Accounts, BatchAccount
 from shared.config import Settings
+from shared.fleet import summarize_jobs
 from shared.ingest import apply_service_log, handle_delivery
 from shared.monitoring import record_progress
 from shared.progress import ProgressRules
@@ -372,6 +373,7 @@ async def steady_load_with_reader_process(store: CountsStore, connection: str, s
 async def polls(store: CountsStore, iterations: int) -> dict:
     """Each poll twice: without an ETag (answered 200, full body) and with the current one (304)."""
     await record_progress(store, DEFAULT_SETTINGS, datetime.now(UTC))  # the progress object has history
+    await summarize_jobs(store, ProgressRules.from_settings(DEFAULT_SETTINGS), datetime.now(UTC))  # the jobs list's
     polled = {
         "counts, 16-partition job": lambda etag: api.get_task_counts(
             store, api.JobAddress("b1000x1-0", None), reading(etag)

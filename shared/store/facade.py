@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 class CountsStore:
     """Per-job task counts with exactly-once effect, the job index, validation listings, rejected
     events, progress history and job summaries: six tables named
-    ``{prefix}jobs|scans|rejected|history|summaries|summarydays``, a table per bucket of job summaries
+    ``{prefix}jobs|scans|rejected|history|summaries|summaryhours``, a table per bucket of job summaries
     (shared.store.summaries), a table
     per job partition for task and counter rows (shared.store.partitions) and one per validation
     scan for its listing (shared.store.scans)."""
@@ -80,7 +80,7 @@ class CountsStore:
             self.rejected.table,
             self.history.table,
             self.summaries.table,
-            self.summaries.days_table,
+            self.summaries.hours_table,
         )
         self._tables_ready = False
 

@@ -28,8 +28,8 @@ from shared.store.codec.summaries import (
     ACTIVE,
     ALERT,
     ALL,
-    DAYS_PARTITION,
     FINISHED,
+    HOURS_PARTITION,
     TOTALS_ROW,
     ListPosition,
     StoredJob,
@@ -37,8 +37,8 @@ from shared.store.codec.summaries import (
     account_family,
     account_partition_name,
     adjusted,
-    day_of_partition,
-    days_row,
+    hour_of_partition,
+    hours_row,
     ids_partition,
     job_row,
     list_partition,
@@ -58,8 +58,8 @@ from shared.store.tables import (
     upsert_all,
 )
 
-DAYS_CACHE_SECONDS = 5.0  # how long a reader trusts its list of a family's days
-QUERIES_PER_PAGE = 8  # days one page reads at most; a page cut there is shorter, with a next link
+HOURS_CACHE_SECONDS = 5.0  # how long a reader trusts its list of a family's hours
+QUERIES_PER_PAGE = 8  # hours one page reads at most; a page cut there is shorter, with a next link
 LISTED_FIELDS = ["PartitionKey", "RowKey", "JobKey", "JobId", "Account", "Body", "Version"]
 STATE_PARTITION, BACKFILL_ROW = "state", "backfill"
 ANY_ETAG = {"etag": "*"}  # a list row is deleted whatever it holds
@@ -87,14 +87,14 @@ class ListedJob:
 class JobSummaries:
     def __init__(self, service: TableServiceClient, prefix: str, clock: Callable[[], float] = time.monotonic):
         self.table = service.get_table_client(f"{prefix}summaries")
-        self.days_table = service.get_table_client(f"{prefix}summarydays")
+        self.hours_table = service.get_table_client(f"{prefix}summaryhours")
         self._service, self._prefix = service, prefix
         self._list_tables: dict[str, TableClient] = {}  # bucket -> its table's client
         self._clock = clock
         self._turn = asyncio.Lock()  # one run at a time in this process
-        self._days_known: set[str] = set()  # buckets whose table and days row this process made
+        self._hours_known: set[str] = set()  # buckets whose table and hours row this process made
         self._cleared: dict[str, frozenset[tuple[str, str]]] = {}  # job key -> stale list rows deleted
-        self._days: dict[str, tuple[float, list[int]]] = {}  # family -> (read at, its days newest first)
+        self._hours: dict[str, tuple[float, list[int]]] = {}  # family -> (read at, its hours newest first)
 
     # ---- writing (one run at a time) -----------------------------------------------------
 
@@ -179,19 +179,19 @@ class JobSummaries:
             return None
 
     async def _move_list_rows(self, moves: list[tuple[Summary, StoredJob | None]]) -> None:
-        """Upsert each job's list rows, note their days, then delete the rows it had elsewhere."""
+        """Upsert each job's list rows, note their hours, then delete the rows it had elsewhere."""
         by_partition: dict[str, list[dict]] = defaultdict(list)
         for summary, _ in moves:
             body = json.dumps(summary.body)
             for partition, _ in summary.list_keys():
                 by_partition[partition].append(list_row(summary, partition, body))
-        new_days = [partition for partition in by_partition if partition not in self._days_known]
-        for partition in new_days:
+        new_hours = [partition for partition in by_partition if partition not in self._hours_known]
+        for partition in new_hours:
             await create_table(self._list_table(partition))
-        if new_days:
-            await upsert_all(self.days_table, [days_row(partition) for partition in new_days])
-            self._days_known.update(new_days)
-            self._days.clear()  # this process's lists show the new buckets at once
+        if new_hours:
+            await upsert_all(self.hours_table, [hours_row(partition) for partition in new_hours])
+            self._hours_known.update(new_hours)
+            self._hours.clear()  # this process's lists show the new buckets at once
         await asyncio.gather(
             *(upsert_all(self._list_table(partition), rows) for partition, rows in by_partition.items())
         )  # a table each: storage takes them side by side
@@ -207,7 +207,7 @@ class JobSummaries:
 
     async def _delete_list_rows(self, keys: list[tuple[str, str]], keep: Collection[str] = ()) -> None:
         """Delete list rows (those already gone are fine); a bucket left empty loses its table and its
-        days row unless it is in ``keep`` (written this run)."""
+        hours row unless it is in ``keep`` (written this run)."""
         by_partition: dict[str, list[str]] = defaultdict(list)
         for partition, row_key in keys:
             by_partition[partition].append(row_key)
@@ -223,8 +223,8 @@ class JobSummaries:
                 except (TableTransactionError, ResourceNotFoundError):  # some gone already: one by one
                     await asyncio.gather(*(_delete_one(table, partition, row_key) for row_key in chunk))
             if partition not in keep and not await _first_rows_of(table, partition, "", [], {}, 1):
-                await _delete_one(self.days_table, DAYS_PARTITION, partition)
-                self._days_known.discard(partition)
+                await _delete_one(self.hours_table, HOURS_PARTITION, partition)
+                self._hours_known.discard(partition)
                 try:
                     await table.delete_table()
                 except ResourceNotFoundError:
@@ -269,33 +269,33 @@ class JobSummaries:
         self, job_filter: JobFilter, size: int, position: ListPosition | None
     ) -> tuple[list[ListedJob], ListPosition | None]:
         family, conditions, parameters = _family_for(job_filter)
-        days = [day for day in await self._days_of(family) if position is None or day <= (position.day or 0)]
+        hours = [hour for hour in await self._hours_of(family) if position is None or hour <= (position.hour or 0)]
         rows: list[Any] = []
-        for queried, day in enumerate(days):
+        for queried, hour in enumerate(hours):
             if queried == QUERIES_PER_PAGE:
-                return _listed(rows), ListPosition(day=day)
-            after = position.row_key if position is not None and day == position.day else ""
-            partition = list_partition(family, day)
+                return _listed(rows), ListPosition(hour=hour)
+            after = position.row_key if position is not None and hour == position.hour else ""
+            partition = list_partition(family, hour)
             rows += await _first_rows_of(
                 self._list_table(partition), partition, after, conditions, parameters, size - len(rows)
             )
             if len(rows) == size:
-                return _listed(rows), ListPosition(day=day, row_key=rows[-1]["RowKey"])
+                return _listed(rows), ListPosition(hour=hour, row_key=rows[-1]["RowKey"])
         return _listed(rows), None
 
-    async def _days_of(self, family: str) -> list[int]:
-        """The days holding the family's list rows, newest first, as read at most DAYS_CACHE_SECONDS
-        ago (a job moved into a day that held none of the family's rows may show that much later)."""
-        cached = self._days.get(family)
-        if cached is None or self._clock() - cached[0] > DAYS_CACHE_SECONDS:
+    async def _hours_of(self, family: str) -> list[int]:
+        """The hours holding the family's list rows, newest first, as read at most HOURS_CACHE_SECONDS
+        ago (a job moved into an hour that held none of the family's rows may show that much later)."""
+        cached = self._hours.get(family)
+        if cached is None or self._clock() - cached[0] > HOURS_CACHE_SECONDS:
             rows = await first_rows(
-                self.days_table,
+                self.hours_table,
                 "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high",
-                {"pk": DAYS_PARTITION, "low": f"{family}|", "high": f"{family}|~"},
+                {"pk": HOURS_PARTITION, "low": f"{family}|", "high": f"{family}|~"},
                 ["RowKey"],
                 100_000,
             )
-            cached = self._days[family] = (self._clock(), [day_of_partition(row["RowKey"]) for row in rows])
+            cached = self._hours[family] = (self._clock(), [hour_of_partition(row["RowKey"]) for row in rows])
         return sorted(cached[1], reverse=True)
 
     async def _page_by_id(

@@ -10,11 +10,11 @@ In ``{prefix}summaries``:
 
 List rows: one per family the job is in -- ``all``, ``account.{account}``, ``active`` or ``finished``
 (tasks left or not), ``alert`` (stalled or failing) -- keyed ``{inverted ticks of its last
-change}|{jobKey}`` (newest first), in a bucket per family and day of the last change,
-``{family}|{inverted day}``: the bucket is the partition, and a table of its own
+change}|{jobKey}`` (newest first), in a bucket per family and hour of the last change,
+``{family}|{inverted hour}``: the bucket is the partition, and a table of its own
 (``{prefix}d{hash}``), because Azurite reads a table's every row per query (a list table of the
-whole fleet would cost 45 ms a query at 50,000 jobs). ``{prefix}summarydays`` has a row per bucket
-that holds rows (partition ``days``), so a page knows which buckets to read.
+whole fleet would cost 45 ms a query at 50,000 jobs). ``{prefix}summaryhours`` has a row per bucket
+that holds rows (partition ``hours``), so a page knows which buckets to read.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from shared.errors import InvalidContinuationError
 from shared.events import TICKS_PER_SECOND, datetime_to_ticks
 
 MAX_TICKS = 10**19 - 1
-DAY_TICKS = 86_400 * TICKS_PER_SECOND
-MAX_DAY = 10**9 - 1
-DAYS_PARTITION = "days"
+HOUR_TICKS = 3600 * TICKS_PER_SECOND
+MAX_HOUR = 10**9 - 1
+HOURS_PARTITION = "hours"
 TOTALS_ROW = "~totals"  # after every job key: '~' sorts after letters and digits
 DEFAULT_ACCOUNT = "-"  # the default account in partition names (its job keys name no account)
 ALL, ACTIVE, FINISHED, ALERT = "all", "active", "finished", "alert"
@@ -71,8 +71,8 @@ class Summary:
 
     def list_keys(self) -> list[tuple[str, str]]:
         """Where its list rows go: (partition, row key) per family."""
-        day = day_of(self.last_change)
-        return [(list_partition(family, day), self.row_key) for family in self.families()]
+        hour = hour_of(self.last_change)
+        return [(list_partition(family, hour), self.row_key) for family in self.families()]
 
     def contribution(self) -> dict[str, int]:
         """What the job adds to its account's totals."""
@@ -94,24 +94,24 @@ def account_family(account: str | None) -> str:
     return f"{ACCOUNT_FAMILY}{account_partition_name(account)}"
 
 
-def day_of(moment: datetime) -> int:
-    return datetime_to_ticks(moment) // DAY_TICKS
+def hour_of(moment: datetime) -> int:
+    return datetime_to_ticks(moment) // HOUR_TICKS
 
 
-def list_partition(family: str, day: int) -> str:
-    return f"{family}|{MAX_DAY - day:09d}"
+def list_partition(family: str, hour: int) -> str:
+    return f"{family}|{MAX_HOUR - hour:09d}"
 
 
-def day_of_partition(partition: str) -> int:
-    return MAX_DAY - int(partition.rpartition("|")[2])
+def hour_of_partition(partition: str) -> int:
+    return MAX_HOUR - int(partition.rpartition("|")[2])
 
 
 def ids_partition(account: str | None) -> str:
     return f"ids|{account_partition_name(account)}"
 
 
-def days_row(partition: str) -> dict[str, Any]:
-    return {"PartitionKey": DAYS_PARTITION, "RowKey": partition}
+def hours_row(partition: str) -> dict[str, Any]:
+    return {"PartitionKey": HOURS_PARTITION, "RowKey": partition}
 
 
 def list_row(summary: Summary, partition: str, body_text: str) -> dict[str, Any]:
@@ -187,18 +187,18 @@ def totals_body(totals: Mapping[str, int]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ListPosition:
-    """Where a page of the list ended: after row ``row_key`` of day ``day`` (by last change), or
+    """Where a page of the list ended: after row ``row_key`` of hour ``hour`` (by last change), or
     after job id ``job_id`` of account ``account`` (by id, for a prefix)."""
 
-    day: int | None = None
+    hour: int | None = None
     row_key: str = ""
     job_id: str = ""
     account: str = ""
 
 
 def encode_position(position: ListPosition) -> str:
-    if position.day is not None:
-        fields: list[Any] = ["h", position.day, position.row_key]
+    if position.hour is not None:
+        fields: list[Any] = ["h", position.hour, position.row_key]
     else:
         fields = ["i", position.job_id, position.account]
     return base64.urlsafe_b64encode(json.dumps(fields, separators=(",", ":")).encode()).decode().rstrip("=")
@@ -209,8 +209,8 @@ def decode_position(token: str) -> ListPosition:
     try:
         fields = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         kind, first, second = fields
-        if kind == "h" and isinstance(first, int) and 0 <= first <= MAX_DAY and isinstance(second, str):
-            return ListPosition(day=first, row_key=second)
+        if kind == "h" and isinstance(first, int) and 0 <= first <= MAX_HOUR and isinstance(second, str):
+            return ListPosition(hour=first, row_key=second)
         if kind == "i" and isinstance(first, str) and isinstance(second, str):
             return ListPosition(job_id=first, account=second)
     except (ValueError, TypeError, binascii.Error):
