@@ -196,6 +196,7 @@ async def list_jobs(
         return chosen
     job_filter, size = chosen
     token = query.get("$skiptoken") or None
+    await store.ensure_tables()  # a deployment listed before its first summary
     try:
         position = None if token is None else decode_position(token)
         jobs, next_position = await store.summaries.page(job_filter, size, position)

@@ -166,7 +166,7 @@ class CountsStore:
                 if job is None:
                     return None
                 self.job_index.remember(job)
-                return await self._counts_of(job)
+                return await self.counts_of(job)
             # Read the job's row and counter rows in one round trip: a partition count that grew since it
             # was cached is found from the counter rows themselves (their reshard marks).
             job_row, counters = await asyncio.gather(
@@ -183,7 +183,7 @@ class CountsStore:
             job = job_of_row(job_row)
             if job.partitions < partitions:  # removed and registered again with fewer partitions
                 self.job_index.remember(job)
-                return await self._counts_of(job)
+                return await self.counts_of(job)
             self.job_index.remember(job)
             return sum_counters(job, *counters)
 
@@ -204,7 +204,7 @@ class CountsStore:
         await self.ensure_tables()
         async with storage_call("listing jobs"):
             jobs, next_token = await self.job_index.page(max_results, continuation)
-            counts = await asyncio.gather(*(self._counts_of(job) for job in jobs))
+            counts = await asyncio.gather(*(self.counts_of(job) for job in jobs))
         return list(counts), next_token
 
     async def all_jobs(self) -> AsyncIterator[JobCounts]:
@@ -216,7 +216,8 @@ class CountsStore:
             if token is None:
                 return
 
-    async def _counts_of(self, job: JobRecord) -> JobCounts:
+    async def counts_of(self, job: JobRecord) -> JobCounts:
+        """A job's counts read from its counter rows."""
         return sum_counters(job, *await self.task_rows.job_counters(job.job_key, job.partitions))
 
     def partition_rows(self, job_key: str, shard: int) -> AsyncIterator[dict]:
@@ -305,6 +306,10 @@ class CountsStore:
 
     async def record_sync(self, position: SyncPosition) -> None:
         await self.job_index.record_sync(position)
+
+    async def record_state_check(self, job_key: str, at: datetime) -> None:
+        """A scheduled pass asked Batch for the job's state at ``at``."""
+        await self.job_index.record_state_check(job_key, at)
 
     async def record_batch_report(self, job_key: str, report: BatchReported | None) -> None:
         await self.activity.mark_changed([job_key], self._utc_clock())

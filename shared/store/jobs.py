@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from shared.store.codec.jobs import (
     new_job_row,
     reshard_begun_row,
     reshard_finished_row,
+    state_check_row,
     sync_position_of,
     sync_row,
     validation_row,
@@ -140,6 +141,12 @@ class JobIndex:
             break
         return [job_of_row(row) for row in rows], encode_token(pages.continuation_token)
 
+    async def records(self) -> AsyncIterator[JobRecord]:
+        """Every job's index row, a query per 1,000 jobs."""
+        async with storage_call("reading the job index"):
+            async for row in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": JOBS_PARTITION}):
+                yield job_of_row(row)
+
     async def keys_after(self, after: str, limit: int) -> list[str]:
         """Up to ``limit`` job keys after ``after``, in key order."""
         async with storage_call("reading job keys"):
@@ -167,6 +174,10 @@ class JobIndex:
         row = validation_row(job_key, status, note, validated_at, summary, created_span)
         async with storage_call("recording validation"):
             await self.table.update_entity(row, mode="merge", **RESENDABLE)
+
+    async def record_state_check(self, job_key: str, at: datetime) -> None:
+        async with storage_call("recording a state check"):
+            await self.table.update_entity(state_check_row(job_key, at), mode="merge", **RESENDABLE)
 
     async def record_batch_report(self, job_key: str, report: BatchReported | None) -> None:
         """Batch's own counts while they disagree with ours; None clears them (merge: other fields stay)."""

@@ -68,6 +68,7 @@ class JobRecord:
     created_span: tuple[int, int] | None = None  # ticks of the first and last task creation the last pass listed
     resharding_to: int | None = None  # the partitions a reshard in progress moves rows to
     batch_reported: BatchReported | None = None  # set while Batch's own counts disagree with ours
+    state_checked_at: datetime | None = None  # when a scheduled pass last asked Batch for the job's state
 
     @property
     def account(self) -> str | None:

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.data.tables import TableTransactionError
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.accounts import account_of_job_key, job_key_of
-from shared.errors import StoreUnavailableError
+from shared.errors import InvalidContinuationError, StoreUnavailableError
 from shared.store import transactions
 from shared.store.codec.summaries import (
     ACTIVE,
@@ -30,13 +29,16 @@ from shared.store.codec.summaries import (
     ALL,
     FINISHED,
     HOURS_PARTITION,
+    IDS_PREFIX,
     TOTALS_ROW,
+    Brief,
     ListPosition,
     StoredJob,
     Summary,
     account_family,
     account_partition_name,
     adjusted,
+    brief_of,
     hour_of_partition,
     hours_row,
     ids_partition,
@@ -47,7 +49,7 @@ from shared.store.codec.summaries import (
     totals_of,
     totals_row,
 )
-from shared.store.queries import first_rows
+from shared.store.queries import first_rows, stream_rows
 from shared.store.tables import (
     MAX_TRANSACTION_OPERATIONS,
     RESENDABLE,
@@ -122,6 +124,8 @@ class JobSummaries:
                     ]
                 )
                 await self._commit(account, written, removed_keys, stored)
+                for job_key in removed_keys:
+                    self._cleared.pop(job_key, None)
                 moves += [(summary, stored.get(summary.job_key)) for summary in written]
             await self._move_list_rows(moves)
 
@@ -193,7 +197,7 @@ class JobSummaries:
             self._hours_known.update(new_hours)
             self._hours.clear()  # this process's lists show the new buckets at once
         await asyncio.gather(
-            *(upsert_all(self._list_table(partition), rows) for partition, rows in by_partition.items())
+            *(self._upsert_bucket(partition, rows) for partition, rows in by_partition.items())
         )  # a table each: storage takes them side by side
         leftovers: list[tuple[str, str]] = []
         for summary, old in moves:
@@ -204,6 +208,14 @@ class JobSummaries:
             self._cleared[summary.job_key] = frozenset(self._maybe_left(summary.job_key, old)) - set(
                 summary.list_keys()
             )
+
+    async def _upsert_bucket(self, partition: str, rows: list[dict]) -> None:
+        try:
+            await upsert_all(self._list_table(partition), rows)
+        except HttpResponseError as failure:
+            if failure.status_code == 404:  # its table deleted since (Azure: still being deleted)
+                self._hours_known.discard(partition)  # the next run creates it again
+            raise
 
     async def _delete_list_rows(self, keys: list[tuple[str, str]], keep: Collection[str] = ()) -> None:
         """Delete list rows (those already gone are fine); a bucket left empty loses its table and its
@@ -220,7 +232,10 @@ class JobSummaries:
                         table,
                         [("delete", {"PartitionKey": partition, "RowKey": row_key}, ANY_ETAG) for row_key in chunk],
                     )
-                except (TableTransactionError, ResourceNotFoundError):  # some gone already: one by one
+                except HttpResponseError as failure:
+                    if failure.status_code != 404:
+                        raise
+                    # Some rows gone already, or the whole bucket: one by one.
                     await asyncio.gather(*(_delete_one(table, partition, row_key) for row_key in chunk))
             if partition not in keep and not await _first_rows_of(table, partition, "", [], {}, 1):
                 await _delete_one(self.hours_table, HOURS_PARTITION, partition)
@@ -260,6 +275,8 @@ class JobSummaries:
     ) -> tuple[list[ListedJob], ListPosition | None]:
         """A page of the list and where the next one starts (None: no more). By last change, newest
         first; with a prefix, by job id."""
+        if position is not None and (position.hour is None) != (job_filter.prefix is not None):
+            raise InvalidContinuationError("a continuation token of another kind of list")
         async with storage_call("listing jobs"):
             if job_filter.prefix is not None:
                 return await self._page_by_id(job_filter, size, position)
@@ -329,6 +346,20 @@ class JobSummaries:
         if not page or not more:
             return _listed(page), None
         return _listed(page), ListPosition(job_id=_id_of(page[-1]["JobKey"]), account=page[-1]["Account"])
+
+    async def briefs(self) -> dict[str, Brief]:
+        """Every summarized job's tasks and last change, by job key (a query per 1,000 jobs)."""
+        async with storage_call("reading job summaries"):
+            return {
+                row["RowKey"]: brief_of(row)
+                async for row in stream_rows(
+                    self.table,
+                    "PartitionKey ge @low and PartitionKey lt @high",
+                    {"low": IDS_PREFIX, "high": f"{IDS_PREFIX}~"},
+                    ["RowKey", "Contribution", "LastChange"],
+                )
+                if row["RowKey"] != TOTALS_ROW and row.get("LastChange")
+            }
 
     async def totals(self, accounts: Iterable[str | None]) -> dict[str | None, dict[str, int]]:
         """Each account's totals (one point read per account)."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from shared.events import TICKS_PER_SECOND, datetime_to_ticks
+from shared.events import TICKS_PER_SECOND, datetime_to_ticks, ticks_to_datetime
 
 CHANGED_PARTITION = "changed"
 ACTIVE_PARTITION = "active"
@@ -23,6 +23,10 @@ BUCKET_TICKS = 10 * TICKS_PER_SECOND  # a job is marked changed at most once per
 
 def bucket_of(at: datetime) -> int:
     return datetime_to_ticks(at) // BUCKET_TICKS
+
+
+def bucket_start(bucket: int) -> datetime:
+    return ticks_to_datetime(bucket * BUCKET_TICKS)
 
 
 def bucket_key(bucket: int) -> str:

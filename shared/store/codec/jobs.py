@@ -40,6 +40,7 @@ def job_of_row(row: dict) -> JobRecord:
         created_span=_span_of(row["CreatedSpan"]) if row.get("CreatedSpan") else None,
         resharding_to=int(row["ReshardingTo"]) if row.get("ReshardingTo") else None,
         batch_reported=batch_reported_of(row.get("BatchReported")),
+        state_checked_at=row.get("StateCheckedAt"),
     )
 
 
@@ -116,6 +117,11 @@ def validation_row(
     if created_span is not None:
         row["CreatedSpan"] = f"{ticks_text(created_span[0])}-{ticks_text(created_span[1])}"
     return row
+
+
+def state_check_row(job_key: str, at: datetime) -> dict[str, Any]:
+    """When a scheduled pass last asked Batch for the job's state (merged into its row)."""
+    return {"PartitionKey": JOBS_PARTITION, "RowKey": job_key, "StateCheckedAt": at}
 
 
 def batch_report_row(job_key: str, report: BatchReported | None) -> dict[str, Any]:

@@ -30,11 +30,13 @@ from typing import Any
 from shared.counting import Counts
 from shared.errors import InvalidContinuationError
 from shared.events import TICKS_PER_SECOND, datetime_to_ticks
+from shared.store.codec.history import table_time
 
 MAX_TICKS = 10**19 - 1
 HOUR_TICKS = 3600 * TICKS_PER_SECOND
 MAX_HOUR = 10**9 - 1
 HOURS_PARTITION = "hours"
+IDS_PREFIX = "ids|"  # then the account: the partitions of jobs' own rows
 TOTALS_ROW = "~totals"  # after every job key: '~' sorts after letters and digits
 DEFAULT_ACCOUNT = "-"  # the default account in partition names (its job keys name no account)
 ALL, ACTIVE, FINISHED, ALERT = "all", "active", "finished", "alert"
@@ -107,7 +109,7 @@ def hour_of_partition(partition: str) -> int:
 
 
 def ids_partition(account: str | None) -> str:
-    return f"ids|{account_partition_name(account)}"
+    return f"{IDS_PREFIX}{account_partition_name(account)}"
 
 
 def hours_row(partition: str) -> dict[str, Any]:
@@ -138,7 +140,23 @@ def job_row(summary: Summary, stale: list[tuple[str, str]], body_text: str) -> d
         "Keys": json.dumps(summary.list_keys()),
         "Stale": json.dumps(sorted(set(stale) - set(summary.list_keys()))),
         "Contribution": json.dumps(summary.contribution()),
+        "LastChange": summary.last_change,
     }
+
+
+@dataclass(frozen=True)
+class Brief:
+    """A job's tasks and last change as its summary has them (what scheduling validation needs)."""
+
+    tasks: Counts
+    last_change: datetime
+
+
+def brief_of(row: Mapping[str, Any]) -> Brief:
+    share = json.loads(row["Contribution"])
+    last = row["LastChange"]  # the SDK's datetime, or OData's text where a reply is decoded by hand
+    moment = table_time(last) if isinstance(last, datetime) else datetime.fromisoformat(last)
+    return Brief(Counts(*(share[name] for name in TASK_FIELDS)), moment)
 
 
 @dataclass(frozen=True)
