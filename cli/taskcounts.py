@@ -2,7 +2,7 @@
 
     taskcounts get JOB_ID [--json]       the counts once (JSON for scripts)
     taskcounts watch JOB_ID              live progress bars until no task is active or running
-    taskcounts jobs                      every job with its counts, rate, ETA and alerts
+    taskcounts jobs [--state S] [--alert A] [--prefix P] [--limit N]   jobs, newest change first
 
 Rate, ETA and the stalled and failing flags are the API's "progress" object, as the dashboard shows them.
 
@@ -118,14 +118,18 @@ class Api:
         prefix = f"accounts/{urllib.parse.quote(account, safe='')}/" if account else ""
         return self.get(f"{prefix}jobs/{urllib.parse.quote(job_id, safe='')}/taskcounts")
 
-    def jobs(self, account: str | None = None) -> list[dict]:
-        jobs, path = [], "jobs?maxresults=100" + (f"&account={urllib.parse.quote(account, safe='')}" if account else "")
-        while path:
+    def jobs(self, account: str | None = None, limit: int | None = None, **filters: str | None) -> list[dict]:
+        """The jobs list, newest change first, every page (or the first ``limit`` jobs); ``filters``:
+        state, alert, prefix, as the API takes them."""
+        query = {"maxresults": "100", "account": account, **filters}
+        jobs: list[dict] = []
+        path: str | None = "jobs?" + urllib.parse.urlencode({name: value for name, value in query.items() if value})
+        while path and (limit is None or len(jobs) < limit):
             page = self.get(path)
             jobs += page["value"]
             link = page.get("odata.nextLink")
             path = link.split("/api/", 1)[1] if link else None
-        return jobs
+        return jobs[:limit]
 
 
 def total_of(counts: dict) -> int:
@@ -272,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     watcher = commands.add_parser("watch", help="live progress of one job until it completes")
     watcher.add_argument("job_id")
     watcher.add_argument("--interval", type=float, default=2.0)
-    commands.add_parser("jobs", help="every job with its counts")
+    lister = commands.add_parser("jobs", help="jobs with their counts, newest change first")
+    lister.add_argument("--state", choices=("active", "finished"), help="jobs with tasks left, or none")
+    lister.add_argument("--alert", choices=("any", "stalled", "failing"), help="jobs with that alert")
+    lister.add_argument("--prefix", help="jobs whose id starts with this (then by id)")
+    lister.add_argument("--limit", type=int, default=100, help="at most this many jobs (0: every one)")
     args = parser.parse_args(argv)
     console = Console()
     try:
@@ -289,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             return watch(api, args.job_id, args.interval, console, args.account)
         else:
             table = Table("job", "account", *BUCKETS, "rate", "ETA", "validation", "alerts", show_edge=False)
-            for job in api.jobs(args.account):
+            chosen = api.jobs(args.account, args.limit or None, state=args.state, alert=args.alert, prefix=args.prefix)
+            for job in chosen:
                 progress = job.get("progress") or {}
                 table.add_row(
                     job["id"],

@@ -176,6 +176,10 @@ def test_cli_reads_counts_and_explains_wrong_urls_keys_and_jobs(stack):
             break
         time.sleep(0.5)
     assert code == 0 and "Render-42" in out and "simaccount" in out  # each job with its account
+    code, out, _ = run_cli("--url", stack.app_url, "--key", READ_KEY, "jobs", "--prefix", "render-4", "--limit", "5")
+    assert code == 0 and "Render-42" in out  # filtered by the API: a prefix, case-insensitive
+    code, out, _ = run_cli("--url", stack.app_url, "--key", READ_KEY, "jobs", "--prefix", "nothing")
+    assert code == 0 and "Render-42" not in out
     code, out, err = run_cli("--url", stack.app_url, "--key", READ_KEY, "--account", "simaccount", "get", "Render-42")
     assert code == 0 and "succeeded" in out, err  # the default account, by name
     code, _, err = run_cli("--url", stack.app_url, "--key", READ_KEY, "--account", "teamb", "get", "Render-42")
