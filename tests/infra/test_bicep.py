@@ -380,7 +380,7 @@ def test_settings_the_host_resolves_have_one_value_in_local_settings_bicep_and_r
     function_text = (INFRA / "app" / "function.bicep").read_text()
     readme = (REPO / "README.md").read_text()
     resolved = {name for path in REPO.glob("*/function.json") for name in re.findall(r"%(\w+)%", path.read_text())}
-    assert {"VALIDATION_SCHEDULE", "TASK_SYNC_SCHEDULE", "PROGRESS_SCHEDULE"} <= resolved
+    assert {"VALIDATION_SCHEDULE", "TASK_SYNC_SCHEDULE", "PROGRESS_SCHEDULE", "SUMMARY_SCHEDULE"} <= resolved
     for name in sorted(resolved):
         value = local[name]
         param = re.search(rf"name: '{name}'\s+value: (\w+)", function_text).group(1)
