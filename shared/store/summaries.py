@@ -113,7 +113,9 @@ class JobSummaries:
                 by_account[account_of_job_key(job_key)][1].append(job_key)
             moves: list[tuple[Summary, StoredJob | None]] = []
             for account, (written, removed_keys) in by_account.items():
-                stored = await self._stored(account, [summary.job_key for summary in written] + removed_keys)
+                stored, totals_current = await self._stored(
+                    account, [summary.job_key for summary in written] + removed_keys
+                )
                 # A removed job's list rows go first: its ids row is what finds them.
                 await self._delete_list_rows(
                     [
@@ -123,21 +125,27 @@ class JobSummaries:
                         for key in self._maybe_left(job_key, stored[job_key])
                     ]
                 )
-                await self._commit(account, written, removed_keys, stored)
+                await self._commit(account, written, removed_keys, stored, totals_current)
                 for job_key in removed_keys:
                     self._cleared.pop(job_key, None)
                 moves += [(summary, stored.get(summary.job_key)) for summary in written]
             await self._move_list_rows(moves)
 
-    async def _stored(self, account: str | None, job_keys: list[str]) -> dict[str, StoredJob]:
+    async def _stored(self, account: str | None, job_keys: list[str]) -> tuple[dict[str, StoredJob], Any]:
+        """These jobs' ``ids`` rows and the account's totals row (None before its first), in one read."""
         rows = await read_rows(self.table, ids_partition(account), [*job_keys, TOTALS_ROW])
-        return {key: stored_job_of(row, row.metadata["etag"]) for key, row in rows.items() if key != TOTALS_ROW}
+        totals = rows.pop(TOTALS_ROW, None)
+        return {key: stored_job_of(row, row.metadata["etag"]) for key, row in rows.items()}, totals
 
     async def _commit(
-        self, account: str | None, written: list[Summary], removed: list[str], stored: dict[str, StoredJob]
+        self,
+        account: str | None,
+        written: list[Summary],
+        removed: list[str],
+        stored: dict[str, StoredJob],
+        totals_current: Any,
     ) -> None:
         """The jobs' ``ids`` rows and the account's totals, in transactions of up to 99 jobs and the totals."""
-        totals_current = await self._totals_row(account)
         totals = totals_of(totals_current)
         totals_etag = totals_current.metadata["etag"] if totals_current is not None else None
         operations: list[tuple[tuple, dict[str, int] | None, dict[str, int] | None]] = []
