@@ -39,11 +39,11 @@ logger = logging.getLogger(__name__)
 
 class CountsStore:
     """Per-job task counts with exactly-once effect, the job index, validation listings, rejected
-    events, progress history and job summaries: six tables named
-    ``{prefix}jobs|scans|rejected|history|summaries|summaryhours``, a table per bucket of job summaries
-    (shared.store.summaries), a table
-    per job partition for task and counter rows (shared.store.partitions) and one per validation
-    scan for its listing (shared.store.scans)."""
+    events, progress history and job summaries: five tables named
+    ``{prefix}jobs|scans|rejected|summaries|summaryhours``, 64 of progress history
+    (``{prefix}historyNN``, shared.store.history), a table per bucket of job summaries
+    (shared.store.summaries), a table per job partition for task and counter rows
+    (shared.store.partitions) and one per validation scan for its listing (shared.store.scans)."""
 
     def __init__(
         self,
@@ -70,7 +70,7 @@ class CountsStore:
         self.rows_per_partition = rows_per_partition
         self.scans = ScanListings(service, table_prefix)
         self.rejected = RejectedEvents(service.get_table_client(f"{table_prefix}rejected"))
-        self.history = ProgressHistory(service.get_table_client(f"{table_prefix}history"))
+        self.history = ProgressHistory(service, table_prefix)
         self.watches = Watches(self.job_index.table, clock)
         self.activity = JobActivity(self.job_index.table)
         self.summaries = JobSummaries(service, table_prefix, clock)
@@ -78,7 +78,6 @@ class CountsStore:
             self.job_index.table,
             self.scans.table,
             self.rejected.table,
-            self.history.table,
             self.summaries.table,
             self.summaries.hours_table,
         )
@@ -346,6 +345,11 @@ class CountsStore:
     async def progress_since(self, job_key: str, start: datetime | None) -> list[Point]:
         await self.ensure_tables()
         return await self.history.since(job_key, start)
+
+    async def move_legacy_history(self, most_rows: int) -> bool:
+        """Move about ``most_rows`` rows of an upgraded deployment's progress history into its tables;
+        whether all of it is moved (shared.store.history)."""
+        return await self.history.move_legacy(most_rows)
 
     async def record_progress(self, job_key: str, point: Point | None, episodes: Episodes, held: int) -> None:
         await self.history.record(job_key, point, episodes, held)

@@ -5,6 +5,9 @@ import logging
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+
 from shared import api
 from shared.counting import TaskResult, TaskState
 from shared.fleet import summarize_jobs
@@ -225,3 +228,61 @@ async def test_a_run_reads_the_jobs_that_changed_and_the_running_ones_not_the_fi
         assert points == [(0, 2), (1, 2), (0, 3)]  # each change recorded, none missed
     finally:
         await store.close()
+
+
+async def test_an_upgraded_deployments_history_is_moved_whole_and_read_all_along(azurite, monkeypatch):
+    """Deployments before kept every job's points in one table, ``{prefix}history``: the first runs
+    after the upgrade move it, whole jobs at a time, and record nothing meanwhile; every read sees a
+    job's whole history before, during and after the move; a job removed meanwhile leaves neither."""
+    from shared import monitoring
+    from shared.counting import Counts
+    from shared.progress import Episodes, Point
+    from shared.store.codec.history import head_row, point_row
+    from shared.store.tables import upsert_all
+
+    monkeypatch.setattr(monitoring, "LEGACY_HISTORY_ROWS_PER_RUN", 100)
+    async with store_of(azurite, PROGRESS_MAX_POINTS=500) as (store, settings):
+        for job, tasks in (("job-a-long", 150), ("job-failing", 3), ("job-gone", 1)):
+            await run_tasks(store, job, range(tasks), TaskState.ACTIVE, 1)
+        # As the code before wrote them: job-a-long's newest point is its counts (150 active) today.
+        held = {
+            "job-a-long": [Point(T0 + timedelta(minutes=n), Counts(active=n + 1), T0) for n in range(150)],
+            "job-failing": [Point(T0 + timedelta(minutes=n), Counts(active=1 + n), T0) for n in range(2)],
+            "job-gone": [Point(T0, Counts(active=1), T0)],
+        }
+        failing = Episodes(failing_since=T0)
+        legacy = store.history.legacy
+        await legacy.create_table()
+        for job, points in held.items():
+            episodes = failing if job == "job-failing" else Episodes()
+            rows = [head_row(job, episodes, len(points)), *(point_row(job, point) for point in points)]
+            await upsert_all(legacy, rows)
+
+        async def read_back(job: str) -> tuple[Episodes, list[Point]]:
+            episodes, count, _ = await store.recent_progress(job, T0)
+            assert count == len(held[job])
+            return episodes, await store.progress_since(job, None)
+
+        assert await read_back("job-a-long") == (Episodes(), held["job-a-long"])
+        later = T0 + timedelta(days=1)
+        assert await record_progress(store, settings, later) == monitoring.ProgressRun(0, 0, 0, 0)
+        moved = [row async for row in store.history.table_of("job-a-long").list_entities()]
+        assert len(moved) == 151  # job-a-long moved (151 rows: past the 100 a run; keys come in order).
+        assert [row async for row in legacy.list_entities() if row["PartitionKey"] == "job-a-long"] == []
+        assert await read_back("job-a-long") == (Episodes(), held["job-a-long"])
+        assert await read_back("job-failing") == (failing, held["job-failing"])  # ...job-failing not yet
+        await store.remove_job("job-gone")
+        assert await store.progress_since("job-gone", None) == []
+
+        run = await record_progress(store, settings, later)  # the rest moved, then recorded
+        assert (run.jobs, run.points) == (2, 1)  # job-failing's counts (3 active) differ from its newest point
+        with pytest.raises(ResourceNotFoundError):  # the legacy table is gone
+            [row async for row in legacy.list_entities()]
+        assert (await read_back("job-a-long"))[1] == held["job-a-long"]  # (a stall alerted since)
+        points = await store.progress_since("job-failing", None)
+        assert points[:-1] == held["job-failing"] and points[-1].counts == Counts(active=3)
+    fresh = CountsStore.from_settings(settings)  # another process: learns the legacy table is gone
+    try:
+        assert await fresh.progress_since("job-a-long", None) == held["job-a-long"]
+    finally:
+        await fresh.close()
