@@ -1,4 +1,4 @@
-"""Progress history (``{prefix}history``): one partition per job, newest point first.
+"""Progress history (``{prefix}historyNN``, shared.store.history): one partition per job, newest point first.
 
 Rows: ``head`` (how many points the job holds, which alerts were raised) and one row per point,
 keyed ``p`` + (MAX_TICKS - ticks), so a partition read from its start meets the head, then the
