@@ -7,7 +7,8 @@ A fresh Azurite (in memory) and two fleets in it over 3 accounts, every job inge
 with a running task, then summarized (``SummarizeJobs``, backfill included) and given a progress
 point (``RecordProgress``'s first run, timed once). Seeding the large fleet takes about 50 minutes
 here (40 of them ingestion and backfill: a table per job partition, and Azurite slows as tables add
-up), so each fleet is seeded once and measured ``--repeats`` times, a simulated minute apart. For the small fleet and the large one:
+up), so each fleet is seeded once and measured ``--repeats`` times, a simulated minute apart. For
+the small fleet and the large one:
 
 1. jobs list: server time of ``GET /api/jobs?maxresults=100`` (``shared.api.list_jobs`` in this
    process: storage reads included, HTTP framing not), answered 200, p50 / p99 over 300 calls;
