@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable
 from datetime import datetime
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -112,8 +111,9 @@ class ProgressHistory:
 
     async def delete_job(self, job_key: str) -> int:
         removed = 0
+        tables = [self.table_of(job_key)] + ([] if self._legacy_gone else [self.legacy])
         async with storage_call("removing progress"):
-            for table in (self.table_of(job_key), *(() if self._legacy_gone else (self.legacy,))):
+            for table in tables:
                 try:
                     removed += await delete_partition(table, job_key)
                 except ResourceNotFoundError:
@@ -174,15 +174,10 @@ class ProgressHistory:
                     self._legacy_gone = True
         return self.table_of(job_key)
 
-    async def _rows(self, job_key: str, filter_: str, parameters: dict, select: Iterable[str] | None) -> list[dict]:
+    async def _rows(self, job_key: str, filter_: str, parameters: dict, select: list[str] | None) -> list[dict]:
         async with storage_call("reading progress"):
             table = await self._table_holding(job_key)
             try:
-                return [
-                    row
-                    async for row in table.query_entities(
-                        filter_, parameters=parameters, select=list(select) if select else None
-                    )
-                ]
+                return [row async for row in table.query_entities(filter_, parameters=parameters, select=select)]
             except ResourceNotFoundError:  # no table: none of its jobs has a point yet
                 return []
